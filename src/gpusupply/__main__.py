@@ -1,0 +1,3 @@
+from gpusupply.cli.main import app
+
+app()

@@ -1,0 +1,1 @@
+"""Plain types and pure functions: no I/O here."""

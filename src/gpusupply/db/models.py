@@ -1,0 +1,219 @@
+"""SQLAlchemy 2 models. Migrations in db/migrations are the source of truth for the schema;
+`tests/db/test_migrations.py` checks that they agree with these models.
+
+Rows the engine works on carry lease columns (`LeaseMixin`): a worker claims a row by writing a
+fresh `lock_token` with an expiry, does its vendor I/O outside any transaction, and applies its
+result only `WHERE lock_token = :token`. See docs/engine.md.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class LeaseMixin:
+    lock_token: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    lock_owner: Mapped[str | None] = mapped_column(String(100), default=None)
+    lock_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When the engine should look at the row next (backoff, polling cadence).
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16), index=True)  # first characters, for lookup and display
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the whole token
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class OfferRow(Base):
+    """An offer as returned to users: a row of a vendor catalog snapshot.
+
+    Rows are written by the catalog refresh (one bulk insert per vendor refresh), so every replica
+    answers `GET /offers/{id}` for any offer any replica returned, until it expires.
+    """
+
+    __tablename__ = "offers"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    snapshot_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    vendor: Mapped[str] = mapped_column(String(20))
+    vendor_offer_id: Mapped[str] = mapped_column(String(200))
+    gpu_type: Mapped[str] = mapped_column(String(100))
+    gpu_family: Mapped[str] = mapped_column(String(50))
+    gpu_count: Mapped[int] = mapped_column(Integer)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)  # the full normalized offer, vendor_data included
+    fetched_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(String(20), default="available")  # available|procured|failed|expired
+    procured_at: Mapped[datetime | None] = mapped_column(default=None)
+    procured_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)  # tenant
+
+
+class CatalogSnapshot(Base):
+    """The newest complete catalog of one vendor; replicas reload their index when it changes."""
+
+    __tablename__ = "catalog_snapshots"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    vendor: Mapped[str] = mapped_column(String(20), index=True)
+    fetched_at: Mapped[datetime] = mapped_column()
+    offer_count: Mapped[int] = mapped_column(Integer)
+    current: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Procurement(Base):
+    __tablename__ = "procurements"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
+    offer_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)  # null for procure-by-spec
+    spec: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # first answer, for replays
+    status: Mapped[str] = mapped_column(String(40))
+    failure_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    procured_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (Index("uq_procurement_idempotency", "tenant_id", "idempotency_key", unique=True),)
+
+
+class Resource(LeaseMixin, Base):
+    __tablename__ = "resources"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
+    procurement_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("procurements.id"), index=True)
+    offer_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)  # the offer being tried / used
+    name: Mapped[str | None] = mapped_column(String(200), default=None)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    # The status a deletion ends in: "deleted" for a user delete, "failed" when the engine cleans
+    # up a failed provisioning. Only reached once the vendor confirmed the instance is gone.
+    final_status: Mapped[str | None] = mapped_column(String(20), default=None)
+    status_message: Mapped[str | None] = mapped_column(Text, default=None)
+    vendor: Mapped[str | None] = mapped_column(String(20), index=True)
+    vendor_region: Mapped[str | None] = mapped_column(String(100), default=None)
+    region: Mapped[str | None] = mapped_column(String(10), default=None)
+    vendor_instance_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    vendor_status: Mapped[str | None] = mapped_column(String(100), default=None)
+    external_ip: Mapped[str | None] = mapped_column(String(100), default=None)
+    ssh_host: Mapped[str | None] = mapped_column(String(200), default=None)
+    ssh_port: Mapped[int | None] = mapped_column(Integer, default=None)
+    gpu_type: Mapped[str | None] = mapped_column(String(100), default=None)
+    gpu_family: Mapped[str | None] = mapped_column(String(50), default=None)
+    gpu_count: Mapped[int | None] = mapped_column(Integer, default=None)
+    price_per_hour: Mapped[float | None] = mapped_column(Float, default=None)  # fixed at procurement
+    offer_snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    ssh_public_key: Mapped[str] = mapped_column(Text)
+    cloud_init: Mapped[str | None] = mapped_column(Text, default=None)
+    # Engine bookkeeping.
+    create_attempted_at: Mapped[datetime | None] = mapped_column(default=None)  # a create may have committed
+    attempts: Mapped[list[Any]] = mapped_column(JSON, default=list)  # offers tried (spec procurement)
+    pending_action: Mapped[str | None] = mapped_column(String(20), default=None)  # start|stop|reboot
+    retry_count: Mapped[int] = mapped_column(Integer, default=0)
+    delete_requested_at: Mapped[datetime | None] = mapped_column(default=None)
+    delete_alerted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Times.
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    running_since: Mapped[datetime | None] = mapped_column(default=None)  # vendor-confirmed first running
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)  # vendor-confirmed end
+    last_synced_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        Index("ix_resources_engine_queue", "status", "next_attempt_at"),
+        Index("ix_resources_vendor_instance", "vendor", "vendor_instance_id"),
+    )
+
+
+class Event(Base):
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    resource_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    vendor: Mapped[str | None] = mapped_column(String(20), default=None)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(50))  # status_change | attempt | alert | orphan | ...
+    from_status: Mapped[str | None] = mapped_column(String(20), default=None)
+    to_status: Mapped[str | None] = mapped_column(String(20), default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class VendorState(Base):
+    """Per vendor: health as the last listing showed it, and reconciler bookkeeping."""
+
+    __tablename__ = "vendor_states"
+    vendor: Mapped[str] = mapped_column(String(20), primary_key=True)
+    degraded: Mapped[bool] = mapped_column(Boolean, default=False)
+    degraded_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    degraded_since: Mapped[datetime | None] = mapped_column(default=None)
+    last_reconciled_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Marker-carrying instances first seen without a live resource: instance id -> first seen (ISO).
+    orphan_candidates: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class JobLease(Base):
+    """A lease on a periodic job ("reconcile:vast", "catalog:fal"), so one process runs it at a time."""
+
+    __tablename__ = "job_leases"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    lock_token: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    lock_owner: Mapped[str | None] = mapped_column(String(100), default=None)
+    lock_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_run_at: Mapped[datetime | None] = mapped_column(default=None)

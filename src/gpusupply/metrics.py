@@ -1,0 +1,30 @@
+"""Prometheus metrics, declared once here and updated where the work happens."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+VENDOR_REQUESTS = Counter(
+    "gpusupply_vendor_requests_total", "Vendor API requests by outcome", ["vendor", "endpoint", "outcome"]
+)
+VENDOR_LATENCY = Histogram(
+    "gpusupply_vendor_request_seconds",
+    "Vendor API request latency",
+    ["vendor", "endpoint"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+VENDOR_RATE_LIMIT_WAIT = Counter(
+    "gpusupply_vendor_rate_limit_wait_seconds_total", "Seconds spent pacing before vendor calls", ["vendor"]
+)
+VENDOR_RATE_LIMITED = Counter("gpusupply_vendor_429_total", "429 answers received from vendors", ["vendor"])
+VENDOR_DEGRADED = Gauge("gpusupply_vendor_degraded", "1 when the vendor's last listing failed", ["vendor"])
+RESOURCES_BY_STATUS = Gauge("gpusupply_resources", "Resources by status", ["status"])
+PROCUREMENT_ATTEMPTS = Counter(
+    "gpusupply_procurement_attempts_total", "Vendor create attempts by outcome", ["vendor", "outcome"]
+)
+PROCUREMENT_FAILOVERS = Counter("gpusupply_procurement_failovers_total", "Failovers to the next offer", ["vendor"])
+DELETION_RETRIES = Counter("gpusupply_deletion_retries_total", "Delete calls that had to be repeated", ["vendor"])
+ORPHANS_FOUND = Counter("gpusupply_orphans_found_total", "Vendor instances with our marker and no live resource", ["vendor"])
+ORPHANS_TERMINATED = Counter("gpusupply_orphans_terminated_total", "Orphans deleted by the reconciler", ["vendor"])
+OFFER_CACHE_AGE = Gauge("gpusupply_offer_cache_age_seconds", "Age of the offer catalog per vendor", ["vendor"])
+LEASE_TAKEOVERS = Counter("gpusupply_lease_takeovers_total", "Work taken over from an expired lease", ["pipeline"])

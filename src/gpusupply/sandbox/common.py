@@ -1,0 +1,370 @@
+"""What every simulated vendor shares: configuration, faults, rate limits, lifecycle, truth, admin.
+
+Each vendor module (vast.py, fal.py, nebula.py) subclasses `VendorSandbox`, adds its real routes
+and renders errors in its own envelopes. Everything random is drawn from generators seeded by
+`SandboxConfig.seed`, and instance lifecycles are computed lazily from the (settable) clock, so
+the same seed and the same sequence of requests give the same run.
+
+Admin routes (not part of any vendor API; under /_sandbox):
+    GET  /_sandbox/state           every instance that exists, every committed create, faults injected
+    GET  /_sandbox/faults          PUT /_sandbox/faults {"429": 0.2, ...}   (same names as --faults)
+    PUT  /_sandbox/config          {"latency": s, "ready_after": s, "rate_limits": bool, "hang_seconds": s}
+    POST /_sandbox/clock/advance   {"seconds": n}   moves the sandbox clock forward
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+
+from gpusupply.core.ratelimit import Gcra
+
+FAULT_NAMES = ("429", "500", "503", "hang", "lost", "malformed", "preempt")
+# Faults drawn for every vendor API call; the others apply only where they make sense.
+GENERIC_FAULTS = ("429", "500", "503", "hang")
+
+
+def parse_fault_spec(spec: str | None) -> dict[str, float]:
+    """'429=0.2,500=0.1' -> {'429': 0.2, '500': 0.1}; raises ValueError with a clear message."""
+    faults: dict[str, float] = {}
+    if not spec:
+        return faults
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or name not in FAULT_NAMES:
+            raise ValueError(f"unknown fault {part!r}; expected name=probability with name in {', '.join(FAULT_NAMES)}")
+        try:
+            probability = float(value)
+        except ValueError:
+            raise ValueError(f"fault {name!r}: {value!r} is not a number") from None
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"fault {name!r}: probability must be between 0 and 1")
+        faults[name] = probability
+    return faults
+
+
+def account_fingerprint(key: str) -> str:
+    """How the admin routes name an account without echoing its key."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+@dataclass
+class SandboxConfig:
+    seed: int = 0
+    offers: int = 3000  # size of a marketplace inventory (Vast); others scale from it where it makes sense
+    ready_after: float = 3.0  # seconds from create to running
+    faults: dict[str, float] = field(default_factory=dict)
+    rate_limits: bool = True
+    rate_scale: float = 1.0  # multiplies every documented rate (tests may loosen them)
+    latency: float = 0.0  # seconds added to every vendor API call
+    hang_seconds: float = 30.0  # how long a "hang" fault (or a lost response) holds the request
+
+
+class SandboxClock:
+    """Wall clock plus an offset that tests can advance, so time-driven behaviour needs no sleeping."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+class FaultInjector:
+    def __init__(self, faults: dict[str, float], seed: int):
+        self.faults = dict(faults)
+        self.seed = seed
+        self._rng = random.Random(seed)
+        self.injected: dict[str, int] = {name: 0 for name in FAULT_NAMES}
+
+    def draw(self, applicable: tuple[str, ...]) -> str | None:
+        """One uniform draw per applicable fault, in a fixed order: the first that hits wins."""
+        hit = None
+        for name in applicable:
+            p = self.faults.get(name, 0.0)
+            if p > 0 and self._rng.random() < p and hit is None:
+                hit = name
+        if hit:
+            self.injected[hit] += 1
+        return hit
+
+    def preempted_at(self, instance_id: str, running_since: float, now: float) -> float | None:
+        """When a running instance is preempted, if it is by `now`: a per-minute Bernoulli draw
+        from a hash of (seed, instance, minute), so the answer does not depend on polling."""
+        p = self.faults.get("preempt", 0.0)
+        if p <= 0 or now <= running_since:
+            return None
+        minutes = int((now - running_since) // 60) + 1
+        for minute in range(minutes):
+            u, offset = _hash_uniform(self.seed, instance_id, minute)
+            at = running_since + 60 * minute + 60 * offset
+            if at > now:
+                return None
+            if u < p:
+                return at
+        return None
+
+
+def _hash_uniform(seed: int, key: str, minute: int) -> tuple[float, float]:
+    digest = hashlib.sha256(f"{seed}:{key}:{minute}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64, int.from_bytes(digest[8:16], "big") / 2**64
+
+
+class Phase:
+    CREATING = "creating"
+    LOADING = "loading"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    STARTING = "starting"
+    REBOOTING = "rebooting"
+    DELETED = "deleted"
+    PREEMPTED = "preempted"
+
+
+TRANSIENT_SECONDS = 1.0  # how long stopping / starting / rebooting last
+
+
+@dataclass
+class SimInstance:
+    """A simulated instance. Its phase is computed from the clock, never advanced by a ticker."""
+
+    id: str
+    account: str  # the API key that owns it
+    created_at: float
+    ready_after: float
+    marker: str | None = None  # label / name / idempotency key the create carried
+    data: dict[str, Any] = field(default_factory=dict)  # vendor-specific fields
+    running_since: float | None = None  # set lazily when it first runs, and on each start
+    stopped_at: float | None = None
+    start_requested_at: float | None = None
+    reboot_requested_at: float | None = None
+    deleted_at: float | None = None
+    preempted: float | None = None
+
+    def phase(self, now: float, faults: FaultInjector) -> str:
+        if self.deleted_at is not None and now >= self.deleted_at:
+            return Phase.DELETED
+        if self.preempted is not None:
+            return Phase.PREEMPTED
+        if self.stopped_at is not None:
+            return Phase.STOPPING if now < self.stopped_at + TRANSIENT_SECONDS else Phase.STOPPED
+        ready_at = self.created_at + self.ready_after
+        if now < ready_at:
+            return Phase.CREATING if now < self.created_at + self.ready_after / 2 else Phase.LOADING
+        if self.running_since is None:
+            self.running_since = ready_at
+        at = faults.preempted_at(self.id, self.running_since, now)
+        if at is not None:
+            self.preempted = at
+            return Phase.PREEMPTED
+        if self.start_requested_at is not None and now < self.start_requested_at + TRANSIENT_SECONDS:
+            return Phase.STARTING
+        if self.reboot_requested_at is not None and now < self.reboot_requested_at + TRANSIENT_SECONDS:
+            return Phase.REBOOTING
+        return Phase.RUNNING
+
+    def is_gone(self, now: float, faults: FaultInjector) -> bool:
+        return self.phase(now, faults) in (Phase.DELETED, Phase.PREEMPTED)
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    response: Response | None
+    fault: str | None = None
+
+
+@dataclass
+class LedgerEntry:
+    at: float
+    account: str
+    instance_id: str
+    marker: str | None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class VendorSandbox:
+    """Base of every simulated vendor: state, faults, rate limits and the admin routes."""
+
+    name = "vendor"
+    # endpoint -> (requests per second, burst); vendor modules set their documented figures.
+    rate_limits: dict[str, tuple[float, float]] = {}
+
+    def __init__(self, config: SandboxConfig | None = None):
+        self.config = config or SandboxConfig()
+        self.clock = SandboxClock()
+        self.faults = FaultInjector(self.config.faults, self.config.seed)
+        self.rng = random.Random(self.config.seed)
+        self.instances: dict[str, SimInstance] = {}
+        self.creates: list[LedgerEntry] = []
+        self.deletes: list[LedgerEntry] = []
+        self.requests = 0
+        self.rate_limited = 0
+        self._limiters: dict[tuple[str, str], Gcra] = {}
+        self._ids = itertools.count(1)
+
+    # ----- shared behaviour for vendor routes -------------------------------------------------
+    def now(self) -> float:
+        return self.clock.now()
+
+    def next_seq(self) -> int:
+        return next(self._ids)
+
+    def check_rate(self, account: str, endpoint: str) -> float | None:
+        """None if the call is within the limit, else the seconds until it would be."""
+        if not self.config.rate_limits or endpoint not in self.rate_limits:
+            return None
+        rate, burst = self.rate_limits[endpoint]
+        limiter = self._limiters.get((account, endpoint))
+        if limiter is None:
+            limiter = self._limiters[(account, endpoint)] = Gcra(rate * self.config.rate_scale, burst)
+        ok, wait = limiter.try_acquire(time.monotonic())
+        if ok:
+            return None
+        self.rate_limited += 1
+        return wait
+
+    async def before_call(self, account: str, endpoint: str, extra_faults: tuple[str, ...] = ()) -> Gate:
+        """Latency, rate limit and fault draw for one vendor API call.
+
+        `gate.response`, when set, is sent instead of the real answer. `extra_faults` names the
+        call-specific faults ("lost" for creates, "malformed" for lists); when one is drawn it is
+        returned in `gate.fault` for the route to act on.
+        """
+        self.requests += 1
+        if self.config.latency > 0:
+            await asyncio.sleep(self.config.latency)
+        wait = self.check_rate(account, endpoint)
+        if wait is not None:
+            return Gate(self.error_response(429, "rate_limited", retry_after=wait, endpoint=endpoint))
+        fault = self.faults.draw(GENERIC_FAULTS + extra_faults)
+        if fault == "429":
+            return Gate(self.error_response(429, "rate_limited", retry_after=1.0, endpoint=endpoint))
+        if fault in ("500", "503"):
+            return Gate(self.error_response(int(fault), "server_error"))
+        if fault == "hang":
+            await asyncio.sleep(self.config.hang_seconds)
+            return Gate(self.error_response(504, "server_error"))
+        return Gate(None, fault)
+
+    async def lost_response(self) -> Response:
+        """The work is committed, but the client never gets the answer: hold it past the client's
+        timeout, then fail the way a proxy in front of the vendor would."""
+        await asyncio.sleep(self.config.hang_seconds)
+        return Response("<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=502, media_type="text/html")
+
+    def error_response(self, status: int, kind: str, *, retry_after: float | None = None, endpoint: str = "", message: str | None = None) -> Response:
+        """Render an error in this vendor's envelope. Vendor modules override."""
+        headers = {"Retry-After": f"{max(retry_after, 0.001):.3f}"} if retry_after is not None else None
+        return JSONResponse({"error": kind, "message": message or kind}, status_code=status, headers=headers)
+
+    def record_create(self, instance: SimInstance, **detail: Any) -> None:
+        self.instances[instance.id] = instance
+        self.creates.append(LedgerEntry(self.now(), instance.account, instance.id, instance.marker, detail))
+
+    def record_delete(self, instance: SimInstance) -> None:
+        instance.deleted_at = self.now()
+        self.deletes.append(LedgerEntry(self.now(), instance.account, instance.id, instance.marker))
+
+    def account_instances(self, account: str) -> list[SimInstance]:
+        now = self.now()
+        return [i for i in self.instances.values() if i.account == account and not i.is_gone(now, self.faults)]
+
+    def live_instance(self, account: str, instance_id: str) -> SimInstance | None:
+        inst = self.instances.get(instance_id)
+        if inst is None or inst.account != account or inst.is_gone(self.now(), self.faults):
+            return None
+        return inst
+
+    # ----- truth for tests ---------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        now = self.now()
+        return {
+            "vendor": self.name,
+            "seed": self.config.seed,
+            "clock": now,
+            "faults": self.faults.faults,
+            "injected": self.faults.injected,
+            "requests": self.requests,
+            "rate_limited": self.rate_limited,
+            "instances": [
+                {
+                    "id": i.id,
+                    "account": account_fingerprint(i.account),
+                    "marker": i.marker,
+                    "phase": i.phase(now, self.faults),
+                    "created_at": i.created_at,
+                }
+                for i in self.instances.values()
+            ],
+            "creates": [
+                {"at": e.at, "account": account_fingerprint(e.account), "instance_id": e.instance_id, "marker": e.marker, **e.detail}
+                for e in self.creates
+            ],
+            "deletes": [
+                {"at": e.at, "account": account_fingerprint(e.account), "instance_id": e.instance_id, "marker": e.marker}
+                for e in self.deletes
+            ],
+        }
+
+    def admin_router(self) -> APIRouter:
+        router = APIRouter(prefix="/_sandbox", include_in_schema=False)
+
+        @router.get("/state")
+        async def state() -> dict[str, Any]:
+            return self.state()
+
+        @router.get("/faults")
+        async def get_faults() -> dict[str, float]:
+            return self.faults.faults
+
+        @router.put("/faults")
+        async def put_faults(request: Request) -> dict[str, float]:
+            body = await request.json()
+            try:
+                faults = parse_fault_spec(",".join(f"{k}={v}" for k, v in dict(body).items()))
+            except (ValueError, TypeError) as exc:
+                raise HTTPException(400, str(exc)) from None
+            self.faults.faults = faults
+            return faults
+
+        @router.put("/config")
+        async def put_config(request: Request) -> dict[str, Any]:
+            body = dict(await request.json())
+            for key in ("latency", "ready_after", "hang_seconds", "rate_scale"):
+                if key in body:
+                    setattr(self.config, key, float(body[key]))
+            if "rate_limits" in body:
+                self.config.rate_limits = bool(body["rate_limits"])
+                self._limiters.clear()
+            return {k: getattr(self.config, k) for k in ("latency", "ready_after", "hang_seconds", "rate_limits", "rate_scale")}
+
+        @router.post("/clock/advance")
+        async def advance(request: Request) -> dict[str, float]:
+            body = dict(await request.json())
+            self.clock.advance(float(body.get("seconds", 0)))
+            return {"clock": self.now()}
+
+        return router
+
+    def create_app(self) -> FastAPI:
+        """Vendor modules build their routes on this app."""
+        app = FastAPI(title=f"{self.name} sandbox", docs_url=None, redoc_url=None, openapi_url=None)
+        app.include_router(self.admin_router())
+        app.state.sandbox = self
+        return app

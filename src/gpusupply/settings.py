@@ -1,0 +1,94 @@
+"""Configuration from the environment (`GPUSUPPLY_*`), documented in docs/configuration.md."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+VENDORS = ("vast", "fal", "nebula")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GPUSUPPLY_", extra="ignore")
+
+    # Where the embedded database and generated secrets live.
+    data_dir: Path = Path(".gpusupply")
+    database_url: str | None = None  # default: sqlite+aiosqlite:///<data_dir>/gpusupply.db
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_format: str = "text"  # text | json
+    log_level: str = "info"
+
+    # Vendors: a key makes the vendor live; without one it runs as an in-process sandbox.
+    vast_api_key: SecretStr | None = None
+    fal_api_key: SecretStr | None = None
+    nebula_api_key: SecretStr | None = None
+    vast_url: str = "https://console.vast.ai"
+    fal_url: str = "https://api.fal.ai"
+    nebula_url: str = "https://api.nebulablock.com"
+    vendor_timeout: float = 10.0
+    enabled_vendors: str = "vast,fal,nebula"
+
+    # Sandbox vendors (used for vendors without a key).
+    sandbox_seed: int = 0
+    sandbox_offers: int = 3000
+    sandbox_ready_after: float = 3.0
+    sandbox_faults: str = ""
+
+    # Offers.
+    offer_cache_seconds: float = 180.0  # a vendor's catalog is refreshed when older than this
+    offer_validity_seconds: float = 1800.0  # an offer can be procured for 30 minutes after it was read
+    offer_fetch_timeout: float = 15.0  # per vendor, for one catalog refresh
+    fal_price_table: str = ""  # JSON {"gpu_1x_h100_sxm5": 1.89, ...}; see docs/vendors.md
+
+    # Engine.
+    engine_workers: int = 16
+    lease_seconds: float = 30.0
+    provisioning_timeout_seconds: float = 600.0
+    delete_alert_after_seconds: float = 900.0
+    refresh_interval_seconds: float = 30.0
+    reconcile_interval_seconds: float = 60.0
+    orphan_grace_seconds: float = 300.0
+    create_visibility_seconds: float = 20.0  # how long a create with an unknown outcome may take to show
+    max_failover_attempts: int = 10
+
+    # Security.
+    secret_key: SecretStr | None = None  # encrypts stored secrets; generated into data_dir when unset
+    allow_private_webhook_urls: bool = False
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'gpusupply.db').as_posix()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    def vendor_key(self, vendor: str) -> SecretStr | None:
+        return getattr(self, f"{vendor}_api_key")
+
+    def vendor_url(self, vendor: str) -> str:
+        return getattr(self, f"{vendor}_url").rstrip("/")
+
+    @property
+    def vendors(self) -> list[str]:
+        names = [v.strip() for v in self.enabled_vendors.split(",") if v.strip()]
+        unknown = [v for v in names if v not in VENDORS]
+        if unknown:
+            raise ValueError(f"GPUSUPPLY_ENABLED_VENDORS: unknown vendor(s) {unknown}; known: {list(VENDORS)}")
+        return names
+
+    lease_heartbeat_fraction: float = Field(default=0.5, description="heartbeat when this much of a lease is left")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,123 @@
+"""The vendor protocol: what the engine and services may ask of any vendor.
+
+One module per vendor implements `VendorAdapter` (vendors/vast.py, fal.py, nebula.py). Optional
+operations are declared in `Capabilities`; calling one a vendor lacks raises `Unsupported`.
+
+Contract, for every adapter:
+- Every call raises only `gpusupply.core.errors` types (never httpx or KeyError).
+- `list_instances` returns every instance of the account (all pages) or raises; a malformed,
+  truncated or errored list is `VendorUnavailable`, never an empty list.
+- `create` is never retried blindly. Its outcome, when a `VendorUnavailable` is raised, is unknown:
+  the engine then calls `recover`, which finds the instance through the vendor's idempotency key
+  or through our marker on the instance.
+- `delete` of an instance that is already gone returns normally (404 means gone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
+
+from gpusupply.core.offers import Offer
+from gpusupply.core.states import InstanceState
+
+MARKER_PREFIX = "gpusupply-"
+
+
+def marker_for(resource_id: UUID) -> str:
+    """The name/label we put on a vendor instance so that listing can find it and match it to us."""
+    return f"{MARKER_PREFIX}{resource_id}"
+
+
+def resource_id_from_marker(marker: str | None) -> UUID | None:
+    """Our resource id from a vendor name/label, or None when the instance is not ours."""
+    if not marker or not marker.startswith(MARKER_PREFIX):
+        return None
+    try:
+        return UUID(marker[len(MARKER_PREFIX) : len(MARKER_PREFIX) + 36])
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    stop_start: bool
+    reboot: bool
+    idempotency_key: bool  # create takes a key that makes a repeat return the first instance
+    marker: bool  # instances carry our marker (label/name) and can be found by it in a listing
+    spot: bool  # offers include interruptible (spot/bid) contracts
+    # Whether a stopped instance still bills its GPUs (documented per vendor, used for cost).
+    stopped_bills_gpu: bool = False
+
+
+@dataclass(slots=True)
+class VendorInstance:
+    vendor_instance_id: str
+    state: InstanceState
+    raw_status: str | None  # the vendor's own word, kept for events and debugging
+    marker: str | None = None  # our marker when the vendor shows it (label / name)
+    external_ip: str | None = None
+    ssh_port: int | None = None
+    ssh_host: str | None = None  # when the vendor routes SSH through a proxy host
+    vendor_region: str | None = None
+    gpu_name: str | None = None
+    gpu_count: int | None = None
+    price_per_hour: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def resource_id(self) -> UUID | None:
+        return resource_id_from_marker(self.marker)
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    resource_id: UUID
+    offer: Offer
+    ssh_public_key: str
+    cloud_init: str | None = None
+    name: str | None = None  # the user's resource name; the vendor-side name is always our marker
+
+    @property
+    def marker(self) -> str:
+        return marker_for(self.resource_id)
+
+    @property
+    def idempotency_key(self) -> str:
+        # Stable for one resource: a repeated create (any process, any retry) carries the same key.
+        return str(self.resource_id)
+
+
+@runtime_checkable
+class VendorAdapter(Protocol):
+    vendor: str  # "vast" | "fal" | "nebula"
+    capabilities: Capabilities
+
+    async def list_offers(self) -> list[Offer]: ...
+
+    async def create(self, request: CreateRequest) -> VendorInstance | None:
+        """Create the instance. Returns it, or None when the vendor accepted the create but
+        answers no id (Nebula): the engine then finds it with `recover`."""
+        ...
+
+    async def recover(self, request: CreateRequest) -> VendorInstance | None:
+        """Find the instance an earlier create of this request made, if any. Safe to call any
+        number of times; never creates a second instance."""
+        ...
+
+    async def get(self, vendor_instance_id: str) -> VendorInstance:
+        """One instance; raises NotFound when it is gone."""
+        ...
+
+    async def list_instances(self) -> list[VendorInstance]: ...
+
+    async def delete(self, vendor_instance_id: str) -> None: ...
+
+    async def start(self, vendor_instance_id: str) -> None: ...
+
+    async def stop(self, vendor_instance_id: str) -> None: ...
+
+    async def reboot(self, vendor_instance_id: str) -> None: ...
+
+    async def aclose(self) -> None: ...

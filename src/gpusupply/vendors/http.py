@@ -1,0 +1,192 @@
+"""The HTTP policy every adapter shares: pacing, timeouts, retries, error typing, secret hygiene.
+
+- Pacing: one GCRA pacer per (vendor, endpoint) keeps us under the vendor's documented rate, so
+  a 429 is rare rather than routine.
+- Retries: only calls marked `safe` (reads, and deletes/starts/stops, which are idempotent) are
+  retried, on 429, 5xx, timeouts and connection errors, with exponential backoff and full jitter,
+  honouring Retry-After. A create is never retried here: the engine recovers it.
+- Errors: every failure leaves as a `gpusupply.core.errors` type that keeps the vendor's message.
+  Messages never include request headers or query strings, where keys travel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from gpusupply.core.errors import (
+    AuthFailed,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    VendorError,
+    VendorUnavailable,
+)
+from gpusupply.core.ratelimit import Gcra
+from gpusupply.metrics import VENDOR_LATENCY, VENDOR_RATE_LIMIT_WAIT, VENDOR_RATE_LIMITED, VENDOR_REQUESTS
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_AFTER = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 5  # total tries for a safe call
+    base_delay: float = 0.2
+    max_delay: float = 8.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        backoff = random.uniform(0, min(self.max_delay, self.base_delay * (2**attempt)))
+        if retry_after is not None:
+            return min(max(retry_after, backoff), MAX_RETRY_AFTER)
+        return backoff
+
+
+# Classifies a non-2xx answer into a typed error. Adapters pass their own to read their envelopes.
+ErrorClassifier = Callable[[str, httpx.Response], VendorError]
+
+
+def parse_retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return None
+
+
+def default_classifier(vendor: str, response: httpx.Response) -> VendorError:
+    message = vendor_message(response)
+    status = response.status_code
+    if status == 429:
+        return RateLimited(vendor, "rate limited", retry_after=parse_retry_after(response), status=status, vendor_message=message)
+    if status in (401, 403):
+        return AuthFailed(vendor, "authentication failed", status=status, vendor_message=message)
+    if status == 404:
+        return NotFound(vendor, "not found", status=status, vendor_message=message)
+    if status >= 500:
+        return VendorUnavailable(vendor, f"vendor error {status}", status=status, vendor_message=message)
+    return InvalidRequest(vendor, f"request refused ({status})", status=status, vendor_message=message)
+
+
+def vendor_message(response: httpx.Response) -> str:
+    """The vendor's own message from any of the envelopes in use, else a short body excerpt."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return response.text[:300]
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and "message" in err:
+            return str(err["message"])
+        for key in ("msg", "message", "detail", "error"):
+            if body.get(key):
+                return str(body[key])
+    return str(body)[:300]
+
+
+def parse_json(vendor: str, response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise VendorUnavailable(vendor, "malformed JSON body", status=response.status_code) from exc
+
+
+class VendorHttp:
+    """An httpx client with the shared policy. One per adapter instance."""
+
+    def __init__(
+        self,
+        vendor: str,
+        base_url: str,
+        *,
+        auth_headers: dict[str, str],
+        rates: dict[str, tuple[float, float]] | None = None,
+        default_rate: tuple[float, float] = (5.0, 2.0),
+        timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        classifier: ErrorClassifier = default_classifier,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        self.vendor = vendor
+        self._rates = rates or {}
+        self._default_rate = default_rate
+        self._pacers: dict[str, Gcra] = {}
+        self._retry = retry or RetryPolicy()
+        self._classifier = classifier
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            headers=auth_headers,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            transport=transport,
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _pace(self, endpoint: str) -> None:
+        pacer = self._pacers.get(endpoint)
+        if pacer is None:
+            rate, burst = self._rates.get(endpoint, self._default_rate)
+            pacer = self._pacers[endpoint] = Gcra(rate, burst)
+        wait = pacer.reserve(time.monotonic())
+        if wait > 0:
+            VENDOR_RATE_LIMIT_WAIT.labels(self.vendor).inc(wait)
+            await asyncio.sleep(wait)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        endpoint: str,
+        safe: bool,
+        ok: tuple[int, ...] = (200, 201, 202, 204),
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send one call under the policy; returns the response for a status in `ok`, else raises.
+
+        `endpoint` names the rate-limit bucket (e.g. "create", "list"). `safe` allows retries.
+        """
+        attempts = self._retry.attempts if safe else 1
+        last: VendorError | None = None
+        for attempt in range(attempts):
+            await self._pace(endpoint)
+            started = time.monotonic()
+            try:
+                response = await self._client.request(method, path, **kwargs)
+            except httpx.TimeoutException:
+                last = VendorUnavailable(self.vendor, f"{endpoint}: timed out")
+                VENDOR_REQUESTS.labels(self.vendor, endpoint, "timeout").inc()
+            except httpx.TransportError as exc:
+                last = VendorUnavailable(self.vendor, f"{endpoint}: connection failed ({type(exc).__name__})")
+                VENDOR_REQUESTS.labels(self.vendor, endpoint, "connection_error").inc()
+            else:
+                VENDOR_LATENCY.labels(self.vendor, endpoint).observe(time.monotonic() - started)
+                if response.status_code in ok:
+                    VENDOR_REQUESTS.labels(self.vendor, endpoint, "ok").inc()
+                    return response
+                last = self._classifier(self.vendor, response)
+                VENDOR_REQUESTS.labels(self.vendor, endpoint, type(last).__name__).inc()
+                if isinstance(last, RateLimited):
+                    VENDOR_RATE_LIMITED.labels(self.vendor).inc()
+                if not last.retryable:
+                    raise last
+            if attempt + 1 < attempts:
+                retry_after = last.retry_after if isinstance(last, RateLimited) else None
+                delay = self._retry.delay(attempt, retry_after)
+                log.info("vendor call retry", extra={"vendor": self.vendor, "endpoint": endpoint, "error": type(last).__name__, "delay": round(delay, 3)})
+                await asyncio.sleep(delay)
+        assert last is not None
+        raise last
