@@ -1,0 +1,68 @@
+"""Status changes and the event history. Every status change of a resource goes through
+`change_status`, so the history (`GET /resources/{id}/events`) is complete by construction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gpusupply.core.states import FINAL_STATUSES, ResourceStatus, can_transition
+from gpusupply.db.models import Event, Resource, utcnow
+
+
+class IllegalTransition(Exception):
+    pass
+
+
+def add_event(
+    session: AsyncSession,
+    *,
+    kind: str,
+    resource: Resource | None = None,
+    reason: str | None = None,
+    data: dict[str, Any] | None = None,
+    vendor: str | None = None,
+    at: datetime | None = None,
+) -> Event:
+    event = Event(
+        resource_id=resource.id if resource else None,
+        tenant_id=resource.tenant_id if resource else None,
+        vendor=vendor or (resource.vendor if resource else None),
+        at=at or utcnow(),
+        kind=kind,
+        reason=reason,
+        data=data,
+    )
+    session.add(event)
+    return event
+
+
+def change_status(
+    session: AsyncSession,
+    resource: Resource,
+    new_status: ResourceStatus,
+    reason: str | None = None,
+    *,
+    data: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> bool:
+    """Move `resource` to `new_status` and record the event. Returns False if it already was there.
+
+    Raises IllegalTransition for a move the state machine forbids (a bug, not user input).
+    """
+    old = ResourceStatus(resource.status)
+    if old == new_status:
+        return False
+    if not can_transition(old, new_status):
+        raise IllegalTransition(f"resource {resource.id}: {old} -> {new_status} is not allowed")
+    now = at or utcnow()
+    resource.status = new_status.value
+    if reason is not None:
+        resource.status_message = reason
+    if new_status in FINAL_STATUSES and resource.ended_at is None and resource.running_since is not None:
+        resource.ended_at = now
+    event = add_event(session, kind="status_change", resource=resource, reason=reason, data=data, at=now)
+    event.from_status, event.to_status = old.value, new_status.value
+    return True
