@@ -16,6 +16,7 @@ Contract, for every adapter:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
@@ -78,6 +79,9 @@ class CreateRequest:
     ssh_public_key: str
     cloud_init: str | None = None
     name: str | None = None  # the user's resource name; the vendor-side name is always our marker
+    # When a create of this request was first sent, if ever: recovery through an idempotency key
+    # only works inside the vendor's replay window (fal: 10 minutes).
+    first_attempt_at: datetime | None = None
 
     @property
     def marker(self) -> str:
