@@ -52,3 +52,8 @@ class VendorUnavailable(VendorError):
 
 class Unsupported(VendorError):
     """The vendor has no such operation (for example stop on fal)."""
+
+
+class RecoveryWindowPassed(VendorError):
+    """A create's outcome is unknown and the vendor's idempotency window has closed (fal: 10 min):
+    replaying the key could create a second instance, so recovery by key is no longer possible."""
