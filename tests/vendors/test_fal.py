@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from gpusupply.core.errors import (
 from gpusupply.core.states import InstanceState
 from gpusupply.settings import Settings
 from gpusupply.vendors import registry
-from gpusupply.vendors.base import VendorAdapter
+from gpusupply.vendors.base import CreateRequest, VendorAdapter
 from gpusupply.vendors.fal import (
     DEFAULT_PRICE_TABLE,
     FalAdapter,
@@ -497,3 +498,18 @@ async def test_preempted_instance_is_gone() -> None:
         assert await fal.list_instances() == []
         await fal.delete(created.vendor_instance_id)  # 404 on delete means gone
         assert rig.live_ids() == set()
+
+
+async def test_registry_serves_the_fal_sandbox_to_the_real_adapter() -> None:
+    settings = Settings(enabled_vendors="fal", fal_api_key=None, sandbox_ready_after=1.0)
+    vendors = await registry.build_vendors(settings)
+    try:
+        fal = vendors.adapters["fal"]
+        assert isinstance(fal, FalAdapter) and vendors.modes["fal"] == "sandbox"
+        offer = (await fal.list_offers())[0]
+        created = await fal.create(CreateRequest(uuid.uuid4(), offer, "ssh-ed25519 AAAA test"))
+        assert [i.vendor_instance_id for i in await fal.list_instances()] == [created.vendor_instance_id]
+        await fal.delete(created.vendor_instance_id)
+        assert await fal.list_instances() == []
+    finally:
+        await vendors.aclose()
