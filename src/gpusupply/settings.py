@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     orphan_grace_seconds: float = 300.0
     create_visibility_seconds: float = 20.0  # how long a create with an unknown outcome may take to show
     max_failover_attempts: int = 10
+    engine_poll_seconds: float = 1.0  # how long an idle pipeline waits before looking for work again
+    provisioning_poll_seconds: float = 2.0  # how often a provisioning / stopping / starting instance is re-read
 
     # Security.
     secret_key: SecretStr | None = None  # encrypts stored secrets; generated into data_dir when unset

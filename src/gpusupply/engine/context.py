@@ -1,0 +1,55 @@
+"""What every engine step needs: the database, the vendors, the settings, the catalog and a clock.
+
+The clock is injectable so tests can move engine time (provisioning timeouts, delete alerts,
+orphan grace) without sleeping; in production it is the wall clock.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from gpusupply.db.models import utcnow
+from gpusupply.db.session import Database
+from gpusupply.settings import Settings
+from gpusupply.vendors.base import VendorAdapter
+
+if TYPE_CHECKING:
+    from gpusupply.vendors.registry import VendorSet
+
+Clock = Callable[[], datetime]
+
+
+def default_owner() -> str:
+    """host:pid:random, so a lease names the process holding it (and a restart is a new owner)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class EngineContext:
+    db: Database
+    vendors: VendorSet
+    settings: Settings
+    catalog: Any = None  # services.catalog.OfferCatalog; only spec procurement needs it
+    owner: str = field(default_factory=default_owner)
+    clock: Clock = utcnow
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def adapter(self, vendor: str | None) -> VendorAdapter | None:
+        if vendor is None:
+            return None
+        return self.vendors.adapters.get(vendor)
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.lease_seconds)
+
+    def after(self, seconds: float) -> datetime:
+        return self.now() + timedelta(seconds=seconds)

@@ -1,0 +1,105 @@
+"""Small pieces the pipelines share: backoff, the create request of a row, vendor health, and the
+moves every pipeline makes (retry later, fail, hand over to deletion)."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gpusupply.core.states import ResourceStatus
+from gpusupply.db.models import Event, Procurement, Resource, VendorState
+from gpusupply.db.session import Database
+from gpusupply.engine import leases
+from gpusupply.engine.context import EngineContext
+from gpusupply.services.events import add_event, change_status
+from gpusupply.vendors.base import CreateRequest
+
+
+def backoff_seconds(retries: int, *, base: float = 1.0, cap: float = 60.0, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter (50-100 % of the step), never below a vendor's Retry-After."""
+    step = min(cap, base * (2 ** min(retries, 16)))
+    delay = step * random.uniform(0.5, 1.0)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def create_request(row: Resource) -> CreateRequest:
+    """The vendor create for a row; the same on every retry and in every process."""
+    from gpusupply.services.catalog import offer_from_dict
+
+    if row.offer_snapshot is None:
+        raise ValueError(f"resource {row.id} has no offer to create from")
+    return CreateRequest(
+        resource_id=row.id,
+        offer=offer_from_dict(row.offer_snapshot),
+        ssh_public_key=row.ssh_public_key,
+        cloud_init=row.cloud_init,
+        name=row.name,
+        first_attempt_at=row.create_attempted_at,
+    )
+
+
+async def degraded_vendors(db: Database) -> dict[str, str]:
+    async with db.session() as session:
+        rows = (await session.execute(select(VendorState.vendor, VendorState.degraded_reason).where(VendorState.degraded.is_(True)))).all()
+    return {vendor: reason or "degraded" for vendor, reason in rows}
+
+
+async def procurement_spec(db: Database, procurement_id: Any) -> dict[str, Any] | None:
+    async with db.session() as session:
+        return (await session.execute(select(Procurement.spec).where(Procurement.id == procurement_id))).scalar_one_or_none()
+
+
+async def entered_status_at(db: Database, resource_id: Any, status: str) -> datetime | None:
+    """When the row last moved into `status` (from its event history)."""
+    async with db.session() as session:
+        return (
+            await session.execute(
+                select(Event.at)
+                .where(Event.resource_id == resource_id, Event.kind == "status_change", Event.to_status == status)
+                .order_by(Event.at.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+
+
+def age(now: datetime, since: datetime | None) -> float:
+    return (now - since).total_seconds() if since is not None else 0.0
+
+
+def hand_to_deletion(session: AsyncSession, row: Resource, reason: str, *, now: datetime, final_status: ResourceStatus) -> None:
+    """Move a live row to `deleting`: the delete pipeline removes the instance on the vendor and only
+    then moves the row to `final_status`."""
+    if row.status == ResourceStatus.DELETING.value:
+        return
+    change_status(session, row, ResourceStatus.DELETING, reason, at=now)
+    row.final_status = final_status.value
+    row.delete_requested_at = row.delete_requested_at or now
+    row.next_attempt_at = now
+
+
+async def retry_later(ctx: EngineContext, lease: leases.Lease, seconds: float, *, message: str | None = None, count: bool = True) -> None:
+    """Keep the row as it is and look at it again in `seconds`."""
+    when = ctx.after(seconds)
+
+    async def merge(session: AsyncSession, row: Resource) -> None:
+        row.next_attempt_at = when
+        if count:
+            row.retry_count = (row.retry_count or 0) + 1
+        if message is not None:
+            row.status_message = message
+
+    await leases.apply(ctx.db, lease, merge)
+
+
+def note_event(session: AsyncSession, row: Resource, kind: str, reason: str, *, now: datetime, **data: Any) -> None:
+    add_event(session, kind=kind, resource=row, reason=reason, data=data or None, at=now)
+
+
+def next_refresh(ctx: EngineContext) -> datetime:
+    return ctx.now() + timedelta(seconds=ctx.settings.refresh_interval_seconds)

@@ -1,0 +1,23 @@
+"""Refresh: running and stopped resources are re-read every `refresh_interval_seconds`, so status,
+address and `last_synced_at` stay true. A vanished instance (not found / terminated on the
+vendor: preempted, deleted elsewhere) moves the row to `terminated` with the reason."""
+
+from __future__ import annotations
+
+from gpusupply.core.states import ResourceStatus
+from gpusupply.db.models import Resource
+from gpusupply.engine import leases
+from gpusupply.engine.context import EngineContext
+from gpusupply.engine.pipelines.common import next_refresh, retry_later
+from gpusupply.engine.sync import refresh_leased
+
+PIPELINE = "refresh"
+STATUSES = (ResourceStatus.RUNNING.value, ResourceStatus.STOPPED.value)
+
+
+async def step(ctx: EngineContext, lease: leases.Lease, row: Resource) -> None:
+    adapter = ctx.adapter(row.vendor)
+    if adapter is None or not row.vendor_instance_id:
+        await retry_later(ctx, lease, ctx.settings.refresh_interval_seconds, message=f"vendor {row.vendor} is not enabled here", count=False)
+        return
+    await refresh_leased(ctx.db, adapter, lease, row, now=ctx.now(), next_refresh=next_refresh(ctx))

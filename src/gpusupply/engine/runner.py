@@ -1,0 +1,143 @@
+"""The engine: the pipelines and periodic jobs of one process.
+
+`gpusupply serve` runs it next to the API (unless `--no-engine`); `gpusupply worker` runs it alone.
+Any number of processes may run it against one PostgreSQL database: they share the work through
+row leases, with no leader. On SQLite, run one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from gpusupply.db.models import utcnow
+from gpusupply.db.session import Database
+from gpusupply.engine import leases
+from gpusupply.engine.context import Clock, EngineContext, default_owner
+from gpusupply.engine.hints import hint
+from gpusupply.engine.jobs import PeriodicJob, count_resources
+from gpusupply.engine.pipelines import actions, delete, procure, refresh
+from gpusupply.engine.pipelines.base import Pipeline
+from gpusupply.engine.reconciler import reconcile_vendor
+from gpusupply.settings import Settings
+
+log = logging.getLogger(__name__)
+
+METRICS_SECONDS = 15.0
+
+
+class Engine:
+    def __init__(
+        self,
+        db: Database,
+        vendors: Any,
+        settings: Settings,
+        catalog: Any = None,
+        *,
+        owner: str | None = None,
+        clock: Clock | None = None,
+    ):
+        self.ctx = EngineContext(db, vendors, settings, catalog, owner or default_owner(), clock or utcnow)
+        workers = settings.engine_workers
+        self.pipelines = [
+            Pipeline(self.ctx, procure.PIPELINE, procure.STATUSES, procure.step, workers=workers),
+            Pipeline(self.ctx, delete.PIPELINE, delete.STATUSES, delete.step, workers=workers),
+            Pipeline(self.ctx, actions.PIPELINE, actions.STATUSES, actions.step, workers=max(1, workers // 4)),
+            Pipeline(self.ctx, refresh.PIPELINE, refresh.STATUSES, refresh.step, workers=max(1, workers // 2)),
+        ]
+        self.jobs = [
+            PeriodicJob(self.ctx, f"reconcile:{vendor}", settings.reconcile_interval_seconds, self._reconciler(vendor))
+            for vendor in vendors.adapters
+        ]
+        self._stopping: asyncio.Event | None = None
+        self._loops: list[asyncio.Task[None]] = []
+
+    @property
+    def owner(self) -> str:
+        return self.ctx.owner
+
+    def _reconciler(self, vendor: str) -> Any:
+        async def run() -> None:
+            report = await reconcile_vendor(self.ctx, vendor)
+            log.debug("reconciled", extra={"vendor": vendor, "listed": report.listed, "degraded": report.degraded})
+
+        return run
+
+    @property
+    def running(self) -> bool:
+        return bool(self._loops)
+
+    def held_leases(self) -> list[leases.Lease]:
+        return [lease for pipeline in self.pipelines for lease in pipeline.held]
+
+    async def start(self) -> None:
+        if self._loops:
+            return
+        self._stopping = asyncio.Event()
+        stopping = self._stopping
+        for pipeline in self.pipelines:
+            self._loops.append(asyncio.create_task(pipeline.run(stopping), name=f"pipeline:{pipeline.name}"))
+        for job in self.jobs:
+            self._loops.append(asyncio.create_task(job.loop(stopping), name=f"job:{job.name}"))
+        self._loops.append(asyncio.create_task(self._heartbeat(stopping), name="engine:heartbeat"))
+        self._loops.append(asyncio.create_task(self._metrics(stopping), name="engine:metrics"))
+        log.info("engine started", extra={"owner": self.owner, "vendors": list(self.ctx.vendors.adapters)})
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Stop taking work, let in-flight steps finish (bounded), then release what is still held."""
+        if self._stopping is None or not self._loops:
+            return
+        self._stopping.set()
+        hint()
+        fetchers = [t for t in self._loops if t.get_name().startswith("pipeline:")]
+        if fetchers:
+            await asyncio.wait(fetchers, timeout=max(grace_seconds, self.ctx.settings.engine_poll_seconds + 1))
+        in_flight = [task for pipeline in self.pipelines for task in pipeline.active]
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=grace_seconds)
+        unfinished = [(task, lease) for pipeline in self.pipelines for task, lease in pipeline.active.items()]
+        for task, _ in unfinished:
+            task.cancel()
+        for task, _ in unfinished:
+            with contextlib.suppress(BaseException):
+                await task
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(BaseException):
+                await task
+        self._loops.clear()
+        try:
+            await leases.release(self.ctx.db, [lease for _, lease in unfinished])
+        except Exception:
+            log.exception("could not release leases on stop (they expire on their own)")
+        log.info("engine stopped", extra={"owner": self.owner, "released": len(unfinished)})
+
+    async def _heartbeat(self, stopping: asyncio.Event) -> None:
+        settings = self.ctx.settings
+        period = max(0.05, settings.lease_seconds * settings.lease_heartbeat_fraction / 2)
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), period)
+            try:
+                await leases.heartbeat(self.ctx.db, self.held_leases(), lease=self.ctx.lease, now=self.ctx.now())
+            except Exception:
+                log.exception("heartbeat failed")
+
+    async def _metrics(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                await count_resources(self.ctx)
+            except Exception:
+                log.exception("resource metrics failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), METRICS_SECONDS)
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
