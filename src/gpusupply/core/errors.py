@@ -6,6 +6,8 @@ HTTP layer (it never puts headers or query strings into messages).
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class VendorError(Exception):
     """Base class. `retryable` says whether the same call may be repeated as it is."""
@@ -57,3 +59,61 @@ class Unsupported(VendorError):
 class RecoveryWindowPassed(VendorError):
     """A create's outcome is unknown and the vendor's idempotency window has closed (fal: 10 min):
     replaying the key could create a second instance, so recovery by key is no longer possible."""
+
+
+# ----- Service errors: a request the service refuses. Not vendor errors: these carry the HTTP
+# status the API answers with, so services stay free of FastAPI and the CLI/console reuse them.
+
+
+class ServiceError(Exception):
+    status_code = 400
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers
+
+
+class NotFoundError(ServiceError):
+    status_code = 404
+
+
+class ConflictError(ServiceError):
+    status_code = 409
+
+
+class GoneError(ServiceError):
+    status_code = 410
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+
+
+class UnsupportedMediaType(ServiceError):
+    status_code = 415
+
+
+class UnprocessableError(ServiceError):
+    """Well-formed but invalid input. `loc` says where, as in FastAPI's 422 answers."""
+
+    status_code = 422
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        loc: tuple[str | int, ...] = ("body",),
+        kind: str = "value_error",
+        errors: list[dict[str, Any]] | None = None,
+    ):
+        super().__init__(detail)
+        # FastAPI's shape: [{"loc": [...], "msg": "...", "type": "..."}]
+        self.errors = errors if errors is not None else [{"loc": list(loc), "msg": detail, "type": kind}]
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+
+    def __init__(self, detail: str = "Not authenticated"):
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})

@@ -1,0 +1,107 @@
+"""The FastAPI application: `create_app()` wires the routers to one process's services.
+
+Lifespan: migrate the database, build the vendors (live, or sandbox served in-process), start
+the offer catalog, start the engine when asked, log the banner data; and stop them in reverse.
+Tests (and embedders) may pass their own `vendors` and `database`; those are not closed here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from gpusupply import __version__
+from gpusupply.api import errors
+from gpusupply.api.deps import ServiceContext
+from gpusupply.api.routers import discovery, health, offers, procurement, resources
+from gpusupply.db.session import Database, alembic_config
+from gpusupply.services.catalog import OfferCatalog
+from gpusupply.settings import Settings, get_settings
+from gpusupply.vendors.registry import VendorSet, build_vendors
+
+log = logging.getLogger(__name__)
+
+
+def migration_head() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+async def start_engine(ctx: ServiceContext) -> Any | None:
+    """The engine of this process, if its module is installed (imported lazily)."""
+    try:
+        from gpusupply.engine.runner import Engine
+    except ImportError as exc:
+        log.warning("engine not available; serving the API only", extra={"error": str(exc)})
+        return None
+    engine = Engine(ctx.db, ctx.vendors, ctx.settings, ctx.catalog)
+    await engine.start()
+    return engine
+
+
+def banner(ctx: ServiceContext) -> dict[str, Any]:
+    """What a starting process reports: database (no password), vendors and their modes, engine."""
+    return {
+        "database": ctx.db.display_url,
+        "vendors": dict(ctx.vendors.modes),
+        "engine": ctx.engine is not None,
+        "version": __version__,
+    }
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    run_engine: bool = True,
+    vendors: VendorSet | None = None,
+    database: Database | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = database or Database(
+            settings.effective_database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        )
+        vendor_set: VendorSet | None = None
+        catalog: OfferCatalog | None = None
+        ctx: ServiceContext | None = None
+        try:
+            await db.migrate()
+            vendor_set = vendors or await build_vendors(settings)
+            catalog = OfferCatalog(db, vendor_set, settings)
+            await catalog.start()
+            ctx = ServiceContext(settings, db, vendor_set, catalog, None, migration_head())
+            if run_engine:
+                ctx.engine = await start_engine(ctx)
+            app.state.ctx = ctx
+            app.state.banner = banner(ctx)
+            log.info("gpusupply ready", extra=app.state.banner)
+            yield
+        finally:
+            if ctx is not None and ctx.engine is not None:
+                await ctx.engine.stop()
+            if catalog is not None:
+                await catalog.aclose()
+            if vendor_set is not None and vendors is None:
+                await vendor_set.aclose()
+            if database is None:
+                await db.dispose()
+
+    app = FastAPI(
+        title="gpusupply",
+        summary="GPU Supply Service: search, procure, track and delete GPUs across clouds",
+        version=__version__,
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for router in (health.router, discovery.router, offers.router, procurement.router, resources.router):
+        app.include_router(router)
+    return app

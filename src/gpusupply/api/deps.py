@@ -1,0 +1,62 @@
+"""What routers depend on: the process's services (`ServiceContext`), the caller (`Principal`)
+and the per-route error documentation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from gpusupply.api.schemas import ErrorResponse, ValidationErrorResponse
+from gpusupply.db.session import Database
+from gpusupply.services.catalog import OfferCatalog
+from gpusupply.services.keys import Principal, authenticate
+from gpusupply.settings import Settings
+from gpusupply.vendors.registry import VendorSet
+
+
+@dataclass
+class ServiceContext:
+    settings: Settings
+    db: Database
+    vendors: VendorSet
+    catalog: OfferCatalog
+    engine: Any | None  # engine.runner.Engine when this process runs it
+    migration_head: str
+
+
+def get_ctx(request: Request) -> ServiceContext:
+    return request.app.state.ctx
+
+
+# auto_error=False: our own check answers 401 (not FastAPI's 403) with WWW-Authenticate.
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer gsk_...`")
+
+
+async def get_principal(
+    request: Request, _credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+) -> Principal:
+    return await authenticate(get_ctx(request).db, request.headers.get("Authorization"))
+
+
+_DESCRIPTIONS = {
+    401: "Missing, malformed, unknown or revoked API key",
+    404: "Not found (or not yours)",
+    409: "Conflicts with the current state",
+    410: "The offer has expired",
+    413: "Request body too large",
+    415: "Unsupported Content-Type",
+    422: "Invalid input",
+    503: "Not ready / database unavailable",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for the error statuses a route can answer."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        model = ValidationErrorResponse if code == 422 else ErrorResponse
+        documented[code] = {"description": _DESCRIPTIONS[code], "model": model}
+    return documented

@@ -1,0 +1,115 @@
+"""Error answers, FastAPI style: `{"detail": "..."}`, or for 422 `{"detail": [{"loc", "msg", "type"}]}`.
+
+Service errors carry their HTTP status; validation errors never echo the input back (it may
+be large); a database that is busy or down is a 503 with Retry-After, and anything unexpected a
+500 that is logged with its traceback but never shown.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gpusupply.core.errors import ServiceError, UnprocessableError
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 256 * 1024  # any route; get_offers has its own 64 KB limit
+
+
+async def service_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    detail = exc.errors if isinstance(exc, UnprocessableError) else exc.detail
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail = [{"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")} for err in exc.errors()]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def database_error(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable", extra={"path": request.url.path, "error": type(exc).__name__})
+    return JSONResponse(
+        {"detail": "the database is busy or unavailable; retry shortly"}, status_code=503, headers={"Retry-After": "1"}
+    )
+
+
+async def integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("integrity error", extra={"path": request.url.path, "error": type(exc).__name__})
+    return JSONResponse({"detail": "the request conflicted with a concurrent change; retry it"}, status_code=409)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", extra={"path": request.url.path}, exc_info=exc)
+    return JSONResponse({"detail": "internal error"}, status_code=500)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    for db_error in (OperationalError, InterfaceError, PoolTimeout):
+        app.add_exception_handler(db_error, database_error)
+    app.add_exception_handler(IntegrityError, integrity_error)
+    app.add_exception_handler(Exception, unexpected_error)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_REQUEST_BYTES)
+
+
+class BodySizeLimit:
+    """413 for a request body over `max_bytes`: by Content-Length, or (chunked) by reading it first."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                await self._reject(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        if b"chunked" not in headers.get(b"transfer-encoding", b"").lower():
+            await self.app(scope, receive, send)
+            return
+        # No length given: buffer the body (up to the limit) and hand it on in one piece.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._reject(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse({"detail": f"request body is larger than {self.max_bytes} bytes"}, status_code=413)
+        await response(scope, receive, send)

@@ -1,0 +1,69 @@
+"""Offers: search (`POST /get_offers`, a YAML or JSON document) and one offer's details."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from gpusupply.api import schemas
+from gpusupply.api.deps import ServiceContext, get_ctx, get_principal, responses
+from gpusupply.api.views import offer_details, offer_out
+from gpusupply.services import offers
+
+router = APIRouter(tags=["Offers"], dependencies=[Depends(get_principal)])
+
+_DOCUMENT_SCHEMA = {"$ref": "#/components/schemas/OffersRequest"}
+_EXAMPLE = "compute:\n  gpu_type: H100\n  gpu_count: 1\n  max_price_per_gpu_hour: 3\nregion: US\n"
+
+
+@router.post(
+    "/get_offers",
+    response_model=schemas.OffersResponse,
+    summary="Search offers across vendors",
+    description=(
+        "The body is a YAML document (`application/yaml`, `application/x-yaml` or `text/yaml`) or the same "
+        "document as JSON (`application/json`); at most 64 KB; YAML anchors/aliases are refused. "
+        "Paging with the `limit`/`offset` query parameters. Sorted by price per GPU-hour."
+    ),
+    responses=responses(401, 413, 415, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/yaml": {"schema": _DOCUMENT_SCHEMA, "example": _EXAMPLE},
+                "application/x-yaml": {"schema": _DOCUMENT_SCHEMA},
+                "text/yaml": {"schema": _DOCUMENT_SCHEMA},
+                "application/json": {"schema": _DOCUMENT_SCHEMA},
+            },
+        }
+    },
+)
+async def get_offers(
+    request: Request,
+    limit: int = Query(offers.DEFAULT_PAGE_SIZE, ge=1, le=offers.MAX_PAGE_SIZE),
+    offset: int = Query(0, ge=0),
+    ctx: ServiceContext = Depends(get_ctx),
+) -> schemas.OffersResponse:
+    found = await offers.search_offers(
+        ctx.catalog, await request.body(), request.headers.get("content-type"), limit=limit, offset=offset
+    )
+    return schemas.OffersResponse(
+        offers=[offer_out(stored) for stored in found.result.offers],
+        total_count=found.result.total,
+        filters_applied=found.filters_applied,
+        limit=found.limit,
+        offset=found.offset,
+        partial=found.result.partial,
+        failed_vendors=found.result.failed_vendors,
+    )
+
+
+@router.get(
+    "/offers/{offer_id}",
+    response_model=schemas.OfferDetails,
+    summary="One offer, from any replica, until it is cleaned up",
+    responses=responses(401, 404, 422),
+)
+async def get_offer(offer_id: UUID, ctx: ServiceContext = Depends(get_ctx)) -> schemas.OfferDetails:
+    return offer_details(await offers.get_offer(ctx.catalog, offer_id))

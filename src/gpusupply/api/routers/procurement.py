@@ -1,0 +1,63 @@
+"""Procurement: `POST /procure_offer` and the status of a procured offer."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Response
+
+from gpusupply.api import schemas
+from gpusupply.api.deps import ServiceContext, get_ctx, get_principal, responses
+from gpusupply.api.views import offer_status_out
+from gpusupply.services import procurement
+from gpusupply.services.keys import Principal
+
+router = APIRouter(tags=["Procurement"])
+
+
+@router.post(
+    "/procure_offer",
+    response_model=schemas.ProcureResponse,
+    summary="Procure an offer (or the cheapest offer matching a spec)",
+    description=(
+        "Writes the procurement and answers at once; the engine provisions in the background. "
+        "Poll `GET /offers/{offer_id}/status` or `GET /resources/{id}`. With an `Idempotency-Key` header a "
+        "retried request gets the first answer again (header `Idempotent-Replayed: true`); the same key with a "
+        "different body is a 422."
+    ),
+    responses=responses(401, 404, 409, 410, 413, 422),
+)
+async def procure_offer(
+    body: schemas.ProcureRequest,
+    response: Response,
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200),
+    principal: Principal = Depends(get_principal),
+    ctx: ServiceContext = Depends(get_ctx),
+) -> dict:
+    outcome = await procurement.procure(
+        ctx.db,
+        ctx.catalog,
+        principal,
+        offer_id=body.offer_id,
+        spec=body.spec,
+        ssh_public_key=body.ssh_public_key,
+        cloud_init=body.cloud_init,
+        resource_name=body.resource_name,
+        idempotency_key=idempotency_key,
+        body=body.model_dump(mode="json"),
+    )
+    if outcome.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return outcome.response
+
+
+@router.get(
+    "/offers/{offer_id}/status",
+    response_model=schemas.OfferStatusOut,
+    summary="Provisioning status of your procurement of an offer",
+    responses=responses(401, 404, 422),
+)
+async def offer_status(
+    offer_id: UUID, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(get_ctx)
+) -> schemas.OfferStatusOut:
+    return offer_status_out(await procurement.offer_status(ctx.db, ctx.catalog, principal, offer_id))

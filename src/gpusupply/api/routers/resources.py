@@ -1,0 +1,134 @@
+"""Resources: list, read, delete, start/stop/reboot, events."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query
+
+from gpusupply.api import schemas
+from gpusupply.api.deps import ServiceContext, get_ctx, get_principal, responses
+from gpusupply.api.views import event_out, resource_detail, resource_summary
+from gpusupply.services import resources
+from gpusupply.services.keys import Principal
+
+router = APIRouter(tags=["Resources"])
+
+
+@router.get(
+    "/resources",
+    response_model=schemas.ResourceList,
+    summary="Your resources, newest first",
+    responses=responses(401, 422),
+)
+async def list_resources(
+    offer_id: UUID | None = None,
+    status: str | None = Query(None, description="pending, provisioning, running, ... deleted"),
+    vendor: str | None = Query(None, description="vast, fal or nebula"),
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+    principal: Principal = Depends(get_principal),
+    ctx: ServiceContext = Depends(get_ctx),
+) -> schemas.ResourceList:
+    rows, total = await resources.list_resources(
+        ctx.db, principal, offer_id=offer_id, status=status, vendor=vendor, limit=limit, offset=offset
+    )
+    return schemas.ResourceList(resources=[resource_summary(r) for r in rows], total_count=total, limit=limit, offset=offset)
+
+
+@router.get(
+    "/resources/{resource_id}",
+    response_model=schemas.ResourceDetail,
+    summary="One resource (re-read from the vendor when its last sync is older than 30 s)",
+    responses=responses(401, 404, 422),
+)
+async def get_resource(
+    resource_id: UUID,
+    force_refresh: bool = Query(False, description="Re-read the vendor even if the last sync is recent."),
+    principal: Principal = Depends(get_principal),
+    ctx: ServiceContext = Depends(get_ctx),
+) -> schemas.ResourceDetail:
+    resource = await resources.get_resource(
+        ctx.db, ctx.vendors, principal, resource_id, force_refresh=force_refresh, refresh_timeout=ctx.settings.vendor_timeout + 5
+    )
+    return resource_detail(resource)
+
+
+@router.delete(
+    "/resources/{resource_id}",
+    response_model=schemas.DeleteResourceResponse,
+    summary="Delete a resource (asynchronous: deleting, then deleted once the vendor confirms)",
+    description=(
+        "Refused with 409 when the resource is already deleting or ended, and while a start/stop/reboot is in "
+        "flight unless `force=true`. A pending or provisioning resource can always be deleted."
+    ),
+    responses=responses(401, 404, 409, 422),
+)
+async def delete_resource(
+    resource_id: UUID,
+    force: bool = Query(False, description="Delete even while a start/stop/reboot is in flight."),
+    principal: Principal = Depends(get_principal),
+    ctx: ServiceContext = Depends(get_ctx),
+) -> schemas.DeleteResourceResponse:
+    resource = await resources.delete_resource(ctx.db, principal, resource_id, force=force)
+    return schemas.DeleteResourceResponse(
+        resource_id=resource.id,
+        status=resource.status,
+        message="Deletion started; the resource becomes deleted once the vendor confirms the instance is gone.",
+    )
+
+
+async def _action(action: str, resource_id: UUID, principal: Principal, ctx: ServiceContext) -> schemas.ActionResponse:
+    resource = await resources.request_action(ctx.db, ctx.vendors, principal, resource_id, action)
+    return schemas.ActionResponse(
+        resource_id=resource.id,
+        status=resource.status,
+        action=action,  # type: ignore[arg-type]
+        message=f"{action} requested; poll GET /resources/{resource.id} for the outcome.",
+    )
+
+
+_ACTION_RESPONSES = responses(401, 404, 409, 422)
+
+
+@router.post("/resources/{resource_id}/stop", status_code=202, response_model=schemas.ActionResponse,
+             summary="Stop a running instance", responses=_ACTION_RESPONSES)
+async def stop_resource(
+    resource_id: UUID, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(get_ctx)
+) -> schemas.ActionResponse:
+    return await _action("stop", resource_id, principal, ctx)
+
+
+@router.post("/resources/{resource_id}/start", status_code=202, response_model=schemas.ActionResponse,
+             summary="Start a stopped instance", responses=_ACTION_RESPONSES)
+async def start_resource(
+    resource_id: UUID, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(get_ctx)
+) -> schemas.ActionResponse:
+    return await _action("start", resource_id, principal, ctx)
+
+
+@router.post("/resources/{resource_id}/reboot", status_code=202, response_model=schemas.ActionResponse,
+             summary="Reboot a running instance", responses=_ACTION_RESPONSES)
+async def reboot_resource(
+    resource_id: UUID, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(get_ctx)
+) -> schemas.ActionResponse:
+    return await _action("reboot", resource_id, principal, ctx)
+
+
+@router.get(
+    "/resources/{resource_id}/events",
+    response_model=schemas.EventList,
+    summary="The resource's history, oldest first",
+    responses=responses(401, 404, 422),
+)
+async def resource_events(
+    resource_id: UUID,
+    limit: int = Query(500, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+    principal: Principal = Depends(get_principal),
+    ctx: ServiceContext = Depends(get_ctx),
+) -> schemas.EventList:
+    events, total = await resources.list_events(ctx.db, principal, resource_id, limit=limit, offset=offset)
+    return schemas.EventList(
+        resource_id=resource_id, events=[event_out(e) for e in events], total_count=total, limit=limit, offset=offset
+    )

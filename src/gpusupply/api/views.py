@@ -1,0 +1,186 @@
+"""Shaping service results into the API's response models (one place, shared by the routers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpusupply.api import schemas
+from gpusupply.db.models import Event, Resource
+from gpusupply.services.catalog import StoredOffer
+from gpusupply.services.procurement import OfferStatus
+from gpusupply.services.resources import ssh_command
+
+
+def offer_out(stored: StoredOffer) -> schemas.OfferOut:
+    offer = stored.offer
+    storage = [schemas.StorageDetail(name="boot", size_gb=offer.disk_gb, persistent=False)] if offer.disk_gb else []
+    return schemas.OfferOut(
+        offer_id=stored.offer_id,
+        gpu_type=offer.gpu_type,
+        gpu_family=offer.gpu_family,
+        gpu_count=offer.gpu_count,
+        vendor=offer.vendor,
+        region=offer.region,
+        gpu_price_per_hour=offer.gpu_price_per_hour,
+        boot_disk_in_gb=offer.disk_gb,
+        created_at=offer.fetched_at,
+        vendor_region=offer.vendor_region,
+        contract_type=offer.contract_type,
+        vcpu_count=offer.vcpu_count,
+        memory_in_gb=offer.memory_gb,
+        storage_details=storage,
+        storage_price_per_hour=0.0,
+        total_price_per_hour=offer.total_price_per_hour,
+        expires_at=stored.expires_at,
+        gpus_per_node=offer.gpu_count,
+        gpu_memory_in_gb=offer.gpu_memory_gb,
+        country=offer.country,
+    )
+
+
+def offer_details(stored: StoredOffer) -> schemas.OfferDetails:
+    offer = stored.offer
+    return schemas.OfferDetails(
+        offer_id=stored.offer_id,
+        gpu_type=offer.gpu_type,
+        gpu_family=offer.gpu_family,
+        gpu_count=offer.gpu_count,
+        vendor=offer.vendor,
+        region=offer.region,
+        status=stored.status,  # type: ignore[arg-type]
+        created_at=offer.fetched_at,
+        contract_type=offer.contract_type,
+        gpu_price_per_hour=offer.gpu_price_per_hour,
+        boot_disk_in_gb=offer.disk_gb,
+        vcpu_count=offer.vcpu_count,
+        memory_in_gb=offer.memory_gb,
+        total_price_per_hour=offer.total_price_per_hour,
+        expires_at=stored.expires_at,
+        procured_at=stored.procured_at,
+        vendor_region=offer.vendor_region,
+    )
+
+
+def _access(resource: Resource) -> schemas.Access:
+    return schemas.Access(
+        external_ip=resource.external_ip,
+        internal_ip=None,
+        ssh_command=ssh_command(resource.external_ip, resource.ssh_host, resource.ssh_port),
+        ssh_port=resource.ssh_port,
+    )
+
+
+def instance_out(resource: Resource) -> schemas.InstanceOut:
+    access = _access(resource)
+    return schemas.InstanceOut(
+        resource_id=resource.id,
+        status=resource.status,
+        external_ip=access.external_ip,
+        ssh_command=access.ssh_command,
+        ssh_port=access.ssh_port,
+    )
+
+
+def offer_status_out(status: OfferStatus) -> schemas.OfferStatusOut:
+    return schemas.OfferStatusOut(
+        offer_id=status.offer_id,
+        status=status.status,
+        created_at=status.created_at,
+        procurement_status=status.procurement_status,  # type: ignore[arg-type]
+        instances=[instance_out(r) for r in status.resources if r.status != "pending"],
+        resource_ids=[r.id for r in status.resources],
+        progress=status.progress,
+        failure_reason=status.failure_reason,
+        procured_at=status.procured_at,
+    )
+
+
+def _summary_fields(resource: Resource) -> dict[str, Any]:
+    return {
+        "resource_id": resource.id,
+        "name": resource.name,
+        "status": resource.status,
+        "vendor": resource.vendor,
+        "vendor_region": resource.vendor_region,
+        "region": resource.region,
+        "gpu_type": resource.gpu_type,
+        "gpu_family": resource.gpu_family,
+        "gpu_count": resource.gpu_count,
+        "offer_id": resource.offer_id,
+        "pricing_total_hourly": resource.price_per_hour,
+        "created_at": resource.created_at,
+        "access": _access(resource),
+    }
+
+
+def resource_summary(resource: Resource) -> schemas.ResourceSummary:
+    return schemas.ResourceSummary(**_summary_fields(resource))
+
+
+def _spec(resource: Resource) -> dict[str, Any]:
+    offer = resource.offer_snapshot or {}
+    spec = {
+        "gpu_type": resource.gpu_type,
+        "gpu_family": resource.gpu_family,
+        "gpu_count": resource.gpu_count,
+        "gpu_memory_in_gb": offer.get("gpu_memory_gb"),
+        "vcpu_count": offer.get("vcpu_count"),
+        "memory_in_gb": offer.get("memory_gb"),
+        "boot_disk_in_gb": offer.get("disk_gb"),
+        "contract_type": offer.get("contract_type"),
+    }
+    return {k: v for k, v in spec.items() if v is not None}
+
+
+def _offer_history(resource: Resource) -> list[schemas.OfferHistoryEntry]:
+    """Failover attempts (procure by spec) in order, then the offer in use."""
+    history = []
+    for attempt in resource.attempts or []:
+        if not isinstance(attempt, dict) or attempt.get("offer_id") == str(resource.offer_id):
+            continue
+        history.append(
+            schemas.OfferHistoryEntry(
+                offer_id=attempt.get("offer_id"),
+                role=str(attempt.get("outcome") or "attempt"),
+                created_at=attempt.get("at"),
+                vendor=attempt.get("vendor"),
+                reason=attempt.get("reason"),
+            )
+        )
+    if resource.offer_id is not None:
+        history.append(
+            schemas.OfferHistoryEntry(
+                offer_id=resource.offer_id, role="primary", created_at=resource.created_at, vendor=resource.vendor
+            )
+        )
+    return history
+
+
+def resource_detail(resource: Resource) -> schemas.ResourceDetail:
+    return schemas.ResourceDetail(
+        **_summary_fields(resource),
+        status_message=resource.status_message,
+        spec=_spec(resource),
+        linked_resources=[],
+        offer_history=_offer_history(resource),
+        valid_from=resource.running_since,
+        valid_to=resource.ended_at,
+        last_synced_at=resource.last_synced_at,
+        procurement_id=resource.procurement_id,
+        vendor_status=resource.vendor_status,
+        pending_action=resource.pending_action,
+        delete_requested_at=resource.delete_requested_at,
+        events_url=f"/resources/{resource.id}/events",
+    )
+
+
+def event_out(event: Event) -> schemas.EventOut:
+    return schemas.EventOut(
+        id=event.id,
+        at=event.at,
+        kind=event.kind,
+        from_status=event.from_status,
+        to_status=event.to_status,
+        reason=event.reason,
+        data=event.data,
+    )

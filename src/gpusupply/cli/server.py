@@ -1,0 +1,222 @@
+"""Server-side commands: serve, worker, db upgrade, keys, and standalone sandbox vendors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+import typer
+
+from gpusupply.settings import VENDORS, Settings
+
+keys_app = typer.Typer(help="API keys (stored hashed; the token is shown once).", no_args_is_help=True)
+db_app = typer.Typer(help="The database.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("worker")(worker)
+    app.command("sandbox")(sandbox)
+    app.add_typer(db_app, name="db")
+    app.add_typer(keys_app, name="keys")
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:
+        fail(f"invalid configuration: {exc}", 2)
+        raise  # unreachable; for type checkers
+
+
+def setup_logging(settings: Settings) -> None:
+    level = getattr(logging, settings.log_level.upper(), logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def vendor_modes(settings: Settings) -> dict[str, str]:
+    """Which vendors run live (a key is configured) and which as in-process sandboxes."""
+    modes = {}
+    for vendor in settings.vendors:
+        key = settings.vendor_key(vendor)
+        modes[vendor] = "live" if key is not None and key.get_secret_value() else "sandbox"
+    return modes
+
+
+async def _prepare(settings: Settings, *, first_key: bool) -> tuple[str, str | None]:
+    """Migrate; create the first API key when there is none. Returns (database, token or None)."""
+    from gpusupply.db.session import Database
+    from gpusupply.services.keys import any_key_exists, create_key
+
+    db = Database(settings.effective_database_url)
+    try:
+        await db.migrate()
+        token = None
+        if first_key and not await any_key_exists(db):
+            _, token = await create_key(db, "default", tenant="default", admin=True)
+        return db.display_url, token
+    finally:
+        await db.dispose()
+
+
+def serve(
+    host: str = typer.Option(None, help="Address to listen on (GPUSUPPLY_HOST, default 127.0.0.1)."),
+    port: int = typer.Option(None, help="Port (GPUSUPPLY_PORT, default 8080)."),
+    no_engine: bool = typer.Option(False, "--no-engine", help="Serve the API only; run the engine elsewhere (`worker`)."),
+) -> None:
+    """Run the API (and, unless --no-engine, the background engine) in one process."""
+    import uvicorn
+
+    from gpusupply.api.app import create_app
+
+    settings = load_settings(host=host, port=port)
+    setup_logging(settings)
+    database, token = asyncio.run(_prepare(settings, first_key=True))
+    typer.echo(f"gpusupply listening on http://{settings.host}:{settings.port}")
+    typer.echo(f"database: {database}")
+    for vendor, mode in vendor_modes(settings).items():
+        typer.echo(f"vendor {vendor}: {mode}")
+    typer.echo(f"engine: {'off (--no-engine)' if no_engine else 'on'}")
+    if token is not None:
+        typer.echo("created the first API key (tenant 'default', admin); it is shown only once:")
+        typer.echo(token)
+    app = create_app(settings, run_engine=not no_engine)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False)
+
+
+async def _run_worker(settings: Settings) -> None:
+    from gpusupply.db.session import Database
+    from gpusupply.services.catalog import OfferCatalog
+    from gpusupply.vendors.registry import build_vendors
+
+    try:
+        from gpusupply.engine.runner import Engine
+    except ImportError as exc:
+        fail(f"the engine is not available in this build ({exc})")
+    db = Database(settings.effective_database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+    await db.migrate()
+    vendors = await build_vendors(settings)
+    catalog = OfferCatalog(db, vendors, settings)
+    engine = Engine(db, vendors, settings, catalog)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await catalog.start()
+        await engine.start()
+        typer.echo(f"gpusupply worker {engine.owner} running on {db.display_url}")
+        await stop.wait()
+    finally:
+        await engine.stop()
+        await catalog.aclose()
+        await vendors.aclose()
+        await db.dispose()
+
+
+def worker() -> None:
+    """Run the background engine only (scale out: several workers on one PostgreSQL)."""
+    settings = load_settings()
+    setup_logging(settings)
+    for vendor, mode in vendor_modes(settings).items():
+        typer.echo(f"vendor {vendor}: {mode}")
+    asyncio.run(_run_worker(settings))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema to the newest revision."""
+    settings = load_settings()
+    database, _ = asyncio.run(_prepare(settings, first_key=False))
+    typer.echo(f"database {database} is at the newest revision")
+
+
+async def _with_db(action: Any) -> Any:
+    from gpusupply.db.session import Database
+
+    db = Database(load_settings().effective_database_url)
+    try:
+        await db.migrate()
+        return await action(db)
+    finally:
+        await db.dispose()
+
+
+def _service_call(action: Any) -> Any:
+    from gpusupply.core.errors import ServiceError
+
+    try:
+        return asyncio.run(_with_db(action))
+    except ServiceError as exc:
+        fail(exc.errors[0]["msg"] if hasattr(exc, "errors") else exc.detail)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Argument(..., help="The key's name (also the tenant's, unless --tenant)."),
+    tenant: str = typer.Option(None, help="The tenant the key belongs to (created if missing)."),
+    admin: bool = typer.Option(False, "--admin", help="An admin key."),
+) -> None:
+    """Create an API key. The token is printed as the last line, once."""
+    from gpusupply.services.keys import create_key
+
+    info, token = _service_call(lambda db: create_key(db, name, tenant=tenant, admin=admin))
+    typer.echo(f"key {info.prefix} ({info.name}) for tenant {info.tenant}{' [admin]' if info.is_admin else ''}")
+    typer.echo(token)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (prefix, name, tenant, admin, created, revoked). Tokens are never shown again."""
+    from gpusupply.services.keys import list_keys
+
+    keys = _service_call(list_keys)
+    typer.echo(f"{'ID':36}  {'PREFIX':12}  {'NAME':20}  {'TENANT':20}  ADMIN  {'CREATED':25}  REVOKED")
+    for k in keys:
+        typer.echo(
+            f"{k.id!s:36}  {k.prefix:12}  {k.name[:20]:20}  {k.tenant[:20]:20}  {'yes' if k.is_admin else 'no':5}  "
+            f"{k.created_at[:25]:25}  {k.revoked_at or '-'}"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(ref: str = typer.Argument(..., help="The key's id or its prefix (gsk_...).")) -> None:
+    """Revoke a key: requests with it get 401 from then on."""
+    from gpusupply.services.keys import revoke_key
+
+    info = _service_call(lambda db: revoke_key(db, ref))
+    typer.echo(f"revoked key {info.prefix} ({info.name}) of tenant {info.tenant}")
+
+
+def sandbox(
+    vendor: str = typer.Argument(..., help=f"One of: {', '.join(VENDORS)}."),
+    port: int = typer.Option(..., help="Port to listen on."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    seed: int = typer.Option(0, help="Seed of the inventory and fault draws."),
+    offers: int = typer.Option(3000, help="Marketplace size (Vast; others scale from it)."),
+    ready_after: float = typer.Option(3.0, help="Seconds from create to running."),
+    faults: str = typer.Option("", help="Fault probabilities, e.g. '429=0.2,500=0.05,lost=0.1'."),
+) -> None:
+    """Serve one simulated vendor API standalone (any non-empty key is an account)."""
+    import uvicorn
+
+    from gpusupply.sandbox.common import SandboxConfig, parse_fault_spec
+    from gpusupply.vendors.registry import VENDOR_MODULES, load
+
+    if vendor not in VENDOR_MODULES:
+        fail(f"unknown vendor {vendor!r}; one of {', '.join(VENDOR_MODULES)}", 2)
+    try:
+        config = SandboxConfig(seed=seed, offers=offers, ready_after=ready_after, faults=parse_fault_spec(faults))
+    except ValueError as exc:
+        fail(str(exc), 2)
+    simulated = load(VENDOR_MODULES[vendor][1])(config)
+    typer.echo(f"{vendor} sandbox on http://{host}:{port} (admin routes under /_sandbox)")
+    uvicorn.run(simulated.create_app(), host=host, port=port, log_level="warning", access_log=False)

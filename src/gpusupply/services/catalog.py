@@ -1,0 +1,488 @@
+"""The offer catalog: vendor offers, read in parallel, stored per snapshot, searched in memory.
+
+How it stays fresh and shared (docs/api.md, "Offer catalog"):
+- Each vendor's catalog is read on its own (in parallel, each bounded by `offer_fetch_timeout`),
+  so one slow or failing vendor gives a partial answer, never a failed one.
+- A read is stored as a `CatalogSnapshot` plus one `offers` row per offer (bulk insert), each
+  expiring `offer_validity_seconds` after the read. `GET /offers/{id}` reads those rows, so any
+  replica answers for any offer any replica returned.
+- Stale-while-revalidate: a search never waits for a vendor that already has a catalog; once
+  that catalog is older than `offer_cache_seconds` a background refresh replaces it. Only a
+  vendor with no usable catalog at all is waited for (bounded by the fetch timeout).
+- One process refreshes a vendor at a time: it holds the `JobLease` row `catalog:<vendor>`.
+  Others reload the newest snapshot from the database instead of calling the vendor.
+- Every replica keeps an `OfferIndex` and checks the database every `sync_interval` seconds for
+  a newer snapshot (written by another replica) and for offers procured elsewhere.
+- Expired offer rows are kept for one more validity period (so a late procure answers 410 and
+  `GET /offers/{id}` says "expired"), then deleted, unless they were procured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import delete, or_, select, update
+
+from gpusupply.core.errors import VendorError
+from gpusupply.core.offers import Offer, OfferQuery
+from gpusupply.db.models import CatalogSnapshot, JobLease, OfferRow, VendorState, utcnow
+from gpusupply.db.session import Database
+from gpusupply.metrics import OFFER_CACHE_AGE
+from gpusupply.services.offer_index import OfferIndex
+from gpusupply.settings import Settings
+from gpusupply.vendors.registry import VendorSet
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "OfferCatalog",
+    "SearchResult",
+    "StoredOffer",
+    "VendorCatalogStatus",
+    "VendorDescription",
+    "describe_vendors",
+    "offer_from_dict",
+    "offer_to_dict",
+]
+
+# After a failed read, how long before the next try (a failing vendor is not hammered).
+FAILURE_RETRY_SECONDS = 10.0
+# How long a refresh may hold the vendor's lease beyond the fetch timeout (storing the rows).
+LEASE_MARGIN_SECONDS = 30.0
+# Poll interval while another process refreshes a vendor we have no catalog for.
+FOREIGN_REFRESH_POLL_SECONDS = 0.2
+
+
+@dataclass(slots=True)
+class StoredOffer:
+    offer_id: UUID
+    offer: Offer
+    expires_at: datetime
+    status: str  # available|procured|failed|expired
+    procured_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class SearchResult:
+    offers: list[StoredOffer]  # the requested page, sorted by core.offers.price_key
+    total: int  # all matches
+    partial: bool  # some vendor's catalog could not be read
+    failed_vendors: dict[str, str]
+
+
+@dataclass(slots=True)
+class VendorCatalogStatus:
+    vendor: str
+    fetched_at: datetime | None
+    offers: int
+    error: str | None
+
+
+_DATETIME_FIELDS = ("fetched_at",)
+_OFFER_FIELDS = {f.name for f in dataclasses.fields(Offer)}
+
+
+def offer_to_dict(offer: Offer) -> dict[str, Any]:
+    """The whole offer as JSON-safe data (vendor_data included), for DB rows and snapshots."""
+    data = {f: getattr(offer, f) for f in _OFFER_FIELDS}
+    data["vendor_data"] = dict(offer.vendor_data)
+    for name in _DATETIME_FIELDS:
+        data[name] = data[name].isoformat()
+    return data
+
+
+def offer_from_dict(data: dict[str, Any]) -> Offer:
+    """Inverse of `offer_to_dict`. Keys it does not know (written by a newer version) are ignored."""
+    values = {k: v for k, v in data.items() if k in _OFFER_FIELDS}
+    for name in _DATETIME_FIELDS:
+        if isinstance(values.get(name), str):
+            values[name] = datetime.fromisoformat(values[name])
+    values["vendor_data"] = dict(values.get("vendor_data") or {})
+    return Offer(**values)
+
+
+def process_owner() -> str:
+    """host:pid:random: names the process holding a lease in `job_leases`."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid4().hex[:6]}"
+
+
+def effective_status(status: str, expires_at: datetime, now: datetime) -> str:
+    """An available offer past its expiry is expired; other statuses stay as stored."""
+    return "expired" if status == "available" and expires_at <= now else status
+
+
+@dataclass
+class _VendorState:
+    snapshot_id: UUID | None = None
+    fetched_at: datetime | None = None
+    expires_at: datetime | None = None
+    error: str | None = None
+    failed_at: float | None = None  # monotonic time of the last failed read
+    task: asyncio.Task[None] | None = None
+
+    def usable(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at > now
+
+
+class OfferCatalog:
+    def __init__(
+        self,
+        db: Database,
+        vendors: VendorSet,
+        settings: Settings,
+        *,
+        sync_interval: float = 2.0,
+        owner: str | None = None,
+    ):
+        self.db = db
+        self.vendors = vendors
+        self.settings = settings
+        self.sync_interval = sync_interval
+        self.owner = owner or process_owner()
+        self._index = OfferIndex()
+        self._state: dict[str, _VendorState] = {vendor: _VendorState() for vendor in vendors.adapters}
+        self._last_sync = 0.0  # monotonic
+        self._procured_seen_since: datetime | None = None
+        self._sync_lock = asyncio.Lock()
+        self._closed = False
+
+    # ----- public interface --------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the newest stored snapshots and start reading vendors whose catalog is stale."""
+        await self._sync_from_db(force=True)
+        self._revalidate(utcnow())
+
+    async def search(self, query: OfferQuery, *, limit: int = 50, offset: int = 0) -> SearchResult:
+        await self._sync_from_db()
+        now = utcnow()
+        wanted = [query.vendor] if query.vendor is not None else list(self._state)
+        await self._wait_for_missing([v for v in wanted if v in self._state], now)
+        now = utcnow()
+        self._revalidate(now)
+        page, total = self._index.search(query, now=now, limit=limit, offset=offset)
+        failed = {}
+        for vendor in wanted:
+            state = self._state.get(vendor)
+            if state is not None and not state.usable(now):
+                failed[vendor] = state.error or "catalog not read yet"
+        return SearchResult(page, total, bool(failed), failed)
+
+    async def get(self, offer_id: UUID) -> StoredOffer | None:
+        """Any offer any replica returned, from the database, until its row is cleaned up."""
+        async with self.db.session() as session:
+            row = await session.get(OfferRow, offer_id)
+        if row is None:
+            return None
+        status = effective_status(row.status, row.expires_at, utcnow())
+        return StoredOffer(row.id, offer_from_dict(row.data), row.expires_at, status, row.procured_at)
+
+    async def refresh(self, vendor: str | None = None) -> None:
+        """Read vendor catalogs now (all, or one), waiting until they are stored."""
+        vendors = [vendor] if vendor is not None else list(self._state)
+        tasks = [self._start_refresh(v, force=True) for v in vendors if v in self._state]
+        if tasks:
+            await asyncio.gather(*(asyncio.shield(t) for t in tasks), return_exceptions=True)
+
+    def discard(self, offer_id: UUID) -> None:
+        """Take an offer procured in this process out of search at once."""
+        self._index.discard(offer_id)
+
+    def status(self) -> list[VendorCatalogStatus]:
+        return [
+            VendorCatalogStatus(vendor, state.fetched_at, self._index.count(vendor), state.error)
+            for vendor, state in self._state.items()
+        ]
+
+    async def aclose(self) -> None:
+        self._closed = True
+        tasks = [s.task for s in self._state.values() if s.task is not None and not s.task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ----- freshness ---------------------------------------------------------------------------
+    def _start_refresh(self, vendor: str, *, force: bool) -> asyncio.Task[None]:
+        state = self._state[vendor]
+        if state.task is None or state.task.done():
+            state.task = asyncio.create_task(self._refresh_vendor(vendor, force=force), name=f"catalog:{vendor}")
+        return state.task
+
+    def _may_retry(self, state: _VendorState) -> bool:
+        return state.failed_at is None or time.monotonic() - state.failed_at >= FAILURE_RETRY_SECONDS
+
+    def _revalidate(self, now: datetime) -> None:
+        """Start a background read for every vendor whose catalog is older than the cache age."""
+        if self._closed:
+            return
+        max_age = timedelta(seconds=self.settings.offer_cache_seconds)
+        for vendor, state in self._state.items():
+            running = state.task is not None and not state.task.done()
+            stale = state.fetched_at is None or now - state.fetched_at >= max_age
+            if stale and not running and self._may_retry(state):
+                self._start_refresh(vendor, force=False)
+            if state.fetched_at is not None:
+                OFFER_CACHE_AGE.labels(vendor).set((now - state.fetched_at).total_seconds())
+
+    async def _wait_for_missing(self, vendors: list[str], now: datetime) -> None:
+        """Wait (bounded) for vendors that have no usable catalog and may be read now."""
+        tasks = []
+        for vendor in vendors:
+            state = self._state[vendor]
+            if state.usable(now) or self._closed:
+                continue
+            if state.task is not None and not state.task.done():
+                tasks.append(state.task)
+            elif self._may_retry(state):
+                tasks.append(self._start_refresh(vendor, force=False))
+        if tasks:
+            # The refresh applies the fetch timeout itself; the margin covers storing the rows.
+            await asyncio.wait([asyncio.shield(t) for t in tasks], timeout=self.settings.offer_fetch_timeout + 5)
+
+    async def _refresh_vendor(self, vendor: str, *, force: bool) -> None:
+        state = self._state[vendor]
+        try:
+            token = await self._take_lease(vendor)
+            if token is None:
+                await self._await_foreign_refresh(vendor)
+                return
+            try:
+                if not force and await self._load_newer_snapshot(vendor, fresh_only=True):
+                    return
+                await self._read_vendor(vendor)
+            finally:
+                await self._release_lease(vendor, token)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a database error must not kill the catalog; report and retry later
+            log.exception("catalog refresh failed", extra={"vendor": vendor})
+            state.error, state.failed_at = f"catalog refresh failed: {type(exc).__name__}", time.monotonic()
+
+    async def _read_vendor(self, vendor: str) -> None:
+        state = self._state[vendor]
+        adapter = self.vendors.adapters[vendor]
+        fetched_at = utcnow()
+        timeout = self.settings.offer_fetch_timeout
+        try:
+            offers = await asyncio.wait_for(adapter.list_offers(), timeout)
+        except TimeoutError:
+            state.error, state.failed_at = f"no answer within {timeout:g} s", time.monotonic()
+            log.warning("vendor catalog timed out", extra={"vendor": vendor, "timeout": timeout})
+            return
+        except VendorError as exc:
+            state.error, state.failed_at = f"{type(exc).__name__}: {exc.message}", time.monotonic()
+            log.warning("vendor catalog read failed", extra={"vendor": vendor, "error": state.error})
+            return
+        expires_at = fetched_at + timedelta(seconds=self.settings.offer_validity_seconds)
+        stored = [StoredOffer(uuid4(), offer, expires_at, "available") for offer in offers]
+        snapshot_id = await self._store_snapshot(vendor, stored, fetched_at)
+        self._install(vendor, snapshot_id, fetched_at, expires_at, stored)
+        await self._cleanup()
+        log.info("vendor catalog refreshed", extra={"vendor": vendor, "offers": len(stored)})
+
+    def _install(
+        self, vendor: str, snapshot_id: UUID, fetched_at: datetime, expires_at: datetime, stored: list[StoredOffer]
+    ) -> None:
+        self._index.replace_vendor(vendor, stored)
+        state = self._state[vendor]
+        state.snapshot_id, state.fetched_at, state.expires_at = snapshot_id, fetched_at, expires_at
+        state.error, state.failed_at = None, None
+
+    async def _await_foreign_refresh(self, vendor: str) -> None:
+        """Another process holds the vendor's lease: take its snapshot once it is stored."""
+        state = self._state[vendor]
+        deadline = time.monotonic() + self.settings.offer_fetch_timeout + 5
+        while time.monotonic() < deadline:
+            if await self._load_newer_snapshot(vendor, fresh_only=False):
+                return
+            if state.usable(utcnow()):
+                return  # ours is still valid; the other process's snapshot arrives with the next sync
+            await asyncio.sleep(FOREIGN_REFRESH_POLL_SECONDS)
+        if not state.usable(utcnow()):
+            state.error, state.failed_at = "catalog is being read by another process", time.monotonic()
+
+    # ----- database ----------------------------------------------------------------------------
+    async def _store_snapshot(self, vendor: str, stored: list[StoredOffer], fetched_at: datetime) -> UUID:
+        snapshot_id = uuid4()
+        rows = [
+            {
+                "id": s.offer_id,
+                "snapshot_id": snapshot_id,
+                "vendor": vendor,
+                "vendor_offer_id": s.offer.vendor_offer_id[:200],
+                "gpu_type": s.offer.gpu_type[:100],
+                "gpu_family": s.offer.gpu_family[:50],
+                "gpu_count": s.offer.gpu_count,
+                "data": offer_to_dict(s.offer),
+                "fetched_at": fetched_at,
+                "expires_at": s.expires_at,
+                "status": "available",
+            }
+            for s in stored
+        ]
+        async with self.db.transaction() as session:
+            await session.execute(
+                update(CatalogSnapshot)
+                .where(CatalogSnapshot.vendor == vendor, CatalogSnapshot.current.is_(True))
+                .values(current=False)
+            )
+            session.add(
+                CatalogSnapshot(id=snapshot_id, vendor=vendor, fetched_at=fetched_at, offer_count=len(rows), current=True)
+            )
+            await session.flush()
+            if rows:
+                await session.execute(OfferRow.__table__.insert(), rows)
+        return snapshot_id
+
+    async def _load_newer_snapshot(self, vendor: str, *, fresh_only: bool) -> bool:
+        """Install the vendor's current stored snapshot if it is newer than ours. True if done."""
+        state = self._state[vendor]
+        async with self.db.session() as session:
+            snapshot = (
+                await session.execute(
+                    select(CatalogSnapshot).where(CatalogSnapshot.vendor == vendor, CatalogSnapshot.current.is_(True))
+                )
+            ).scalar_one_or_none()
+        if snapshot is None or snapshot.id == state.snapshot_id:
+            return False
+        if state.fetched_at is not None and snapshot.fetched_at <= state.fetched_at:
+            return False
+        now = utcnow()
+        if fresh_only and now - snapshot.fetched_at >= timedelta(seconds=self.settings.offer_cache_seconds):
+            return False
+        await self._load_snapshot(vendor, snapshot)
+        return True
+
+    async def _load_snapshot(self, vendor: str, snapshot: CatalogSnapshot) -> None:
+        async with self.db.session() as session:
+            rows = (
+                await session.execute(
+                    select(OfferRow.id, OfferRow.data, OfferRow.expires_at).where(
+                        OfferRow.snapshot_id == snapshot.id, OfferRow.status == "available"
+                    )
+                )
+            ).all()
+        stored = [StoredOffer(row.id, offer_from_dict(row.data), row.expires_at, "available") for row in rows]
+        expires_at = snapshot.fetched_at + timedelta(seconds=self.settings.offer_validity_seconds)
+        self._install(vendor, snapshot.id, snapshot.fetched_at, expires_at, stored)
+
+    async def _sync_from_db(self, *, force: bool = False) -> None:
+        """Pick up other replicas' snapshots and procurements, at most every `sync_interval`."""
+        if self._closed or self._sync_lock.locked():
+            return
+        if not force and time.monotonic() - self._last_sync < self.sync_interval:
+            return
+        async with self._sync_lock:
+            self._last_sync = time.monotonic()
+            started = utcnow()
+            async with self.db.session() as session:
+                current = (
+                    await session.execute(select(CatalogSnapshot).where(CatalogSnapshot.current.is_(True)))
+                ).scalars().all()
+                procured: list[UUID] = []
+                if self._procured_seen_since is not None:
+                    procured = list(
+                        (
+                            await session.execute(
+                                select(OfferRow.id).where(
+                                    OfferRow.status != "available",
+                                    OfferRow.procured_at >= self._procured_seen_since,
+                                )
+                            )
+                        ).scalars()
+                    )
+            for snapshot in current:
+                state = self._state.get(snapshot.vendor)
+                if state is None or snapshot.id == state.snapshot_id:
+                    continue
+                if state.fetched_at is None or snapshot.fetched_at > state.fetched_at:
+                    await self._load_snapshot(snapshot.vendor, snapshot)
+            for offer_id in procured:
+                self._index.discard(offer_id)
+            # Overlap the windows a little: a procurement committed just before `started` counts.
+            self._procured_seen_since = started - timedelta(seconds=5)
+
+    async def _cleanup(self) -> None:
+        retention = timedelta(seconds=self.settings.offer_validity_seconds)
+        cutoff = utcnow() - retention
+        async with self.db.transaction() as session:
+            await session.execute(delete(OfferRow).where(OfferRow.status == "available", OfferRow.expires_at < cutoff))
+            await session.execute(
+                delete(CatalogSnapshot).where(
+                    CatalogSnapshot.current.is_(False), CatalogSnapshot.fetched_at < cutoff - retention
+                )
+            )
+
+    async def _take_lease(self, vendor: str) -> UUID | None:
+        name = f"catalog:{vendor}"
+        now = utcnow()
+        token = uuid4()
+        expires = now + timedelta(seconds=self.settings.offer_fetch_timeout + LEASE_MARGIN_SECONDS)
+        async with self.db.transaction() as session:
+            await session.execute(_insert_ignore(self.db, name))
+            result = await session.execute(
+                update(JobLease)
+                .where(JobLease.name == name, or_(JobLease.lock_expires_at.is_(None), JobLease.lock_expires_at < now))
+                .values(lock_token=token, lock_owner=self.owner, lock_expires_at=expires)
+            )
+        return token if result.rowcount == 1 else None  # type: ignore[attr-defined]
+
+    async def _release_lease(self, vendor: str, token: UUID) -> None:
+        async with self.db.transaction() as session:
+            await session.execute(
+                update(JobLease)
+                .where(JobLease.name == f"catalog:{vendor}", JobLease.lock_token == token)
+                .values(lock_token=None, lock_owner=None, lock_expires_at=None, last_run_at=utcnow())
+            )
+
+
+def _insert_ignore(db: Database, name: str) -> Any:
+    """INSERT the lease row unless it exists (the dialects spell it the same way)."""
+    if db.is_sqlite:
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+    return insert(JobLease).values(name=name).on_conflict_do_nothing(index_elements=["name"])
+
+
+@dataclass(slots=True)
+class VendorDescription:
+    """A vendor as `GET /available_vendors` shows it: mode, health, capabilities, catalog."""
+
+    vendor: str
+    mode: str  # live | sandbox
+    degraded: bool
+    degraded_reason: str | None
+    degraded_since: datetime | None
+    capabilities: dict[str, bool]
+    catalog: VendorCatalogStatus
+
+
+async def describe_vendors(db: Database, vendors: VendorSet, catalog: OfferCatalog) -> list[VendorDescription]:
+    """Every enabled vendor with the health the engine's reconciler last recorded."""
+    async with db.session() as session:
+        states = {s.vendor: s for s in (await session.execute(select(VendorState))).scalars()}
+    catalogs = {status.vendor: status for status in catalog.status()}
+    described = []
+    for vendor, adapter in vendors.adapters.items():
+        state = states.get(vendor)
+        described.append(
+            VendorDescription(
+                vendor=vendor,
+                mode=vendors.modes.get(vendor, "live"),
+                degraded=bool(state and state.degraded),
+                degraded_reason=state.degraded_reason if state else None,
+                degraded_since=state.degraded_since if state else None,
+                capabilities=dataclasses.asdict(adapter.capabilities),
+                catalog=catalogs.get(vendor) or VendorCatalogStatus(vendor, None, 0, None),
+            )
+        )
+    return described

@@ -1,0 +1,225 @@
+"""Offer search: reading the `get_offers` document (YAML or JSON), validating it into an
+`OfferQuery`, and asking the catalog.
+
+The document models here are plain pydantic (no server imports), so `api/schemas.py` and
+clients reuse them. YAML is read with a safe loader that also refuses aliases and anchors (no
+"billion laughs" expansion) and deep nesting, after the body size was checked.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+from uuid import UUID
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gpusupply.core.errors import NotFoundError, PayloadTooLarge, UnprocessableError, UnsupportedMediaType
+from gpusupply.core.gpus import families, resolve_gpu_query
+from gpusupply.core.offers import OfferQuery
+from gpusupply.core.regions import REGION_GROUPS, parse_region_group
+
+if TYPE_CHECKING:
+    from gpusupply.services.catalog import OfferCatalog, SearchResult, StoredOffer
+
+MAX_DOCUMENT_BYTES = 64 * 1024
+MAX_NESTING = 20
+YAML_MEDIA_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"})
+JSON_MEDIA_TYPES = frozenset({"application/json"})
+KNOWN_VENDORS = ("vast", "fal", "nebula")
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+class ComputeSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    gpu_type: str = Field(
+        min_length=1, max_length=100, description="A family (`H100`) or a canonical name (`nvidia-h100-sxm5-80gb`)."
+    )
+    gpu_count: int = Field(1, ge=1, le=1024, strict=True, description="GPUs per offer (exact match).")
+    max_price_per_gpu_hour: float | None = Field(None, gt=0, allow_inf_nan=False, description="USD per GPU-hour.")
+    contract_type: Literal["ondemand", "spot"] | None = None
+
+    @field_validator("max_price_per_gpu_hour", mode="before")
+    @classmethod
+    def _no_bool_price(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be a number")
+        return value
+
+
+class OffersRequest(BaseModel):
+    """The `get_offers` document (also the `spec` of a procure-by-spec)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    compute: ComputeSpec
+    vendor: Literal["vast", "fal", "nebula"] | None = None
+    region: str | None = Field(None, description="US, EU, APAC or Other (any case).")
+    network: dict[str, Any] | None = Field(None, description="Accepted for compatibility; not used for matching.")
+
+
+@dataclass(slots=True)
+class OfferSearch:
+    result: SearchResult
+    filters_applied: dict[str, Any]
+    limit: int
+    offset: int
+
+
+# ----- reading the body ------------------------------------------------------------------------
+class _StrictSafeLoader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases/anchors and nesting deeper than MAX_NESTING."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.YAMLError("YAML anchors and aliases are not accepted")
+        self._depth += 1
+        if self._depth > MAX_NESTING:
+            raise yaml.YAMLError(f"YAML nested deeper than {MAX_NESTING} levels")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def read_document(raw: bytes, content_type: str | None) -> Any:
+    """The body as data: JSON for application/json, YAML for the YAML types (and no type)."""
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise PayloadTooLarge(f"request body is larger than {MAX_DOCUMENT_BYTES} bytes")
+    kind = media_type(content_type)
+    if kind and kind not in YAML_MEDIA_TYPES and kind not in JSON_MEDIA_TYPES and not kind.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"unsupported Content-Type {kind!r}; send application/yaml (or application/x-yaml, text/yaml) or application/json"
+        )
+    if not raw.strip():
+        raise UnprocessableError("request body is empty; send a document with compute.gpu_type", kind="missing")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnprocessableError("request body is not UTF-8 text", kind="value_error") from None
+    if kind in JSON_MEDIA_TYPES or kind.endswith("+json"):
+        try:
+            return json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise UnprocessableError(f"invalid JSON: {exc}", kind="json_invalid") from None
+    try:
+        return yaml.load(text, Loader=_StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass
+    except (yaml.YAMLError, RecursionError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UnprocessableError(f"invalid YAML: {message}", kind="yaml_invalid") from None
+
+
+# ----- validating ------------------------------------------------------------------------------
+def pydantic_errors(exc: ValidationError, prefix: tuple[str | int, ...]) -> list[dict[str, Any]]:
+    """A pydantic error list in FastAPI's 422 shape, located under `prefix`."""
+    return [
+        {"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def parse_offer_query(document: Any, *, loc: tuple[str | int, ...] = ("body",)) -> tuple[OffersRequest, OfferQuery]:
+    """Validate a get_offers document. Raises UnprocessableError (422) naming what is wrong."""
+    if not isinstance(document, dict):
+        raise UnprocessableError("the document must be a mapping with a `compute` section", loc=loc, kind="dict_type")
+    try:
+        request = OffersRequest.model_validate(document)
+    except ValidationError as exc:
+        raise UnprocessableError("invalid offer query", errors=pydantic_errors(exc, loc)) from None
+    return request, query_from_request(request, loc=loc)
+
+
+def query_from_request(request: OffersRequest, *, loc: tuple[str | int, ...] = ("body",)) -> OfferQuery:
+    family, canonical = resolve_gpu_query(request.compute.gpu_type)
+    if family is None and canonical is None:
+        known = ", ".join(sorted(families()))
+        raise UnprocessableError(
+            f"unknown gpu_type {request.compute.gpu_type!r}; use a family ({known}) "
+            "or a canonical name from GET /available_gpus",
+            loc=(*loc, "compute", "gpu_type"),
+        )
+    region = None
+    if request.region is not None:
+        region = parse_region_group(request.region)
+        if region is None:
+            raise UnprocessableError(
+                f"unknown region {request.region!r}; use one of {', '.join(REGION_GROUPS)}", loc=(*loc, "region")
+            )
+    return OfferQuery(
+        gpu_family=family,
+        gpu_canonical=canonical,
+        gpu_count=request.compute.gpu_count,
+        max_price_per_gpu_hour=request.compute.max_price_per_gpu_hour,
+        contract_type=request.compute.contract_type,
+        vendor=request.vendor,
+        region=region,
+    )
+
+
+def normalized_document(request: OffersRequest, query: OfferQuery) -> dict[str, Any]:
+    """The document as stored for a procure-by-spec: canonical spellings, parseable again."""
+    compute: dict[str, Any] = {
+        "gpu_type": query.gpu_canonical or query.gpu_family,
+        "gpu_count": query.gpu_count,
+    }
+    if query.max_price_per_gpu_hour is not None:
+        compute["max_price_per_gpu_hour"] = query.max_price_per_gpu_hour
+    if query.contract_type is not None:
+        compute["contract_type"] = query.contract_type
+    document: dict[str, Any] = {"compute": compute}
+    if query.vendor is not None:
+        document["vendor"] = query.vendor
+    if query.region is not None:
+        document["region"] = query.region
+    return document
+
+
+def filters_applied(query: OfferQuery) -> dict[str, Any]:
+    """What the search matched on, in the document's own terms (echoed in the answer)."""
+    applied: dict[str, Any] = {}
+    if query.gpu_family is not None:
+        applied["gpu_family"] = query.gpu_family
+    if query.gpu_canonical is not None:
+        applied["gpu_type"] = query.gpu_canonical
+    for name in ("gpu_count", "max_price_per_gpu_hour", "contract_type", "vendor", "region"):
+        value = getattr(query, name)
+        if value is not None:
+            applied[name] = value
+    return applied
+
+
+def check_page(limit: int, offset: int) -> None:
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise UnprocessableError(f"limit must be between 1 and {MAX_PAGE_SIZE}", loc=("query", "limit"))
+    if offset < 0:
+        raise UnprocessableError("offset must be 0 or more", loc=("query", "offset"))
+
+
+# ----- use cases -------------------------------------------------------------------------------
+async def search_offers(
+    catalog: OfferCatalog, raw: bytes, content_type: str | None, *, limit: int, offset: int
+) -> OfferSearch:
+    check_page(limit, offset)
+    _, query = parse_offer_query(read_document(raw, content_type))
+    result = await catalog.search(query, limit=limit, offset=offset)
+    return OfferSearch(result, filters_applied(query), limit, offset)
+
+
+async def get_offer(catalog: OfferCatalog, offer_id: UUID) -> StoredOffer:
+    stored = await catalog.get(offer_id)
+    if stored is None:
+        raise NotFoundError(f"offer {offer_id} not found (unknown, or expired and cleaned up)")
+    return stored

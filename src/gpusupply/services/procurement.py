@@ -1,0 +1,359 @@
+"""Procurement: turning an offer (or a spec) into intent rows the engine provisions.
+
+`POST /procure_offer` writes, in one transaction, a `Procurement`, one `Resource` (status
+`pending`) and marks the offer `procured`; the engine does the vendor work afterwards (the
+API/engine contract in docs/engine.md). Nothing here calls a vendor.
+
+Idempotency: with an `Idempotency-Key` header, the first successful answer is stored on the
+procurement; a retry with the same key and the same body gets that answer again (and no second
+procurement); the same key with a different body is refused with 422.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gpusupply.core.errors import ConflictError, GoneError, NotFoundError, ServiceError, UnprocessableError
+from gpusupply.core.offers import Offer
+from gpusupply.core.states import ProcurementStatus, ResourceStatus, procurement_status
+from gpusupply.db.models import OfferRow, Procurement, Resource, utcnow
+from gpusupply.db.session import Database
+from gpusupply.engine.hints import hint
+from gpusupply.services.catalog import OfferCatalog, StoredOffer, offer_from_dict, offer_to_dict
+from gpusupply.services.events import add_event
+from gpusupply.services.keys import Principal
+from gpusupply.services.offers import OffersRequest, normalized_document, query_from_request
+
+MAX_CLOUD_INIT_BYTES = 64 * 1024
+MAX_SSH_KEY_CHARS = 16 * 1024
+MAX_IDEMPOTENCY_KEY_CHARS = 200
+CLOUD_INIT_PREFIXES = ("#cloud-config", "#!/")
+STATUS_IN_PROGRESS = "provisioning_in_progress"
+
+
+@dataclass(slots=True)
+class ProcureOutcome:
+    response: dict[str, Any]  # {offer_id, status, procured_at, resource_ids, error}
+    replayed: bool  # answered from an earlier request with the same Idempotency-Key
+
+
+@dataclass(slots=True)
+class OfferStatus:
+    offer_id: UUID
+    status: str  # the offer's own status
+    created_at: datetime | None
+    procurement_status: str
+    resources: list[Resource]
+    progress: str
+    failure_reason: str | None
+    procured_at: datetime | None
+
+
+# ----- input checks (pure) -----------------------------------------------------------------------
+def check_ssh_public_key(text: str) -> str:
+    """One OpenSSH public key line (`ssh-ed25519 AAAA... comment`), stripped."""
+    key = text.strip()
+    loc = ("body", "ssh_public_key")
+    if not key:
+        raise UnprocessableError("ssh_public_key is empty", loc=loc)
+    if len(key) > MAX_SSH_KEY_CHARS or "\n" in key or "\r" in key:
+        raise UnprocessableError("ssh_public_key must be a single OpenSSH public key line", loc=loc)
+    try:
+        load_ssh_public_key(key.encode())
+    except (ValueError, UnsupportedAlgorithm, TypeError):
+        raise UnprocessableError(
+            "ssh_public_key is not a valid OpenSSH public key (expected e.g. 'ssh-ed25519 AAAA... you@host')", loc=loc
+        ) from None
+    return key
+
+
+def check_cloud_init(text: str | None) -> str | None:
+    if text is None:
+        return None
+    loc = ("body", "cloud_init")
+    if len(text.encode()) > MAX_CLOUD_INIT_BYTES:
+        raise UnprocessableError(f"cloud_init is larger than {MAX_CLOUD_INIT_BYTES} bytes (64 KB)", loc=loc)
+    if not text.startswith(CLOUD_INIT_PREFIXES):
+        raise UnprocessableError("cloud_init must start with '#cloud-config' or '#!/' (a script)", loc=loc)
+    return text
+
+
+def check_resource_name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    name = name.strip()
+    if not 1 <= len(name) <= 200 or not name.isprintable():
+        raise UnprocessableError("resource_name must be 1-200 printable characters", loc=("body", "resource_name"))
+    return name
+
+
+def check_idempotency_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_CHARS or not key.isascii() or not key.isprintable():
+        raise UnprocessableError(
+            f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters",
+            loc=("header", "Idempotency-Key"),
+        )
+    return key
+
+
+def request_hash(body: dict[str, Any]) -> str:
+    """Fingerprint of a request body, to tell a retry from a different request with the same key."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str, separators=(",", ":")).encode()).hexdigest()
+
+
+# ----- procure ----------------------------------------------------------------------------------
+async def procure(
+    db: Database,
+    catalog: OfferCatalog,
+    principal: Principal,
+    *,
+    offer_id: UUID | None,
+    spec: OffersRequest | None,
+    ssh_public_key: str,
+    cloud_init: str | None,
+    resource_name: str | None,
+    idempotency_key: str | None,
+    body: dict[str, Any],
+) -> ProcureOutcome:
+    """Procure one offer, or (with `spec`) the cheapest offer matching a get_offers document."""
+    if (offer_id is None) == (spec is None):
+        raise UnprocessableError("give exactly one of offer_id or spec", loc=("body",))
+    key = check_ssh_public_key(ssh_public_key)
+    init = check_cloud_init(cloud_init)
+    name = check_resource_name(resource_name)
+    idem = check_idempotency_key(idempotency_key)
+    fingerprint = request_hash(body)
+    if idem is not None:
+        replay = await _replay(db, principal, idem, fingerprint)
+        if replay is not None:
+            return replay
+    try:
+        async with db.transaction() as session:
+            if offer_id is not None:
+                response = await _procure_offer(session, principal, offer_id, key, init, name, idem, fingerprint)
+            else:
+                assert spec is not None
+                response = await _procure_spec(session, principal, spec, key, init, name, idem, fingerprint)
+    except (ServiceError, IntegrityError) as exc:
+        # A concurrent request with the same key may have won: answer as its replay.
+        if idem is not None:
+            replay = await _replay(db, principal, idem, fingerprint)
+            if replay is not None:
+                return replay
+        if isinstance(exc, IntegrityError):
+            raise ConflictError("the request conflicted with a concurrent one; retry it") from None
+        raise
+    if offer_id is not None:
+        catalog.discard(offer_id)
+    hint()
+    return ProcureOutcome(response, replayed=False)
+
+
+async def _replay(db: Database, principal: Principal, key: str, fingerprint: str) -> ProcureOutcome | None:
+    async with db.session() as session:
+        earlier = (
+            await session.execute(
+                select(Procurement).where(
+                    Procurement.tenant_id == principal.tenant_id, Procurement.idempotency_key == key
+                )
+            )
+        ).scalar_one_or_none()
+    if earlier is None:
+        return None
+    if earlier.request_hash != fingerprint:
+        raise UnprocessableError(
+            f"Idempotency-Key {key!r} was already used with a different request body; use a new key for a new request",
+            loc=("header", "Idempotency-Key"),
+        )
+    return ProcureOutcome(dict(earlier.response or {}), replayed=True)
+
+
+async def _procure_offer(
+    session: AsyncSession,
+    principal: Principal,
+    offer_id: UUID,
+    ssh_public_key: str,
+    cloud_init: str | None,
+    name: str | None,
+    idempotency_key: str | None,
+    fingerprint: str,
+) -> dict[str, Any]:
+    now = utcnow()
+    # Compare-and-set first: of two concurrent procures of one offer exactly one wins.
+    taken = await session.execute(
+        update(OfferRow)
+        .where(OfferRow.id == offer_id, OfferRow.status == "available", OfferRow.expires_at > now)
+        .values(status="procured", procured_at=now, procured_by=principal.tenant_id)
+    )
+    row = await session.get(OfferRow, offer_id)
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        if row is None:
+            raise NotFoundError(f"offer {offer_id} not found")
+        if row.status == "available":
+            raise GoneError(f"offer {offer_id} expired at {row.expires_at.isoformat()}; search again for a fresh offer")
+        raise ConflictError(f"offer {offer_id} was already procured")
+    assert row is not None
+    offer = offer_from_dict(row.data)
+    procurement = Procurement(
+        id=uuid4(),
+        tenant_id=principal.tenant_id,
+        offer_id=offer_id,
+        idempotency_key=idempotency_key,
+        request_hash=fingerprint,
+        status=STATUS_IN_PROGRESS,
+        created_at=now,
+        procured_at=now,
+    )
+    resource = _new_resource(principal, procurement, ssh_public_key, cloud_init, name, now)
+    _fill_from_offer(resource, offer_id, offer)
+    return await _write(session, procurement, resource, f"procured offer {offer_id} ({offer.vendor})")
+
+
+async def _procure_spec(
+    session: AsyncSession,
+    principal: Principal,
+    spec: OffersRequest,
+    ssh_public_key: str,
+    cloud_init: str | None,
+    name: str | None,
+    idempotency_key: str | None,
+    fingerprint: str,
+) -> dict[str, Any]:
+    query = query_from_request(spec, loc=("body", "spec"))
+    now = utcnow()
+    procurement = Procurement(
+        id=uuid4(),
+        tenant_id=principal.tenant_id,
+        offer_id=None,
+        spec=normalized_document(spec, query),
+        idempotency_key=idempotency_key,
+        request_hash=fingerprint,
+        status=STATUS_IN_PROGRESS,
+        created_at=now,
+        procured_at=now,
+    )
+    resource = _new_resource(principal, procurement, ssh_public_key, cloud_init, name, now)
+    resource.gpu_type = query.gpu_canonical
+    resource.gpu_family = query.gpu_family
+    resource.gpu_count = query.gpu_count
+    return await _write(session, procurement, resource, "procurement by spec: the engine picks the cheapest matching offer")
+
+
+def _new_resource(
+    principal: Principal, procurement: Procurement, ssh_public_key: str, cloud_init: str | None, name: str | None, now: datetime
+) -> Resource:
+    return Resource(
+        id=uuid4(),
+        tenant_id=principal.tenant_id,
+        procurement_id=procurement.id,
+        name=name,
+        status=ResourceStatus.PENDING.value,
+        ssh_public_key=ssh_public_key,
+        cloud_init=cloud_init,
+        attempts=[],
+        retry_count=0,
+        delete_alerted=False,
+        created_at=now,
+        updated_at=now,
+        next_attempt_at=now,
+    )
+
+
+def _fill_from_offer(resource: Resource, offer_id: UUID, offer: Offer) -> None:
+    resource.offer_id = offer_id
+    resource.vendor = offer.vendor
+    resource.vendor_region = offer.vendor_region
+    resource.region = offer.region
+    resource.gpu_type = offer.gpu_type
+    resource.gpu_family = offer.gpu_family
+    resource.gpu_count = offer.gpu_count
+    resource.price_per_hour = offer.total_price_per_hour
+    resource.offer_snapshot = offer_to_dict(offer)
+
+
+async def _write(session: AsyncSession, procurement: Procurement, resource: Resource, reason: str) -> dict[str, Any]:
+    response = {
+        "offer_id": str(procurement.offer_id) if procurement.offer_id else None,
+        "status": STATUS_IN_PROGRESS,
+        "procured_at": procurement.procured_at.isoformat() if procurement.procured_at else None,
+        "resource_ids": [str(resource.id)],
+        "error": None,
+    }
+    procurement.response = response
+    session.add(procurement)
+    await session.flush()  # the resource's foreign key needs the procurement row first
+    session.add(resource)
+    # The history starts with the intent: "created as pending".
+    event = add_event(session, kind="status_change", resource=resource, reason=reason, at=resource.created_at)
+    event.to_status = ResourceStatus.PENDING.value
+    return response
+
+
+# ----- status of a procured offer ---------------------------------------------------------------
+async def offer_status(db: Database, catalog: OfferCatalog, principal: Principal, offer_id: UUID) -> OfferStatus:
+    """The caller's procurement of an offer, derived from its resources.
+
+    An offer nobody procured answers `pending` with no instances; an offer another tenant
+    procured is 404 for everyone else (never 403), like an unknown one.
+    """
+    stored = await catalog.get(offer_id)
+    async with db.session() as session:
+        procurement = (
+            await session.execute(
+                select(Procurement)
+                .where(Procurement.tenant_id == principal.tenant_id, Procurement.offer_id == offer_id)
+                .order_by(Procurement.created_at)
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        condition = Resource.offer_id == offer_id
+        if procurement is not None:
+            condition = or_(condition, Resource.procurement_id == procurement.id)
+        resources = list(
+            (
+                await session.execute(
+                    select(Resource)
+                    .where(Resource.tenant_id == principal.tenant_id, condition)
+                    .order_by(Resource.created_at, Resource.id)
+                )
+            ).scalars()
+        )
+    if procurement is None and not resources:
+        if stored is None or stored.status not in ("available", "expired"):
+            raise NotFoundError(f"offer {offer_id} not found")
+        return OfferStatus(offer_id, stored.status, stored.offer.fetched_at, ProcurementStatus.PENDING.value, [], "0/0 instances running", None, None)
+    return _status_view(offer_id, stored, procurement, resources)
+
+
+def _status_view(
+    offer_id: UUID, stored: StoredOffer | None, procurement: Procurement | None, resources: list[Resource]
+) -> OfferStatus:
+    statuses = [ResourceStatus(r.status) for r in resources]
+    derived = procurement_status(statuses, any(r.vendor_instance_id for r in resources))
+    running = sum(1 for s in statuses if s == ResourceStatus.RUNNING)
+    failures = [r.status_message for r in resources if r.status == ResourceStatus.FAILED and r.status_message]
+    failure = (procurement.failure_reason if procurement else None) or ("; ".join(failures) if failures else None)
+    created = stored.offer.fetched_at if stored is not None else (procurement.created_at if procurement else None)
+    return OfferStatus(
+        offer_id=offer_id,
+        status=stored.status if stored is not None else "procured",
+        created_at=created,
+        procurement_status=derived.value,
+        resources=resources,
+        progress=f"{running}/{len(resources)} instances running",
+        failure_reason=failure if derived == ProcurementStatus.FAILED or failures else None,
+        procured_at=procurement.procured_at if procurement else None,
+    )

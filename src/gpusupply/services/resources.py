@@ -1,0 +1,226 @@
+"""Resources: what a tenant procured. Listing, reading (with a vendor re-read when stale),
+deleting, start/stop/reboot requests and the event history.
+
+The API records intent and the engine does the vendor work (docs/engine.md): a delete sets
+`deleting` and returns; the engine deletes on the vendor until the vendor confirms, then marks
+the resource `deleted`. Every write here starts by locking the row (an UPDATE first, so SQLite
+takes its write lock and PostgreSQL its row lock before anything is read), so a decision is
+never made on a status the engine changed a moment ago.
+
+`force` on delete: a delete is normally refused (409) while a start, stop or reboot is in flight;
+`force=true` deletes anyway (the pending action is dropped). A resource still pending or
+provisioning can always be deleted; in every case the engine confirms with the vendor that no
+instance is left before the resource is marked deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gpusupply.core.errors import ConflictError, NotFoundError, UnprocessableError, VendorError
+from gpusupply.core.states import FINAL_STATUSES, ResourceStatus
+from gpusupply.db.models import Event, Resource, utcnow
+from gpusupply.db.session import Database
+from gpusupply.engine.hints import hint
+from gpusupply.services.events import change_status
+from gpusupply.services.keys import Principal
+from gpusupply.services.offers import KNOWN_VENDORS, check_page
+from gpusupply.vendors.registry import VendorSet
+
+log = logging.getLogger(__name__)
+
+REFRESH_AFTER = timedelta(seconds=30)  # GET /resources/{id} re-reads the vendor when older
+IN_FLIGHT_ACTIONS = frozenset({ResourceStatus.STOPPING, ResourceStatus.STARTING, ResourceStatus.REBOOTING})
+
+# action -> (status it needs, status it moves to, capability it needs)
+ACTIONS: dict[str, tuple[ResourceStatus, ResourceStatus, str]] = {
+    "stop": (ResourceStatus.RUNNING, ResourceStatus.STOPPING, "stop_start"),
+    "start": (ResourceStatus.STOPPED, ResourceStatus.STARTING, "stop_start"),
+    "reboot": (ResourceStatus.RUNNING, ResourceStatus.REBOOTING, "reboot"),
+}
+
+
+def ssh_command(external_ip: str | None, ssh_host: str | None, ssh_port: int | None) -> str | None:
+    """`ssh root@IP -p PORT`; through the vendor's SSH host when it proxies SSH."""
+    host = ssh_host or external_ip
+    if not host:
+        return None
+    return f"ssh root@{host} -p {ssh_port}" if ssh_port else f"ssh root@{host}"
+
+
+def needs_refresh(resource: Resource, *, force: bool, now: datetime) -> bool:
+    """Whether GET /resources/{id} should re-read the vendor first."""
+    if resource.status in FINAL_STATUSES or resource.vendor is None or resource.vendor_instance_id is None:
+        return False
+    return force or resource.last_synced_at is None or now - resource.last_synced_at > REFRESH_AFTER
+
+
+# ----- reading ----------------------------------------------------------------------------------
+async def list_resources(
+    db: Database,
+    principal: Principal,
+    *,
+    offer_id: UUID | None = None,
+    status: str | None = None,
+    vendor: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[Resource], int]:
+    """The caller's resources, newest first, and how many match in all."""
+    check_page(limit, offset)
+    conditions: list[Any] = [Resource.tenant_id == principal.tenant_id]
+    if offer_id is not None:
+        conditions.append(Resource.offer_id == offer_id)
+    if status is not None:
+        if status not in {s.value for s in ResourceStatus}:
+            raise UnprocessableError(
+                f"unknown status {status!r}; one of {', '.join(s.value for s in ResourceStatus)}", loc=("query", "status")
+            )
+        conditions.append(Resource.status == status)
+    if vendor is not None:
+        if vendor not in KNOWN_VENDORS:
+            raise UnprocessableError(f"unknown vendor {vendor!r}; one of {', '.join(KNOWN_VENDORS)}", loc=("query", "vendor"))
+        conditions.append(Resource.vendor == vendor)
+    async with db.session() as session:
+        total = (await session.execute(select(func.count()).select_from(Resource).where(*conditions))).scalar_one()
+        rows = (
+            await session.execute(
+                select(Resource)
+                .where(*conditions)
+                .order_by(Resource.created_at.desc(), Resource.id)
+                .limit(limit)
+                .offset(offset)
+            )
+        ).scalars()
+        return list(rows), int(total)
+
+
+async def _owned(session: AsyncSession, principal: Principal, resource_id: UUID) -> Resource:
+    resource = (
+        await session.execute(
+            select(Resource)
+            .where(Resource.id == resource_id, Resource.tenant_id == principal.tenant_id)
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+    if resource is None:
+        raise NotFoundError(f"resource {resource_id} not found")
+    return resource
+
+
+async def get_resource(
+    db: Database, vendors: VendorSet, principal: Principal, resource_id: UUID, *, force_refresh: bool = False, refresh_timeout: float = 15.0
+) -> Resource:
+    """One resource; re-read from the vendor first when its last sync is older than 30 s
+    (or `force_refresh`), through the engine's `refresh_resource`."""
+    async with db.session() as session:
+        resource = await _owned(session, principal, resource_id)
+    if not needs_refresh(resource, force=force_refresh, now=utcnow()):
+        return resource
+    if await _refresh(db, vendors, resource_id, refresh_timeout):
+        async with db.session() as session:
+            resource = await _owned(session, principal, resource_id)
+    return resource
+
+
+async def _refresh(db: Database, vendors: VendorSet, resource_id: UUID, limit_seconds: float) -> bool:
+    """Ask the engine's sync to re-read the vendor. A failure keeps the stored view (logged)."""
+    try:
+        from gpusupply.engine.sync import refresh_resource
+    except ImportError as exc:  # the engine's sync module is not installed in this build
+        log.warning("resource refresh unavailable", extra={"error": str(exc)})
+        return False
+    try:
+        await asyncio.wait_for(refresh_resource(db, vendors, resource_id), limit_seconds)
+    except (VendorError, TimeoutError) as exc:
+        log.warning("resource refresh failed", extra={"resource_id": str(resource_id), "error": str(exc)})
+        return False
+    except Exception:
+        log.exception("resource refresh crashed", extra={"resource_id": str(resource_id)})
+        return False
+    return True
+
+
+async def list_events(
+    db: Database, principal: Principal, resource_id: UUID, *, limit: int = 500, offset: int = 0
+) -> tuple[list[Event], int]:
+    """The resource's history, oldest first."""
+    check_page(limit, offset)
+    async with db.session() as session:
+        await _owned(session, principal, resource_id)
+        condition = Event.resource_id == resource_id
+        total = (await session.execute(select(func.count()).select_from(Event).where(condition))).scalar_one()
+        rows = (
+            await session.execute(select(Event).where(condition).order_by(Event.at, Event.id).limit(limit).offset(offset))
+        ).scalars()
+        return list(rows), int(total)
+
+
+# ----- writing ----------------------------------------------------------------------------------
+async def _lock(session: AsyncSession, principal: Principal, resource_id: UUID) -> Resource:
+    """Lock the caller's resource row for this transaction and read it fresh (404 if not theirs)."""
+    locked = await session.execute(
+        update(Resource)
+        .where(Resource.id == resource_id, Resource.tenant_id == principal.tenant_id)
+        .values(updated_at=utcnow())
+    )
+    if locked.rowcount != 1:  # type: ignore[attr-defined]
+        raise NotFoundError(f"resource {resource_id} not found")
+    return await _owned(session, principal, resource_id)
+
+
+async def delete_resource(db: Database, principal: Principal, resource_id: UUID, *, force: bool = False) -> Resource:
+    """Record the delete; the engine deletes on the vendor and marks it deleted once confirmed."""
+    async with db.transaction() as session:
+        resource = await _lock(session, principal, resource_id)
+        status = ResourceStatus(resource.status)
+        if status == ResourceStatus.DELETING:
+            raise ConflictError(f"resource {resource_id} is already being deleted")
+        if status in FINAL_STATUSES:
+            raise ConflictError(f"resource {resource_id} is already {status.value}")
+        if status in IN_FLIGHT_ACTIONS and not force:
+            raise ConflictError(
+                f"resource {resource_id} is {status.value}; delete when that finishes, or pass force=true to delete now"
+            )
+        now = utcnow()
+        reason = "delete requested" + (" (force)" if force else "")
+        change_status(session, resource, ResourceStatus.DELETING, reason, data={"force": force}, at=now)
+        resource.final_status = ResourceStatus.DELETED.value
+        resource.delete_requested_at = now
+        resource.next_attempt_at = now
+        resource.pending_action = None
+    hint()
+    return resource
+
+
+async def request_action(db: Database, vendors: VendorSet, principal: Principal, resource_id: UUID, action: str) -> Resource:
+    """Ask the engine to stop, start or reboot the instance."""
+    if action not in ACTIONS:
+        raise UnprocessableError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}", loc=("path", "action"))
+    needed, moving_to, capability = ACTIONS[action]
+    async with db.transaction() as session:
+        resource = await _lock(session, principal, resource_id)
+        if resource.vendor is None:
+            raise ConflictError(f"cannot {action} resource {resource_id}: it has no instance yet (status {resource.status})")
+        adapter = vendors.adapters.get(resource.vendor)
+        if adapter is None:
+            raise ConflictError(f"cannot {action} resource {resource_id}: vendor {resource.vendor} is not enabled here")
+        if not getattr(adapter.capabilities, capability):
+            raise ConflictError(f"vendor {resource.vendor} does not support {action}")
+        if resource.status != needed:
+            raise ConflictError(
+                f"cannot {action} resource {resource_id} while it is {resource.status}; {action} needs status {needed.value}"
+            )
+        now = utcnow()
+        change_status(session, resource, moving_to, f"{action} requested", at=now)
+        resource.pending_action = action
+        resource.next_attempt_at = now
+    hint()
+    return resource

@@ -1,0 +1,337 @@
+"""Shared test fixtures.
+
+Databases
+- `pg_server` (session): a throwaway PostgreSQL 15 server. `initdb` into a temp dir, started with
+  `pg_ctl` on a free loopback port (socket dir inside the temp dir, `fsync=off`), run as the
+  `postgres` OS user through `runuser` when the tests run as root; stopped at the end of the
+  session. Without PostgreSQL binaries the `postgres` tests are skipped, except under CI (`CI`
+  set), where that is an error.
+- `pg_url_factory` (session): `pg_url_factory()` creates a fresh database on that server and
+  returns its `postgresql+asyncpg://` URL.
+- `db_url`: parametrized over `sqlite` (a temp file) and `postgres` (a fresh database per test;
+  marked `postgres`). `sqlite_url` / `postgres_url` give one backend only.
+- `database`: a migrated `Database` on `db_url` (so a test using it runs on both backends).
+
+Vendors and the whole service
+- `test_settings`: `Settings` for tests (temp data dir, small fast sandboxes: `sandbox_offers=200`,
+  `sandbox_ready_after=0.3`, no faults, short timeouts, no vendor keys from the environment).
+  Override a field for one module with `@pytest.mark.parametrize("settings_overrides", [{...}])` or
+  by overriding the `settings_overrides` fixture.
+- `vendor_set`: the three sandbox vendors started in-process (on loopback, over real HTTP) with
+  the real adapters pointed at them (`vendors.registry.build_vendors`). Reach a sandbox with
+  `vendor_set.sandboxes["vast"]` (e.g. `.faults.faults = {"429": 0.3}` or `.clock.advance(60)`).
+- `service`: the whole app (`api.app.create_app`, engine off) on SQLite with `vendor_set`, its
+  lifespan running, and authenticated `httpx.AsyncClient`s for two tenants (`service.alice`,
+  `service.bob`) plus an unauthenticated one (`service.anonymous`). Use another backend with
+  `@pytest.mark.parametrize("service_backend", BACKENDS, indirect=False)`; run the engine with
+  `@pytest.mark.parametrize("service_engine", [True])`.
+- `start_service(...)`: the factory behind `service` (an async context manager) for tests that
+  need their own settings, vendors or engine.
+
+Constants: `BACKENDS` (both backends, postgres marked) and `SSH_KEY` (a valid OpenSSH public key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gpusupply.db.session import Database
+from gpusupply.settings import Settings
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGdmVWtle0ZvclRlc3RzT25seU5vdEFSZWFsS2V5MTIz test@gpusupply"
+
+
+# ----- PostgreSQL ---------------------------------------------------------------------------------
+def find_pg_bindir() -> Path | None:
+    """Where initdb/pg_ctl live: pg_config's answer if it has them, else the newest Debian install."""
+    candidates: list[Path] = []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        with contextlib.suppress(OSError, subprocess.CalledProcessError):
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True).stdout
+            candidates.append(Path(out.strip()))
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True)
+    for path in candidates:
+        if (path / "initdb").exists() and (path / "pg_ctl").exists():
+            return path
+    found = shutil.which("initdb")
+    return Path(found).parent if found and shutil.which("pg_ctl") else None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class PostgresServer:
+    host: str
+    port: int
+    user: str
+    root: Path
+
+    def url(self, database: str) -> str:
+        return f"postgresql+asyncpg://{self.user}@{self.host}:{self.port}/{database}"
+
+    async def execute(self, sql: str) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(host=self.host, port=self.port, user=self.user, database="postgres")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    def create_database(self) -> str:
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        asyncio.run(self.execute(f'CREATE DATABASE "{name}"'))
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with contextlib.suppress(Exception):
+            asyncio.run(self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    bindir = find_pg_bindir()
+    if bindir is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL binaries (initdb, pg_ctl) not found; `make test` installs them on Debian")
+        pytest.skip("PostgreSQL binaries not found")
+    as_root = os.geteuid() == 0
+    root = Path(tempfile.mkdtemp(prefix="gpusupply-pg-"))
+    data, sockets, log = root / "data", root / "sock", root / "server.log"
+    sockets.mkdir()
+    prefix: list[str] = []
+    if as_root:
+        shutil.chown(root, "postgres", "postgres")
+        shutil.chown(sockets, "postgres", "postgres")
+        root.chmod(0o755)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    subprocess.run(
+        [*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    options = (
+        f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
+        "-c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB"
+    )
+    subprocess.run(
+        [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "-t", "60", "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield PostgresServer("127.0.0.1", port, "postgres", root)
+    finally:
+        subprocess.run(
+            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_url_factory(pg_server: PostgresServer) -> Iterator[Callable[[], str]]:
+    created: list[str] = []
+
+    def make() -> str:
+        name = pg_server.create_database()
+        created.append(name)
+        return pg_server.url(name)
+
+    yield make
+    for name in created:
+        pg_server.drop_database(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{(tmp_path / 'gpusupply.db').as_posix()}"
+
+
+@pytest.fixture
+def postgres_url(pg_url_factory: Callable[[], str]) -> str:
+    return pg_url_factory()
+
+
+def _url_for(backend: str, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    if backend == "postgres":
+        return request.getfixturevalue("postgres_url")
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest) -> str:
+    return _url_for(request.param, request)
+
+
+@pytest.fixture
+async def database(db_url: str) -> AsyncIterator[Database]:
+    db = Database(db_url)
+    await db.migrate()
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+# ----- settings and vendors -----------------------------------------------------------------------
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {}
+
+
+def make_test_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "database_url": f"sqlite+aiosqlite:///{(tmp_path / 'service.db').as_posix()}",
+        "vast_api_key": None,
+        "fal_api_key": None,
+        "nebula_api_key": None,
+        "enabled_vendors": "vast,fal,nebula",
+        "sandbox_seed": 7,
+        "sandbox_offers": 200,
+        "sandbox_ready_after": 0.3,
+        "sandbox_faults": "",
+        "vendor_timeout": 5.0,
+        "offer_fetch_timeout": 5.0,
+        "engine_workers": 4,
+        "lease_seconds": 10.0,
+        "refresh_interval_seconds": 2.0,
+        "reconcile_interval_seconds": 5.0,
+        "create_visibility_seconds": 2.0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def test_settings(tmp_path: Path, settings_overrides: dict[str, Any]) -> Settings:
+    return make_test_settings(tmp_path, **settings_overrides)
+
+
+@pytest.fixture
+async def vendor_set(test_settings: Settings) -> AsyncIterator[Any]:
+    from gpusupply.vendors.registry import build_vendors
+
+    vendors = await build_vendors(test_settings)
+    try:
+        yield vendors
+    finally:
+        await vendors.aclose()
+
+
+# ----- the whole service --------------------------------------------------------------------------
+@dataclass
+class Tenant:
+    name: str
+    token: str
+    tenant_id: uuid.UUID
+
+
+@dataclass
+class Service:
+    """A running app with its parts and clients (see the module docstring)."""
+
+    app: Any
+    settings: Settings
+    db: Database
+    vendors: Any
+    alice: httpx.AsyncClient
+    bob: httpx.AsyncClient
+    anonymous: httpx.AsyncClient
+    tenants: dict[str, Tenant] = field(default_factory=dict)
+
+    @property
+    def ctx(self) -> Any:
+        return self.app.state.ctx
+
+    @property
+    def catalog(self) -> Any:
+        return self.app.state.ctx.catalog
+
+    def client(self, token: str | None = None) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://service", headers=headers)
+
+
+@contextlib.asynccontextmanager
+async def start_service(
+    settings: Settings,
+    *,
+    vendors: Any = None,
+    run_engine: bool = False,
+    database: Database | None = None,
+) -> AsyncIterator[Service]:
+    """Run `create_app` (lifespan included) and make two tenants with keys."""
+    from gpusupply.api.app import create_app
+    from gpusupply.services.keys import create_key
+
+    app = create_app(settings, run_engine=run_engine, vendors=vendors, database=database)
+    async with app.router.lifespan_context(app):
+        ctx = app.state.ctx
+        tenants = {}
+        for name in ("alice", "bob"):
+            _, token = await create_key(ctx.db, f"{name}-key", tenant=name)
+            tenants[name] = Tenant(name, token, await _tenant_id(ctx.db, name))
+        service = Service(app, settings, ctx.db, ctx.vendors, None, None, None, tenants)  # type: ignore[arg-type]
+        async with (
+            service.client(tenants["alice"].token) as alice,
+            service.client(tenants["bob"].token) as bob,
+            service.client() as anonymous,
+        ):
+            service.alice, service.bob, service.anonymous = alice, bob, anonymous
+            yield service
+
+
+async def _tenant_id(db: Database, name: str) -> uuid.UUID:
+    from gpusupply.services.tenants import find_tenant
+
+    async with db.session() as session:
+        tenant = await find_tenant(session, name)
+    assert tenant is not None
+    return tenant.id
+
+
+@pytest.fixture
+def service_backend() -> str:
+    return "sqlite"
+
+
+@pytest.fixture
+def service_engine() -> bool:
+    return False
+
+
+@pytest.fixture
+async def service(
+    request: pytest.FixtureRequest,
+    test_settings: Settings,
+    vendor_set: Any,
+    service_backend: str,
+    service_engine: bool,
+) -> AsyncIterator[Service]:
+    settings = test_settings.model_copy(update={"database_url": _url_for(service_backend, request)})
+    async with start_service(settings, vendors=vendor_set, run_engine=service_engine) as svc:
+        yield svc
