@@ -88,7 +88,7 @@ async def create_key(db: Database, name: str, *, tenant: str | None = None, admi
     the token is shown once and never stored."""
     if not 1 <= len(name) <= 100 or not name.isprintable():
         raise UnprocessableError("key name must be 1-100 printable characters", loc=("name",))
-    owner = await get_or_create_tenant(db, tenant or name)
+    owner = await get_or_create_tenant(db, tenant if tenant is not None else name)
     token = generate_token()
     key = ApiKey(
         tenant_id=owner.id,

@@ -147,8 +147,8 @@ def query_from_request(request: OffersRequest, *, loc: tuple[str | int, ...] = (
     if family is None and canonical is None:
         known = ", ".join(sorted(families()))
         raise UnprocessableError(
-            f"unknown gpu_type {request.compute.gpu_type!r}; use a family ({known}) "
-            "or a canonical name from GET /available_gpus",
+            f"unknown gpu_type {request.compute.gpu_type!r}; known families: {known} "
+            "(or a canonical name from GET /available_gpus)",
             loc=(*loc, "compute", "gpu_type"),
         )
     region = None

@@ -1,0 +1,92 @@
+"""API keys: hashed at rest, shown once, revocable; tenants isolated by key."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from gpusupply.core.errors import ConflictError, NotFoundError, Unauthorized, UnprocessableError
+from gpusupply.db.models import ApiKey
+from gpusupply.db.session import Database
+from gpusupply.services.keys import (
+    any_key_exists,
+    authenticate,
+    bearer_token,
+    create_key,
+    hash_token,
+    list_keys,
+    revoke_key,
+)
+from gpusupply.services.tenants import get_or_create_tenant, list_tenants
+
+
+async def test_create_and_authenticate(database: Database) -> None:
+    assert not await any_key_exists(database)
+    info, token = await create_key(database, "ci", tenant="team-a")
+    assert token.startswith("gsk_") and len(token) >= 40
+    assert info.prefix == token[:12] and info.tenant == "team-a" and not info.is_admin
+    principal = await authenticate(database, f"Bearer {token}")
+    assert principal.tenant_name == "team-a" and principal.key_id == info.id
+    assert await any_key_exists(database)
+
+
+async def test_only_the_hash_is_stored(database: Database) -> None:
+    _, token = await create_key(database, "secret-check")
+    async with database.session() as session:
+        row = (await session.execute(select(ApiKey))).scalar_one()
+    assert row.token_hash == hash_token(token)
+    assert token not in {row.token_hash, row.prefix, row.name}
+
+
+async def test_tenant_defaults_to_the_key_name_and_is_reused(database: Database) -> None:
+    first, _ = await create_key(database, "ops")
+    second, _ = await create_key(database, "ops-2", tenant="ops", admin=True)
+    assert first.tenant == second.tenant == "ops" and second.is_admin
+    assert [t.name for t in await list_tenants(database)] == ["ops"]
+    assert (await get_or_create_tenant(database, "ops")).name == "ops"
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (None, "Not authenticated"),
+        ("", "Not authenticated"),
+        ("Basic dXNlcjpwYXNz", "Invalid authentication credentials"),
+        ("Bearer", "Invalid authentication credentials"),
+        ("Bearer not-a-token", "Invalid authentication credentials"),
+        ("Bearer gsk_short", "Invalid authentication credentials"),
+        ("Bearer gsk_" + "a" * 43 + " extra", "Invalid authentication credentials"),
+    ],
+)
+def test_malformed_headers(header: str | None, message: str) -> None:
+    with pytest.raises(Unauthorized) as caught:
+        bearer_token(header)
+    assert caught.value.detail == message
+    assert caught.value.headers == {"WWW-Authenticate": "Bearer"}
+
+
+async def test_unknown_and_revoked_keys(database: Database) -> None:
+    with pytest.raises(Unauthorized):
+        await authenticate(database, "Bearer gsk_" + "b" * 43)
+    info, token = await create_key(database, "temp")
+    assert (await revoke_key(database, info.prefix)).revoked_at is not None
+    with pytest.raises(Unauthorized, match="revoked"):
+        await authenticate(database, f"Bearer {token}")
+    with pytest.raises(ConflictError, match="already revoked"):
+        await revoke_key(database, str(info.id))
+    with pytest.raises(NotFoundError):
+        await revoke_key(database, "gsk_nothing")
+    assert not await any_key_exists(database)
+    assert [k.revoked_at is not None for k in await list_keys(database)] == [True]
+
+
+async def test_scheme_is_case_insensitive(database: Database) -> None:
+    _, token = await create_key(database, "case")
+    assert (await authenticate(database, f"bearer {token}")).key_name == "case"
+
+
+@pytest.mark.parametrize(("name", "tenant"), [("", None), ("x" * 101, None), ("ok", "bad name!"), ("ok", "")])
+async def test_bad_names(database: Database, name: str, tenant: str | None) -> None:
+    with pytest.raises(UnprocessableError):
+        await create_key(database, name, tenant=tenant)
+    assert await list_keys(database) == []
