@@ -19,7 +19,6 @@ from gpusupply.core.errors import (
     InvalidRequest,
     NotFound,
     RateLimited,
-    Unsupported,
     VendorUnavailable,
 )
 from gpusupply.core.states import InstanceState
@@ -488,10 +487,10 @@ async def test_an_offer_without_vendor_data_is_located_from_the_catalog(served, 
     assert creates_for(sandbox, request.marker)[0]["product_id"] == offer.vendor_offer_id
 
 
-async def test_cloud_init_is_unsupported_and_creates_nothing(served, adapter) -> None:
+async def test_cloud_init_is_refused_and_creates_nothing(served, adapter) -> None:
     sandbox, _ = served
     request = request_for(available(await adapter.list_offers()), cloud_init="#cloud-config\n")
-    with pytest.raises(Unsupported):
+    with pytest.raises(InvalidRequest, match="cloud-init"):
         await adapter.create(request)
     assert account_creates(sandbox) == []
 

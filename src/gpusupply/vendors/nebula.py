@@ -36,7 +36,6 @@ from gpusupply.core.errors import (
     InvalidRequest,
     NotFound,
     RateLimited,
-    Unsupported,
     VendorError,
     VendorUnavailable,
 )
@@ -457,7 +456,8 @@ class NebulaAdapter:
     # ----- create and recover ------------------------------------------------------------------
     async def create(self, request: CreateRequest) -> VendorInstance | None:
         if request.cloud_init:
-            raise Unsupported(VENDOR, "Nebula's create has no cloud-init / user-data field")
+            # Dropping the user's cloud-init silently would be worse than refusing the offer.
+            raise InvalidRequest(VENDOR, "Nebula instances take no cloud-init / user-data; cloud_init cannot be applied")
         offer = request.offer
         region = str(offer.vendor_data.get("region") or offer.vendor_region)
         dc_id = offer.vendor_data.get("dc_id")
