@@ -30,7 +30,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -393,10 +392,6 @@ class NebulaSandbox(VendorSandbox):
             if request.url.path.startswith("/_sandbox"):
                 return await http_exception_handler(request, exc)
             return failed(exc.status_code, str(exc.detail))
-
-        @app.exception_handler(RequestValidationError)
-        async def vendor_validation_error(request: Request, exc: RequestValidationError) -> Response:
-            return failed(400, "Invalid request")
 
         def account_of(request: Request) -> str | None:
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
