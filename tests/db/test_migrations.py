@@ -17,11 +17,24 @@ from sqlalchemy import inspect, text
 
 from gpusupply.db.models import Base
 from gpusupply.db.session import Database
+from tests.conftest import BACKENDS
 
 
 def _diff(sync_connection: Any) -> list[Any]:
     context = MigrationContext.configure(sync_connection, opts={"compare_type": True})
     return compare_metadata(context, Base.metadata)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_migrate_an_empty_database(backend: str, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "postgres_url")
+    db = Database(url)
+    try:
+        await db.migrate()
+        async with db.engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+    finally:
+        await db.dispose()
 
 
 async def test_models_agree_with_migrations(database: Database) -> None:

@@ -245,7 +245,12 @@ class OfferCatalog:
                 tasks.append(self._start_refresh(vendor, force=False))
         if tasks:
             # The refresh applies the fetch timeout itself; the margin covers storing the rows.
-            await asyncio.wait([asyncio.shield(t) for t in tasks], timeout=self.settings.offer_fetch_timeout + 5)
+            await asyncio.wait([asyncio.shield(t) for t in tasks], timeout=self._refresh_budget())
+
+    def _refresh_budget(self) -> float:
+        """How long one refresh may take: the vendor read plus time to store the rows."""
+        timeout = self.settings.offer_fetch_timeout
+        return timeout + min(5.0, timeout)
 
     async def _refresh_vendor(self, vendor: str, *, force: bool) -> None:
         state = self._state[vendor]
@@ -299,7 +304,7 @@ class OfferCatalog:
     async def _await_foreign_refresh(self, vendor: str) -> None:
         """Another process holds the vendor's lease: take its snapshot once it is stored."""
         state = self._state[vendor]
-        deadline = time.monotonic() + self.settings.offer_fetch_timeout + 5
+        deadline = time.monotonic() + self._refresh_budget()
         while time.monotonic() < deadline:
             if await self._load_newer_snapshot(vendor, fresh_only=False):
                 return

@@ -1,0 +1,245 @@
+"""The offer catalog against the sandbox vendors over HTTP: snapshots in the database, partial
+answers when a vendor fails, stale-while-revalidate, one refresher per vendor (JobLease), and
+replicas that share snapshots and procurements through the database."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from sqlalchemy import func, select, update
+
+from gpusupply.core.offers import OfferQuery, matches, price_key
+from gpusupply.db.models import CatalogSnapshot, JobLease, OfferRow, utcnow
+from gpusupply.db.session import Database
+from gpusupply.services.catalog import OfferCatalog, offer_from_dict, offer_to_dict
+from gpusupply.settings import Settings
+from tests.conftest import BACKENDS
+
+
+async def _settle(catalog: OfferCatalog) -> None:
+    """Wait for background refreshes started by a search (test helper)."""
+    tasks = [state.task for state in catalog._state.values() if state.task is not None]
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest.fixture
+async def sqlite_db(sqlite_url: str) -> Any:
+    db = Database(sqlite_url)
+    await db.migrate()
+    yield db
+    await db.dispose()
+
+
+async def test_offer_round_trips_through_dict(vendor_set: Any) -> None:
+    for adapter in vendor_set.adapters.values():
+        offers = await adapter.list_offers()
+        assert offers
+        for offer in offers[:20]:
+            assert offer_from_dict(offer_to_dict(offer)) == offer
+    assert offer_from_dict({**offer_to_dict(offers[0]), "added_later": 1}) == offers[0]
+
+
+async def test_refresh_stores_a_snapshot_per_vendor(sqlite_db: Database, vendor_set: Any, test_settings: Settings) -> None:
+    catalog = OfferCatalog(sqlite_db, vendor_set, test_settings)
+    try:
+        await catalog.refresh()
+        async with sqlite_db.session() as session:
+            snapshots = (await session.execute(select(CatalogSnapshot))).scalars().all()
+            counts = dict((await session.execute(select(OfferRow.vendor, func.count()).group_by(OfferRow.vendor))).all())
+        assert {s.vendor for s in snapshots} == set(vendor_set.adapters)
+        assert all(s.current for s in snapshots)
+        assert counts == {s.vendor: s.offer_count for s in snapshots}
+        result = await catalog.search(OfferQuery(), limit=10_000)
+        assert result.total == sum(counts.values()) - sum(
+            1 for s in await _all_stored(sqlite_db) if not s["available"]
+        )
+        assert not result.partial and result.failed_vendors == {}
+        assert [price_key(s.offer) for s in result.offers] == sorted(price_key(s.offer) for s in result.offers)
+        stored = await catalog.get(result.offers[0].offer_id)
+        assert stored is not None and stored.status == "available" and stored.offer == result.offers[0].offer
+        assert stored.expires_at == result.offers[0].expires_at
+        assert stored.expires_at - stored.offer.fetched_at <= timedelta(seconds=test_settings.offer_validity_seconds + 1)
+        assert await catalog.get(uuid4()) is None
+        # A second refresh makes a new current snapshot and keeps the old rows (still valid).
+        await catalog.refresh("nebula")
+        async with sqlite_db.session() as session:
+            nebula = (await session.execute(select(CatalogSnapshot).where(CatalogSnapshot.vendor == "nebula"))).scalars().all()
+        assert sorted(s.current for s in nebula) == [False, True]
+        assert await catalog.get(stored.offer_id) is not None
+    finally:
+        await catalog.aclose()
+
+
+async def _all_stored(db: Database) -> list[dict[str, Any]]:
+    async with db.session() as session:
+        return [row.data for row in (await session.execute(select(OfferRow))).scalars()]
+
+
+async def test_search_matches_the_predicate(sqlite_db: Database, vendor_set: Any, test_settings: Settings) -> None:
+    catalog = OfferCatalog(sqlite_db, vendor_set, test_settings)
+    try:
+        everything = (await catalog.search(OfferQuery(), limit=10_000)).offers
+        for query in (
+            OfferQuery(gpu_family="H100", gpu_count=1),
+            OfferQuery(gpu_family="RTX4090", region="US", max_price_per_gpu_hour=0.5),
+            OfferQuery(vendor="nebula", contract_type="ondemand"),
+            OfferQuery(gpu_canonical="nvidia-h100-sxm5-80gb", gpu_count=8),
+        ):
+            result = await catalog.search(query, limit=10_000)
+            assert [s.offer_id for s in result.offers] == [s.offer_id for s in everything if matches(s.offer, query)]
+            assert result.total == len(result.offers)
+    finally:
+        await catalog.aclose()
+
+
+async def test_a_failing_vendor_gives_a_partial_answer(
+    sqlite_db: Database, vendor_set: Any, test_settings: Settings
+) -> None:
+    vendor_set.sandboxes["nebula"].faults.faults = {"503": 1.0}
+    settings = test_settings.model_copy(update={"offer_fetch_timeout": 1.0})
+    catalog = OfferCatalog(sqlite_db, vendor_set, settings)
+    try:
+        result = await catalog.search(OfferQuery(), limit=10_000)
+        assert result.partial is True
+        assert list(result.failed_vendors) == ["nebula"]
+        assert result.failed_vendors["nebula"]
+        assert {s.offer.vendor for s in result.offers} == set(vendor_set.adapters) - {"nebula"}
+        # A query for the other vendors only is complete.
+        only_fal = await catalog.search(OfferQuery(vendor="fal"), limit=10)
+        assert not only_fal.partial
+        status = {s.vendor: s for s in catalog.status()}
+        assert status["nebula"].error and status["fal"].error is None
+        # The vendor recovers: an explicit refresh clears the failure.
+        vendor_set.sandboxes["nebula"].faults.faults = {}
+        await catalog.refresh("nebula")
+        assert not (await catalog.search(OfferQuery(), limit=1)).partial
+    finally:
+        await catalog.aclose()
+
+
+async def test_stale_catalog_is_served_while_it_revalidates(
+    sqlite_db: Database, vendor_set: Any, test_settings: Settings
+) -> None:
+    catalog = OfferCatalog(sqlite_db, vendor_set, test_settings.model_copy(update={"offer_cache_seconds": 0.0}))
+    try:
+        await catalog.refresh()
+        first = {v: s.snapshot_id for v, s in catalog._state.items()}
+        result = await catalog.search(OfferQuery(vendor="nebula"), limit=5)
+        # Answered from the snapshot it had, at once; a refresh runs in the background.
+        async with sqlite_db.session() as session:
+            snapshots = set(
+                (
+                    await session.execute(
+                        select(OfferRow.snapshot_id).where(OfferRow.id.in_([s.offer_id for s in result.offers]))
+                    )
+                ).scalars()
+            )
+        assert result.offers and snapshots == {first["nebula"]}
+        await _settle(catalog)
+        assert all(catalog._state[v].snapshot_id != first[v] for v in first)
+    finally:
+        await catalog.aclose()
+
+
+@pytest.mark.parametrize("db_url", BACKENDS, indirect=True)
+async def test_replicas_share_snapshots_and_procurements(database: Database, vendor_set: Any, test_settings: Settings) -> None:
+    first = OfferCatalog(database, vendor_set, test_settings, sync_interval=0.0)
+    second = OfferCatalog(database, vendor_set, test_settings, sync_interval=0.0)
+    try:
+        await first.refresh()
+        requests_before = {v: s.requests for v, s in vendor_set.sandboxes.items()}
+        await second.start()
+        # The second replica loaded the stored snapshots instead of reading the vendors again.
+        assert {v: s.requests for v, s in vendor_set.sandboxes.items()} == requests_before
+        a = await first.search(OfferQuery(), limit=10_000)
+        b = await second.search(OfferQuery(), limit=10_000)
+        assert [s.offer_id for s in a.offers] == [s.offer_id for s in b.offers]
+        # An offer procured through one replica disappears from the other's search.
+        taken = b.offers[0].offer_id
+        async with database.transaction() as session:
+            await session.execute(
+                update(OfferRow).where(OfferRow.id == taken).values(status="procured", procured_at=utcnow())
+            )
+        after = await second.search(OfferQuery(), limit=10_000)
+        assert taken not in {s.offer_id for s in after.offers} and after.total == b.total - 1
+        stored = await first.get(taken)
+        assert stored is not None and stored.status == "procured"
+        # A newer snapshot written by the first replica is picked up by the second.
+        await first.refresh("nebula")
+        await second.search(OfferQuery(), limit=1)
+        assert second._state["nebula"].snapshot_id == first._state["nebula"].snapshot_id
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+@pytest.mark.parametrize("db_url", BACKENDS, indirect=True)
+async def test_one_refresher_per_vendor(database: Database, vendor_set: Any, test_settings: Settings) -> None:
+    holder = OfferCatalog(database, vendor_set, test_settings, owner="holder")
+    waiter = OfferCatalog(database, vendor_set, test_settings.model_copy(update={"offer_fetch_timeout": 0.5}), owner="waiter")
+    try:
+        token = await holder._take_lease("nebula")
+        assert token is not None
+        assert await waiter._take_lease("nebula") is None  # held
+        requests = vendor_set.sandboxes["nebula"].requests
+        await waiter.refresh("nebula")
+        # The waiter did not read the vendor itself; it found no snapshot and reports that.
+        assert vendor_set.sandboxes["nebula"].requests == requests
+        assert "another process" in (waiter._state["nebula"].error or "")
+        await holder._release_lease("nebula", token)
+        async with database.session() as session:
+            lease = await session.get(JobLease, "catalog:nebula")
+        assert lease is not None and lease.lock_token is None and lease.last_run_at is not None
+        await waiter.refresh("nebula")
+        assert waiter._state["nebula"].snapshot_id is not None
+        # An expired lease is taken over.
+        async with database.transaction() as session:
+            await session.execute(
+                update(JobLease).where(JobLease.name == "catalog:fal").values(
+                    lock_token=uuid4(), lock_owner="dead", lock_expires_at=utcnow() - timedelta(seconds=1)
+                )
+            )
+        assert await holder._take_lease("fal") is not None
+    finally:
+        await holder.aclose()
+        await waiter.aclose()
+
+
+async def test_cleanup_keeps_procured_and_recent_rows(sqlite_db: Database, vendor_set: Any, test_settings: Settings) -> None:
+    catalog = OfferCatalog(sqlite_db, vendor_set, test_settings)
+    try:
+        await catalog.refresh("fal")
+        await catalog.refresh("fal")  # two snapshots
+        async with sqlite_db.transaction() as session:
+            ids = list((await session.execute(select(OfferRow.id))).scalars())
+            long_ago = utcnow() - timedelta(seconds=3 * test_settings.offer_validity_seconds)
+            await session.execute(update(OfferRow).values(expires_at=long_ago, fetched_at=long_ago))
+            await session.execute(update(CatalogSnapshot).values(fetched_at=long_ago))
+            await session.execute(update(OfferRow).where(OfferRow.id == ids[0]).values(status="procured", procured_at=long_ago))
+        await catalog._cleanup()
+        async with sqlite_db.session() as session:
+            left = list((await session.execute(select(OfferRow.id))).scalars())
+            snapshots = (await session.execute(select(CatalogSnapshot))).scalars().all()
+        assert left == [ids[0]]
+        assert [s.current for s in snapshots] == [True]  # the current snapshot is never removed
+        expired = await catalog.get(ids[0])
+        assert expired is not None and expired.status == "procured"
+    finally:
+        await catalog.aclose()
+
+
+async def test_expired_offers_say_so(sqlite_db: Database, vendor_set: Any, test_settings: Settings) -> None:
+    catalog = OfferCatalog(sqlite_db, vendor_set, test_settings)
+    try:
+        await catalog.refresh("fal")
+        offer_id = (await catalog.search(OfferQuery(vendor="fal"), limit=1)).offers[0].offer_id
+        async with sqlite_db.transaction() as session:
+            await session.execute(update(OfferRow).values(expires_at=utcnow() - timedelta(seconds=1)))
+        stored = await catalog.get(offer_id)
+        assert stored is not None and stored.status == "expired"
+    finally:
+        await catalog.aclose()
