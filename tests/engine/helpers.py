@@ -71,7 +71,7 @@ def engine_settings(tmp_path: Path, db_url: str | None = None, **overrides: Any)
         "engine_poll_seconds": 0.05,
         "provisioning_poll_seconds": 0.05,
         "refresh_interval_seconds": 3600.0,
-        "reconcile_interval_seconds": 3600.0,
+        "reconcile_interval_seconds": 1.0,
         "create_visibility_seconds": 0.3,
         "provisioning_timeout_seconds": 600.0,
         "delete_alert_after_seconds": 900.0,
@@ -106,6 +106,7 @@ class Rig:
     clock: MovableClock
     tenant_id: uuid.UUID
     engines: list[Engine] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     # ----- the engine ---------------------------------------------------------------------------
     async def start_engine(self, **kw: Any) -> Engine:
@@ -144,6 +145,15 @@ class Rig:
 
     async def creates_by_marker(self, vendor: str) -> Counter[str]:
         return Counter(c["marker"] for c in (await self.state(vendor))["creates"])
+
+    async def catalog(self) -> Any:
+        """The API's offer catalog over these vendors (procurement by spec searches it)."""
+        from gpusupply.services.catalog import OfferCatalog
+
+        catalog = OfferCatalog(self.db, self.vendors, self.settings)
+        await catalog.start()
+        self.closers.append(catalog.aclose)
+        return catalog
 
     async def offers(self, vendor: str) -> list[Offer]:
         offers = await self.vendors.adapters[vendor].list_offers()
@@ -304,5 +314,7 @@ async def engine_rig(tmp_path: Path, *, vendors: list[str] | None = None, db_url
         yield rig
     finally:
         await rig.stop_engines()
+        for close in rig.closers:
+            await close()
         await vendor_set.aclose()
         await db.dispose()

@@ -23,7 +23,8 @@ MAX_CHECK_SECONDS = 5.0
 
 
 class PeriodicJob:
-    def __init__(self, ctx: EngineContext, name: str, interval_seconds: float, run: Callable[[], Awaitable[object]]):
+    def __init__(self, ctx: EngineContext, name: str, interval_seconds: float, run: Callable[[], Awaitable[bool]]):
+        """`run` returns whether the round counts: False (e.g. rate limited) runs it again soon."""
         self.ctx = ctx
         self.name = name
         self.interval = timedelta(seconds=interval_seconds)
@@ -38,8 +39,9 @@ class PeriodicJob:
             return False
         beat = asyncio.create_task(self._heartbeat(token))
         ran = False
+        counts = True
         try:
-            await self._run()
+            counts = bool(await self._run())
             ran = True
         except Exception:
             log.exception("periodic job failed", extra={"job": self.name})
@@ -47,7 +49,7 @@ class PeriodicJob:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
-            await leases.finish_job(ctx.db, self.name, token, now=ctx.now(), ran=True)
+            await leases.finish_job(ctx.db, self.name, token, now=ctx.now(), ran=counts)
         self.runs += int(ran)
         return ran
 

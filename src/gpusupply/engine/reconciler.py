@@ -11,7 +11,8 @@
   fal instances carry no marker: there the reconciler matches by stored id only, so it finds
   vanished resources but cannot recognise an orphan (it logs how many unmatched instances exist).
 - Fail closed: a failed, malformed or suspicious list (empty while we have established instances
-  there) changes nothing and marks the vendor degraded; a good list clears it.
+  there) changes nothing and marks the vendor degraded; a good list clears it. A rate-limited
+  list is not a failure: nothing changes and the round is repeated soon.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gpusupply.core.errors import VendorError
+from gpusupply.core.errors import RateLimited, VendorError
 from gpusupply.core.states import FINAL_STATUSES, LIVE_STATUSES, InstanceState, ResourceStatus
 from gpusupply.db.models import Event, Resource, VendorState
 from gpusupply.engine import leases
@@ -142,6 +143,7 @@ class ReconcileReport:
     orphans_pending: int = 0
     vanished: list[uuid.UUID] = field(default_factory=list)
     unmatched: int = 0
+    retry_soon: bool = False  # the round did not happen (rate limited): run again before the interval
 
 
 async def reconcile_vendor(ctx: EngineContext, vendor: str) -> ReconcileReport:
@@ -152,6 +154,11 @@ async def reconcile_vendor(ctx: EngineContext, vendor: str) -> ReconcileReport:
     listed_at = ctx.now()
     try:
         listing = await adapter.list_instances()
+    except RateLimited as exc:
+        # The vendor is up but busy: not a health problem. Nothing changes; try again soon.
+        report.retry_soon = True
+        log.info("reconcile: list rate limited; retrying soon", extra={"vendor": vendor, "retry_after": exc.retry_after})
+        return report
     except VendorError as exc:
         report.degraded = f"list failed: {type(exc).__name__}: {exc.message}"
         await mark_degraded(ctx, vendor, report.degraded)

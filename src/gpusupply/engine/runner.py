@@ -59,9 +59,10 @@ class Engine:
         return self.ctx.owner
 
     def _reconciler(self, vendor: str) -> Any:
-        async def run() -> None:
+        async def run() -> bool:
             report = await reconcile_vendor(self.ctx, vendor)
             log.debug("reconciled", extra={"vendor": vendor, "listed": report.listed, "degraded": report.degraded})
+            return not report.retry_soon
 
         return run
 

@@ -97,7 +97,7 @@ async def retry_later(ctx: EngineContext, lease: leases.Lease, seconds: float, *
     await leases.apply(ctx.db, lease, merge)
 
 
-def note_event(session: AsyncSession, row: Resource, kind: str, reason: str, *, now: datetime, **data: Any) -> None:
+def note_event(session: AsyncSession, row: Resource, kind: str, reason: str, *, now: datetime, data: dict[str, Any] | None = None) -> None:
     add_event(session, kind=kind, resource=row, reason=reason, data=data or None, at=now)
 
 

@@ -170,7 +170,7 @@ async def not_yet(
                 session, fresh, "alert",
                 f"delete not confirmed after {settings.delete_alert_after_seconds:.0f} s (last: {message}); still retrying. "
                 "The instance may still bill: check the vendor console.",
-                now=now, vendor_instance_id=fresh.vendor_instance_id,
+                now=now, data={"vendor_instance_id": fresh.vendor_instance_id},
             )
 
     if overdue and not row.delete_alerted:

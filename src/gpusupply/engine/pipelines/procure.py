@@ -55,8 +55,10 @@ log = logging.getLogger(__name__)
 
 PIPELINE = "procure"
 STATUSES = (ResourceStatus.PENDING.value, ResourceStatus.PROVISIONING.value)
-# Creates whose outcome stayed unknown, then showed nothing, before the offer counts as failed.
+# By spec: creates whose outcome stayed unknown, then showed nothing, before the offer counts as failed.
 MAX_UNKNOWN_OUTCOMES = 3
+DEGRADED_RECHECK_SECONDS = 15.0
+RATE_LIMIT_BACKOFF_CAP = 10.0  # a busy vendor is asked again soon; its Retry-After wins when longer
 PENDING = ResourceStatus.PENDING.value
 
 
@@ -159,7 +161,7 @@ def _merge_choose(ctx: EngineContext, candidate: attempts_.Candidate, skipped: l
         if claimed.rowcount == 0:  # type: ignore[attr-defined]
             return "taken"  # another procurement got it first
         for record in skipped:
-            note_event(session, fresh, "attempt", record["reason"], now=now, **record)
+            note_event(session, fresh, "attempt", record["reason"], now=now, data=record)
         record = attempts_.attempt_record(candidate.offer_id, offer, at=now)
         fresh.attempts = [*(fresh.attempts or []), *skipped, record]
         fresh.offer_id = uuid.UUID(candidate.offer_id)
@@ -174,7 +176,7 @@ def _merge_choose(ctx: EngineContext, candidate: attempts_.Candidate, skipped: l
         note_event(
             session, fresh, "attempt",
             f"trying {offer.vendor} offer {offer.vendor_offer_id} at ${offer.gpu_price_per_hour:.2f}/GPU-h",
-            now=now, **record,
+            now=now, data=record,
         )
         return "chosen"
 
@@ -209,7 +211,7 @@ async def create(ctx: EngineContext, lease: leases.Lease, row: Resource, adapter
         instance = await adapter.create(_with_first_attempt(request, attempted_at))
     except RateLimited as exc:
         PROCUREMENT_ATTEMPTS.labels(vendor, "rate_limited").inc()
-        await _refused_for_now(ctx, lease, backoff_seconds(row.retry_count or 0, retry_after=exc.retry_after))
+        await _refused_for_now(ctx, lease, backoff_seconds(row.retry_count or 0, base=0.5, cap=RATE_LIMIT_BACKOFF_CAP, retry_after=exc.retry_after))
         return
     except VendorUnavailable as exc:
         PROCUREMENT_ATTEMPTS.labels(vendor, "unknown").inc()
@@ -251,7 +253,7 @@ async def _outcome_unknown(ctx: EngineContext, lease: leases.Lease, reason: str,
         fresh.next_attempt_at = now
         if count:
             fresh.retry_count = (fresh.retry_count or 0) + 1
-            note_event(session, fresh, "attempt", reason, now=now, offer_id=str(fresh.offer_id), vendor=fresh.vendor)
+            note_event(session, fresh, "attempt", reason, now=now, data={"offer_id": str(fresh.offer_id), "vendor": fresh.vendor})
 
     await leases.apply(ctx.db, lease, merge)
 
@@ -318,10 +320,12 @@ async def _nothing_created(ctx: EngineContext, lease: leases.Lease, row: Resourc
     """The vendor shows no instance for our marker/key after the visibility window: the earlier create
     did not commit. Create again, unless that keeps happening."""
     unknown = _unknown_outcomes(row) + 1
-    if unknown >= MAX_UNKNOWN_OUTCOMES:
+    now = ctx.now()
+    # By spec, a vendor that keeps failing is left for the next offer; by offer, keep trying (no
+    # duplicate is possible: each round first showed that nothing exists) until the timeout.
+    if (is_spec and unknown >= MAX_UNKNOWN_OUTCOMES) or age(now, row.created_at) > ctx.settings.provisioning_timeout_seconds:
         await fail_attempt(ctx, lease, row, f"create outcome unknown {unknown} times, and no instance appeared", error=None, is_spec=is_spec)
         return
-    now = ctx.now()
     offer_id = str(row.offer_id)
 
     async def merge(session: AsyncSession, fresh: Resource) -> None:
@@ -358,7 +362,9 @@ async def wait_for_healthy_vendor(ctx: EngineContext, lease: leases.Lease, row: 
     if age(ctx.now(), row.created_at) > ctx.settings.provisioning_timeout_seconds:
         await fail_attempt(ctx, lease, row, f"vendor {row.vendor} stayed degraded: {reason}", error=None, is_spec=False)
         return
-    await retry_later(ctx, lease, max(ctx.settings.engine_poll_seconds, ctx.settings.reconcile_interval_seconds / 4), message=f"waiting: vendor {row.vendor} degraded ({reason})", count=False)
+    # The next good list clears the flag; look again well before that.
+    wait = max(ctx.settings.engine_poll_seconds, min(DEGRADED_RECHECK_SECONDS, ctx.settings.reconcile_interval_seconds / 2))
+    await retry_later(ctx, lease, wait, message=f"waiting: vendor {row.vendor} degraded ({reason})", count=False)
 
 
 async def fail_attempt(ctx: EngineContext, lease: leases.Lease, row: Resource, reason: str, *, error: VendorError | None, is_spec: bool) -> None:
@@ -378,7 +384,7 @@ async def fail_attempt(ctx: EngineContext, lease: leases.Lease, row: Resource, r
     async def merge(session: AsyncSession, fresh: Resource) -> None:
         fresh.create_attempted_at = None
         fresh.attempts = attempts_.close_attempt(fresh.attempts or [], offer_id, attempts_.FAILED, reason, error_name)
-        note_event(session, fresh, "attempt", f"{fresh.vendor} offer failed: {reason}", now=now, offer_id=offer_id, error=error_name)
+        note_event(session, fresh, "attempt", f"{fresh.vendor} offer failed: {reason}", now=now, data={"offer_id": offer_id, "error": error_name})
         await _mark_offer(session, offer_id, "failed")
         if fresh.status == PENDING:
             summary = attempts_.failure_summary(fresh.attempts, searched=-1) if is_spec else reason
@@ -398,7 +404,7 @@ async def _release_offer(ctx: EngineContext, lease: leases.Lease, row: Resource,
         fresh.create_attempted_at = None
         attempts = [a for a in (fresh.attempts or []) if not (a.get("offer_id") == offer_id and a.get("outcome") == attempts_.TRYING)]
         fresh.attempts = [*attempts, record]
-        note_event(session, fresh, "attempt", f"{record['vendor']} offer {record['vendor_offer_id']}: {record['reason']}", now=now, **record)
+        note_event(session, fresh, "attempt", f"{record['vendor']} offer {record['vendor_offer_id']}: {record['reason']}", now=now, data=record)
         await _mark_offer(session, offer_id, "failed" if failover else "available")
         if fresh.status != PENDING:
             fresh.next_attempt_at = now
