@@ -1,0 +1,257 @@
+"""End-to-end rig: sandbox vendors and gpusupply itself as separate OS processes.
+
+- `SandboxProcess`: `gpusupply sandbox <vendor> --port N`, a standalone simulated vendor that
+  outlives any service process we kill; its truth is read over HTTP (`GET /_sandbox/state`).
+- `ServiceProcess`: `gpusupply serve` / `serve --no-engine` / `worker`, pointed at the sandboxes
+  as if they were the live vendors (`GPUSUPPLY_<VENDOR>_URL` + `GPUSUPPLY_<VENDOR>_API_KEY`), with
+  short engine intervals, optionally told to die at a named step (`GPUSUPPLY_TEST_CRASH_AT`).
+- `Api`: a small client of the service's HTTP API, as a user would call it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gpusupply.sandbox.common import account_fingerprint
+
+from ..engine.helpers import SSH_KEY, available_vendors
+
+BIN = Path(sys.executable).parent / "gpusupply"
+VENDOR_KEY = "e2e-account-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Any, *, within: float, what: str, every: float = 0.1) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+@dataclass
+class SandboxProcess:
+    vendor: str
+    log: Path
+    seed: int = 11
+    offers: int = 80
+    ready_after: float = 0.3
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> SandboxProcess:
+        cmd = [
+            str(BIN), "sandbox", self.vendor, "--port", str(self.port), "--seed", str(self.seed),
+            "--offers", str(self.offers), "--ready-after", str(self.ready_after),
+        ]
+        self.proc = subprocess.Popen(cmd, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+        wait_for(self._up, within=30, what=f"the {self.vendor} sandbox")
+        return self
+
+    def _up(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.vendor} sandbox exited: {self.log.read_text()[-2000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(self.url + "/_sandbox/state", timeout=2).status_code == 200
+        return False
+
+    def state(self) -> dict[str, Any]:
+        response = httpx.get(self.url + "/_sandbox/state", timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def configure(self, **values: Any) -> None:
+        httpx.put(self.url + "/_sandbox/config", json=values, timeout=10).raise_for_status()
+
+    def live_instances(self) -> list[dict[str, Any]]:
+        account = account_fingerprint(VENDOR_KEY)
+        return [i for i in self.state()["instances"] if i["account"] == account and i["phase"] not in ("deleted", "preempted")]
+
+    def creates_by_marker(self) -> Counter[str]:
+        account = account_fingerprint(VENDOR_KEY)
+        return Counter(c["marker"] for c in self.state()["creates"] if c["account"] == account)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def service_env(database_url: str, data_dir: Path, sandboxes: dict[str, SandboxProcess], **extra: Any) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUSUPPLY_")}
+    env.update(
+        GPUSUPPLY_DATABASE_URL=database_url,
+        GPUSUPPLY_DATA_DIR=str(data_dir),
+        GPUSUPPLY_ENABLED_VENDORS=",".join(sandboxes),
+        GPUSUPPLY_LEASE_SECONDS="2",
+        GPUSUPPLY_ENGINE_POLL_SECONDS="0.1",
+        GPUSUPPLY_PROVISIONING_POLL_SECONDS="0.2",
+        GPUSUPPLY_CREATE_VISIBILITY_SECONDS="1",
+        GPUSUPPLY_REFRESH_INTERVAL_SECONDS="5",
+        GPUSUPPLY_RECONCILE_INTERVAL_SECONDS="2",
+        GPUSUPPLY_ORPHAN_GRACE_SECONDS="3600",
+        GPUSUPPLY_VENDOR_TIMEOUT="5",
+        GPUSUPPLY_LOG_LEVEL="warning",
+    )
+    for vendor, sandbox in sandboxes.items():
+        env[f"GPUSUPPLY_{vendor.upper()}_URL"] = sandbox.url
+        env[f"GPUSUPPLY_{vendor.upper()}_API_KEY"] = VENDOR_KEY
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+@dataclass
+class ServiceProcess:
+    """One `gpusupply` server process (serve or worker)."""
+
+    args: list[str]
+    env: dict[str, str]
+    log: Path
+    port: int | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def serve(cls, env: dict[str, str], log: Path, *, engine: bool = True) -> ServiceProcess:
+        port = free_port()
+        args = ["serve", "--port", str(port)] + ([] if engine else ["--no-engine"])
+        return cls(args, env, log, port)
+
+    @classmethod
+    def worker(cls, env: dict[str, str], log: Path) -> ServiceProcess:
+        return cls(["worker"], env, log)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, crash_at: str | None = None) -> ServiceProcess:
+        """Start it; wait until it serves, unless it is meant to crash (it may do so while starting)."""
+        env = dict(self.env)
+        if crash_at:
+            env["GPUSUPPLY_TEST_CRASH_AT"] = crash_at
+        self.proc = subprocess.Popen([str(BIN), *self.args], env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+        if crash_at:
+            return self
+        if self.port is not None:
+            wait_for(self._up, within=60, what=f"`gpusupply {' '.join(self.args)}` to answer")
+        else:
+            wait_for(lambda: self._alive() and "worker" in self.log.read_text(errors="replace"), within=60, what="the worker to start")
+        return self
+
+    def _alive(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"`gpusupply {' '.join(self.args)}` exited {self.proc.returncode}: {self.log.read_text(errors='replace')[-3000:]}")
+        return True
+
+    def _up(self) -> bool:
+        self._alive()
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(self.url + "/healthz", timeout=2).status_code == 200
+        return False
+
+    def wait_exit(self, within: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(within)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def create_api_key(env: dict[str, str]) -> str:
+    out = subprocess.run([str(BIN), "keys", "create", "e2e"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
+class Api:
+    def __init__(self, url: str, token: str):
+        self.client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def families(self) -> list[str]:
+        return list(self.client.get("/available_gpus").raise_for_status().json())
+
+    def find_offers(self, vendor: str, *, at_least: int = 1) -> list[dict[str, Any]]:
+        """Offers of one vendor, cheapest first, for the first GPU family that has enough."""
+        for family in ["H100", *self.families()]:
+            body = {"vendor": vendor, "compute": {"gpu_type": family, "gpu_count": 1}}
+            response = self.client.post("/get_offers", json=body, params={"limit": 200})
+            response.raise_for_status()
+            offers = response.json()["offers"]
+            if len(offers) >= at_least:
+                return offers
+        raise AssertionError(f"no {vendor} offers")
+
+    def procure(self, offer_id: str) -> str:
+        response = self.client.post("/procure_offer", json={"offer_id": offer_id, "ssh_public_key": SSH_KEY})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["status"] != "failed", body
+        return body["resource_ids"][0]
+
+    def resource(self, resource_id: str) -> dict[str, Any]:
+        return self.client.get(f"/resources/{resource_id}").raise_for_status().json()
+
+    def delete(self, resource_id: str) -> None:
+        response = self.client.delete(f"/resources/{resource_id}")
+        assert response.status_code == 200, response.text
+
+    def wait_status(self, resource_id: str, *statuses: str, within: float = 60) -> dict[str, Any]:
+        last: dict[str, Any] = {}
+
+        def reached() -> bool:
+            nonlocal last
+            last = self.resource(resource_id)
+            return last["status"] in statuses
+
+        try:
+            wait_for(reached, within=within, what=f"resource {resource_id} to be {statuses}", every=0.2)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last: {last.get('status')} ({last.get('status_message')})") from None
+        return last
+
+
+def e2e_vendors() -> list[str]:
+    return available_vendors()
