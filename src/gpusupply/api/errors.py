@@ -55,22 +55,26 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    for db_error in (OperationalError, InterfaceError, PoolTimeout):
+    # OSError: the database driver could not connect at all (refused, unreachable, DNS).
+    for db_error in (OperationalError, InterfaceError, PoolTimeout, OSError):
         app.add_exception_handler(db_error, database_error)
     app.add_exception_handler(IntegrityError, integrity_error)
     app.add_exception_handler(Exception, unexpected_error)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_REQUEST_BYTES)
 
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
 class BodySizeLimit:
-    """413 for a request body over `max_bytes`: by Content-Length, or (chunked) by reading it first."""
+    """413 for a POST/PUT/PATCH body over `max_bytes`: by Content-Length, or (chunked) by reading it first."""
 
     def __init__(self, app: ASGIApp, max_bytes: int):
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])

@@ -127,7 +127,8 @@ class _VendorState:
     expires_at: datetime | None = None
     error: str | None = None
     failed_at: float | None = None  # monotonic time of the last failed read
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[None] | None = None  # the refresh (vendor read, then database writes)
+    read: asyncio.Future[Any] | None = None  # the vendor read inside it: safe to cancel at any time
 
     def usable(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at > now
@@ -203,9 +204,17 @@ class OfferCatalog:
         ]
 
     async def aclose(self) -> None:
+        """Stop refreshing. Vendor reads in flight are abandoned; database writes in flight are
+        let finish (cancelling one mid-transaction could leave a SQLite write lock behind)."""
         self._closed = True
+        for state in self._state.values():
+            if state.read is not None and not state.read.done():
+                state.read.cancel()
         tasks = [s.task for s in self._state.values() if s.task is not None and not s.task.done()]
-        for task in tasks:
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=self._refresh_budget())
+        for task in pending:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -276,8 +285,13 @@ class OfferCatalog:
         adapter = self.vendors.adapters[vendor]
         fetched_at = utcnow()
         timeout = self.settings.offer_fetch_timeout
+        state.read = asyncio.ensure_future(asyncio.wait_for(adapter.list_offers(), timeout))
         try:
-            offers = await asyncio.wait_for(adapter.list_offers(), timeout)
+            offers = await state.read
+        except asyncio.CancelledError:
+            if self._closed:
+                return  # abandoned by aclose
+            raise
         except TimeoutError:
             state.error, state.failed_at = f"no answer within {timeout:g} s", time.monotonic()
             log.warning("vendor catalog timed out", extra={"vendor": vendor, "timeout": timeout})
@@ -305,7 +319,7 @@ class OfferCatalog:
         """Another process holds the vendor's lease: take its snapshot once it is stored."""
         state = self._state[vendor]
         deadline = time.monotonic() + self._refresh_budget()
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._closed:
             if await self._load_newer_snapshot(vendor, fresh_only=False):
                 return
             if state.usable(utcnow()):

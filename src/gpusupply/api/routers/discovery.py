@@ -11,7 +11,7 @@ from gpusupply.core.offers import CONTRACT_TYPES
 from gpusupply.core.regions import REGION_GROUPS
 from gpusupply.services.catalog import describe_vendors
 
-router = APIRouter(tags=["Discovery"], dependencies=[Depends(get_principal)], responses=responses(401))
+router = APIRouter(tags=["Discovery"], dependencies=[Depends(get_principal)], responses=responses(401, 503))
 
 
 @router.get("/available_gpus", response_model=dict[str, list[str]], summary="GPU families and their canonical names")

@@ -11,7 +11,7 @@ from gpusupply.api.deps import ServiceContext, get_ctx, get_principal, responses
 from gpusupply.api.views import offer_details, offer_out
 from gpusupply.services import offers
 
-router = APIRouter(tags=["Offers"], dependencies=[Depends(get_principal)])
+router = APIRouter(tags=["Offers"], dependencies=[Depends(get_principal)], responses=responses(401, 503))
 
 _DOCUMENT_SCHEMA = {"$ref": "#/components/schemas/OffersRequest"}
 _EXAMPLE = "compute:\n  gpu_type: H100\n  gpu_count: 1\n  max_price_per_gpu_hour: 3\nregion: US\n"
@@ -26,7 +26,7 @@ _EXAMPLE = "compute:\n  gpu_type: H100\n  gpu_count: 1\n  max_price_per_gpu_hour
         "document as JSON (`application/json`); at most 64 KB; YAML anchors/aliases are refused. "
         "Paging with the `limit`/`offset` query parameters. Sorted by price per GPU-hour."
     ),
-    responses=responses(401, 413, 415, 422),
+    responses=responses(413, 415, 422),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -63,7 +63,7 @@ async def get_offers(
     "/offers/{offer_id}",
     response_model=schemas.OfferDetails,
     summary="One offer, from any replica, until it is cleaned up",
-    responses=responses(401, 404, 422),
+    responses=responses(404, 422),
 )
 async def get_offer(offer_id: UUID, ctx: ServiceContext = Depends(get_ctx)) -> schemas.OfferDetails:
     return offer_details(await offers.get_offer(ctx.catalog, offer_id))

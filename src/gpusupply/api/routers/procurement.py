@@ -12,7 +12,7 @@ from gpusupply.api.views import offer_status_out
 from gpusupply.services import procurement
 from gpusupply.services.keys import Principal
 
-router = APIRouter(tags=["Procurement"])
+router = APIRouter(tags=["Procurement"], responses=responses(401, 503))
 
 
 @router.post(
@@ -25,7 +25,7 @@ router = APIRouter(tags=["Procurement"])
         "retried request gets the first answer again (header `Idempotent-Replayed: true`); the same key with a "
         "different body is a 422."
     ),
-    responses=responses(401, 404, 409, 410, 413, 422),
+    responses=responses(404, 409, 410, 413, 422),
 )
 async def procure_offer(
     body: schemas.ProcureRequest,
@@ -55,7 +55,7 @@ async def procure_offer(
     "/offers/{offer_id}/status",
     response_model=schemas.OfferStatusOut,
     summary="Provisioning status of your procurement of an offer",
-    responses=responses(401, 404, 422),
+    responses=responses(404, 422),
 )
 async def offer_status(
     offer_id: UUID, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(get_ctx)

@@ -12,14 +12,14 @@ from gpusupply.api.views import event_out, resource_detail, resource_summary
 from gpusupply.services import resources
 from gpusupply.services.keys import Principal
 
-router = APIRouter(tags=["Resources"])
+router = APIRouter(tags=["Resources"], responses=responses(401, 503))
 
 
 @router.get(
     "/resources",
     response_model=schemas.ResourceList,
     summary="Your resources, newest first",
-    responses=responses(401, 422),
+    responses=responses(422),
 )
 async def list_resources(
     offer_id: UUID | None = None,
@@ -40,7 +40,7 @@ async def list_resources(
     "/resources/{resource_id}",
     response_model=schemas.ResourceDetail,
     summary="One resource (re-read from the vendor when its last sync is older than 30 s)",
-    responses=responses(401, 404, 422),
+    responses=responses(404, 422),
 )
 async def get_resource(
     resource_id: UUID,
@@ -62,7 +62,7 @@ async def get_resource(
         "Refused with 409 when the resource is already deleting or ended, and while a start/stop/reboot is in "
         "flight unless `force=true`. A pending or provisioning resource can always be deleted."
     ),
-    responses=responses(401, 404, 409, 422),
+    responses=responses(404, 409, 422),
 )
 async def delete_resource(
     resource_id: UUID,
@@ -88,7 +88,7 @@ async def _action(action: str, resource_id: UUID, principal: Principal, ctx: Ser
     )
 
 
-_ACTION_RESPONSES = responses(401, 404, 409, 422)
+_ACTION_RESPONSES = responses(404, 409, 413, 422)
 
 
 @router.post("/resources/{resource_id}/stop", status_code=202, response_model=schemas.ActionResponse,
@@ -119,7 +119,7 @@ async def reboot_resource(
     "/resources/{resource_id}/events",
     response_model=schemas.EventList,
     summary="The resource's history, oldest first",
-    responses=responses(401, 404, 422),
+    responses=responses(404, 422),
 )
 async def resource_events(
     resource_id: UUID,

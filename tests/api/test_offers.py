@@ -1,0 +1,160 @@
+"""POST /get_offers (YAML and JSON) and GET /offers/{id}, against the sandbox vendors."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from gpusupply.db.models import OfferRow, utcnow
+from tests.api.helpers import YAML, search
+from tests.conftest import migrated_url, start_service
+
+DOC = "compute:\n  gpu_type: H100\n"
+
+
+async def test_yaml_search_sorted_by_price(service: Any) -> None:
+    body = await search(service.alice, "compute:\n  gpu_type: RTX4090\n  gpu_count: 1\n")
+    offers = body["offers"]
+    assert offers and body["total_count"] >= len(offers)
+    assert body["filters_applied"] == {"gpu_family": "RTX4090", "gpu_count": 1}
+    assert body["partial"] is False and body["failed_vendors"] == {}
+    prices = [(o["gpu_price_per_hour"], o["total_price_per_hour"]) for o in offers]
+    assert prices == sorted(prices)
+    for offer in offers:
+        uuid.UUID(offer["offer_id"])
+        assert offer["gpu_family"] == "RTX4090" and offer["gpu_count"] == 1 and offer["type"] == "vm"
+        assert datetime.fromisoformat(offer["expires_at"]) > datetime.fromisoformat(offer["created_at"])
+        assert offer["region"] in ("US", "EU", "APAC", "Other")
+
+
+@pytest.mark.parametrize("content_type", ["application/yaml", "application/x-yaml", "text/yaml", "application/json"])
+async def test_media_types(service: Any, content_type: str) -> None:
+    document = {"compute": {"gpu_type": "H100"}, "vendor": "nebula"}
+    raw = json.dumps(document)  # JSON is also YAML
+    response = await service.alice.post("/get_offers", content=raw, headers={"Content-Type": content_type})
+    assert response.status_code == 200, response.text
+    assert all(o["vendor"] == "nebula" for o in response.json()["offers"])
+
+
+async def test_filters(service: Any) -> None:
+    doc = "vendor: nebula\nregion: us\ncompute:\n  gpu_type: nvidia-h100-sxm5-80gb\n  gpu_count: 1\n  max_price_per_gpu_hour: 10\n  contract_type: ondemand\n"
+    body = await search(service.alice, doc)
+    assert body["filters_applied"] == {
+        "gpu_type": "nvidia-h100-sxm5-80gb", "gpu_count": 1, "max_price_per_gpu_hour": 10.0,
+        "contract_type": "ondemand", "vendor": "nebula", "region": "US",
+    }
+    for offer in body["offers"]:
+        assert (offer["vendor"], offer["region"], offer["gpu_type"], offer["contract_type"]) == (
+            "nebula", "US", "nvidia-h100-sxm5-80gb", "ondemand",
+        )
+        assert offer["gpu_price_per_hour"] <= 10
+
+
+async def busiest_family(service: Any) -> str:
+    from collections import Counter
+
+    from gpusupply.core.offers import OfferQuery
+
+    offers = (await service.catalog.search(OfferQuery(gpu_count=1), limit=100_000)).offers
+    return Counter(s.offer.gpu_family for s in offers).most_common(1)[0][0]
+
+
+async def test_paging(service: Any) -> None:
+    doc = f"compute:\n  gpu_type: {await busiest_family(service)}\n"
+    everything = await search(service.alice, doc, limit=1000)
+    assert everything["total_count"] >= 3
+    first = await search(service.alice, doc, limit=2)
+    second = await search(service.alice, doc, limit=2, offset=2)
+    assert (first["limit"], first["offset"], second["offset"]) == (2, 0, 2)
+    assert [o["offer_id"] for o in first["offers"] + second["offers"]] == [o["offer_id"] for o in everything["offers"][:4]]
+    past = await search(service.alice, doc, offset=10_000)
+    assert past["offers"] == [] and past["total_count"] == everything["total_count"]
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "params", "status", "needle"),
+    [
+        ("compute:\n  gpu_type: B300\n", YAML, {}, 422, "known families"),
+        ("compute:\n  gpu_count: 2\n", YAML, {}, 422, "Field required"),
+        ("compute: [", YAML, {}, 422, "invalid YAML"),
+        ("a: &x [1]\nb: *x\n", YAML, {}, 422, "aliases"),
+        ("{", {"Content-Type": "application/json"}, {}, 422, "invalid JSON"),
+        ("", YAML, {}, 422, "empty"),
+        ("- 1\n- 2\n", YAML, {}, 422, "mapping"),
+        ("vendor: aws\ncompute:\n  gpu_type: H100\n", YAML, {}, 422, "vast"),
+        ("region: Mars\ncompute:\n  gpu_type: H100\n", YAML, {}, 422, "region"),
+        (DOC, {"Content-Type": "application/x-www-form-urlencoded"}, {}, 415, "application/yaml"),
+        (DOC, YAML, {"limit": 0}, 422, "greater than or equal"),
+        (DOC, YAML, {"limit": 100_000}, 422, "less than or equal"),
+        (DOC, YAML, {"offset": -1}, 422, "greater than or equal"),
+        (DOC, YAML, {"limit": "many"}, 422, "integer"),
+        ("compute:\n  gpu_type: H100\n" + "# pad\n" * 12_000, YAML, {}, 413, "larger than 65536"),
+        ("x" * 300_000, YAML, {}, 413, "larger than"),
+    ],
+)
+async def test_bad_searches(service: Any, content: str, headers: dict, params: dict, status: int, needle: str) -> None:
+    response = await service.alice.post("/get_offers", content=content, headers=headers, params=params)
+    assert response.status_code == status, response.text
+    assert needle in response.text
+    detail = response.json()["detail"]
+    if status == 422:
+        assert isinstance(detail, list) and all({"loc", "msg", "type"} <= set(d) for d in detail)
+    else:
+        assert isinstance(detail, str)
+
+
+async def test_yaml_bomb_is_a_fast_4xx(service: Any) -> None:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 10):
+        prev, cur = chr(96 + i), chr(97 + i)
+        lines.append(f"{cur}: &{cur} [" + ",".join([f"*{prev}"] * 9) + "]")
+    lines.append("compute:\n  gpu_type: *j")
+    response = await service.alice.post("/get_offers", content="\n".join(lines), headers=YAML)
+    assert response.status_code == 422 and "aliases" in response.text
+
+
+async def test_chunked_body_over_the_limit(service: Any) -> None:
+    async def chunks() -> Any:
+        for _ in range(40):
+            yield b"#" * 10_000 + b"\n"
+
+    response = await service.alice.post("/get_offers", content=chunks(), headers=YAML)
+    assert response.status_code == 413
+
+
+async def test_a_failing_vendor_gives_partial_results(vendor_set: Any, test_settings: Any, request: Any) -> None:
+    vendor_set.sandboxes["nebula"].faults.faults = {"503": 1.0}
+    settings = test_settings.model_copy(
+        update={"offer_fetch_timeout": 1.0, "database_url": migrated_url("sqlite", request)}
+    )
+    async with start_service(settings, vendors=vendor_set) as svc:
+        body = await search(svc.alice, "compute:\n  gpu_type: H100\n", limit=1000)
+        assert body["partial"] is True and set(body["failed_vendors"]) == {"nebula"}
+        assert body["offers"] and all(o["vendor"] != "nebula" for o in body["offers"])
+        vendors = {v["id"]: v for v in (await svc.alice.get("/available_vendors")).json()}
+        assert vendors["nebula"]["catalog"]["error"] and vendors["nebula"]["catalog"]["offers"] == 0
+
+
+async def test_get_offer(service: Any) -> None:
+    offer = (await search(service.alice, DOC, limit=1))["offers"][0]
+    response = await service.bob.get(f"/offers/{offer['offer_id']}")  # market data: any tenant
+    assert response.status_code == 200
+    details = response.json()
+    assert details["status"] == "available" and details["procured_at"] is None
+    for field in ("offer_id", "gpu_type", "gpu_family", "gpu_count", "vendor", "region", "gpu_price_per_hour", "expires_at"):
+        assert details[field] == offer[field]
+    async with service.db.transaction() as session:
+        await session.execute(update(OfferRow).where(OfferRow.id == uuid.UUID(offer["offer_id"])).values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert (await service.alice.get(f"/offers/{offer['offer_id']}")).json()["status"] == "expired"
+
+
+async def test_get_offer_errors(service: Any) -> None:
+    response = await service.alice.get(f"/offers/{uuid.uuid4()}")
+    assert response.status_code == 404 and "not found" in response.json()["detail"]
+    response = await service.alice.get("/offers/not-a-uuid")
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["path", "offer_id"]

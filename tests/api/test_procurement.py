@@ -1,0 +1,145 @@
+"""POST /procure_offer and GET /offers/{id}/status over HTTP: answers, errors, idempotency, tenancy."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from gpusupply.db.models import OfferRow, Procurement, Resource, utcnow
+from tests.api.helpers import first_offer, procure
+from tests.conftest import SSH_KEY
+
+
+async def count_rows(service: Any) -> tuple[int, int]:
+    async with service.db.session() as session:
+        procurements = (await session.execute(select(func.count()).select_from(Procurement))).scalar_one()
+        resources = (await session.execute(select(func.count()).select_from(Resource))).scalar_one()
+    return procurements, resources
+
+
+async def test_procure_answers_at_once(service: Any) -> None:
+    offer = await first_offer(service.alice)
+    response = await procure(service.alice, offer["offer_id"], resource_name="trainer", cloud_init="#cloud-config\n{}\n")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["offer_id"] == offer["offer_id"] and body["status"] == "provisioning_in_progress"
+    assert body["error"] is None and body["procured_at"] and len(body["resource_ids"]) == 1
+    details = (await service.alice.get(f"/offers/{offer['offer_id']}")).json()
+    assert details["status"] == "procured" and details["procured_at"] == body["procured_at"]
+    resource = (await service.alice.get(f"/resources/{body['resource_ids'][0]}")).json()
+    assert resource["name"] == "trainer" and resource["status"] == "pending"
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "needle"),
+    [
+        ({"ssh_public_key": "nope"}, 422, "OpenSSH"),
+        ({"ssh_public_key": ""}, 422, "at least 1"),
+        ({"cloud_init": "echo hi"}, 422, "#cloud-config"),
+        ({"cloud_init": "#cloud-config\n" + "x" * 70_000}, 422, "64 KB"),
+        ({"resource_name": "x" * 201}, 422, "at most 200"),
+        ({"offer_id": "not-a-uuid"}, 422, "UUID"),
+        ({"offer_id": None}, 422, "exactly one of offer_id or spec"),
+        ({"spec": {"compute": {"gpu_type": "H100"}}}, 422, "exactly one of offer_id or spec"),
+        ({"surprise": 1}, 422, "Extra inputs"),
+        ({"ssh_public_key": 42}, 422, "string"),
+    ],
+)
+async def test_invalid_requests_change_nothing(service: Any, change: dict, status: int, needle: str) -> None:
+    offer = await first_offer(service.alice)
+    body = {"offer_id": offer["offer_id"], "ssh_public_key": SSH_KEY, **change}
+    response = await service.alice.post("/procure_offer", json=body)
+    assert response.status_code == status, response.text
+    assert needle in response.text
+    assert await count_rows(service) == (0, 0)
+    assert (await service.alice.get(f"/offers/{offer['offer_id']}")).json()["status"] == "available"
+
+
+async def test_not_json_at_all(service: Any) -> None:
+    response = await service.alice.post("/procure_offer", content=b"offer_id=1", headers={"Content-Type": "text/plain"})
+    assert response.status_code == 422
+    response = await service.alice.post("/procure_offer", content=b"{broken", headers={"Content-Type": "application/json"})
+    assert response.status_code == 422 and response.json()["detail"][0]["type"] == "json_invalid"
+
+
+async def test_unknown_taken_and_expired_offers(service: Any) -> None:
+    response = await procure(service.alice, str(uuid.uuid4()))
+    assert response.status_code == 404 and "not found" in response.json()["detail"]
+    offer = await first_offer(service.alice)
+    assert (await procure(service.alice, offer["offer_id"])).status_code == 200
+    response = await procure(service.bob, offer["offer_id"])
+    assert response.status_code == 409 and "already procured" in response.json()["detail"]
+    other = await first_offer(service.alice)
+    async with service.db.transaction() as session:
+        await session.execute(
+            update(OfferRow).where(OfferRow.id == uuid.UUID(other["offer_id"])).values(expires_at=utcnow() - timedelta(minutes=1))
+        )
+    response = await procure(service.alice, other["offer_id"])
+    assert response.status_code == 410 and "expired" in response.json()["detail"]
+    assert await count_rows(service) == (1, 1)
+
+
+async def test_idempotency_key(service: Any) -> None:
+    offer = await first_offer(service.alice)
+    headers = {"Idempotency-Key": "order-42"}
+    first = await procure(service.alice, offer["offer_id"], headers=headers)
+    again = await procure(service.alice, offer["offer_id"], headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    other = await first_offer(service.alice)
+    mismatch = await procure(service.alice, other["offer_id"], headers=headers)
+    assert mismatch.status_code == 422 and "different request body" in mismatch.text
+    too_long = await procure(service.alice, other["offer_id"], headers={"Idempotency-Key": "k" * 201})
+    assert too_long.status_code == 422
+    assert await count_rows(service) == (1, 1)
+
+
+async def test_procure_by_spec(service: Any) -> None:
+    body = {"spec": {"compute": {"gpu_type": "H100", "gpu_count": 1}, "vendor": "nebula"}, "ssh_public_key": SSH_KEY}
+    response = await service.alice.post("/procure_offer", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["offer_id"] is None and answer["status"] == "provisioning_in_progress"
+    resource = (await service.alice.get(f"/resources/{answer['resource_ids'][0]}")).json()
+    assert resource["status"] == "pending" and resource["vendor"] is None and resource["gpu_family"] == "H100"
+    bad = await service.alice.post("/procure_offer", json={**body, "spec": {"compute": {"gpu_type": "Z1"}}})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "spec", "compute", "gpu_type"]
+
+
+async def test_offer_status(service: Any) -> None:
+    offer = await first_offer(service.alice)
+    unprocured = (await service.bob.get(f"/offers/{offer['offer_id']}/status")).json()
+    assert unprocured["procurement_status"] == "pending" and unprocured["instances"] == [] and unprocured["status"] == "available"
+    rid = (await procure(service.alice, offer["offer_id"])).json()["resource_ids"][0]
+    status = await service.alice.get(f"/offers/{offer['offer_id']}/status")
+    assert status.status_code == 200
+    body = status.json()
+    assert body["status"] == "procured" and body["procurement_status"] == "pending"
+    assert body["resource_ids"] == [rid] and body["progress"] == "0/1 instances running" and body["failure_reason"] is None
+    # Another tenant's procurement is invisible: 404, never 403.
+    assert (await service.bob.get(f"/offers/{offer['offer_id']}/status")).status_code == 404
+    assert (await service.alice.get(f"/offers/{uuid.uuid4()}/status")).status_code == 404
+    assert (await service.alice.get("/offers/nope/status")).status_code == 422
+    # Derived from the resources as the engine moves them.
+    async with service.db.transaction() as session:
+        await session.execute(
+            update(Resource).where(Resource.id == uuid.UUID(rid)).values(
+                status="running", vendor_instance_id="i-1", external_ip="203.0.113.7", ssh_port=22
+            )
+        )
+    body = (await service.alice.get(f"/offers/{offer['offer_id']}/status")).json()
+    assert body["procurement_status"] == "ready" and body["progress"] == "1/1 instances running"
+    assert body["instances"] == [
+        {"resource_id": rid, "status": "running", "external_ip": "203.0.113.7", "ssh_command": "ssh root@203.0.113.7 -p 22", "ssh_port": 22}
+    ]
+    async with service.db.transaction() as session:
+        await session.execute(
+            update(Resource).where(Resource.id == uuid.UUID(rid)).values(status="failed", status_message="vendor said no")
+        )
+    body = (await service.alice.get(f"/offers/{offer['offer_id']}/status")).json()
+    assert body["procurement_status"] == "failed" and body["failure_reason"] == "vendor said no"
