@@ -1,0 +1,160 @@
+"""Server-side commands: keys, db upgrade, and real processes for serve, worker and sandbox."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from gpusupply.cli.main import app
+from tests.conftest import free_port
+
+GPUSUPPLY = str(Path(sys.executable).parent / "gpusupply")
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    values = {k: v for k, v in os.environ.items() if not k.startswith("GPUSUPPLY_")}
+    values.update(
+        GPUSUPPLY_DATA_DIR=str(tmp_path / "data"),
+        GPUSUPPLY_SANDBOX_OFFERS="100",
+        GPUSUPPLY_SANDBOX_READY_AFTER="0.2",
+        GPUSUPPLY_LOG_LEVEL="warning",
+    )
+    return values
+
+
+@pytest.fixture
+def cli(env: dict[str, str]) -> Iterator[CliRunner]:
+    yield CliRunner(env=env)
+
+
+def test_keys_create_list_revoke(cli: CliRunner) -> None:
+    created = cli.invoke(app, ["keys", "create", "ci-bot", "--tenant", "platform"])
+    assert created.exit_code == 0, created.output
+    token = created.output.strip().splitlines()[-1]
+    assert token.startswith("gsk_") and "platform" in created.output
+    admin = cli.invoke(app, ["keys", "create", "root", "--admin"])
+    assert admin.exit_code == 0 and "[admin]" in admin.output
+    listed = cli.invoke(app, ["keys", "list"])
+    assert listed.exit_code == 0
+    assert token[:12] in listed.output and token not in listed.output and "platform" in listed.output
+    revoked = cli.invoke(app, ["keys", "revoke", token[:12]])
+    assert revoked.exit_code == 0 and "revoked" in revoked.output
+    again = cli.invoke(app, ["keys", "revoke", token[:12]])
+    assert again.exit_code == 1 and "already revoked" in again.output
+    unknown = cli.invoke(app, ["keys", "revoke", "gsk_nope"])
+    assert unknown.exit_code == 1 and "no API key" in unknown.output
+    bad = cli.invoke(app, ["keys", "create", "x", "--tenant", "no spaces please"])
+    assert bad.exit_code == 1 and "tenant name" in bad.output
+
+
+def test_db_upgrade_and_bad_configuration(cli: CliRunner, env: dict[str, str]) -> None:
+    result = cli.invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 0 and "newest revision" in result.output
+    assert (Path(env["GPUSUPPLY_DATA_DIR"]) / "gpusupply.db").exists()
+    broken = cli.invoke(app, ["db", "upgrade"], env={"GPUSUPPLY_PORT": "not-a-port"})
+    assert broken.exit_code == 2 and "invalid configuration" in broken.output
+
+
+def test_version_and_help(cli: CliRunner) -> None:
+    assert cli.invoke(app, ["--version"]).output.strip()
+    help_text = cli.invoke(app, ["--help"]).output
+    for command in ("serve", "worker", "sandbox", "db", "keys"):
+        assert command in help_text
+
+
+def wait_http(url: str, proc: subprocess.Popen[str], within: float = 60.0) -> httpx.Response:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"process exited with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
+        try:
+            return httpx.get(url, timeout=2)
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer")
+
+
+def stop(proc: subprocess.Popen[str], sig: int = signal.SIGINT) -> str:
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=30)
+    return out
+
+
+def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([GPUSUPPLY, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_serve_prints_the_banner_and_a_first_key(env: dict[str, str]) -> None:
+    port = free_port()
+    proc = start(["serve", "--port", str(port), "--no-engine"], env)
+    try:
+        assert wait_http(f"http://127.0.0.1:{port}/healthz", proc).status_code == 200
+        lines: list[str] = []
+        for line in proc.stdout or []:
+            lines.append(line.strip())
+            if line.startswith("gsk_"):
+                break
+        token = lines[-1]
+        assert f"listening on http://127.0.0.1:{port}" in lines[0]
+        assert any(line.startswith("database: sqlite+aiosqlite:///") for line in lines)
+        assert {"vendor vast: sandbox", "vendor fal: sandbox", "vendor nebula: sandbox"} <= set(lines)
+        vendors = httpx.get(f"http://127.0.0.1:{port}/available_vendors", headers={"Authorization": f"Bearer {token}"})
+        assert vendors.status_code == 200 and {v["mode"] for v in vendors.json()} == {"sandbox"}
+        assert httpx.get(f"http://127.0.0.1:{port}/available_vendors").status_code == 401
+    finally:
+        out = stop(proc)
+    assert proc.returncode == 0, out
+    # A second start finds the key and creates none.
+    port = free_port()
+    proc = start(["serve", "--port", str(port), "--no-engine"], env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+    finally:
+        out = stop(proc)
+    assert "gsk_" not in out and "first API key" not in out
+
+
+def test_serve_hides_the_database_password(env: dict[str, str]) -> None:
+    env = {**env, "GPUSUPPLY_DATABASE_URL": "postgresql+asyncpg://user:hunter2@127.0.0.1:9/db"}
+    proc = start(["serve", "--port", str(free_port())], env)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0  # nothing listens there
+    assert "hunter2" not in out
+
+
+def test_worker_runs_until_signalled(env: dict[str, str]) -> None:
+    proc = start(["worker"], env)
+    try:
+        lines = []
+        for line in proc.stdout or []:
+            lines.append(line)
+            if "worker" in line and "running" in line:
+                break
+        assert any("running" in line for line in lines), lines
+    finally:
+        out = stop(proc, signal.SIGTERM)
+    assert proc.returncode == 0, out
+
+
+def test_sandbox_serves_one_vendor(env: dict[str, str]) -> None:
+    port = free_port()
+    proc = start(["sandbox", "fal", "--port", str(port), "--seed", "3", "--faults", "429=0.5"], env)
+    try:
+        state = wait_http(f"http://127.0.0.1:{port}/_sandbox/state", proc).json()
+        assert state["vendor"] == "fal" and state["seed"] == 3 and state["faults"] == {"429": 0.5}
+    finally:
+        stop(proc)
+    bad = subprocess.run([GPUSUPPLY, "sandbox", "aws", "--port", "1"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown vendor" in bad.stderr
+    bad = subprocess.run([GPUSUPPLY, "sandbox", "fal", "--port", "1", "--faults", "boom=1"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown fault" in bad.stderr
