@@ -22,8 +22,8 @@ async def count_rows(service: Any) -> tuple[int, int]:
 
 
 async def test_procure_answers_at_once(service: Any) -> None:
-    offer = await first_offer(service.alice)
-    response = await procure(service.alice, offer["offer_id"], resource_name="trainer", cloud_init="#cloud-config\n{}\n")
+    offer = await first_offer(service.alice, "vast")
+    response = await procure(service.alice, offer["offer_id"], resource_name="trainer", cloud_init="#!/bin/sh\necho hi\n")
     assert response.status_code == 200
     body = response.json()
     assert body["offer_id"] == offer["offer_id"] and body["status"] == "provisioning_in_progress"
@@ -41,6 +41,7 @@ async def test_procure_answers_at_once(service: Any) -> None:
         ({"ssh_public_key": ""}, 422, "at least 1"),
         ({"cloud_init": "echo hi"}, 422, "#cloud-config"),
         ({"cloud_init": "#cloud-config\n" + "x" * 70_000}, 422, "64 KB"),
+        ({"cloud_init": "#!/bin/sh\necho hi\n"}, 422, "vendor nebula takes no cloud_init"),
         ({"resource_name": "x" * 201}, 422, "at most 200"),
         ({"offer_id": "not-a-uuid"}, 422, "UUID"),
         ({"offer_id": None}, 422, "exactly one of offer_id or spec"),

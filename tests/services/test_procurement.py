@@ -15,6 +15,7 @@ from gpusupply.services.catalog import offer_to_dict
 from gpusupply.services.offers import OffersRequest
 from gpusupply.services.procurement import (
     check_cloud_init,
+    check_cloud_init_for_vendor,
     check_idempotency_key,
     check_resource_name,
     check_ssh_public_key,
@@ -125,7 +126,7 @@ def test_request_hash_ignores_key_order() -> None:
 
 # ----- the rows -----------------------------------------------------------------------------------
 async def test_procure_writes_the_contract_rows(service: Any) -> None:
-    (offer,) = await some_offers(service, vendor="nebula")
+    (offer,) = await some_offers(service, vendor="vast")
     outcome = await call(service, offer.offer_id, key="k1", cloud_init="#!/bin/sh\necho hi\n", resource_name="box")
     assert not outcome.replayed
     response = outcome.response
@@ -141,7 +142,7 @@ async def test_procure_writes_the_contract_rows(service: Any) -> None:
     assert procurement.idempotency_key == "k1" and procurement.request_hash and procurement.response == response
     assert str(resource.id) == response["resource_ids"][0]
     assert resource.status == "pending" and resource.tenant_id == alice and resource.procurement_id == procurement.id
-    assert (resource.vendor, resource.vendor_region, resource.region) == ("nebula", offer.offer.vendor_region, offer.offer.region)
+    assert (resource.vendor, resource.vendor_region, resource.region) == ("vast", offer.offer.vendor_region, offer.offer.region)
     assert (resource.gpu_type, resource.gpu_family, resource.gpu_count) == (
         offer.offer.gpu_type,
         offer.offer.gpu_family,
@@ -247,3 +248,42 @@ async def test_idempotent_retries(service: Any) -> None:
         await call(service, second.offer_id, key="retry-me")
     async with service.db.session() as session:
         assert (await session.execute(select(func.count()).select_from(Procurement))).scalar_one() == 2
+
+
+@pytest.mark.parametrize(
+    ("vendor", "cloud_init", "ok"),
+    [
+        ("vast", "#!/bin/bash\necho hi\n", True),
+        ("vast", "#cloud-config\n{}\n", False),
+        ("fal", "#!/bin/sh\n", False),
+        ("fal", "#cloud-config\n", False),
+        ("nebula", "#!/bin/sh\n", False),
+        ("nebula", None, True),
+        ("elsewhere", "#cloud-config\n", True),
+    ],
+)
+def test_cloud_init_per_vendor(vendor: str, cloud_init: str | None, ok: bool) -> None:
+    if ok:
+        check_cloud_init_for_vendor(vendor, cloud_init)
+    else:
+        with pytest.raises(UnprocessableError, match=f"vendor {vendor}"):
+            check_cloud_init_for_vendor(vendor, cloud_init)
+
+
+@pytest.mark.parametrize("vendor", ["vast", "fal", "nebula"])
+async def test_cloud_init_table_agrees_with_the_adapters(service: Any, vendor: str) -> None:
+    # What we refuse up front, the vendor's adapter would refuse at create time (no HTTP needed).
+    from gpusupply.core.errors import InvalidRequest
+    from gpusupply.vendors.base import CreateRequest
+
+    (offer,) = await some_offers(service, vendor=vendor)
+    for script in ("#cloud-config\n{}\n", "#!/bin/sh\necho hi\n"):
+        try:
+            check_cloud_init_for_vendor(vendor, script)
+        except UnprocessableError:
+            with pytest.raises(InvalidRequest):
+                await service.vendors.adapters[vendor].create(CreateRequest(_random_uuid(), offer.offer, SSH_KEY, script))
+    with pytest.raises(UnprocessableError):
+        await call(service, offer.offer_id, cloud_init="#cloud-config\n{}\n")
+    await _assert_nothing_written(service)
+    assert (await service.catalog.get(offer.offer_id)).status == "available"

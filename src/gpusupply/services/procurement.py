@@ -39,6 +39,13 @@ MAX_CLOUD_INIT_BYTES = 64 * 1024
 MAX_SSH_KEY_CHARS = 16 * 1024
 MAX_IDEMPOTENCY_KEY_CHARS = 200
 CLOUD_INIT_PREFIXES = ("#cloud-config", "#!/")
+# What each vendor can do with cloud_init; its adapter refuses the rest at create time, so we
+# refuse it here, at once, with a clear 422 (docs/vendors/<vendor>.md). Others take both forms.
+VENDOR_CLOUD_INIT: dict[str, tuple[str, ...]] = {
+    "vast": ("#!/",),  # containers without cloud-init: a script, run once as onstart
+    "fal": (),  # an SSH key only
+    "nebula": (),  # no user data
+}
 STATUS_IN_PROGRESS = "provisioning_in_progress"
 
 
@@ -87,6 +94,20 @@ def check_cloud_init(text: str | None) -> str | None:
     if not text.startswith(CLOUD_INIT_PREFIXES):
         raise UnprocessableError("cloud_init must start with '#cloud-config' or '#!/' (a script)", loc=loc)
     return text
+
+
+def check_cloud_init_for_vendor(vendor: str, cloud_init: str | None) -> None:
+    if cloud_init is None:
+        return
+    accepted = VENDOR_CLOUD_INIT.get(vendor, CLOUD_INIT_PREFIXES)
+    if cloud_init.startswith(accepted):
+        return
+    loc = ("body", "cloud_init")
+    if not accepted:
+        raise UnprocessableError(f"vendor {vendor} takes no cloud_init (only the SSH key); leave it out", loc=loc)
+    raise UnprocessableError(
+        f"vendor {vendor} takes cloud_init only as {' or '.join(repr(p) for p in accepted)}", loc=loc
+    )
 
 
 def check_resource_name(name: str | None) -> str | None:
@@ -207,6 +228,7 @@ async def _procure_offer(
         raise ConflictError(f"offer {offer_id} was already procured")
     assert row is not None
     offer = offer_from_dict(row.data)
+    check_cloud_init_for_vendor(offer.vendor, cloud_init)  # raising rolls the offer back to available
     procurement = Procurement(
         id=uuid4(),
         tenant_id=principal.tenant_id,
