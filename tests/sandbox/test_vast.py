@@ -828,7 +828,7 @@ def test_sandbox_constructs_from_config_alone() -> None:
 
 
 def test_vastai_cli_conformance(tmp_path: Path) -> None:
-    with served_vast(quick_config(ready_after=60.0)) as (sandbox, client):
+    with served_vast(quick_config(ready_after=600.0)) as (sandbox, client):
         url = str(client.base_url).rstrip("/")
         cli = VastCli(url, "cli-key", tmp_path)
 
@@ -860,7 +860,7 @@ def test_vastai_cli_conformance(tmp_path: Path) -> None:
         assert one["id"] == instance_id and one["label"] == "cli-made" and one["actual_status"] is None
         assert str(instance_id) in cli.run("show", "instance", str(instance_id)).stdout
 
-        sandbox.clock.advance(61)
+        sandbox.clock.advance(601)
         assert cli.raw("show", "instance", str(instance_id))["actual_status"] == "running"
         assert f"stopping instance {instance_id}." in cli.run("stop", "instance", str(instance_id)).stdout
         sandbox.clock.advance(2)

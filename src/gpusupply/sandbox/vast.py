@@ -488,7 +488,7 @@ class OfferTable:
             if number is not None:  # the CLI sends "535.86.05" as 535086005
                 return Column("num", np.array([driver_number(v) for _, v in DRIVERS], dtype=float)[c["driver"]])
             return Column("str", np.array([normalize_text(v) for _, v in DRIVERS], dtype=object)[c["driver"]])
-        if name in ("driver_vers",):
+        if name == "driver_vers":
             return Column("num", np.array([driver_number(v) for _, v in DRIVERS], dtype=float)[c["driver"]])
         if name == "cuda_max_good":
             return Column("num", np.array([cuda for cuda, _ in DRIVERS], dtype=float)[c["driver"]])
@@ -513,7 +513,7 @@ class OfferTable:
             return Column("str", np.array([normalize_text(v) for v in names], dtype=object)[c[name]])
         if name in NUMERIC_OFFER_COLUMNS:
             return Column("num", c[name].astype(float))
-        if name in ("cluster_id",):
+        if name == "cluster_id":
             return Column("num", np.full(self.size, math.nan))
         raise QueryError(f"{name} is not a valid search key")
 
