@@ -216,7 +216,7 @@ class Api:
     def find_offers(self, vendor: str, *, at_least: int = 1) -> list[dict[str, Any]]:
         """Offers of one vendor, cheapest first, for the first GPU family that has enough."""
         for family in ["H100", *self.families()]:
-            body = {"vendor": vendor, "compute": {"gpu_type": family, "gpu_count": 1}}
+            body = {"vendor": vendor, "compute": {"gpu_type": family, "gpu_count": 1, "contract_type": "ondemand"}}
             response = self.client.post("/get_offers", json=body, params={"limit": 200})
             response.raise_for_status()
             offers = response.json()["offers"]

@@ -156,8 +156,15 @@ class Rig:
         return catalog
 
     async def offers(self, vendor: str) -> list[Offer]:
-        offers = await self.vendors.adapters[vendor].list_offers()
-        return [o for o in offers if o.available]
+        """Available on-demand offers, one per vendor offer id (Vast lists an ask twice: on-demand
+        and as a bid, and one create consumes the ask)."""
+        seen: set[str] = set()
+        offers = []
+        for offer in await self.vendors.adapters[vendor].list_offers():
+            if offer.available and offer.contract_type == "ondemand" and offer.vendor_offer_id not in seen:
+                seen.add(offer.vendor_offer_id)
+                offers.append(offer)
+        return offers
 
     # ----- rows, written as the API writes them -------------------------------------------------
     async def procure_offer(self, offer: Offer, *, name: str | None = None, cloud_init: str | None = None, with_offer_row: bool = True) -> uuid.UUID:

@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from sqlalchemy import update
 
@@ -138,9 +139,15 @@ async def running(rig: Rig, vendor: str, count: int) -> list[uuid.UUID]:
     return rids
 
 
-def foreign_instance(rig: Rig, vendor: str) -> str:
+async def foreign_instance(rig: Rig, vendor: str) -> str:
     """An instance someone else made in the same account, not carrying our marker."""
     sandbox = rig.sandbox(vendor)
+    if vendor == "vast":  # through Vast's own API, as another tool would
+        ask = (await rig.offers(vendor))[-1].vendor_offer_id
+        async with httpx.AsyncClient(base_url=rig.vendors.urls[vendor], headers={"Authorization": f"Bearer {SANDBOX_KEY}"}) as client:
+            response = await client.put(f"/api/v0/asks/{ask}/", json={"image": "ubuntu:22.04", "disk": 10, "label": "someone-elses-box"})
+            response.raise_for_status()
+            return str(response.json()["new_contract"])
     if vendor == "nebula":
         product = next(iter(sandbox.products.values()))
         image = next(iter(sandbox.images.values()))
@@ -157,7 +164,7 @@ async def test_orphan_is_terminated_after_grace_and_foreign_instances_are_left(t
         offer = (await rig.offers(vendor))[0]
         ghost = uuid.uuid4()  # a resource id we have no row for (a crash, a restored backup...)
         created = await rig.vendors.adapters[vendor].create(CreateRequest(ghost, offer, SSH_KEY, first_attempt_at=rig.clock()))
-        foreign = foreign_instance(rig, vendor)
+        foreign = await foreign_instance(rig, vendor)
         found_before = ORPHANS_FOUND.labels(vendor)._value.get()
         terminated_before = ORPHANS_TERMINATED.labels(vendor)._value.get()
 
