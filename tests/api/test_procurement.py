@@ -65,6 +65,8 @@ async def test_not_json_at_all(service: Any) -> None:
     assert response.status_code == 422
     response = await service.alice.post("/procure_offer", content=b"{broken", headers={"Content-Type": "application/json"})
     assert response.status_code == 422 and response.json()["detail"][0]["type"] == "json_invalid"
+    response = await service.alice.post("/procure_offer", content=b'{"a": "\xff"}', headers={"Content-Type": "application/json"})
+    assert response.status_code == 422 and response.json()["detail"][0]["type"] == "body_invalid"
 
 
 async def test_unknown_taken_and_expired_offers(service: Any) -> None:

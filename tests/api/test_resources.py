@@ -137,3 +137,9 @@ async def test_oversized_body_on_any_post_is_413(service: Any) -> None:
     assert response.status_code == 413 and "larger than" in response.json()["detail"]
     response = await service.alice.post("/procure_offer", content=b"{" + b" " * 300_000 + b"}", headers={"Content-Type": "application/json"})
     assert response.status_code == 413
+
+
+async def test_paging_bounds(service: Any) -> None:
+    for path in ("/resources", f"/resources/{uuid.uuid4()}/events"):
+        response = await service.alice.get(path, params={"offset": 10**30})
+        assert response.status_code == 422, response.text

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gpusupply.core.errors import ServiceError, UnprocessableError
@@ -33,6 +35,15 @@ async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     detail = [{"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")} for err in exc.errors()]
     return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI answers a body it cannot decode (not UTF-8) with a bare 400; make it our 422."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        detail = [{"loc": ["body"], "msg": "the request body could not be read (send UTF-8 JSON)", "type": "body_invalid"}]
+        return JSONResponse({"detail": detail}, status_code=422)
+    return await http_exception_handler(request, exc)
 
 
 async def database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -55,6 +66,7 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     # OSError: the database driver could not connect at all (refused, unreachable, DNS).
     for db_error in (OperationalError, InterfaceError, PoolTimeout, OSError):
         app.add_exception_handler(db_error, database_error)

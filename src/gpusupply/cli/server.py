@@ -40,6 +40,10 @@ def load_settings(**overrides: Any) -> Settings:
 def setup_logging(settings: Settings) -> None:
     level = getattr(logging, settings.log_level.upper(), logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # Per-request lines of the HTTP client and migration chatter drown what matters (and a
+    # request line would carry any query-string credential).
+    for noisy in ("httpx", "httpcore", "alembic"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
 def vendor_modes(settings: Settings) -> dict[str, str]:

@@ -31,6 +31,7 @@ JSON_MEDIA_TYPES = frozenset({"application/json"})
 KNOWN_VENDORS = ("vast", "fal", "nebula")
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+MAX_OFFSET = 1_000_000  # far past any real result; keeps numbers inside every database's integer
 
 
 class ComputeSpec(BaseModel):
@@ -204,8 +205,8 @@ def filters_applied(query: OfferQuery) -> dict[str, Any]:
 def check_page(limit: int, offset: int) -> None:
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise UnprocessableError(f"limit must be between 1 and {MAX_PAGE_SIZE}", loc=("query", "limit"))
-    if offset < 0:
-        raise UnprocessableError("offset must be 0 or more", loc=("query", "offset"))
+    if not 0 <= offset <= MAX_OFFSET:
+        raise UnprocessableError(f"offset must be between 0 and {MAX_OFFSET}", loc=("query", "offset"))
 
 
 # ----- use cases -------------------------------------------------------------------------------

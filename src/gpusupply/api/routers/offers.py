@@ -42,7 +42,7 @@ _EXAMPLE = "compute:\n  gpu_type: H100\n  gpu_count: 1\n  max_price_per_gpu_hour
 async def get_offers(
     request: Request,
     limit: int = Query(offers.DEFAULT_PAGE_SIZE, ge=1, le=offers.MAX_PAGE_SIZE),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=offers.MAX_OFFSET),
     ctx: ServiceContext = Depends(get_ctx),
 ) -> schemas.OffersResponse:
     found = await offers.search_offers(

@@ -11,6 +11,7 @@ from gpusupply.api.deps import ServiceContext, get_ctx, get_principal, responses
 from gpusupply.api.views import event_out, resource_detail, resource_summary
 from gpusupply.services import resources
 from gpusupply.services.keys import Principal
+from gpusupply.services.offers import MAX_OFFSET
 
 router = APIRouter(tags=["Resources"], responses=responses(401, 503))
 
@@ -26,7 +27,7 @@ async def list_resources(
     status: str | None = Query(None, description="pending, provisioning, running, ... deleted"),
     vendor: str | None = Query(None, description="vast, fal or nebula"),
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
     principal: Principal = Depends(get_principal),
     ctx: ServiceContext = Depends(get_ctx),
 ) -> schemas.ResourceList:
@@ -124,7 +125,7 @@ async def reboot_resource(
 async def resource_events(
     resource_id: UUID,
     limit: int = Query(500, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
     principal: Principal = Depends(get_principal),
     ctx: ServiceContext = Depends(get_ctx),
 ) -> schemas.EventList:
