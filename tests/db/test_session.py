@@ -1,0 +1,59 @@
+"""Database sessions: SQLite in WAL mode under the data dir, UTC times on both backends,
+transactions that roll back, and URLs shown without their password."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import StatementError
+
+from gpusupply.db.models import Tenant
+from gpusupply.db.session import Database
+from gpusupply.settings import Settings
+
+
+def test_display_url_hides_the_password() -> None:
+    db = Database("postgresql+asyncpg://gpusupply:s3cret@db.internal:5432/gpusupply")
+    assert db.display_url == "postgresql+asyncpg://gpusupply:***@db.internal:5432/gpusupply"
+
+
+async def test_sqlite_file_in_wal_mode_under_the_data_dir(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path / "nested" / "data")  # type: ignore[call-arg]
+    db = Database(settings.effective_database_url)
+    try:
+        await db.migrate()
+        async with db.session() as session:
+            assert (await session.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+            assert (await session.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+        assert (tmp_path / "nested" / "data" / "gpusupply.db").exists()
+    finally:
+        await db.dispose()
+
+
+async def test_times_come_back_in_utc(database: Database) -> None:
+    at = datetime(2026, 5, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+    async with database.transaction() as session:
+        session.add(Tenant(id=uuid.uuid4(), name="tz", created_at=at))
+    async with database.session() as session:
+        stored = (await session.execute(select(Tenant.created_at).where(Tenant.name == "tz"))).scalar_one()
+    assert stored == at and stored.tzinfo == UTC and stored.hour == 12
+
+
+async def test_naive_times_are_refused(database: Database) -> None:
+    with pytest.raises(StatementError, match="naive datetime"):
+        async with database.transaction() as session:
+            session.add(Tenant(id=uuid.uuid4(), name="naive", created_at=datetime(2026, 1, 1)))
+
+
+async def test_a_failed_transaction_writes_nothing(database: Database) -> None:
+    with pytest.raises(RuntimeError):
+        async with database.transaction() as session:
+            session.add(Tenant(id=uuid.uuid4(), name="ghost"))
+            await session.flush()
+            raise RuntimeError("boom")
+    async with database.session() as session:
+        assert (await session.execute(select(Tenant).where(Tenant.name == "ghost"))).first() is None
