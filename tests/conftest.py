@@ -21,9 +21,12 @@ Vendors and the whole service
   `sandbox_ready_after=0.3`, no faults, short timeouts, no vendor keys from the environment).
   Override a field for one module with `@pytest.mark.parametrize("settings_overrides", [{...}])` or
   by overriding the `settings_overrides` fixture.
-- `vendor_set`: the three sandbox vendors started in-process (on loopback, over real HTTP) with
-  the real adapters pointed at them (`vendors.registry.build_vendors`). Reach a sandbox with
-  `vendor_set.sandboxes["vast"]` (e.g. `.faults.faults = {"429": 0.3}` or `.clock.advance(60)`).
+- `vendor_set`: the three sandbox vendors, fresh for each test (configured from `test_settings`),
+  served on loopback over real HTTP, with the real adapters pointed at them: what
+  `vendors.registry.build_vendors` makes without keys. The servers (`sandbox_servers`, one thread
+  per vendor) live for the whole session; only the sandbox behind each is new per test. Reach a
+  sandbox with `vendor_set.sandboxes["vast"]` (e.g. `.faults.faults = {"429": 0.3}` or
+  `.clock.advance(60)`).
 - `service`: the whole app (`api.app.create_app`, engine off) on SQLite with `vendor_set`, its
   lifespan running, and authenticated `httpx.AsyncClient`s for two tenants (`service.alice`,
   `service.bob`) plus an unauthenticated one (`service.anonymous`). Use another backend with
@@ -277,21 +280,73 @@ def test_settings(tmp_path: Path, settings_overrides: dict[str, Any]) -> Setting
     return make_test_settings(tmp_path, **settings_overrides)
 
 
-@pytest.fixture
-async def vendor_set(test_settings: Settings) -> AsyncIterator[Any]:
-    from gpusupply.vendors.registry import build_vendors
+class SwappableApp:
+    """An ASGI app whose target changes per test: one loopback server per vendor for the whole
+    session, a fresh sandbox (fresh state) behind it for every test."""
 
-    vendors = await build_vendors(test_settings)
+    def __init__(self) -> None:
+        self.app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if self.app is None:
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b"no sandbox for this test"})
+            return
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture(scope="session")
+def sandbox_servers() -> Iterator[dict[str, tuple[Any, SwappableApp]]]:
+    """vendor -> (ServerThread on loopback, the app it serves), started once per session."""
+    from gpusupply.sandbox.runner import ServerThread
+    from gpusupply.settings import VENDORS
+
+    servers = {}
+    for vendor in VENDORS:
+        app = SwappableApp()
+        servers[vendor] = (ServerThread(app).start(), app)
+    yield servers
+    for server, _ in servers.values():
+        server.stop()
+
+
+@pytest.fixture
+async def vendor_set(test_settings: Settings, sandbox_servers: dict[str, tuple[Any, SwappableApp]]) -> AsyncIterator[Any]:
+    """The enabled vendors as fresh sandboxes (configured from `test_settings`) behind loopback
+    servers, with the real adapters pointed at them: what `build_vendors` makes without keys."""
+    from gpusupply.sandbox.common import SandboxConfig, parse_fault_spec
+    from gpusupply.vendors.registry import SANDBOX_KEY, VENDOR_MODULES, VendorSet, adapter_options, load
+
+    adapters, modes, urls, sandboxes = {}, {}, {}, {}
+    for vendor in test_settings.vendors:
+        adapter_path, sandbox_path = VENDOR_MODULES[vendor]
+        config = SandboxConfig(
+            seed=test_settings.sandbox_seed,
+            offers=test_settings.sandbox_offers,
+            ready_after=test_settings.sandbox_ready_after,
+            faults=parse_fault_spec(test_settings.sandbox_faults),
+        )
+        sandbox = load(sandbox_path)(config)
+        server, app = sandbox_servers[vendor]
+        app.app = sandbox.create_app()
+        sandboxes[vendor], modes[vendor], urls[vendor] = sandbox, "sandbox", server.url
+        options = adapter_options(vendor, test_settings)
+        adapters[vendor] = load(adapter_path)(server.url, SANDBOX_KEY, timeout=test_settings.vendor_timeout, **options)
+    vendors = VendorSet(adapters, modes, urls, sandboxes)
     try:
         yield vendors
     finally:
-        await close_vendors(vendors)
-
-
-async def close_vendors(vendors: Any) -> None:
-    """`VendorSet.aclose`, with the sandbox servers stopped together (each takes ~0.15 s)."""
-    await asyncio.gather(*(adapter.aclose() for adapter in vendors.adapters.values()))
-    await asyncio.gather(*(server.stop() for server in vendors._servers))
+        await vendors.aclose()
+        for vendor in sandboxes:
+            sandbox_servers[vendor][1].app = None
 
 
 # ----- the whole service --------------------------------------------------------------------------
