@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -177,6 +178,10 @@ async def test_procure_by_spec(service: Any) -> None:
     assert procurement.spec == {"compute": {"gpu_type": "H100", "gpu_count": 1, "max_price_per_gpu_hour": 9.0}, "region": "US"}
     assert procurement.offer_id is None and resource.offer_id is None and resource.vendor is None
     assert (resource.status, resource.gpu_family, resource.gpu_count) == ("pending", "H100", 1)
+    second = await call(service, spec={"compute": {"gpu_type": "nvidia-a100-pcie-40gb", "gpu_count": 2}})
+    async with service.db.session() as session:
+        other = await session.get(Resource, uuid.UUID(second.response["resource_ids"][0]))
+    assert (other.gpu_type, other.gpu_family, other.gpu_count) == ("nvidia-a100-pcie-40gb", "A100", 2)
 
 
 @pytest.mark.parametrize(

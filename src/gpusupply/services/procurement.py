@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.core.errors import ConflictError, GoneError, NotFoundError, ServiceError, UnprocessableError
+from gpusupply.core.gpus import canonical_model
 from gpusupply.core.offers import Offer
 from gpusupply.core.states import ProcurementStatus, ResourceStatus, procurement_status
 from gpusupply.db.models import OfferRow, Procurement, Resource, utcnow
@@ -268,8 +269,9 @@ async def _procure_spec(
         procured_at=now,
     )
     resource = _new_resource(principal, procurement, ssh_public_key, cloud_init, name, now)
+    model = canonical_model(query.gpu_canonical) if query.gpu_canonical else None
     resource.gpu_type = query.gpu_canonical
-    resource.gpu_family = query.gpu_family
+    resource.gpu_family = model.family if model else query.gpu_family
     resource.gpu_count = query.gpu_count
     return await _write(session, procurement, resource, "procurement by spec: the engine picks the cheapest matching offer")
 
