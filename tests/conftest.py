@@ -30,7 +30,7 @@ Vendors and the whole service
 - `service`: the whole app (`api.app.create_app`, engine off) on SQLite with `vendor_set`, its
   lifespan running, and authenticated `httpx.AsyncClient`s for two tenants (`service.alice`,
   `service.bob`) plus an unauthenticated one (`service.anonymous`). Use another backend with
-  `@pytest.mark.parametrize("service_backend", BACKENDS, indirect=False)`; run the engine with
+  `@pytest.mark.parametrize("service_backend", BACKENDS)`; run the engine with
   `@pytest.mark.parametrize("service_engine", [True])`.
 - `start_service(...)`: the factory behind `service` (an async context manager) for tests that
   need their own settings, vendors or engine.
