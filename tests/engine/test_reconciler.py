@@ -159,7 +159,15 @@ async def foreign_instance(rig: Rig, vendor: str) -> str:
 
 @pytest.mark.parametrize("vendor", MARKER_VENDORS)
 async def test_orphan_is_terminated_after_grace_and_foreign_instances_are_left(tmp_path, vendor: str) -> None:
-    async with engine_rig(tmp_path, vendors=[vendor], reconcile_interval_seconds=3600) as rig:
+    await orphan_round_trip(tmp_path, vendor, None)
+
+
+async def test_orphan_round_trip_on_both_databases(tmp_path, db_url: str) -> None:
+    await orphan_round_trip(tmp_path, MARKER_VENDORS[0], db_url)
+
+
+async def orphan_round_trip(tmp_path, vendor: str, db_url: str | None) -> None:
+    async with engine_rig(tmp_path, vendors=[vendor], reconcile_interval_seconds=3600, db_url=db_url) as rig:
         ctx = rig.engine_for_steps().ctx
         offer = (await rig.offers(vendor))[0]
         ghost = uuid.uuid4()  # a resource id we have no row for (a crash, a restored backup...)

@@ -89,3 +89,17 @@ async def test_stop_releases_leases_and_another_engine_finishes(tmp_path) -> Non
         await rig.start_engine()
         await all_running(rig, rids)
         await assert_one_create_each(rig, rids)
+
+
+async def test_resource_gauge_counts_every_status(tmp_path) -> None:
+    from gpusupply.engine.jobs import count_resources
+    from gpusupply.metrics import RESOURCES_BY_STATUS
+
+    from .helpers import insert_resources
+
+    async with engine_rig(tmp_path, vendors=[VENDOR]) as rig:
+        await insert_resources(rig.db, 2, status="running")
+        await insert_resources(rig.db, 1, status="deleted")
+        counts = await count_resources(rig.engine_for_steps().ctx)
+        assert counts["running"] == 2 and counts["deleted"] == 1 and counts["pending"] == 0
+        assert RESOURCES_BY_STATUS.labels("running")._value.get() == 2

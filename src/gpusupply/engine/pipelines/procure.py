@@ -131,6 +131,9 @@ async def choose_offer(ctx: EngineContext, lease: leases.Lease, row: Resource, s
         if chosen == "moved":
             await leases.release(ctx.db, [lease])
             return
+        discard = getattr(ctx.catalog, "discard", None)
+        if discard is not None:  # out of this process's search results at once
+            discard(uuid.UUID(candidate.offer_id))
         break
     # Go on with the create at once, under the same lease.
     fresh = await leases.load(ctx.db, lease)
