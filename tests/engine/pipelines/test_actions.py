@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gpusupply.core.states import InstanceState, ResourceStatus
-from gpusupply.engine.pipelines.actions import already_done
+from gpusupply.engine.pipelines.actions import already_done, already_sent
 from gpusupply.vendors.base import VendorInstance
 
 from ..helpers import available_vendors, engine_rig
@@ -32,6 +32,20 @@ def inst(state: InstanceState, ip: str | None = "203.0.113.1") -> VendorInstance
 )
 def test_already_done(status, instance, done) -> None:
     assert already_done(status, instance) is done
+
+
+@pytest.mark.parametrize(
+    ("status", "state", "sent"),
+    [
+        (ResourceStatus.STOPPING, InstanceState.STOPPING, True),
+        (ResourceStatus.STOPPING, InstanceState.RUNNING, False),
+        (ResourceStatus.REBOOTING, InstanceState.REBOOTING, True),
+        (ResourceStatus.REBOOTING, InstanceState.RUNNING, False),
+        (ResourceStatus.STARTING, InstanceState.STOPPED, False),
+    ],
+)
+def test_already_sent(status, state, sent) -> None:
+    assert already_sent(status, inst(state)) is sent
 
 
 @pytest.mark.parametrize("vendor", STOPPABLE)

@@ -41,6 +41,16 @@ def already_done(status: ResourceStatus, instance: VendorInstance) -> bool:
     return False  # a reboot leaves no trace to detect: it is sent (again)
 
 
+def already_sent(status: ResourceStatus, instance: VendorInstance) -> bool:
+    """Whether the vendor is already carrying the action out (sent before a crash, or elsewhere):
+    sending it again could be refused as invalid in that state."""
+    if status == S.STOPPING:
+        return instance.state == InstanceState.STOPPING
+    if status == S.REBOOTING:
+        return instance.state == InstanceState.REBOOTING
+    return False
+
+
 async def step(ctx: EngineContext, lease: leases.Lease, row: Resource) -> None:
     status = S(row.status)
     now = ctx.now()
@@ -56,7 +66,7 @@ async def step(ctx: EngineContext, lease: leases.Lease, row: Resource) -> None:
     if instance is None or instance.state == InstanceState.TERMINATED:
         await _apply_observation(ctx, lease, status, observe(status, instance, now=now, running_since=row.running_since))
         return
-    if row.pending_action and not already_done(status, instance):
+    if row.pending_action and not already_done(status, instance) and not already_sent(status, instance):
         await _send(ctx, lease, row, status, adapter)
         return
     result = observe(status, instance, now=now, running_since=row.running_since)
