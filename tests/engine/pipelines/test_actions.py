@@ -101,7 +101,9 @@ async def test_stop_through_a_flaky_vendor_completes(tmp_path, vendor: str) -> N
         await rig.start_engine()
         rid = await rig.procure_offer((await rig.offers(vendor))[0])
         assert (await rig.wait_status(rid, "running", "failed")).status == "running"
-        rig.set_faults(vendor, {"429": 0.3, "503": 0.2})
+        rig.set_faults(vendor, {"429": 0.15, "503": 0.15})
         await rig.request_action(rid, "stop")
         row = await rig.wait_status(rid, "stopped", "running", within=60)
         assert row.status == "stopped", row.status_message
+        injected = rig.sandbox(vendor).faults.injected
+        assert injected["429"] + injected["503"] > 0

@@ -56,10 +56,12 @@ async def test_delete_through_a_storm_of_429_and_5xx(tmp_path, vendor: str) -> N
     async with engine_rig(tmp_path, vendors=[vendor]) as rig:
         await rig.start_engine()
         rid = await running_resource(rig, vendor)
-        rig.set_faults(vendor, {"429": 0.3, "500": 0.2, "503": 0.2})
+        rig.set_faults(vendor, {"429": 0.15, "500": 0.15, "503": 0.15})
         await rig.request_delete(rid)
         row = await rig.wait_status(rid, "deleted", "failed", within=60)
         assert row.status == "deleted"
+        injected = rig.sandbox(vendor).faults.injected
+        assert injected["429"] + injected["500"] + injected["503"] > 0
         rig.set_faults(vendor, {})
         assert await rig.live_instances(vendor) == []
 
