@@ -28,3 +28,12 @@ ORPHANS_FOUND = Counter("gpusupply_orphans_found_total", "Vendor instances with 
 ORPHANS_TERMINATED = Counter("gpusupply_orphans_terminated_total", "Orphans deleted by the reconciler", ["vendor"])
 OFFER_CACHE_AGE = Gauge("gpusupply_offer_cache_age_seconds", "Age of the offer catalog per vendor", ["vendor"])
 LEASE_TAKEOVERS = Counter("gpusupply_lease_takeovers_total", "Work taken over from an expired lease", ["pipeline"])
+HTTP_REQUESTS = Counter(
+    "gpusupply_http_requests_total", "HTTP requests served, by route template and status", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "gpusupply_http_request_seconds",
+    "HTTP request latency by route template (until the answer is sent)",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
