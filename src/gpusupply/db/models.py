@@ -25,7 +25,7 @@ from sqlalchemy import (
     TypeDecorator,
     Uuid,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 def utcnow() -> datetime:
@@ -174,6 +174,10 @@ class Resource(LeaseMixin, Base):
     ended_at: Mapped[datetime | None] = mapped_column(default=None)  # vendor-confirmed end
     last_synced_at: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Guardrails (services/budgets.py, engine/autodelete.py): delete at this instant, or once the
+    # cost so far reaches spend_limit (USD).
+    auto_delete_at: Mapped[datetime | None] = mapped_column(default=None)
+    spend_limit: Mapped[float | None] = mapped_column(Float, default=None)
 
     __table_args__ = (
         Index("ix_resources_engine_queue", "status", "next_attempt_at"),
@@ -217,3 +221,64 @@ class JobLease(Base):
     lock_owner: Mapped[str | None] = mapped_column(String(100), default=None)
     lock_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     last_run_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# ----- cost guardrails and webhooks (docs/cost.md) -------------------------------------------------
+
+
+class Budget(Base):
+    """A tenant's spending limits (USD). One row per tenant that set any."""
+
+    __tablename__ = "budgets"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    max_hourly_spend: Mapped[float | None] = mapped_column(Float, default=None)  # cap on live resources' $/h
+    monthly_budget: Mapped[float | None] = mapped_column(Float, default=None)  # per UTC calendar month
+    delete_on_exhaustion: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Alerts sent: the month ("2026-11") and the highest threshold (80, 100) already alerted in it.
+    alert_month: Mapped[str | None] = mapped_column(String(7), default=None)
+    alert_level: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Webhook(Base):
+    """A tenant's URL that receives signed event deliveries. The secret is stored encrypted."""
+
+    __tablename__ = "webhooks"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[Any]] = mapped_column(JSON, default=list)  # event types, or ["*"]
+    description: Mapped[str | None] = mapped_column(String(200), default=None)
+    secret_encrypted: Mapped[str] = mapped_column(Text)  # Fernet token of the signing secret
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookOutbox(LeaseMixin, Base):
+    """An event that may concern webhooks, written in the event's own transaction; the delivery
+    job turns it into one `WebhookDelivery` per subscribed webhook and deletes it."""
+
+    __tablename__ = "webhook_outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    event: Mapped[Event] = relationship(lazy="raise")
+
+
+class WebhookDelivery(LeaseMixin, Base):
+    """One event sent (or being retried) to one webhook: the body, and a log of the attempts."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    webhook_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhooks.id"), index=True)
+    event_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    event_type: Mapped[str] = mapped_column(String(50))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempt_log: Mapped[list[Any]] = mapped_column(JSON, default=list)  # the latest attempts, oldest first
+    last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (Index("ix_webhook_deliveries_queue", "status", "next_attempt_at"),)

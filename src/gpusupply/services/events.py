@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.core.states import FINAL_STATUSES, ResourceStatus, can_transition
-from gpusupply.db.models import Event, Resource, utcnow
+from gpusupply.db.models import Event, Resource, WebhookOutbox, utcnow
+from gpusupply.services.webhooks import OUTBOX_KINDS
 
 
 class IllegalTransition(Exception):
@@ -25,10 +27,12 @@ def add_event(
     data: dict[str, Any] | None = None,
     vendor: str | None = None,
     at: datetime | None = None,
+    tenant_id: UUID | None = None,
 ) -> Event:
+    """Record an event. `tenant_id` is for events about a tenant but no resource (budget alerts)."""
     event = Event(
         resource_id=resource.id if resource else None,
-        tenant_id=resource.tenant_id if resource else None,
+        tenant_id=resource.tenant_id if resource else tenant_id,
         vendor=vendor or (resource.vendor if resource else None),
         at=at or utcnow(),
         kind=kind,
@@ -36,6 +40,8 @@ def add_event(
         data=data,
     )
     session.add(event)
+    if kind in OUTBOX_KINDS:  # webhooks: an outbox row in the event's own transaction (docs/cost.md)
+        session.add(WebhookOutbox(event=event))
     return event
 
 

@@ -31,6 +31,13 @@ from gpusupply.core.states import ProcurementStatus, ResourceStatus, procurement
 from gpusupply.db.models import OfferRow, Procurement, Resource, utcnow
 from gpusupply.db.session import Database
 from gpusupply.engine.hints import hint
+from gpusupply.services.budgets import (
+    AutoDeleteValues,
+    apply_auto_delete,
+    auto_delete_values,
+    check_procurement,
+    spec_price_bound,
+)
 from gpusupply.services.catalog import OfferCatalog, StoredOffer, offer_from_dict, offer_to_dict
 from gpusupply.services.events import add_event
 from gpusupply.services.keys import Principal
@@ -149,10 +156,13 @@ async def procure(
     resource_name: str | None,
     idempotency_key: str | None,
     body: dict[str, Any],
+    auto_delete: dict[str, Any] | None = None,
 ) -> ProcureOutcome:
-    """Procure one offer, or (with `spec`) the cheapest offer matching a get_offers document."""
+    """Procure one offer, or (with `spec`) the cheapest offer matching a get_offers document.
+    `auto_delete`: {delete_at | ttl_seconds, spend_limit} (services/budgets.py)."""
     if (offer_id is None) == (spec is None):
         raise UnprocessableError("give exactly one of offer_id or spec", loc=("body",))
+    limits = auto_delete_values(auto_delete, utcnow()) if auto_delete else None
     key = check_ssh_public_key(ssh_public_key)
     init = check_cloud_init(cloud_init)
     name = check_resource_name(resource_name)
@@ -165,10 +175,10 @@ async def procure(
     try:
         async with db.transaction() as session:
             if offer_id is not None:
-                response = await _procure_offer(session, principal, offer_id, key, init, name, idem, fingerprint)
+                response = await _procure_offer(session, principal, offer_id, key, init, name, idem, fingerprint, limits)
             else:
                 assert spec is not None
-                response = await _procure_spec(session, principal, spec, key, init, name, idem, fingerprint)
+                response = await _procure_spec(session, principal, spec, key, init, name, idem, fingerprint, limits)
     except (ServiceError, IntegrityError) as exc:
         # A concurrent request with the same key may have won: answer as its replay.
         if idem is not None:
@@ -212,6 +222,7 @@ async def _procure_offer(
     name: str | None,
     idempotency_key: str | None,
     fingerprint: str,
+    limits: AutoDeleteValues | None = None,
 ) -> dict[str, Any]:
     now = utcnow()
     # Compare-and-set first: of two concurrent procures of one offer exactly one wins.
@@ -242,7 +253,7 @@ async def _procure_offer(
     )
     resource = _new_resource(principal, procurement, ssh_public_key, cloud_init, name, now)
     _fill_from_offer(resource, offer_id, offer)
-    return await _write(session, procurement, resource, f"procured offer {offer_id} ({offer.vendor})")
+    return await _write(session, procurement, resource, f"procured offer {offer_id} ({offer.vendor})", limits)
 
 
 async def _procure_spec(
@@ -254,6 +265,7 @@ async def _procure_spec(
     name: str | None,
     idempotency_key: str | None,
     fingerprint: str,
+    limits: AutoDeleteValues | None = None,
 ) -> dict[str, Any]:
     query = query_from_request(spec, loc=("body", "spec"))
     now = utcnow()
@@ -273,7 +285,7 @@ async def _procure_spec(
     resource.gpu_type = query.gpu_canonical
     resource.gpu_family = model.family if model else query.gpu_family
     resource.gpu_count = query.gpu_count
-    return await _write(session, procurement, resource, "procurement by spec: the engine picks the cheapest matching offer")
+    return await _write(session, procurement, resource, "procurement by spec: the engine picks the cheapest matching offer", limits)
 
 
 def _new_resource(
@@ -308,7 +320,15 @@ def _fill_from_offer(resource: Resource, offer_id: UUID, offer: Offer) -> None:
     resource.offer_snapshot = offer_to_dict(offer)
 
 
-async def _write(session: AsyncSession, procurement: Procurement, resource: Resource, reason: str) -> dict[str, Any]:
+async def _write(
+    session: AsyncSession, procurement: Procurement, resource: Resource, reason: str, limits: AutoDeleteValues | None = None
+) -> dict[str, Any]:
+    # Guardrails (docs/cost.md): the tenant's budget must allow the price (by spec: its bound), and
+    # the resource carries its auto-delete limits from the start.
+    bound = resource.price_per_hour if resource.price_per_hour is not None else spec_price_bound(procurement.spec)
+    await check_procurement(session, procurement.tenant_id, bound, procurement.created_at)
+    if limits is not None:
+        apply_auto_delete(resource, limits)
     response = {
         "offer_id": str(procurement.offer_id) if procurement.offer_id else None,
         "status": STATUS_IN_PROGRESS,

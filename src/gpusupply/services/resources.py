@@ -29,6 +29,7 @@ from gpusupply.core.states import FINAL_STATUSES, ResourceStatus
 from gpusupply.db.models import Event, Resource, utcnow
 from gpusupply.db.session import Database
 from gpusupply.engine.hints import hint
+from gpusupply.services.budgets import AutoDeleteValues, apply_auto_delete, auto_delete_values
 from gpusupply.services.events import change_status
 from gpusupply.services.keys import Principal
 from gpusupply.services.offers import KNOWN_VENDORS, check_page
@@ -223,4 +224,19 @@ async def request_action(db: Database, vendors: VendorSet, principal: Principal,
         resource.pending_action = action
         resource.next_attempt_at = now
     hint()
+    return resource
+
+
+# ----- auto-delete limits (cost guardrails, docs/cost.md) ----------------------------------------
+async def set_auto_delete(db: Database, principal: Principal, resource_id: UUID, fields: dict[str, Any] | None) -> Resource:
+    """`PATCH /resources/{id}`: set the resource's auto-delete limits. `fields` is merged (a key given
+    as null clears that limit, a missing key keeps it); `None` clears every limit. The engine's
+    guardrail job deletes the resource once a limit is reached."""
+    now = utcnow()
+    values = auto_delete_values(fields, now) if fields is not None else AutoDeleteValues(None, None, True, True)
+    async with db.transaction() as session:
+        resource = await _lock(session, principal, resource_id)
+        if resource.status == ResourceStatus.DELETING or ResourceStatus(resource.status) in FINAL_STATUSES:
+            raise ConflictError(f"resource {resource_id} is {resource.status}; its limits can no longer change")
+        apply_auto_delete(resource, values)
     return resource

@@ -1,0 +1,400 @@
+"""Guardrails: per-tenant budgets and per-resource auto-delete limits (docs/cost.md).
+
+Per tenant (`GET/PUT /budget`): `max_hourly_spend` caps the sum of the live resources' prices per
+hour; `monthly_budget` caps the spend of a UTC calendar month. A procurement that would pass
+either is refused with 402 naming the limit and the numbers. The engine's guardrail job
+(engine/autodelete.py) raises `budget_alert` events at 80 % and 100 % of the monthly budget (once
+each per month) and, with `delete_on_exhaustion`, deletes the tenant's live resources at 100 %.
+
+Per resource: `auto_delete` (`delete_at` or `ttl_seconds`, and `spend_limit`), set at procurement
+or with `PATCH /resources/{id}`; the same job deletes the resource when one is reached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gpusupply.core.errors import NotFoundError, ServiceError, UnprocessableError
+from gpusupply.core.states import LIVE_STATUSES, ResourceStatus
+from gpusupply.db.models import Budget, Procurement, Resource, Tenant, utcnow
+from gpusupply.db.session import Database
+from gpusupply.services import costs
+from gpusupply.services.events import add_event
+from gpusupply.services.keys import Principal
+from gpusupply.services.tenants import find_tenant
+
+ALERT_THRESHOLDS = (80, 100)  # percent of the monthly budget
+MAX_USD = 10_000_000.0  # sanity bound on every amount a user sets
+MAX_TTL_SECONDS = 366 * 24 * 3600
+# How far ahead of spending the monthly check looks: the next hour of every live resource and of
+# the new one must still fit in the budget (vendors bill by the hour).
+HEADROOM_HOURS = 1.0
+LIVE_STATUS_VALUES = tuple(s.value for s in LIVE_STATUSES)
+
+
+class BudgetExceeded(ServiceError):
+    """A procurement refused by a tenant budget: 402, with the limit and the numbers."""
+
+    status_code = 402
+
+
+# ----- pure ----------------------------------------------------------------------------------------
+def month_start(now: datetime) -> datetime:
+    now = now.astimezone(UTC)
+    return datetime(now.year, now.month, 1, tzinfo=UTC)
+
+
+def month_key(now: datetime) -> str:
+    return now.astimezone(UTC).strftime("%Y-%m")
+
+
+def spec_price_bound(spec: dict[str, Any] | None) -> float | None:
+    """The most a procure-by-spec can cost per hour: max price per GPU-hour x GPU count."""
+    compute = (spec or {}).get("compute") or {}
+    price = compute.get("max_price_per_gpu_hour")
+    if price is None:
+        return None
+    return float(price) * int(compute.get("gpu_count") or 1)
+
+
+def usd(amount: float) -> str:
+    return f"{amount:,.2f} USD"
+
+
+def procurement_refusal(
+    *,
+    max_hourly_spend: float | None,
+    monthly_budget: float | None,
+    new_hourly: float,
+    live_hourly: float,
+    month_spent: float,
+) -> str | None:
+    """Why a procurement costing `new_hourly` USD/h must be refused, or None. Pure."""
+    if max_hourly_spend is not None and live_hourly + new_hourly > max_hourly_spend + 1e-9:
+        return (
+            f"max_hourly_spend exceeded: your live resources cost {usd(live_hourly)}/h and this procurement adds "
+            f"{usd(new_hourly)}/h, {usd(live_hourly + new_hourly)}/h in all, over the cap of {usd(max_hourly_spend)}/h"
+        )
+    if monthly_budget is not None:
+        projected = month_spent + (live_hourly + new_hourly) * HEADROOM_HOURS
+        if projected > monthly_budget + 1e-9:
+            return (
+                f"monthly_budget exceeded: {usd(month_spent)} spent this month, plus one more hour of your live "
+                f"resources ({usd(live_hourly)}/h) and of this procurement ({usd(new_hourly)}/h) makes "
+                f"{usd(projected)}, over the monthly budget of {usd(monthly_budget)}"
+            )
+    return None
+
+
+def alerts_due(spent: float, monthly_budget: float, already_sent: int) -> list[int]:
+    """Thresholds (percent) newly crossed: each is alerted once per month. Pure."""
+    if monthly_budget <= 0:
+        return []
+    percent = spent / monthly_budget * 100
+    return [t for t in ALERT_THRESHOLDS if t > already_sent and percent >= t - 1e-9]
+
+
+def check_amount(value: float | None, name: str, loc: tuple[str | int, ...]) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not 0 < value <= MAX_USD:
+        raise UnprocessableError(f"{name} must be a positive amount of USD, at most {MAX_USD:,.0f}", loc=loc)
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class AutoDeleteValues:
+    """What to store on the resource. `None` means: leave that column as it is."""
+
+    delete_at: datetime | None
+    spend_limit: float | None
+    clear_delete_at: bool = False
+    clear_spend_limit: bool = False
+
+
+def auto_delete_values(
+    fields: dict[str, Any], now: datetime, *, loc: tuple[str | int, ...] = ("body", "auto_delete")
+) -> AutoDeleteValues:
+    """Validate an `auto_delete` object: {delete_at | ttl_seconds, spend_limit}. Keys that are present
+    with null clear that limit; absent keys leave it (merge-patch). Pure."""
+    if "delete_at" in fields and "ttl_seconds" in fields and fields["delete_at"] is not None and fields["ttl_seconds"] is not None:
+        raise UnprocessableError("give delete_at or ttl_seconds, not both", loc=loc)
+    delete_at: datetime | None = None
+    clear_delete_at = False
+    if fields.get("delete_at") is not None:
+        delete_at = fields["delete_at"]
+        assert isinstance(delete_at, datetime)
+        if delete_at.tzinfo is None:
+            raise UnprocessableError(
+                "delete_at needs a timezone (e.g. 2026-11-23T18:00:00Z)", loc=(*loc, "delete_at")
+            )
+        delete_at = delete_at.astimezone(UTC)
+        if delete_at <= now:
+            raise UnprocessableError(
+                f"delete_at must be in the future (it is {delete_at.isoformat()}, now is {now.isoformat()})",
+                loc=(*loc, "delete_at"),
+            )
+        if delete_at > now + timedelta(seconds=MAX_TTL_SECONDS):
+            raise UnprocessableError("delete_at must be within 366 days", loc=(*loc, "delete_at"))
+    elif fields.get("ttl_seconds") is not None:
+        ttl = fields["ttl_seconds"]
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL_SECONDS:
+            raise UnprocessableError(f"ttl_seconds must be 1-{MAX_TTL_SECONDS} (366 days)", loc=(*loc, "ttl_seconds"))
+        delete_at = now + timedelta(seconds=ttl)
+    elif "delete_at" in fields or "ttl_seconds" in fields:
+        clear_delete_at = True
+    spend_limit = check_amount(fields.get("spend_limit"), "spend_limit", (*loc, "spend_limit"))
+    clear_spend_limit = "spend_limit" in fields and fields["spend_limit"] is None
+    return AutoDeleteValues(delete_at, spend_limit, clear_delete_at, clear_spend_limit)
+
+
+def apply_auto_delete(resource: Resource, values: AutoDeleteValues) -> None:
+    if values.delete_at is not None:
+        resource.auto_delete_at = values.delete_at
+    elif values.clear_delete_at:
+        resource.auto_delete_at = None
+    if values.spend_limit is not None:
+        resource.spend_limit = values.spend_limit
+    elif values.clear_spend_limit:
+        resource.spend_limit = None
+
+
+# ----- reading spend -------------------------------------------------------------------------------
+async def live_hourly_spend(session: AsyncSession, tenant_id: UUID) -> float:
+    """USD per hour of the tenant's live resources: their fixed price, or for a procure-by-spec
+    that has no offer yet, its bound (max price x count; 0 when the spec has none)."""
+    rows = await session.execute(
+        select(Resource.price_per_hour, Procurement.spec)
+        .join(Procurement, Procurement.id == Resource.procurement_id)
+        .where(Resource.tenant_id == tenant_id, Resource.status.in_(LIVE_STATUS_VALUES))
+    )
+    total = 0.0
+    for price, spec in rows:
+        total += float(price) if price is not None else (spec_price_bound(spec) or 0.0)
+    return total
+
+
+async def spend_between(session: AsyncSession, tenant_id: UUID, start: datetime, end: datetime) -> float:
+    """USD the tenant's resources billed in [start, end)."""
+    resources = list(
+        (
+            await session.execute(
+                select(Resource).where(
+                    Resource.tenant_id == tenant_id,
+                    Resource.running_since.is_not(None),
+                    Resource.running_since < end,
+                    or_(Resource.ended_at.is_(None), Resource.ended_at > start),
+                )
+            )
+        ).scalars()
+    )
+    transitions = await costs.load_transitions(session, [r.id for r in resources])
+    return sum(
+        costs.cost(costs.clip(costs.resource_intervals(r, transitions[r.id], end), start, end), costs.rates_for(r))
+        for r in resources
+    )
+
+
+async def month_spend(session: AsyncSession, tenant_id: UUID, now: datetime) -> float:
+    return await spend_between(session, tenant_id, month_start(now), now)
+
+
+# ----- procurement check ---------------------------------------------------------------------------
+async def check_procurement(
+    session: AsyncSession,
+    tenant_id: UUID,
+    new_hourly: float | None,
+    now: datetime,
+    *,
+    bound_loc: tuple[str | int, ...] = ("body", "spec", "compute", "max_price_per_gpu_hour"),
+) -> None:
+    """Refuse (402) a procurement that would pass the tenant's budget. Runs inside the procurement's
+    transaction and locks the budget row first, so concurrent procurements are checked one by one."""
+    locked = await session.execute(
+        update(Budget).where(Budget.tenant_id == tenant_id).values(alert_level=Budget.alert_level)
+    )
+    if locked.rowcount != 1:  # type: ignore[attr-defined]
+        return  # no budget
+    budget = (
+        await session.execute(select(Budget).where(Budget.tenant_id == tenant_id).execution_options(populate_existing=True))
+    ).scalar_one()
+    if budget.max_hourly_spend is None and budget.monthly_budget is None:
+        return
+    if new_hourly is None:
+        raise UnprocessableError(
+            "your tenant has a budget: give compute.max_price_per_gpu_hour in the spec, so the procurement can be "
+            "checked against it (the bound is max price x gpu_count)",
+            loc=bound_loc,
+        )
+    live = await live_hourly_spend(session, tenant_id)
+    spent = await month_spend(session, tenant_id, now) if budget.monthly_budget is not None else 0.0
+    refusal = procurement_refusal(
+        max_hourly_spend=budget.max_hourly_spend,
+        monthly_budget=budget.monthly_budget,
+        new_hourly=new_hourly,
+        live_hourly=live,
+        month_spent=spent,
+    )
+    if refusal is not None:
+        raise BudgetExceeded(f"procurement refused: {refusal}")
+
+
+# ----- GET / PUT /budget ---------------------------------------------------------------------------
+@dataclass(slots=True)
+class BudgetView:
+    tenant: str
+    max_hourly_spend: float | None
+    monthly_budget: float | None
+    delete_on_exhaustion: bool
+    month: str
+    spent_this_month: float
+    live_hourly_spend: float
+    monthly_used_percent: float | None
+    alerts_sent: list[int]
+    updated_at: datetime | None
+
+
+async def resolve_tenant(session: AsyncSession, principal: Principal, name: str | None) -> tuple[UUID, str]:
+    """The tenant a request is about: the caller's own, or (admin keys only) any tenant by name.
+    Another tenant named by a tenant key is 404, like one that does not exist."""
+    if name is None or name == principal.tenant_name:
+        return principal.tenant_id, principal.tenant_name
+    tenant: Tenant | None = await find_tenant(session, name) if principal.is_admin else None
+    if tenant is None:
+        raise NotFoundError(f"tenant {name!r} not found")
+    return tenant.id, tenant.name
+
+
+async def _view(session: AsyncSession, tenant_id: UUID, tenant_name: str, now: datetime) -> BudgetView:
+    budget = await session.get(Budget, tenant_id, populate_existing=True)
+    spent = await month_spend(session, tenant_id, now)
+    live = await live_hourly_spend(session, tenant_id)
+    monthly = budget.monthly_budget if budget else None
+    same_month = budget is not None and budget.alert_month == month_key(now)
+    return BudgetView(
+        tenant=tenant_name,
+        max_hourly_spend=budget.max_hourly_spend if budget else None,
+        monthly_budget=monthly,
+        delete_on_exhaustion=bool(budget and budget.delete_on_exhaustion),
+        month=month_key(now),
+        spent_this_month=spent,
+        live_hourly_spend=live,
+        monthly_used_percent=(spent / monthly * 100) if monthly else None,
+        alerts_sent=[t for t in ALERT_THRESHOLDS if same_month and budget is not None and t <= budget.alert_level],
+        updated_at=budget.updated_at if budget else None,
+    )
+
+
+async def get_budget(db: Database, principal: Principal, tenant: str | None = None, *, now: datetime | None = None) -> BudgetView:
+    async with db.session() as session:
+        tenant_id, tenant_name = await resolve_tenant(session, principal, tenant)
+        return await _view(session, tenant_id, tenant_name, now or utcnow())
+
+
+async def put_budget(
+    db: Database,
+    principal: Principal,
+    *,
+    max_hourly_spend: float | None,
+    monthly_budget: float | None,
+    delete_on_exhaustion: bool,
+    tenant: str | None = None,
+    now: datetime | None = None,
+) -> BudgetView:
+    """Set the tenant's limits (the whole budget: a limit left out is removed). A new monthly
+    budget starts its alerts afresh."""
+    hourly = check_amount(max_hourly_spend, "max_hourly_spend", ("body", "max_hourly_spend"))
+    monthly = check_amount(monthly_budget, "monthly_budget", ("body", "monthly_budget"))
+    if delete_on_exhaustion and monthly is None:
+        raise UnprocessableError("delete_on_exhaustion needs a monthly_budget", loc=("body", "delete_on_exhaustion"))
+    now = now or utcnow()
+    async with db.transaction() as session:
+        tenant_id, tenant_name = await resolve_tenant(session, principal, tenant)
+        budget = await session.get(Budget, tenant_id)
+        if budget is None:
+            budget = Budget(tenant_id=tenant_id, alert_level=0)
+            session.add(budget)
+        elif budget.monthly_budget != monthly:
+            budget.alert_month, budget.alert_level = None, 0
+        budget.max_hourly_spend = hourly
+        budget.monthly_budget = monthly
+        budget.delete_on_exhaustion = delete_on_exhaustion
+        budget.updated_at = now
+        await session.flush()
+        return await _view(session, tenant_id, tenant_name, now)
+
+
+# ----- the engine's budget round -------------------------------------------------------------------
+@dataclass(slots=True)
+class BudgetRound:
+    alerts: list[tuple[UUID, int]]  # (tenant, threshold) alerted this round
+    exhausted: list[UUID]  # tenants at 100 % with delete_on_exhaustion
+
+
+async def evaluate_budgets(db: Database, now: datetime) -> BudgetRound:
+    """Alert each monthly budget's newly crossed thresholds (a `budget_alert` event, once per month
+    each) and name the tenants whose budget is exhausted and who asked for deletion."""
+    outcome = BudgetRound([], [])
+    async with db.session() as session:
+        tenant_ids = list((await session.execute(select(Budget.tenant_id).where(Budget.monthly_budget.is_not(None)))).scalars())
+    month = month_key(now)
+    for tenant_id in tenant_ids:
+        async with db.transaction() as session:
+            locked = await session.execute(
+                update(Budget).where(Budget.tenant_id == tenant_id).values(alert_level=Budget.alert_level)
+            )
+            if locked.rowcount != 1:  # type: ignore[attr-defined]
+                continue
+            budget = await session.get(Budget, tenant_id, populate_existing=True)
+            if budget is None or budget.monthly_budget is None:
+                continue
+            spent = await month_spend(session, tenant_id, now)
+            already = budget.alert_level if budget.alert_month == month else 0
+            for threshold in alerts_due(spent, budget.monthly_budget, already):
+                add_event(
+                    session,
+                    kind="budget_alert",
+                    tenant_id=tenant_id,
+                    reason=f"{threshold}% of the monthly budget used: {usd(spent)} of {usd(budget.monthly_budget)} in {month}",
+                    data={"threshold": threshold, "spent": round(spent, 6), "monthly_budget": budget.monthly_budget, "month": month},
+                    at=now,
+                )
+                outcome.alerts.append((tenant_id, threshold))
+                budget.alert_month, budget.alert_level = month, threshold
+            if budget.delete_on_exhaustion and spent >= budget.monthly_budget - 1e-9:
+                outcome.exhausted.append(tenant_id)
+    return outcome
+
+
+async def exhausted_resources(db: Database, tenant_ids: list[UUID]) -> list[UUID]:
+    """Live resources of these tenants that are not being deleted yet."""
+    if not tenant_ids:
+        return []
+    async with db.session() as session:
+        rows = await session.execute(
+            select(Resource.id).where(
+                Resource.tenant_id.in_(tenant_ids),
+                Resource.status.in_(LIVE_STATUS_VALUES),
+                Resource.status != ResourceStatus.DELETING.value,
+            )
+        )
+        return list(rows.scalars())
+
+
+async def limited_resources(db: Database) -> list[Resource]:
+    """Live, not yet deleting resources with an auto-delete time or a spend limit."""
+    async with db.session() as session:
+        rows = await session.execute(
+            select(Resource).where(
+                Resource.status.in_(LIVE_STATUS_VALUES),
+                Resource.status != ResourceStatus.DELETING.value,
+                or_(Resource.auto_delete_at.is_not(None), and_(Resource.spend_limit.is_not(None), Resource.running_since.is_not(None))),
+            )
+        )
+        return list(rows.scalars())

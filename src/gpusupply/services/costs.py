@@ -1,0 +1,222 @@
+"""Cost accounting: what a resource has cost, derived from its vendor-confirmed history.
+
+The price is fixed at procurement (`resources.price_per_hour`, the offer's total per hour).
+Billing runs from the vendor-confirmed start of running (`running_since`) to the vendor-confirmed
+end (`ended_at`; until then: now). In between, the status-change events say how the instance
+bills: only statuses the vendor confirmed change the mode, `running` (GPU billed) and `stopped`
+(billed as the vendor bills a stopped instance, `Capabilities.stopped_bills_gpu`: the full price,
+or only its storage). Requested transitions (`stopping`, `starting`, `rebooting`, `deleting`) keep
+the mode of the last confirmed state, because the vendor bills until it has acted.
+
+Everything up to `load_*` is pure and table-tested; docs/cost.md has the rules per vendor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gpusupply.core.states import FINAL_STATUSES, ResourceStatus
+from gpusupply.db.models import Event, Resource, utcnow
+from gpusupply.db.session import Database
+from gpusupply.vendors.base import Capabilities
+
+# Statuses whose event is the vendor's word on how the instance bills from then on.
+BILLING_STATUSES = (ResourceStatus.RUNNING.value, ResourceStatus.STOPPED.value)
+_ID_CHUNK = 500  # ids per IN (...) query: far below every backend's parameter limit
+SECONDS_PER_HOUR = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    at: datetime
+    to_status: str
+
+
+@dataclass(frozen=True, slots=True)
+class BilledInterval:
+    start: datetime
+    end: datetime
+    stopped: bool  # False: running (GPU billed); True: stopped (billed at the stopped rate)
+
+    @property
+    def hours(self) -> float:
+        return (self.end - self.start).total_seconds() / SECONDS_PER_HOUR
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """USD per hour while running and while stopped."""
+
+    running: float
+    stopped: float
+
+    def for_interval(self, interval: BilledInterval) -> float:
+        return self.stopped if interval.stopped else self.running
+
+
+# ----- pure ----------------------------------------------------------------------------------------
+def billed_intervals(
+    transitions: Iterable[Transition], *, running_since: datetime | None, ended_at: datetime | None, now: datetime
+) -> list[BilledInterval]:
+    """The billed intervals of one resource, in order: from `running_since` to `ended_at` (or
+    `now`), split where the vendor confirmed a stop or a start."""
+    if running_since is None:
+        return []
+    end = ended_at or now
+    if end <= running_since:
+        return []
+    intervals: list[BilledInterval] = []
+    stopped = False
+    cursor = running_since
+    for transition in sorted(transitions, key=lambda t: t.at):
+        if transition.at <= running_since:
+            continue  # before billing started (the running event itself sits at running_since)
+        if transition.at >= end:
+            break
+        if transition.to_status == ResourceStatus.RUNNING.value:
+            now_stopped = False
+        elif transition.to_status == ResourceStatus.STOPPED.value:
+            now_stopped = True
+        else:
+            continue  # a request, not the vendor's word: billing goes on as before
+        if now_stopped != stopped:
+            intervals.append(BilledInterval(cursor, transition.at, stopped))
+            cursor, stopped = transition.at, now_stopped
+    intervals.append(BilledInterval(cursor, end, stopped))
+    merged: list[BilledInterval] = []
+    for interval in intervals:
+        if interval.end <= interval.start:
+            continue
+        if merged and merged[-1].stopped == interval.stopped and merged[-1].end == interval.start:
+            merged[-1] = BilledInterval(merged[-1].start, interval.end, interval.stopped)
+        else:
+            merged.append(interval)
+    return merged
+
+
+def clip(intervals: Iterable[BilledInterval], start: datetime | None, end: datetime | None) -> list[BilledInterval]:
+    """The parts of `intervals` inside [start, end)."""
+    clipped = []
+    for interval in intervals:
+        lo = max(interval.start, start) if start is not None else interval.start
+        hi = min(interval.end, end) if end is not None else interval.end
+        if hi > lo:
+            clipped.append(BilledInterval(lo, hi, interval.stopped))
+    return clipped
+
+
+def split_by_day(intervals: Iterable[BilledInterval]) -> list[BilledInterval]:
+    """Intervals cut at every UTC midnight, so each piece lies within one day."""
+    pieces = []
+    for interval in intervals:
+        start = interval.start
+        while start < interval.end:
+            midnight = datetime(start.year, start.month, start.day, tzinfo=start.tzinfo) + timedelta(days=1)
+            end = min(midnight, interval.end)
+            pieces.append(BilledInterval(start, end, interval.stopped))
+            start = end
+    return pieces
+
+
+def cost(intervals: Iterable[BilledInterval], rates: Rates) -> float:
+    return sum(interval.hours * rates.for_interval(interval) for interval in intervals)
+
+
+@lru_cache
+def vendor_capabilities(vendor: str) -> Capabilities | None:
+    """A vendor's declared capabilities, from its adapter class (no adapter instance needed)."""
+    from gpusupply.vendors.registry import VENDOR_MODULES, load
+
+    paths = VENDOR_MODULES.get(vendor)
+    if paths is None:
+        return None
+    try:
+        return load(paths[0]).capabilities
+    except (ImportError, AttributeError):
+        return None
+
+
+def stopped_rate(vendor: str | None, price_per_hour: float, offer_snapshot: dict[str, Any] | None) -> float:
+    """USD per hour of a stopped instance: the full price where the vendor keeps billing the GPUs
+    (or we do not know the vendor: never under-count), else the storage part of the offer."""
+    capabilities = vendor_capabilities(vendor) if vendor else None
+    if capabilities is None or capabilities.stopped_bills_gpu:
+        return price_per_hour
+    vendor_data = (offer_snapshot or {}).get("vendor_data") or {}
+    storage = vendor_data.get("storage_per_hour")
+    if isinstance(storage, int | float) and not isinstance(storage, bool) and storage > 0:
+        return min(float(storage), price_per_hour)
+    return 0.0
+
+
+def rates_for(resource: Resource) -> Rates:
+    price = float(resource.price_per_hour or 0.0)
+    return Rates(running=price, stopped=stopped_rate(resource.vendor, price, resource.offer_snapshot))
+
+
+def resource_end(resource: Resource, transitions: Sequence[Transition]) -> datetime | None:
+    """When billing ended: `ended_at`, or for a final row without it, its last recorded change."""
+    if resource.ended_at is not None:
+        return resource.ended_at
+    if ResourceStatus(resource.status) in FINAL_STATUSES:
+        times = [t.at for t in transitions]
+        return max(times) if times else resource.updated_at
+    return None
+
+
+def resource_intervals(resource: Resource, transitions: Sequence[Transition], now: datetime) -> list[BilledInterval]:
+    return billed_intervals(
+        transitions, running_since=resource.running_since, ended_at=resource_end(resource, transitions), now=now
+    )
+
+
+def resource_cost(resource: Resource, transitions: Sequence[Transition], now: datetime) -> float:
+    return cost(resource_intervals(resource, transitions, now), rates_for(resource))
+
+
+# ----- loading -------------------------------------------------------------------------------------
+async def load_transitions(session: AsyncSession, resource_ids: Iterable[UUID]) -> dict[UUID, list[Transition]]:
+    """Every billing-relevant status change (to running / stopped) of these resources, oldest first."""
+    ids = list(dict.fromkeys(resource_ids))
+    found: dict[UUID, list[Transition]] = {rid: [] for rid in ids}
+    for i in range(0, len(ids), _ID_CHUNK):
+        chunk = ids[i : i + _ID_CHUNK]
+        rows = await session.execute(
+            select(Event.resource_id, Event.at, Event.to_status)
+            .where(
+                Event.resource_id.in_(chunk),
+                Event.kind == "status_change",
+                Event.to_status.in_(BILLING_STATUSES),
+            )
+            .order_by(Event.at, Event.id)
+        )
+        for resource_id, at, to_status in rows:
+            found[resource_id].append(Transition(at, to_status))
+    return found
+
+
+async def costs_in_session(
+    session: AsyncSession, resources: Sequence[Resource], now: datetime
+) -> dict[UUID, float]:
+    billed = [r for r in resources if r.running_since is not None]
+    transitions = await load_transitions(session, [r.id for r in billed])
+    costs = {r.id: 0.0 for r in resources}
+    for resource in billed:
+        costs[resource.id] = resource_cost(resource, transitions[resource.id], now)
+    return costs
+
+
+async def costs_so_far(db: Database, resources: Sequence[Resource], *, now: datetime | None = None) -> dict[UUID, float]:
+    """USD each resource has cost up to `now` (0 for one that never ran). One query per 500 resources."""
+    if not resources:
+        return {}
+    async with db.session() as session:
+        return await costs_in_session(session, resources, now or utcnow())

@@ -1,0 +1,389 @@
+"""Webhooks: tenants register URLs that receive signed JSON deliveries of their events.
+
+- Events that may interest a webhook get an outbox row in the event's own transaction
+  (`services.events.add_event`); the engine's delivery job (engine/webhook_delivery.py) fans each
+  out to the tenant's subscribed webhooks and sends them, so a slow receiver never blocks the engine.
+- Each delivery is signed: `X-Gpusupply-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
+  "<t>.<body>" with the webhook's secret>`. The secret (`whsec_...`) is shown once, at creation,
+  and stored encrypted (Fernet, keyed from `settings.secret_key`, generated into `data_dir` when
+  unset).
+- URLs must be http(s) and resolve to public addresses (checked at registration and again before
+  every delivery) unless `allow_private_webhook_urls` is set. Redirects are not followed.
+
+docs/cost.md shows the payload and how to verify a signature.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import ipaddress
+import os
+import secrets
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gpusupply.core.errors import ConflictError, NotFoundError, UnprocessableError
+from gpusupply.db.models import Event, Resource, Webhook, WebhookDelivery, utcnow
+from gpusupply.db.session import Database
+from gpusupply.services.keys import Principal
+from gpusupply.services.offers import check_page
+from gpusupply.settings import Settings
+
+# Webhook event types, and what each means.
+EVENT_TYPES: dict[str, str] = {
+    "resource.status_changed": "any status change of a resource",
+    "resource.ready": "a resource is running for the first time (provisioning -> running)",
+    "resource.deleted": "the vendor confirmed a deleted resource's instance is gone",
+    "resource.failed": "provisioning failed (nothing is left on the vendor)",
+    "resource.terminated": "the instance vanished outside gpusupply (preempted, deleted elsewhere)",
+    "resource.auto_delete": "a guardrail deleted the resource (delete_at, spend_limit or an exhausted budget)",
+    "resource.alert": "something needs a person, e.g. a delete the vendor has not confirmed in time",
+    "orphan.terminated": "an instance carrying our marker but no live resource was deleted",
+    "budget.alert": "80 % or 100 % of the monthly budget was used",
+}
+ALL_EVENTS = "*"
+# Event kinds (events.kind) that can become a webhook event: they get an outbox row.
+OUTBOX_KINDS = frozenset({"status_change", "alert", "orphan_terminated", "budget_alert", "auto_delete"})
+_FINAL_TYPES = {"deleted": "resource.deleted", "failed": "resource.failed", "terminated": "resource.terminated"}
+
+SECRET_PREFIX = "whsec_"
+SIGNATURE_HEADER = "X-Gpusupply-Signature"
+EVENT_HEADER = "X-Gpusupply-Event"
+DELIVERY_HEADER = "X-Gpusupply-Delivery"
+SIGNATURE_TOLERANCE_SECONDS = 300
+MAX_URL_LENGTH = 2048
+MAX_WEBHOOKS_PER_TENANT = 20
+SECRET_KEY_FILE = "secret_key"
+
+
+# ----- event types (pure) --------------------------------------------------------------------------
+def event_types(kind: str, from_status: str | None, to_status: str | None) -> list[str]:
+    """The webhook event types an event is delivered as."""
+    if kind == "status_change":
+        types = ["resource.status_changed"]
+        if to_status == "running" and from_status == "provisioning":
+            types.append("resource.ready")
+        if to_status in _FINAL_TYPES:
+            types.append(_FINAL_TYPES[to_status])
+        return types
+    return {
+        "alert": ["resource.alert"],
+        "orphan_terminated": ["orphan.terminated"],
+        "budget_alert": ["budget.alert"],
+        "auto_delete": ["resource.auto_delete"],
+    }.get(kind, [])
+
+
+def check_event_filter(events: Sequence[str] | None) -> list[str]:
+    """A webhook's `events` list: known types, or ["*"] (the default) for all."""
+    if not events:
+        return [ALL_EVENTS]
+    unknown = [e for e in events if e != ALL_EVENTS and e not in EVENT_TYPES]
+    if unknown:
+        raise UnprocessableError(
+            f"unknown event type(s) {', '.join(map(repr, unknown))}; known: {', '.join(EVENT_TYPES)} (or '*' for all)",
+            loc=("body", "events"),
+        )
+    return [ALL_EVENTS] if ALL_EVENTS in events else list(dict.fromkeys(events))
+
+
+def subscribed(filters: Iterable[str], event_type: str) -> bool:
+    return any(f == ALL_EVENTS or f == event_type for f in filters)
+
+
+def plan_deliveries(event: Event, webhooks: Iterable[Webhook]) -> list[tuple[Webhook, str]]:
+    """(webhook, event type) pairs to deliver: webhooks that existed when the event happened and
+    subscribe to the type."""
+    types = event_types(event.kind, event.from_status, event.to_status)
+    return [(w, t) for w in webhooks if w.created_at <= event.at for t in types if subscribed(w.events or [], t)]
+
+
+def delivery_payload(
+    delivery_id: UUID, event_type: str, event: Event, tenant_name: str, resource: Resource | None
+) -> dict[str, Any]:
+    """The JSON body of a delivery (the same on every retry)."""
+    data: dict[str, Any] = {
+        "event_id": event.id,
+        "kind": event.kind,
+        "resource_id": str(event.resource_id) if event.resource_id else None,
+        "vendor": event.vendor,
+        "from_status": event.from_status,
+        "to_status": event.to_status,
+        "reason": event.reason,
+        "details": event.data,
+    }
+    if resource is not None:
+        data["resource"] = {
+            "resource_id": str(resource.id),
+            "name": resource.name,
+            "status": resource.status,
+            "vendor": resource.vendor,
+            "gpu_type": resource.gpu_type,
+            "gpu_count": resource.gpu_count,
+            "price_per_hour": resource.price_per_hour,
+        }
+    return {
+        "id": str(delivery_id),
+        "type": event_type,
+        "created_at": event.at.isoformat(),
+        "tenant": tenant_name,
+        "data": data,
+    }
+
+
+# ----- signatures (pure) ---------------------------------------------------------------------------
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def signature_header(secret: str, timestamp: int, body: bytes) -> str:
+    return f"t={timestamp},v1={sign(secret, timestamp, body)}"
+
+
+def verify_signature(
+    secret: str, header: str, body: bytes, *, now: int, tolerance: int = SIGNATURE_TOLERANCE_SECONDS
+) -> bool:
+    """Whether `header` signs `body` with `secret`, made within `tolerance` seconds of `now`."""
+    parts: dict[str, list[str]] = {}
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        parts.setdefault(key, []).append(value)
+    try:
+        timestamp = int(parts["t"][0])
+    except (KeyError, ValueError):
+        return False
+    if abs(now - timestamp) > tolerance:
+        return False
+    expected = sign(secret, timestamp, body)
+    return any(hmac.compare_digest(expected, candidate) for candidate in parts.get("v1", []))
+
+
+def generate_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+# ----- secrets at rest -----------------------------------------------------------------------------
+def secret_key_material(settings: Settings) -> str:
+    """`settings.secret_key`, or a key generated once into `<data_dir>/secret_key` (mode 0600)."""
+    if settings.secret_key is not None and settings.secret_key.get_secret_value():
+        return settings.secret_key.get_secret_value()
+    path = Path(settings.data_dir) / SECRET_KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text().strip()
+        if not key:
+            raise RuntimeError(f"{path} is empty; delete it or set GPUSUPPLY_SECRET_KEY") from None
+        return key
+    key = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+class SecretBox:
+    """Encrypts stored secrets with a Fernet key derived (HKDF-SHA256) from the service secret."""
+
+    def __init__(self, settings: Settings):
+        material = secret_key_material(settings).encode()
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"gpusupply webhook secrets").derive(material)
+        self._fernet = Fernet(base64.urlsafe_b64encode(derived))
+
+    def encrypt(self, plain: str) -> str:
+        return self._fernet.encrypt(plain.encode()).decode()
+
+    def decrypt(self, token: str) -> str:
+        try:
+            return self._fernet.decrypt(token.encode()).decode()
+        except InvalidToken:
+            raise RuntimeError("a stored webhook secret cannot be decrypted: was GPUSUPPLY_SECRET_KEY changed?") from None
+
+
+# ----- URL safety ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class WebhookTarget:
+    scheme: str
+    host: str
+    port: int
+
+
+def parse_webhook_url(url: str) -> WebhookTarget:
+    """An absolute http(s) URL with a host, no credentials. Pure; raises a 422."""
+    loc = ("body", "url")
+    if len(url) > MAX_URL_LENGTH or not url.isprintable() or any(c.isspace() for c in url):
+        raise UnprocessableError(f"url must be at most {MAX_URL_LENGTH} printable characters without spaces", loc=loc)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnprocessableError(f"url is not a valid URL: {exc}", loc=loc) from None
+    if parts.scheme not in ("http", "https"):
+        raise UnprocessableError("url must start with http:// or https://", loc=loc)
+    if not parts.hostname:
+        raise UnprocessableError("url has no host", loc=loc)
+    if parts.username is not None or parts.password is not None:
+        raise UnprocessableError("url must not carry credentials (user:password@); put a token in the path instead", loc=loc)
+    return WebhookTarget(parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80))
+
+
+def address_refusal(address: str) -> str | None:
+    """Why deliveries to this IP address are refused (not a public address), or None. Pure."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for label, test in (
+        ("loopback", ip.is_loopback),
+        ("unspecified", ip.is_unspecified),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("private", ip.is_private),
+        ("reserved", ip.is_reserved),
+    ):
+        if test:
+            return f"{ip} is a {label} address"
+    if not ip.is_global:
+        return f"{ip} is not a public address"
+    return None
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    try:
+        ipaddress.ip_address(host)
+        return [host]
+    except ValueError:
+        pass
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def url_refusal(url: str, *, allow_private: bool) -> str | None:
+    """Why this URL may not receive deliveries now, or None. Every address the host resolves to must
+    be public (unless private ones are allowed)."""
+    target = parse_webhook_url(url)
+    if allow_private:
+        return None
+    try:
+        addresses = await resolve(target.host, target.port)
+    except (OSError, UnicodeError) as exc:
+        return f"host {target.host!r} could not be resolved ({exc.__class__.__name__})"
+    for address in addresses:
+        refusal = address_refusal(address)
+        if refusal is not None:
+            return (
+                f"host {target.host!r} resolves to {refusal}; webhooks go to public addresses only "
+                "(GPUSUPPLY_ALLOW_PRIVATE_WEBHOOK_URLS=true allows private ones)"
+            )
+    return None
+
+
+# ----- webhooks ------------------------------------------------------------------------------------
+async def create_webhook(
+    db: Database,
+    settings: Settings,
+    principal: Principal,
+    *,
+    url: str,
+    events: Sequence[str] | None = None,
+    description: str | None = None,
+) -> tuple[Webhook, str]:
+    """Register a URL. Returns the webhook and its signing secret, shown this once."""
+    url = url.strip()
+    refusal = await url_refusal(url, allow_private=settings.allow_private_webhook_urls)
+    if refusal is not None:
+        raise UnprocessableError(refusal, loc=("body", "url"))
+    filters = check_event_filter(events)
+    if description is not None and (len(description) > 200 or not description.isprintable()):
+        raise UnprocessableError("description must be at most 200 printable characters", loc=("body", "description"))
+    secret = generate_secret()
+    webhook = Webhook(
+        tenant_id=principal.tenant_id,
+        url=url,
+        events=filters,
+        description=description,
+        secret_encrypted=SecretBox(settings).encrypt(secret),
+        created_at=utcnow(),
+    )
+    async with db.transaction() as session:
+        count = (await session.execute(select(func.count()).select_from(Webhook).where(Webhook.tenant_id == principal.tenant_id))).scalar_one()
+        if count >= MAX_WEBHOOKS_PER_TENANT:
+            raise ConflictError(f"a tenant can register at most {MAX_WEBHOOKS_PER_TENANT} webhooks; delete one first")
+        session.add(webhook)
+    return webhook, secret
+
+
+async def list_webhooks(db: Database, principal: Principal) -> list[Webhook]:
+    async with db.session() as session:
+        rows = await session.execute(
+            select(Webhook).where(Webhook.tenant_id == principal.tenant_id).order_by(Webhook.created_at, Webhook.id)
+        )
+        return list(rows.scalars())
+
+
+async def _owned(session: AsyncSession, principal: Principal, webhook_id: UUID) -> Webhook:
+    webhook = (
+        await session.execute(select(Webhook).where(Webhook.id == webhook_id, Webhook.tenant_id == principal.tenant_id))
+    ).scalar_one_or_none()
+    if webhook is None:
+        raise NotFoundError(f"webhook {webhook_id} not found")
+    return webhook
+
+
+async def get_webhook(db: Database, principal: Principal, webhook_id: UUID) -> Webhook:
+    async with db.session() as session:
+        return await _owned(session, principal, webhook_id)
+
+
+async def delete_webhook(db: Database, principal: Principal, webhook_id: UUID) -> None:
+    """Remove the webhook and its delivery log; deliveries not yet sent are dropped."""
+    async with db.transaction() as session:
+        webhook = await _owned(session, principal, webhook_id)
+        await session.execute(sql_delete(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook.id))
+        await session.delete(webhook)
+
+
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
+
+
+async def list_deliveries(
+    db: Database,
+    principal: Principal,
+    webhook_id: UUID,
+    *,
+    status: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[WebhookDelivery], int]:
+    """The webhook's deliveries, newest first, and how many match in all."""
+    check_page(limit, offset)
+    if status is not None and status not in DELIVERY_STATUSES:
+        raise UnprocessableError(f"unknown status {status!r}; one of {', '.join(DELIVERY_STATUSES)}", loc=("query", "status"))
+    async with db.session() as session:
+        await _owned(session, principal, webhook_id)
+        conditions: list[Any] = [WebhookDelivery.webhook_id == webhook_id]
+        if status is not None:
+            conditions.append(WebhookDelivery.status == status)
+        total = (await session.execute(select(func.count()).select_from(WebhookDelivery).where(*conditions))).scalar_one()
+        rows = await session.execute(
+            select(WebhookDelivery)
+            .where(*conditions)
+            .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        return list(rows.scalars()), int(total)

@@ -1,0 +1,161 @@
+"""Cost accounting: billed intervals from the status history (pure tables), stopped rates per
+vendor, and cost so far of stored resources across stop/start and deletion (both backends)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from gpusupply.db.session import Database
+from gpusupply.services.costs import (
+    BilledInterval,
+    Rates,
+    Transition,
+    billed_intervals,
+    clip,
+    cost,
+    costs_so_far,
+    split_by_day,
+    stopped_rate,
+    vendor_capabilities,
+)
+from gpusupply.vendors.registry import VENDOR_MODULES, load
+from tests.services.cost_helpers import (
+    LIFE,
+    LIFE_RUNNING_HOURS,
+    LIFE_STOPPED_HOURS,
+    at,
+    make_resource,
+    make_tenant,
+    move,
+)
+from tests.services.cost_helpers import load as load_resource
+
+
+def tr(*steps: tuple[float, str]) -> list[Transition]:
+    return [Transition(at(h), s) for h, s in steps]
+
+
+def iv(start: float, end: float, stopped: bool = False) -> BilledInterval:
+    return BilledInterval(at(start), at(end), stopped)
+
+
+@pytest.mark.parametrize(
+    ("transitions", "running_since", "ended_at", "now", "expected"),
+    [
+        pytest.param(tr((0, "provisioning")), None, None, 5, [], id="never ran: nothing billed"),
+        pytest.param(tr((1, "running")), 1, None, 3, [iv(1, 3)], id="running until now"),
+        pytest.param(tr((1, "running"), (2, "deleting"), (2.5, "deleted")), 1, 2.5, 9, [iv(1, 2.5)],
+                     id="billed until the vendor confirmed the delete, not the request"),
+        pytest.param(tr((1, "running"), (2, "stopping"), (2.1, "stopped"), (3, "starting"), (3.2, "running")), 1, None, 4,
+                     [iv(1, 2.1), iv(2.1, 3.2, True), iv(3.2, 4)], id="stop and start switch at the vendor's word"),
+        pytest.param(tr((1, "running"), (2, "stopping")), 1, None, 3, [iv(1, 3)], id="a stop not yet confirmed still bills"),
+        pytest.param(tr((1, "running"), (2, "rebooting"), (2.1, "running")), 1, None, 3, [iv(1, 3)], id="reboot changes nothing"),
+        pytest.param(tr((1, "running"), (2, "stopped"), (3, "deleting"), (4, "deleted")), 1, 4, 9, [iv(1, 2), iv(2, 4, True)],
+                     id="deleted while stopped: stopped rate until the end"),
+        pytest.param(tr((1, "running"), (2, "stopped"), (2, "running")), 1, None, 3, [iv(1, 3)],
+                     id="zero-length stop leaves no empty interval"),
+        pytest.param(tr((1, "running"), (5, "stopped")), 1, 3, 9, [iv(1, 3)], id="changes after the end are ignored"),
+        pytest.param(tr((1, "running")), 1, 1, 9, [], id="ended the moment it started"),
+        pytest.param(tr((1, "running"), (3, "stopped")), 1, None, 3, [iv(1, 3)], id="a change exactly at now"),
+        pytest.param(tr((1, "running"), (1.5, "terminated")), 1, 1.5, 2, [iv(1, 1.5)], id="terminated ends billing"),
+    ],
+)
+def test_billed_intervals(
+    transitions: list[Transition], running_since: float | None, ended_at: float | None, now: float, expected: list[BilledInterval]
+) -> None:
+    got = billed_intervals(
+        transitions,
+        running_since=at(running_since) if running_since is not None else None,
+        ended_at=at(ended_at) if ended_at is not None else None,
+        now=at(now),
+    )
+    assert got == expected
+
+
+def test_billed_intervals_order_does_not_matter() -> None:
+    steps = tr((1, "running"), (2, "stopped"), (3, "running"))
+    assert billed_intervals(reversed(steps), running_since=at(1), ended_at=None, now=at(4)) == [iv(1, 2), iv(2, 3, True), iv(3, 4)]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        (None, None, [iv(1, 2), iv(2, 4, True)]),
+        (1.5, None, [iv(1.5, 2), iv(2, 4, True)]),
+        (None, 3, [iv(1, 2), iv(2, 3, True)]),
+        (2, 3, [iv(2, 3, True)]),
+        (5, 6, []),
+        (0, 1, []),
+    ],
+)
+def test_clip(start: float | None, end: float | None, expected: list[BilledInterval]) -> None:
+    intervals = [iv(1, 2), iv(2, 4, True)]
+    assert clip(intervals, at(start) if start is not None else None, at(end) if end is not None else None) == expected
+
+
+def test_split_by_day() -> None:
+    day = datetime(2026, 11, 10, tzinfo=UTC)
+    interval = BilledInterval(datetime(2026, 11, 9, 22, tzinfo=UTC), datetime(2026, 11, 12, 1, tzinfo=UTC), False)
+    pieces = split_by_day([interval])
+    assert [(p.start.day, p.hours) for p in pieces] == [(9, 2.0), (10, 24.0), (11, 24.0), (12, 1.0)]
+    assert pieces[1].start == day
+    assert split_by_day([BilledInterval(day, datetime(2026, 11, 11, tzinfo=UTC), True)]) == [
+        BilledInterval(day, datetime(2026, 11, 11, tzinfo=UTC), True)
+    ]
+
+
+def test_cost_uses_the_rate_of_each_interval() -> None:
+    assert cost([iv(0, 2), iv(2, 3, True), iv(3, 3.5)], Rates(running=2.0, stopped=0.1)) == pytest.approx(2.5 * 2.0 + 0.1)
+    assert cost([], Rates(1, 1)) == 0
+
+
+@pytest.mark.parametrize(
+    ("vendor", "price", "snapshot", "expected"),
+    [
+        pytest.param("vast", 2.0, {"vendor_data": {"storage_per_hour": 0.05}}, 0.05, id="vast: storage only"),
+        pytest.param("vast", 2.0, {"vendor_data": {}}, 0.0, id="vast: storage price unknown"),
+        pytest.param("vast", 2.0, None, 0.0, id="vast: no snapshot"),
+        pytest.param("vast", 0.01, {"vendor_data": {"storage_per_hour": 0.05}}, 0.01, id="never above the price"),
+        pytest.param("vast", 2.0, {"vendor_data": {"storage_per_hour": True}}, 0.0, id="not a number"),
+        pytest.param("nebula", 2.0, {"vendor_data": {"storage_per_hour": 0.05}}, 2.0, id="nebula: GPU billed when stopped"),
+        pytest.param("fal", 2.0, None, 0.0, id="fal: no stop; storage unknown"),
+        pytest.param("acme", 2.0, None, 2.0, id="unknown vendor: full price"),
+        pytest.param(None, 2.0, None, 2.0, id="no vendor yet: full price"),
+    ],
+)
+def test_stopped_rate(vendor: str | None, price: float, snapshot: dict | None, expected: float) -> None:
+    assert stopped_rate(vendor, price, snapshot) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDOR_MODULES))
+def test_vendor_capabilities_are_the_adapters(vendor: str) -> None:
+    assert vendor_capabilities(vendor) == load(VENDOR_MODULES[vendor][0]).capabilities
+    assert vendor_capabilities("acme") is None
+
+
+async def test_cost_so_far_across_stop_start_and_deletion(database: Database) -> None:
+    tenant = await make_tenant(database)
+    nebula = await make_resource(database, tenant.id, vendor="nebula", price=2.0, history=LIFE)
+    vast = await make_resource(database, tenant.id, vendor="vast", price=1.5, storage_per_hour=0.1, history=LIFE)
+    never = await make_resource(database, tenant.id, history=[(0.1, "provisioning"), (0.5, "deleting"), (0.6, "deleted")])
+    rows = [await load_resource(database, r) for r in (nebula, vast, never)]
+    assert rows[0].ended_at == at(6.2)
+    got = await costs_so_far(database, rows, now=at(100))
+    assert got[nebula] == pytest.approx((LIFE_RUNNING_HOURS + LIFE_STOPPED_HOURS) * 2.0)  # Nebula bills stopped GPUs
+    assert got[vast] == pytest.approx(LIFE_RUNNING_HOURS * 1.5 + LIFE_STOPPED_HOURS * 0.1)  # Vast: storage when stopped
+    assert got[never] == 0.0
+
+
+async def test_cost_so_far_of_a_live_resource_grows_with_time(database: Database) -> None:
+    tenant = await make_tenant(database)
+    rid = await make_resource(database, tenant.id, vendor="vast", price=3.0, storage_per_hour=0.2,
+                              history=[(0, "provisioning"), (1, "running")])
+    row = await load_resource(database, rid)
+    assert (await costs_so_far(database, [row], now=at(1)))[rid] == 0.0
+    assert (await costs_so_far(database, [row], now=at(2)))[rid] == pytest.approx(3.0)
+    await move(database, rid, [(2, "stopping"), (2.5, "stopped")])
+    row = await load_resource(database, rid)
+    assert (await costs_so_far(database, [row], now=at(4.5)))[rid] == pytest.approx(1.5 * 3.0 + 2 * 0.2)
+    assert await costs_so_far(database, []) == {}
