@@ -14,8 +14,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from gpusupply import __version__
-from gpusupply.api import errors
+from gpusupply import __version__, web
+from gpusupply.api import errors, observability
 from gpusupply.api.deps import ServiceContext
 from gpusupply.api.routers import discovery, health, offers, procurement, resources
 from gpusupply.db.session import Database, alembic_config
@@ -104,4 +104,6 @@ def create_app(
     errors.install(app)
     for router in (health.router, discovery.router, offers.router, procurement.router, resources.router):
         app.include_router(router)
+    web.install(app)  # the console at / (docs/console.md)
+    observability.install(app)  # last: the outermost middleware sees every answer
     return app

@@ -1,0 +1,24 @@
+"""The web console: server-rendered pages over the same services as the API (see docs/console.md).
+
+`install(app)` adds it to the FastAPI app: the pages under /console, their static files, and `/`
+leading there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+STATIC = Path(__file__).parent / "static"
+
+
+def install(app: FastAPI) -> None:
+    from gpusupply.web import routes
+
+    app.include_router(routes.router)
+    app.add_api_route("/", routes.root, methods=["GET"], include_in_schema=False)
+    app.mount(f"{routes.PREFIX}/static", StaticFiles(directory=STATIC), name="console-static")
+    app.add_exception_handler(routes.SignInRequired, routes.sign_in_required)
+    app.add_exception_handler(routes.FormRejected, routes.form_rejected)

@@ -1,0 +1,155 @@
+"""Reading the console's forms (pure functions): the offer search, the procure form, and the
+mapping of service validation errors onto the fields that caused them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from gpusupply.services.offers import MAX_OFFSET
+
+SEARCH_FIELDS = ("gpu_type", "gpu_count", "max_price_per_gpu_hour", "contract_type", "vendor", "region")
+PROCURE_FIELDS = ("ssh_public_key", "resource_name", "cloud_init")
+PAGE_SIZE = 50
+MAX_GPU_COUNT = 1024
+FORM_ERROR = "_form"  # errors that belong to no one field
+SORTS = {"price": False, "-price": True}  # sort parameter -> descending
+
+
+@dataclass(slots=True)
+class SearchForm:
+    values: dict[str, str]  # as typed, shown again in the form
+    descending: bool
+    page: int  # 1-based
+    errors: dict[str, str] = field(default_factory=dict)
+    document: dict[str, Any] | None = None  # the get_offers document; None when there is nothing to search
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * PAGE_SIZE
+
+    @property
+    def sort(self) -> str:
+        return "-price" if self.descending else "price"
+
+
+def read_search_form(params: Mapping[str, str]) -> SearchForm:
+    """The search form as a get_offers document, or the errors of the fields that are wrong.
+
+    A form without a GPU is a first visit, not an error. Types and ranges the browser may let
+    through are checked here; the document is then validated by the same code as the API's.
+    """
+    values = {name: (params.get(name) or "").strip() for name in SEARCH_FIELDS}
+    descending = SORTS.get(params.get("sort") or "price", False)
+    page = _page(params.get("page"))
+    form = SearchForm(values, descending, page)
+    if not values["gpu_type"]:
+        if any(values[name] for name in ("max_price_per_gpu_hour", "contract_type", "vendor", "region")):
+            form.errors["gpu_type"] = "Choose a GPU to search for."
+        return form
+    compute: dict[str, Any] = {"gpu_type": values["gpu_type"]}
+    count_text = values["gpu_count"] or "1"
+    if not count_text.isdigit() or not 1 <= int(count_text) <= MAX_GPU_COUNT:
+        form.errors["gpu_count"] = f"Enter a whole number of GPUs from 1 to {MAX_GPU_COUNT}."
+    else:
+        compute["gpu_count"] = int(count_text)
+    if values["max_price_per_gpu_hour"]:
+        price = _number(values["max_price_per_gpu_hour"])
+        if price is None or price <= 0:
+            form.errors["max_price_per_gpu_hour"] = "Enter a price in USD above 0, for example 2.50."
+        else:
+            compute["max_price_per_gpu_hour"] = price
+    if values["contract_type"]:
+        compute["contract_type"] = values["contract_type"]
+    document: dict[str, Any] = {"compute": compute}
+    for name in ("vendor", "region"):
+        if values[name]:
+            document[name] = values[name]
+    if not form.errors:
+        form.document = document
+    return form
+
+
+def _page(text: str | None) -> int:
+    if text is None or not text.isdigit():
+        return 1
+    return max(1, min(int(text), MAX_OFFSET // PAGE_SIZE + 1))
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def descending_window(total: int, offset: int, limit: int) -> tuple[int, int]:
+    """Where a page of the most-expensive-first order lies in the cheapest-first order:
+    (offset, count) to read ascending and then reverse."""
+    end = max(0, total - offset)
+    start = max(0, end - limit)
+    return start, end - start
+
+
+def search_link(values: Mapping[str, str], **changes: Any) -> str:
+    """The query string of the search with some parameters changed (sorting, paging links)."""
+    params = {name: value for name, value in values.items() if value}
+    for name, value in changes.items():
+        if value is None:
+            params.pop(name, None)
+        else:
+            params[name] = str(value)
+    return "?" + urlencode(params)
+
+
+def field_errors(errors: Iterable[Mapping[str, Any]], fields: Iterable[str]) -> dict[str, str]:
+    """Service 422 errors (FastAPI shape: loc, msg) by form field; the rest under FORM_ERROR.
+
+    A location names its field as its last known part (`["body", "compute", "gpu_count"]`).
+    The first message per field wins.
+    """
+    known = set(fields)
+    by_field: dict[str, str] = {}
+    for error in errors:
+        names = [part for part in error.get("loc", ()) if isinstance(part, str) and part in known]
+        name = names[-1] if names else FORM_ERROR
+        message = str(error.get("msg") or "invalid value")
+        by_field.setdefault(name, message)
+    return by_field
+
+
+@dataclass(frozen=True, slots=True)
+class ProcureForm:
+    ssh_public_key: str
+    resource_name: str | None
+    cloud_init: str | None
+    form_id: str | None  # sent as the Idempotency-Key: a double submit procures once
+
+    @property
+    def values(self) -> dict[str, str]:
+        return {
+            "ssh_public_key": self.ssh_public_key,
+            "resource_name": self.resource_name or "",
+            "cloud_init": self.cloud_init or "",
+        }
+
+
+def read_procure_form(form: Mapping[str, str]) -> ProcureForm:
+    """Textareas arrive with CRLF line ends; empty optional fields mean "not given"."""
+
+    def text(name: str) -> str:
+        return (form.get(name) or "").replace("\r\n", "\n").replace("\r", "\n")
+
+    name = text("resource_name").strip()
+    cloud_init = text("cloud_init")
+    form_id = (form.get("form_id") or "").strip()
+    return ProcureForm(
+        ssh_public_key=text("ssh_public_key").strip(),
+        resource_name=name or None,
+        cloud_init=cloud_init if cloud_init.strip() else None,
+        form_id=form_id or None,
+    )

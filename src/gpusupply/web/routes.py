@@ -1,0 +1,653 @@
+"""The console's pages, under /console: server-rendered (Jinja2) over the same services the API
+routers call. Every state-changing form is a POST carrying the session's CSRF token; htmx only
+refreshes small fragments (the resources table, a resource's status and timeline) and loads the
+confirmation dialog."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlencode
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.datastructures import FormData
+
+from gpusupply.api.deps import ServiceContext, get_ctx
+from gpusupply.core.errors import ConflictError, NotFoundError, ServiceError, Unauthorized, UnprocessableError
+from gpusupply.core.gpus import families
+from gpusupply.core.offers import CONTRACT_TYPES, OfferQuery
+from gpusupply.core.regions import REGION_GROUPS
+from gpusupply.db.models import Resource, utcnow
+from gpusupply.services import offers, procurement, resources
+from gpusupply.services.catalog import OfferCatalog, StoredOffer
+from gpusupply.services.keys import Principal
+from gpusupply.services.offers import parse_offer_query
+from gpusupply.services.resources import ssh_command
+from gpusupply.web.forms import (
+    FORM_ERROR,
+    PAGE_SIZE,
+    PROCURE_FIELDS,
+    SEARCH_FIELDS,
+    SearchForm,
+    descending_window,
+    field_errors,
+    read_procure_form,
+    read_search_form,
+    search_link,
+)
+from gpusupply.web.session import (
+    COOKIE_PATH,
+    FLASH_COOKIE,
+    SESSION_COOKIE,
+    SESSION_MAX_AGE,
+    ConsoleSession,
+    decode_session,
+    encode_session,
+    new_session,
+    principal_for,
+    safe_return_path,
+    same_origin,
+)
+from gpusupply.web.views import (
+    ACTION_TEXT,
+    ACTIONS,
+    IN_FLIGHT,
+    STATUS_DISPLAY,
+    ResourceView,
+    format_duration,
+    iso,
+    location_text,
+    money,
+    resource_label,
+    resource_view,
+    status_display,
+    utc_text,
+)
+
+PREFIX = COOKIE_PATH
+TEMPLATES = Path(__file__).parent / "templates"
+POLL_SECONDS = 3  # how often the live fragments are re-read
+SECURITY_HEADERS = {
+    # Scripts and styles only from our own static files: no inline code, no eval (htmx's allowEval is off).
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",  # pages show tenant data: not kept for the back button after sign-out
+}
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+environment = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+environment.globals.update(
+    base=PREFIX,
+    poll_seconds=POLL_SECONDS,
+    money=money,
+    utc_text=utc_text,
+    iso=iso,
+    status_display=status_display,
+    location_text=location_text,
+    format_duration=format_duration,
+    action_text=ACTION_TEXT,
+    search_link=search_link,
+)
+
+
+class SignInRequired(Exception):
+    """No usable session: send the browser to the sign-in page (and back afterwards)."""
+
+    def __init__(self, next_path: str | None, reason: str | None = None):
+        super().__init__(reason or "sign in")
+        self.next_path = next_path
+        self.reason = reason
+
+
+class FormRejected(Exception):
+    """A POST that did not come from our own page (cross-site, or without the session's CSRF token)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    session: ConsoleSession
+    principal: Principal
+
+
+# ----- responses ---------------------------------------------------------------------------------
+def secured(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def render_text(template: str, **context: Any) -> str:
+    return environment.get_template(template).render(**context)
+
+
+def page(
+    request: Request, template: str, visitor: Visitor | None, *, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    """A whole page: the layout with the visitor, their CSRF token and the flash message, if any."""
+    flash = read_flash(request)
+    context.setdefault("nav", None)
+    html = render_text(
+        template,
+        visitor=visitor,
+        csrf_token=visitor.session.csrf_token if visitor else "",
+        flash=flash,
+        here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        **context,
+    )
+    response = HTMLResponse(html, status_code=status_code)
+    if flash is not None:
+        response.delete_cookie(FLASH_COOKIE, path=PREFIX)
+    return secured(response)  # type: ignore[return-value]
+
+
+def fragment(request: Request, html: str, *, extra: str = "") -> Response:
+    """A live fragment: 204 (htmx keeps what it shows) when it has not changed since the version
+    the page holds, so unchanged content is not swapped, focus is kept and nothing is re-announced.
+    `extra` (out-of-band swaps) goes along when it did change."""
+    html, version = versioned(html)
+    if request.query_params.get("v") == version:
+        return secured(Response(status_code=204))
+    return secured(HTMLResponse(html + extra))
+
+
+def versioned(html: str) -> tuple[str, str]:
+    """The fragment with its own version (a hash of its content) filled into its refresh URL."""
+    version = hashlib.sha256(html.encode()).hexdigest()[:16]
+    return html.replace("__VERSION__", version), version
+
+
+def redirect(url: str, *, flash: tuple[str, str] | None = None) -> Response:
+    response = RedirectResponse(url, status_code=303)
+    if flash is not None:
+        set_flash(response, *flash)
+    return secured(response)
+
+
+def set_flash(response: Response, tone: str, message: str) -> None:
+    """A one-time message for the next page (after a redirect); the text is escaped when shown."""
+    response.set_cookie(
+        FLASH_COOKIE, quote(f"{tone}|{message}"[:1000]), max_age=60, path=PREFIX, httponly=True, samesite="strict"
+    )
+
+
+def read_flash(request: Request) -> dict[str, str] | None:
+    raw = request.cookies.get(FLASH_COOKIE)
+    if not raw:
+        return None
+    tone, _, message = unquote(raw).partition("|")
+    if tone not in ("ok", "error") or not message:
+        return None
+    return {"tone": tone, "message": message}
+
+
+def error_page(request: Request, visitor: Visitor | None, status_code: int, message: str) -> HTMLResponse:
+    return page(request, "error.html", visitor, status_code=status_code, status_code_text=status_code, message=message)
+
+
+# ----- the session -------------------------------------------------------------------------------
+def _is_htmx(request: Request) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+async def signed_in(request: Request) -> Visitor:
+    """The visitor behind the session cookie; `SignInRequired` without a usable one."""
+    session = decode_session(request.cookies.get(SESSION_COOKIE))
+    next_path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.method != "GET" or _is_htmx(request):
+        next_path = None
+    if session is None:
+        raise SignInRequired(next_path)
+    try:
+        principal = await principal_for(get_ctx(request).db, session)
+    except Unauthorized as exc:
+        raise SignInRequired(next_path, f"Your session ended: {exc.detail}.") from None
+    return Visitor(session, principal)
+
+
+async def checked_form(request: Request, visitor: Visitor | None) -> FormData:
+    """The posted form, after checking it came from our own page (Origin) with the CSRF token."""
+    if not same_origin(request.headers.get("origin"), request.headers.get("referer"), request.headers.get("host")):
+        raise FormRejected("cross-site form")
+    form = await request.form()
+    if visitor is not None:
+        submitted = form.get("csrf_token")
+        if not visitor.session.csrf_matches(submitted if isinstance(submitted, str) else None):
+            raise FormRejected("missing or wrong CSRF token")
+    return form
+
+
+def form_text(form: FormData) -> dict[str, str]:
+    """Only the text fields of a form (a file upload is never expected)."""
+    return {name: value for name, value in form.items() if isinstance(value, str)}
+
+
+async def sign_in_required(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SignInRequired)
+    target = f"{PREFIX}/sign-in"
+    if exc.next_path:
+        target += "?" + urlencode({"next": exc.next_path})
+    if _is_htmx(request):
+        response: Response = Response(status_code=204, headers={"HX-Redirect": target})
+    else:
+        response = RedirectResponse(target, status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+    if exc.reason:
+        set_flash(response, "error", exc.reason)
+    return secured(response)
+
+
+async def form_rejected(request: Request, exc: Exception) -> Response:
+    return error_page(
+        request,
+        None,
+        403,
+        "This form could not be accepted: it did not come from a page of this console, or it is from an "
+        "earlier session. Reload the page and try again.",
+    )
+
+
+# ----- pages -------------------------------------------------------------------------------------
+async def root(request: Request) -> Response:
+    """`/` is the console."""
+    return secured(RedirectResponse(f"{PREFIX}/", status_code=303))
+
+
+@router.get("")
+@router.get("/")
+async def home(request: Request) -> Response:
+    signed = decode_session(request.cookies.get(SESSION_COOKIE)) is not None
+    return redirect(f"{PREFIX}/offers" if signed else f"{PREFIX}/sign-in")
+
+
+@router.get("/sign-in")
+async def sign_in_page(request: Request) -> Response:
+    next_path = safe_return_path(request.query_params.get("next"), "")
+    return page(request, "sign_in.html", None, next_path=next_path, error=None)
+
+
+@router.post("/sign-in")
+async def sign_in(request: Request) -> Response:
+    form = form_text(await checked_form(request, None))
+    token = form.get("api_key", "").strip()
+    next_path = safe_return_path(form.get("next"), "")
+    if not token:
+        return page(request, "sign_in.html", None, status_code=422, next_path=next_path, error="Enter your API key.")
+    session = new_session(token)
+    try:
+        await principal_for(get_ctx(request).db, session)
+    except Unauthorized as exc:
+        error = f"That API key was not accepted ({exc.detail}). Check it and try again."
+        return page(request, "sign_in.html", None, status_code=401, next_path=next_path, error=error)
+    response = redirect(next_path or f"{PREFIX}/offers")
+    response.set_cookie(
+        SESSION_COOKIE,
+        encode_session(session),
+        max_age=SESSION_MAX_AGE,
+        path=PREFIX,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.post("/sign-out")
+async def sign_out(request: Request, visitor: Visitor = Depends(signed_in)) -> Response:
+    await checked_form(request, visitor)
+    response = redirect(f"{PREFIX}/sign-in", flash=("ok", "You are signed out."))
+    response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+    return response
+
+
+# ----- offers ------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class OfferPage:
+    offers: list[StoredOffer]
+    total: int
+    failed_vendors: dict[str, str]
+
+
+async def find_offers(catalog: OfferCatalog, query: OfferQuery, form: SearchForm) -> OfferPage:
+    """One page of matches, cheapest first, or most expensive first (read from the end of the
+    cheapest-first order, so every page of either order comes from the same index)."""
+    if not form.descending:
+        result = await catalog.search(query, limit=PAGE_SIZE, offset=form.offset)
+        return OfferPage(result.offers, result.total, result.failed_vendors)
+    probe = await catalog.search(query, limit=1, offset=0)
+    start, count = descending_window(probe.total, form.offset, PAGE_SIZE)
+    if count == 0:
+        return OfferPage([], probe.total, probe.failed_vendors)
+    result = await catalog.search(query, limit=count, offset=start)
+    return OfferPage(list(reversed(result.offers)), result.total, result.failed_vendors)
+
+
+@router.get("/offers")
+async def offers_page(request: Request, visitor: Visitor = Depends(signed_in)) -> Response:
+    ctx = get_ctx(request)
+    form = read_search_form(request.query_params)
+    found: OfferPage | None = None
+    if form.document is not None:
+        try:
+            _, query = parse_offer_query(form.document, loc=())
+        except UnprocessableError as exc:
+            form.errors.update(field_errors(exc.errors, SEARCH_FIELDS))
+        else:
+            found = await find_offers(ctx.catalog, query, form)
+    return page(
+        request,
+        "offers.html",
+        visitor,
+        status_code=422 if form.errors else 200,
+        nav="offers",
+        form=form,
+        found=found,
+        page_size=PAGE_SIZE,
+        gpu_families=families(),
+        regions=REGION_GROUPS,
+        contract_types=CONTRACT_TYPES,
+        vendors=list(ctx.vendors.adapters),
+    )
+
+
+def parse_uuid(text: str) -> UUID | None:
+    try:
+        return UUID(text)
+    except ValueError:
+        return None
+
+
+def cloud_init_kinds(vendor: str) -> tuple[str, ...]:
+    """What the vendor can run at boot (the same table the procurement service checks)."""
+    return procurement.VENDOR_CLOUD_INIT.get(vendor, procurement.CLOUD_INIT_PREFIXES)
+
+
+def _procure_page(
+    request: Request,
+    visitor: Visitor,
+    stored: StoredOffer | None,
+    *,
+    values: dict[str, str],
+    errors: dict[str, str],
+    form_id: str,
+    status_code: int = 200,
+) -> HTMLResponse:
+    return page(
+        request,
+        "procure.html",
+        visitor,
+        status_code=status_code,
+        nav="offers",
+        stored=stored,
+        values=values,
+        errors=errors,
+        form_id=form_id,
+        cloud_init_kinds=cloud_init_kinds(stored.offer.vendor) if stored else (),
+        form_error=FORM_ERROR,
+        first_invalid=next((name for name in PROCURE_FIELDS if name in errors), None),
+    )
+
+
+def new_form_id() -> str:
+    return f"console-{uuid4().hex}"
+
+
+@router.get("/offers/{offer_id}")
+async def procure_page(offer_id: str, request: Request, visitor: Visitor = Depends(signed_in)) -> Response:
+    parsed = parse_uuid(offer_id)
+    try:
+        if parsed is None:
+            raise NotFoundError(f"offer {offer_id} not found")
+        stored = await offers.get_offer(get_ctx(request).catalog, parsed)
+    except NotFoundError:
+        return error_page(request, visitor, 404, "This offer does not exist, or it expired and was cleaned up. Search again.")
+    values = {"ssh_public_key": "", "resource_name": "", "cloud_init": ""}
+    return _procure_page(request, visitor, stored, values=values, errors={}, form_id=new_form_id())
+
+
+@router.post("/offers/{offer_id}/procure")
+async def procure(offer_id: str, request: Request, visitor: Visitor = Depends(signed_in)) -> Response:
+    form = read_procure_form(form_text(await checked_form(request, visitor)))
+    ctx = get_ctx(request)
+    parsed = parse_uuid(offer_id)
+    if parsed is None:
+        return error_page(request, visitor, 404, "This offer does not exist.")
+    body = {"offer_id": str(parsed), **form.values, "via": "console"}
+    try:
+        outcome = await procurement.procure(
+            ctx.db,
+            ctx.catalog,
+            visitor.principal,
+            offer_id=parsed,
+            spec=None,
+            ssh_public_key=form.ssh_public_key,
+            cloud_init=form.cloud_init,
+            resource_name=form.resource_name,
+            idempotency_key=form.form_id,
+            body=body,
+        )
+    except ServiceError as exc:
+        if isinstance(exc, UnprocessableError):
+            errors = field_errors(exc.errors, PROCURE_FIELDS)
+        else:
+            errors = {FORM_ERROR: exc.detail}
+        stored = await ctx.catalog.get(parsed)
+        return _procure_page(
+            request,
+            visitor,
+            stored,
+            values=form.values,
+            errors=errors,
+            form_id=form.form_id or new_form_id(),
+            status_code=exc.status_code,
+        )
+    resource_id = outcome.response["resource_ids"][0]
+    message = "Procurement started: the instance is being created on the vendor. This page updates by itself."
+    return redirect(f"{PREFIX}/resources/{resource_id}", flash=("ok", message))
+
+
+# ----- resources ---------------------------------------------------------------------------------
+async def cost_so_far(ctx: ServiceContext, rows: list[Resource]) -> dict[UUID, float] | None:
+    """Cost so far per resource, when this build has a cost service; None shows running time instead."""
+    return None
+
+
+def _views(ctx: ServiceContext, rows: list[Resource], cost: dict[UUID, float]) -> list[ResourceView]:
+    now = utcnow()
+    views = []
+    for resource in rows:
+        adapter = ctx.vendors.adapters.get(resource.vendor) if resource.vendor else None
+        views.append(
+            resource_view(
+                resource,
+                adapter.capabilities if adapter else None,
+                now,
+                address=ssh_command(resource.external_ip, resource.ssh_host, resource.ssh_port),
+                cost_so_far=cost.get(resource.id),
+            )
+        )
+    return views
+
+
+@dataclass(slots=True)
+class ResourceListing:
+    views: list[ResourceView]
+    total: int
+    page: int
+    status: str
+    error: str | None
+    show_cost: bool
+
+    def link(self, **changes: Any) -> str:
+        return search_link({"status": self.status, "page": str(self.page)}, **changes)
+
+
+async def list_page(ctx: ServiceContext, principal: Principal, params: Any) -> ResourceListing:
+    status = (params.get("status") or "").strip()
+    page_text = params.get("page") or "1"
+    page_number = int(page_text) if page_text.isdigit() and 0 < int(page_text) < 10_000 else 1
+    error = None
+    try:
+        rows, total = await resources.list_resources(
+            ctx.db, principal, status=status or None, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE
+        )
+    except UnprocessableError as exc:
+        error, status = exc.detail, ""
+        rows, total = await resources.list_resources(ctx.db, principal, limit=PAGE_SIZE)
+    cost = await cost_so_far(ctx, rows)
+    return ResourceListing(_views(ctx, rows, cost or {}), total, page_number, status, error, cost is not None)
+
+
+@router.get("/resources")
+async def resources_page(request: Request, visitor: Visitor = Depends(signed_in)) -> Response:
+    ctx = get_ctx(request)
+    listing = await list_page(ctx, visitor.principal, request.query_params)
+    rows_html = render_text("_resource_rows.html", listing=listing, here=_list_path(listing))
+    return page(
+        request,
+        "resources.html",
+        visitor,
+        status_code=422 if listing.error else 200,
+        nav="resources",
+        listing=listing,
+        rows_html=versioned(rows_html)[0],
+        statuses=list(STATUS_DISPLAY),
+        page_size=PAGE_SIZE,
+    )
+
+
+def _list_path(listing: ResourceListing) -> str:
+    return f"{PREFIX}/resources{listing.link(page=listing.page if listing.page > 1 else None)}".rstrip("?")
+
+
+@router.get("/resources/rows")
+async def resource_rows(request: Request, visitor: Visitor = Depends(signed_in)) -> Response:
+    listing = await list_page(get_ctx(request), visitor.principal, request.query_params)
+    rows_html = render_text("_resource_rows.html", listing=listing, here=_list_path(listing))
+    return fragment(request, rows_html)
+
+
+async def _resource(ctx: ServiceContext, visitor: Visitor, resource_id: str) -> Resource:
+    parsed = parse_uuid(resource_id)
+    if parsed is None:
+        raise NotFoundError(f"resource {resource_id} not found")
+    return await resources.get_resource(
+        ctx.db, ctx.vendors, visitor.principal, parsed, refresh_timeout=ctx.settings.vendor_timeout + 5
+    )
+
+
+async def _live_html(ctx: ServiceContext, visitor: Visitor, resource: Resource) -> str:
+    events, total = await resources.list_events(ctx.db, visitor.principal, resource.id, limit=500)
+    cost = await cost_so_far(ctx, [resource])
+    view = _views(ctx, [resource], cost or {})[0]
+    return render_text(
+        "_resource_live.html",
+        view=view,
+        resource=resource,
+        events=events,
+        events_total=total,
+        show_cost=cost is not None,
+        here=f"{PREFIX}/resources/{resource.id}",
+    )
+
+
+@router.get("/resources/{resource_id}")
+async def resource_page(resource_id: str, request: Request, visitor: Visitor = Depends(signed_in)) -> Response:
+    ctx = get_ctx(request)
+    try:
+        resource = await _resource(ctx, visitor, resource_id)
+    except NotFoundError as exc:
+        return error_page(request, visitor, 404, f"{exc.detail.capitalize()}.")
+    live_html = await _live_html(ctx, visitor, resource)
+    return page(
+        request,
+        "resource.html",
+        visitor,
+        nav="resources",
+        resource=resource,
+        label=resource_label(resource.name, resource.id),
+        live_html=versioned(live_html)[0],
+    )
+
+
+@router.get("/resources/{resource_id}/live")
+async def resource_live(resource_id: str, request: Request, visitor: Visitor = Depends(signed_in)) -> Response:
+    ctx = get_ctx(request)
+    try:
+        resource = await _resource(ctx, visitor, resource_id)
+    except NotFoundError:
+        return secured(Response(status_code=404))
+    view_label = resource_label(resource.name, resource.id)
+    announcement = render_text("_announce.html", text=f"{view_label} is {resource.status}.")
+    return fragment(request, await _live_html(ctx, visitor, resource), extra=announcement)
+
+
+@router.get("/resources/{resource_id}/confirm/{action}")
+async def confirm_action(
+    resource_id: str, action: str, request: Request, visitor: Visitor = Depends(signed_in)
+) -> Response:
+    """The confirmation step: a dialog's content for htmx, a whole page without JavaScript."""
+    ctx = get_ctx(request)
+    return_to = safe_return_path(request.query_params.get("return_to"), f"{PREFIX}/resources")
+    in_dialog = _is_htmx(request)
+    context: dict[str, Any] = {"action": action, "return_to": return_to, "in_dialog": in_dialog, "error": None}
+    try:
+        if action not in ACTIONS:
+            raise NotFoundError(f"unknown action {action!r}")
+        resource = await _resource(ctx, visitor, resource_id)
+        label = resource_label(resource.name, resource.id)
+        if action not in _views(ctx, [resource], {})[0].actions:
+            raise ConflictError(f"{label} is {resource.status}: {action} is not possible now")
+        context.update(resource=resource, label=label, text=ACTION_TEXT[action])
+        context["offer_force"] = action == "delete" and resource.status in IN_FLIGHT
+    except ServiceError as exc:
+        context.update(resource=None, label="", text=None, offer_force=False, error=exc.detail)
+        if not in_dialog:
+            return error_page(request, visitor, exc.status_code, f"{exc.detail.capitalize()}.")
+    if in_dialog:
+        # 200 even for an error: htmx shows it in the dialog instead of dropping it.
+        html = render_text("_confirm.html", csrf_token=visitor.session.csrf_token, **context)
+        return secured(HTMLResponse(html))
+    return page(request, "confirm.html", visitor, nav="resources", **context)
+
+
+DONE_MESSAGES = {
+    "delete": "Deleting {label}: it shows as deleted once the vendor confirms the instance is gone.",
+    "stop": "Stopping {label}.",
+    "start": "Starting {label}.",
+    "reboot": "Rebooting {label}.",
+}
+
+
+@router.post("/resources/{resource_id}/{action}")
+async def run_action(resource_id: str, action: str, request: Request, visitor: Visitor = Depends(signed_in)) -> Response:
+    form = form_text(await checked_form(request, visitor))
+    ctx = get_ctx(request)
+    return_to = safe_return_path(form.get("return_to"), f"{PREFIX}/resources")
+    parsed = parse_uuid(resource_id)
+    if action not in ACTIONS or parsed is None:
+        return error_page(request, visitor, 404, "There is no such resource or action.")
+    try:
+        if action == "delete":
+            resource = await resources.delete_resource(ctx.db, visitor.principal, parsed, force=form.get("force") == "yes")
+        else:
+            resource = await resources.request_action(ctx.db, ctx.vendors, visitor.principal, parsed, action)
+    except ServiceError as exc:
+        return redirect(return_to, flash=("error", f"Not done: {exc.detail}."))
+    label = resource_label(resource.name, resource.id)
+    return redirect(return_to, flash=("ok", DONE_MESSAGES[action].format(label=label)))
