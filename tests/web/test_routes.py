@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from gpusupply.db.models import utcnow
-from gpusupply.services.keys import revoke_key
+from gpusupply.services import budgets
+from gpusupply.services.keys import authenticate, revoke_key
 from tests.api.helpers import first_offer, procure, procured_resource
 from tests.conftest import SSH_KEY
 from tests.web.helpers import (
@@ -272,14 +274,20 @@ async def test_resources_list_refreshes_only_when_something_changed(service: Any
         await sign_in(client, service.tenants["alice"].token)
         page = await client.get("/console/resources")
         assert page.status_code == 200 and statuses(page.text) == ["pending"]  # bob's is not listed
-        assert "Running time" in page.text and "not yet" in page.text
+        assert "Cost so far" in page.text and "not yet" in page.text and "$0.00" in page.text
         poll = re.search(r'hx-get="(/console/resources/rows[^"]*)"', page.text).group(1).replace("&amp;", "&")
         unchanged = await client.get(poll, headers=HX)
         assert unchanged.status_code == 204
-        await set_row(service, rid, status="running", external_ip="203.0.113.9", ssh_port=2222, vendor_instance_id="n-1")
+        await set_row(
+            service, rid, status="running", external_ip="203.0.113.9", ssh_port=2222, vendor_instance_id="n-1",
+            price_per_hour=1.5, running_since=utcnow() - timedelta(hours=2, seconds=1),
+        )
         changed = await client.get(poll, headers=HX)
         assert changed.status_code == 200 and changed.text.lstrip().startswith("<tbody")
         assert statuses(changed.text) == ["running"] and "<code>ssh root@203.0.113.9 -p 2222</code>" in changed.text
+        # Cost so far from the cost service: 2 hours at $1.50/h, and the running time under it.
+        assert '<td class="number">$1.50/h</td>' in changed.text
+        assert '<td class="number">$3.00<br><small>2 h 00 min</small></td>' in changed.text
         assert f'id="delete-{rid}"' in changed.text and f'id="stop-{rid}"' in changed.text
         filtered = await client.get("/console/resources", params={"status": "deleted"})
         assert statuses(filtered.text) == [] and "No resources with status deleted." in filtered.text
@@ -378,3 +386,20 @@ async def test_pages_carry_security_headers_and_stay_out_of_the_api(service: Any
         assert (await client.get("/console/static/../templates/base.html")).status_code == 404
     schema = (await service.anonymous.get("/openapi.json")).json()
     assert not [path for path in schema["paths"] if path == "/" or path.startswith("/console")]
+
+
+async def test_budget_refusals_show_on_the_procure_form(service: Any) -> None:
+    offer = await first_offer(service.alice, "nebula")
+    principal = await authenticate(service.db, f"Bearer {service.tenants['alice'].token}")
+    await budgets.put_budget(service.db, principal, max_hourly_spend=0.01, monthly_budget=None, delete_on_exhaustion=False)
+    async with console_client(service) as client:
+        await sign_in(client, service.tenants["alice"].token)
+        form = await client.get(f"/console/offers/{offer['offer_id']}")
+        fields = {"csrf_token": hidden(form.text, "csrf_token"), "form_id": hidden(form.text, "form_id")}
+        refused = await client.post(
+            f"/console/offers/{offer['offer_id']}/procure", data={**fields, "ssh_public_key": SSH_KEY}, headers=SAME_ORIGIN
+        )
+        assert refused.status_code == 402 and "max_hourly_spend exceeded" in refused.text
+        assert SSH_KEY in refused.text  # the form is kept
+        listing = await client.get("/console/resources")
+        assert "This month: <strong>$0.00</strong> spent" in listing.text and "capped at $0.01/h" in listing.text

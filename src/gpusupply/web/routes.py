@@ -6,6 +6,7 @@ confirmation dialog."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from gpusupply.core.gpus import families
 from gpusupply.core.offers import CONTRACT_TYPES, OfferQuery
 from gpusupply.core.regions import REGION_GROUPS
 from gpusupply.db.models import Resource, utcnow
-from gpusupply.services import offers, procurement, resources
+from gpusupply.services import budgets, costs, offers, procurement, resources
 from gpusupply.services.catalog import OfferCatalog, StoredOffer
 from gpusupply.services.keys import Principal
 from gpusupply.services.offers import parse_offer_query
@@ -462,12 +463,7 @@ async def procure(offer_id: str, request: Request, visitor: Visitor = Depends(si
 
 
 # ----- resources ---------------------------------------------------------------------------------
-async def cost_so_far(ctx: ServiceContext, rows: list[Resource]) -> dict[UUID, float] | None:
-    """Cost so far per resource, when this build has a cost service; None shows running time instead."""
-    return None
-
-
-def _views(ctx: ServiceContext, rows: list[Resource], cost: dict[UUID, float]) -> list[ResourceView]:
+def _views(ctx: ServiceContext, rows: list[Resource], cost: Mapping[UUID, float]) -> list[ResourceView]:
     now = utcnow()
     views = []
     for resource in rows:
@@ -491,7 +487,6 @@ class ResourceListing:
     page: int
     status: str
     error: str | None
-    show_cost: bool
 
     def link(self, **changes: Any) -> str:
         return search_link({"status": self.status, "page": str(self.page)}, **changes)
@@ -509,8 +504,8 @@ async def list_page(ctx: ServiceContext, principal: Principal, params: Any) -> R
     except UnprocessableError as exc:
         error, status = exc.detail, ""
         rows, total = await resources.list_resources(ctx.db, principal, limit=PAGE_SIZE)
-    cost = await cost_so_far(ctx, rows)
-    return ResourceListing(_views(ctx, rows, cost or {}), total, page_number, status, error, cost is not None)
+    cost = await costs.costs_so_far(ctx.db, rows)
+    return ResourceListing(_views(ctx, rows, cost), total, page_number, status, error)
 
 
 @router.get("/resources")
@@ -522,6 +517,7 @@ async def resources_page(request: Request, visitor: Visitor = Depends(signed_in)
         request,
         "resources.html",
         visitor,
+        budget=await budgets.get_budget(ctx.db, visitor.principal),
         status_code=422 if listing.error else 200,
         nav="resources",
         listing=listing,
@@ -553,15 +549,13 @@ async def _resource(ctx: ServiceContext, visitor: Visitor, resource_id: str) -> 
 
 async def _live_html(ctx: ServiceContext, visitor: Visitor, resource: Resource) -> str:
     events, total = await resources.list_events(ctx.db, visitor.principal, resource.id, limit=500)
-    cost = await cost_so_far(ctx, [resource])
-    view = _views(ctx, [resource], cost or {})[0]
+    view = _views(ctx, [resource], await costs.costs_so_far(ctx.db, [resource]))[0]
     return render_text(
         "_resource_live.html",
         view=view,
         resource=resource,
         events=events,
         events_total=total,
-        show_cost=cost is not None,
         here=f"{PREFIX}/resources/{resource.id}",
     )
 

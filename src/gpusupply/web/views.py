@@ -149,7 +149,7 @@ class ResourceView:
     address: str | None  # the SSH command, once the vendor gave an address
     price: str
     running_for: str
-    cost_so_far: str | None  # None when no cost service is installed
+    cost_so_far: str  # from services/costs.py: billed time (vendor-confirmed) x the fixed price
     actions: list[str]
     status_message: str | None
     vendor_status: str | None
@@ -186,7 +186,7 @@ def resource_view(
         address=address,
         price=money(resource.price_per_hour, per="h"),
         running_for=format_duration(running_seconds(resource.running_since, resource.ended_at, now)),
-        cost_so_far=money(cost_so_far) if cost_so_far is not None else None,
+        cost_so_far=money(cost_so_far),
         actions=available_actions(resource.status, capabilities),
         status_message=resource.status_message,
         vendor_status=resource.vendor_status,
