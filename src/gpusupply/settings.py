@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None  # encrypts stored secrets; generated into data_dir when unset
     allow_private_webhook_urls: bool = False
 
+    # Cost guardrails and webhooks (docs/cost.md).
+    guardrail_interval_seconds: float = 30.0  # auto-delete limits and budgets are checked this often
+    webhook_timeout_seconds: float = 5.0  # per delivery attempt
+    webhook_poll_seconds: float = 1.0  # how often an idle delivery job looks for new events
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:

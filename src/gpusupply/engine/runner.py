@@ -15,12 +15,15 @@ from typing import Any
 from gpusupply.db.models import utcnow
 from gpusupply.db.session import Database
 from gpusupply.engine import leases
+from gpusupply.engine.autodelete import JOB_NAME as GUARDRAILS
+from gpusupply.engine.autodelete import guardrail_job
 from gpusupply.engine.context import Clock, EngineContext, default_owner
 from gpusupply.engine.hints import hint
 from gpusupply.engine.jobs import PeriodicJob, count_resources
 from gpusupply.engine.pipelines import actions, delete, procure, refresh
 from gpusupply.engine.pipelines.base import Pipeline
 from gpusupply.engine.reconciler import reconcile_vendor
+from gpusupply.engine.webhook_delivery import WebhookDeliverer
 from gpusupply.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,10 @@ class Engine:
             PeriodicJob(self.ctx, f"reconcile:{vendor}", settings.reconcile_interval_seconds, self._reconciler(vendor))
             for vendor in vendors.adapters
         ]
+        # Cost guardrails and webhook deliveries (docs/cost.md).
+        self.jobs.append(PeriodicJob(self.ctx, GUARDRAILS, settings.guardrail_interval_seconds, guardrail_job(self.ctx)))
+        self.webhooks = WebhookDeliverer(self.ctx)
+        self.jobs.append(self.webhooks)  # type: ignore[arg-type]
         self._stopping: asyncio.Event | None = None
         self._loops: list[asyncio.Task[None]] = []
 
