@@ -17,7 +17,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("post", "/get_offers"): {"200", "413", "415", "422"} | AUTH,
     ("get", "/offers/{offer_id}"): {"200", "404", "422"} | AUTH,
     ("get", "/offers/{offer_id}/status"): {"200", "404", "422"} | AUTH,
-    ("post", "/procure_offer"): {"200", "404", "409", "410", "413", "422"} | AUTH,
+    ("post", "/procure_offer"): {"200", "402", "404", "409", "410", "413", "422"} | AUTH,
     ("get", "/resources"): {"200", "422"} | AUTH,
     ("get", "/resources/{resource_id}"): {"200", "404", "422"} | AUTH,
     ("delete", "/resources/{resource_id}"): {"200", "404", "409", "422"} | AUTH,
@@ -25,6 +25,16 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("post", "/resources/{resource_id}/start"): {"202", "404", "409", "413", "422"} | AUTH,
     ("post", "/resources/{resource_id}/reboot"): {"202", "404", "409", "413", "422"} | AUTH,
     ("get", "/resources/{resource_id}/events"): {"200", "404", "422"} | AUTH,
+    # Cost guardrails and webhooks (docs/cost.md).
+    ("patch", "/resources/{resource_id}"): {"200", "404", "409", "413", "422"} | AUTH,
+    ("get", "/usage"): {"200", "404", "422"} | AUTH,
+    ("get", "/budget"): {"200", "404", "422"} | AUTH,
+    ("put", "/budget"): {"200", "404", "413", "422"} | AUTH,
+    ("post", "/webhooks"): {"201", "409", "413", "422"} | AUTH,
+    ("get", "/webhooks"): {"200"} | AUTH,
+    ("get", "/webhooks/{webhook_id}"): {"200", "404", "422"} | AUTH,
+    ("delete", "/webhooks/{webhook_id}"): {"200", "404", "422"} | AUTH,
+    ("get", "/webhooks/{webhook_id}/deliveries"): {"200", "404", "422"} | AUTH,
 }
 
 

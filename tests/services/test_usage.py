@@ -64,6 +64,7 @@ def test_parse_instant(text: str, expected: datetime) -> None:
         ("2025-01-01", "2026-11-01", None, "at most 366 days"),
         ("yesterday", None, None, "from must be an ISO 8601 date or time"),
         (None, "2026-13-01", None, "to must be an ISO 8601 date or time"),
+        (None, "9999-12-31T23:00:00-14:00", None, "to must be an ISO 8601 date or time"),
     ],
 )
 def test_parse_period(start: str | None, end: str | None, expected: tuple | None, error: str | None) -> None:

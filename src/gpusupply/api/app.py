@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from gpusupply import __version__, web
 from gpusupply.api import errors, observability
 from gpusupply.api.deps import ServiceContext
-from gpusupply.api.routers import discovery, health, offers, procurement, resources
+from gpusupply.api.routers import budgets, discovery, health, offers, procurement, resources, usage, webhooks
 from gpusupply.db.session import Database, alembic_config
 from gpusupply.services.catalog import OfferCatalog
 from gpusupply.settings import Settings, get_settings
@@ -102,7 +102,8 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    for router in (health.router, discovery.router, offers.router, procurement.router, resources.router):
+    for router in (health.router, discovery.router, offers.router, procurement.router, resources.router,
+                   usage.router, budgets.router, webhooks.router):
         app.include_router(router)
     web.install(app)  # the console at / (docs/console.md)
     observability.install(app)  # last: the outermost middleware sees every answer

@@ -43,6 +43,7 @@ async def get_principal(
 
 _DESCRIPTIONS = {
     401: "Missing, malformed, unknown or revoked API key",
+    402: "Refused by your budget (the limit and the numbers are in the detail)",
     404: "Not found (or not yours)",
     409: "Conflicts with the current state",
     410: "The offer has expired",

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gpusupply.api.schemas_cost import AutoDeleteIn, AutoDeleteOut
 from gpusupply.services.offers import ComputeSpec, OffersRequest
 
 __all__ = [
@@ -148,6 +149,7 @@ class ProcureRequest(BaseModel):
     cloud_init: str | None = Field(None, description="Starts with '#cloud-config' or '#!/'; at most 64 KB.")
     resource_name: str | None = Field(None, max_length=200)
     cluster_name: str | None = Field(None, max_length=200, description="Accepted for compatibility; no cluster offers yet.")
+    auto_delete: AutoDeleteIn | None = Field(None, description="Delete the resource at a time or spend (extension, docs/cost.md).")
 
 
 class ProcureResponse(BaseModel):
@@ -220,6 +222,7 @@ class ResourceSummary(BaseModel):
     pricing_total_hourly: float | None = Field(description="USD per hour, fixed at procurement.")
     created_at: datetime
     access: Access
+    cost_so_far: float | None = Field(None, description="USD billed so far (extension, docs/cost.md).")
 
 
 class ResourceDetail(ResourceSummary):
@@ -235,6 +238,7 @@ class ResourceDetail(ResourceSummary):
     pending_action: str | None
     delete_requested_at: datetime | None
     events_url: str
+    auto_delete: AutoDeleteOut | None = Field(None, description="Limits at which the resource is deleted (docs/cost.md).")
 
 
 class ResourceList(BaseModel):

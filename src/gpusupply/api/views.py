@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gpusupply.api import schemas
+from gpusupply.api.schemas_cost import AutoDeleteOut
 from gpusupply.db.models import Event, Resource
 from gpusupply.services.catalog import StoredOffer
 from gpusupply.services.procurement import OfferStatus
@@ -95,7 +96,7 @@ def offer_status_out(status: OfferStatus) -> schemas.OfferStatusOut:
     )
 
 
-def _summary_fields(resource: Resource) -> dict[str, Any]:
+def _summary_fields(resource: Resource, cost_so_far: float | None = None) -> dict[str, Any]:
     return {
         "resource_id": resource.id,
         "name": resource.name,
@@ -110,11 +111,12 @@ def _summary_fields(resource: Resource) -> dict[str, Any]:
         "pricing_total_hourly": resource.price_per_hour,
         "created_at": resource.created_at,
         "access": _access(resource),
+        "cost_so_far": round(cost_so_far, 6) if cost_so_far is not None else None,
     }
 
 
-def resource_summary(resource: Resource) -> schemas.ResourceSummary:
-    return schemas.ResourceSummary(**_summary_fields(resource))
+def resource_summary(resource: Resource, cost_so_far: float | None = None) -> schemas.ResourceSummary:
+    return schemas.ResourceSummary(**_summary_fields(resource, cost_so_far))
 
 
 def _spec(resource: Resource) -> dict[str, Any]:
@@ -156,9 +158,11 @@ def _offer_history(resource: Resource) -> list[schemas.OfferHistoryEntry]:
     return history
 
 
-def resource_detail(resource: Resource) -> schemas.ResourceDetail:
+def resource_detail(resource: Resource, cost_so_far: float | None = None) -> schemas.ResourceDetail:
+    limits = resource.auto_delete_at is not None or resource.spend_limit is not None
     return schemas.ResourceDetail(
-        **_summary_fields(resource),
+        **_summary_fields(resource, cost_so_far),
+        auto_delete=AutoDeleteOut(delete_at=resource.auto_delete_at, spend_limit=resource.spend_limit) if limits else None,
         status_message=resource.status_message,
         spec=_spec(resource),
         linked_resources=[],

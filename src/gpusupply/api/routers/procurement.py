@@ -23,9 +23,10 @@ router = APIRouter(tags=["Procurement"], responses=responses(401, 503))
         "Writes the procurement and answers at once; the engine provisions in the background. "
         "Poll `GET /offers/{offer_id}/status` or `GET /resources/{id}`. With an `Idempotency-Key` header a "
         "retried request gets the first answer again (header `Idempotent-Replayed: true`); the same key with a "
-        "different body is a 422."
+        "different body is a 422. A procurement your budget does not allow is a 402 naming the limit and the "
+        "numbers (docs/cost.md)."
     ),
-    responses=responses(404, 409, 410, 413, 422),
+    responses=responses(402, 404, 409, 410, 413, 422),
 )
 async def procure_offer(
     body: schemas.ProcureRequest,
@@ -44,7 +45,9 @@ async def procure_offer(
         cloud_init=body.cloud_init,
         resource_name=body.resource_name,
         idempotency_key=idempotency_key,
-        body=body.model_dump(mode="json"),
+        # (auto_delete left out when absent: the fingerprint of older requests stays the same)
+        body=body.model_dump(mode="json", exclude={"auto_delete"} if body.auto_delete is None else None),
+        auto_delete=body.auto_delete.model_dump(exclude_unset=True) if body.auto_delete is not None else None,
     )
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"

@@ -8,8 +8,10 @@ from fastapi import APIRouter, Depends, Query
 
 from gpusupply.api import schemas
 from gpusupply.api.deps import ServiceContext, get_ctx, get_principal, responses
+from gpusupply.api.schemas_cost import ResourcePatch
 from gpusupply.api.views import event_out, resource_detail, resource_summary
 from gpusupply.services import resources
+from gpusupply.services.costs import costs_so_far
 from gpusupply.services.keys import Principal
 from gpusupply.services.offers import MAX_OFFSET
 
@@ -34,7 +36,10 @@ async def list_resources(
     rows, total = await resources.list_resources(
         ctx.db, principal, offer_id=offer_id, status=status, vendor=vendor, limit=limit, offset=offset
     )
-    return schemas.ResourceList(resources=[resource_summary(r) for r in rows], total_count=total, limit=limit, offset=offset)
+    costs = await costs_so_far(ctx.db, rows)
+    return schemas.ResourceList(
+        resources=[resource_summary(r, costs.get(r.id)) for r in rows], total_count=total, limit=limit, offset=offset
+    )
 
 
 @router.get(
@@ -52,7 +57,29 @@ async def get_resource(
     resource = await resources.get_resource(
         ctx.db, ctx.vendors, principal, resource_id, force_refresh=force_refresh, refresh_timeout=ctx.settings.vendor_timeout + 5
     )
-    return resource_detail(resource)
+    return resource_detail(resource, (await costs_so_far(ctx.db, [resource]))[resource.id])
+
+
+@router.patch(
+    "/resources/{resource_id}",
+    response_model=schemas.ResourceDetail,
+    summary="Set or remove the resource's auto-delete limits (extension)",
+    description=(
+        "`auto_delete`: `delete_at` (a future ISO 8601 instant) or `ttl_seconds` (from now), and `spend_limit` (USD). "
+        "Merged with the current limits: a key sent as null removes that limit; `auto_delete: null` removes all. "
+        "409 once the resource is deleting or ended. See docs/cost.md."
+    ),
+    responses=responses(404, 409, 413, 422),
+)
+async def patch_resource(
+    resource_id: UUID,
+    body: ResourcePatch,
+    principal: Principal = Depends(get_principal),
+    ctx: ServiceContext = Depends(get_ctx),
+) -> schemas.ResourceDetail:
+    fields = body.auto_delete.model_dump(exclude_unset=True) if body.auto_delete is not None else None
+    resource = await resources.set_auto_delete(ctx.db, principal, resource_id, fields)
+    return resource_detail(resource, (await costs_so_far(ctx.db, [resource]))[resource.id])
 
 
 @router.delete(
