@@ -3,10 +3,14 @@ vendor, and cost so far of stored resources across stop/start and deletion (both
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from gpusupply.core.states import ResourceStatus
+from gpusupply.db.models import Resource
 from gpusupply.db.session import Database
 from gpusupply.services.costs import (
     BilledInterval,
@@ -20,7 +24,9 @@ from gpusupply.services.costs import (
     stopped_rate,
     vendor_capabilities,
 )
+from gpusupply.services.events import change_status
 from gpusupply.vendors.registry import VENDOR_MODULES, load
+from tests.engine.helpers import Rig, engine_rig
 from tests.services.cost_helpers import (
     LIFE,
     LIFE_RUNNING_HOURS,
@@ -159,3 +165,43 @@ async def test_cost_so_far_of_a_live_resource_grows_with_time(database: Database
     row = await load_resource(database, rid)
     assert (await costs_so_far(database, [row], now=at(4.5)))[rid] == pytest.approx(1.5 * 3.0 + 2 * 0.2)
     assert await costs_so_far(database, []) == {}
+
+
+async def test_cost_of_a_real_instance_across_stop_start_and_delete(tmp_path: Path) -> None:
+    """Through the engine and the Vast sandbox over HTTP, on the test's clock: an hour running, an
+    hour stopped (Vast bills only storage), an hour running, then deleted: billing ends when the
+    vendor confirmed, and a later read costs the same."""
+    async with engine_rig(tmp_path, vendors=["vast"], guardrail_interval_seconds=1e7) as rig:
+        await rig.start_engine()
+        offer = (await rig.offers("vast"))[0]
+        rid = await rig.procure_offer(offer)
+        await rig.wait_status(rid, "running")
+        rig.clock.advance(3600)
+        await _request(rig, rid, "stopping", "stop")
+        await rig.wait_status(rid, "stopped")
+        rig.clock.advance(3600)
+        await _request(rig, rid, "starting", "start")
+        await rig.wait_status(rid, "running")
+        rig.clock.advance(3600)
+        await _request(rig, rid, "deleting")
+        row = await rig.wait_status(rid, "deleted")
+        storage = offer.vendor_data["storage_per_hour"]
+        assert 0 < storage < offer.total_price_per_hour
+        expected = 2 * offer.total_price_per_hour + 1 * storage
+        cost = (await costs_so_far(rig.db, [row], now=rig.clock()))[rid]
+        assert cost == pytest.approx(expected, rel=0.01)
+        rig.clock.advance(10 * 3600)
+        assert (await costs_so_far(rig.db, [row], now=rig.clock()))[rid] == pytest.approx(cost)
+
+
+async def _request(rig: Rig, rid: uuid.UUID, status: str, action: str | None = None) -> None:
+    """What the API writes for a stop/start/delete, at the engine's (moved) time."""
+    now = rig.clock()
+    async with rig.db.transaction() as session:
+        row = await session.get(Resource, rid)
+        assert row is not None
+        change_status(session, row, ResourceStatus(status), f"{action or 'delete'} requested", at=now)
+        row.pending_action = action
+        row.next_attempt_at = now
+        if status == "deleting":
+            row.final_status, row.delete_requested_at = "deleted", now
