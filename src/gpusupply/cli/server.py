@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
-import sys
 from typing import Any
 
 import typer
@@ -38,12 +36,16 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def setup_logging(settings: Settings) -> None:
-    level = getattr(logging, settings.log_level.upper(), logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    # Per-request lines of the HTTP client and migration chatter drown what matters (and a
-    # request line would carry any query-string credential).
-    for noisy in ("httpx", "httpcore", "alembic"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    """Text or JSON lines on stderr, with request ids and secrets redacted (gpusupply/logging.py)."""
+    from gpusupply.logging import configure_logging
+
+    try:
+        configure_logging(settings)
+    except ValueError as exc:
+        fail(f"invalid configuration: {exc}", 2)
+
+
+LOG_FORMAT_HELP = "Log lines as text or json (GPUSUPPLY_LOG_FORMAT, default text)."
 
 
 def vendor_modes(settings: Settings) -> dict[str, str]:
@@ -75,13 +77,14 @@ def serve(
     host: str = typer.Option(None, help="Address to listen on (GPUSUPPLY_HOST, default 127.0.0.1)."),
     port: int = typer.Option(None, help="Port (GPUSUPPLY_PORT, default 8080)."),
     no_engine: bool = typer.Option(False, "--no-engine", help="Serve the API only; run the engine elsewhere (`worker`)."),
+    log_format: str = typer.Option(None, "--log-format", help=LOG_FORMAT_HELP),
 ) -> None:
     """Run the API (and, unless --no-engine, the background engine) in one process."""
     import uvicorn
 
     from gpusupply.api.app import create_app
 
-    settings = load_settings(host=host, port=port)
+    settings = load_settings(host=host, port=port, log_format=log_format)
     setup_logging(settings)
     database, token = asyncio.run(_prepare(settings, first_key=True))
     typer.echo(f"gpusupply listening on http://{settings.host}:{settings.port}")
@@ -93,7 +96,10 @@ def serve(
         typer.echo("created the first API key (tenant 'default', admin); it is shown only once:")
         typer.echo(token)
     app = create_app(settings, run_engine=not no_engine)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False)
+    # log_config=None: uvicorn's own lines go through our handler (JSON, redaction) too.
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False, log_config=None
+    )
 
 
 async def _run_worker(settings: Settings) -> None:
@@ -126,9 +132,9 @@ async def _run_worker(settings: Settings) -> None:
         await db.dispose()
 
 
-def worker() -> None:
+def worker(log_format: str = typer.Option(None, "--log-format", help=LOG_FORMAT_HELP)) -> None:
     """Run the background engine only (scale out: several workers on one PostgreSQL)."""
-    settings = load_settings()
+    settings = load_settings(log_format=log_format)
     setup_logging(settings)
     for vendor, mode in vendor_modes(settings).items():
         typer.echo(f"vendor {vendor}: {mode}")

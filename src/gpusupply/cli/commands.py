@@ -1,0 +1,501 @@
+"""Client commands: search offers, procure, list/show/delete resources, start/stop/reboot, wait.
+
+They are a client of the HTTP API through the SDK (`gpusupply.client`). Every command takes
+`--url`, `--api-key` (or the environment, or the config file: see `cli/config.py`) and `--json`.
+Failures print one line on stderr (a JSON object with --json) and exit with a documented code
+(`output.ExitCode`, docs/cli.md); never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Collection
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import click
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gpusupply.api.schemas import OffersRequest, ResourceDetail
+from gpusupply.cli import output
+from gpusupply.cli.config import (
+    ClientConfig,
+    MissingKey,
+    UsageProblem,
+    config_file,
+    private_key_for,
+    read_config_file,
+    read_ssh_key,
+    resolve,
+    write_config_file,
+)
+from gpusupply.cli.output import ExitCode
+from gpusupply.client import GpuSupply
+from gpusupply.client.calls import offers_query
+from gpusupply.client.client import FINAL, NOT_BECOMING_READY, normalize_url
+from gpusupply.core.gpus import families
+from gpusupply.core.states import ResourceStatus
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PANEL = "Offers and resources"
+DEFAULT_WAIT_TIMEOUT = 900.0
+
+
+class Region(StrEnum):
+    US = "US"
+    EU = "EU"
+    APAC = "APAC"
+    OTHER = "Other"
+
+
+class VendorName(StrEnum):
+    VAST = "vast"
+    FAL = "fal"
+    NEBULA = "nebula"
+
+
+class WaitTarget(StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+    DELETED = "deleted"
+
+
+def complete_gpu(incomplete: str) -> list[str]:
+    """Shell completion for GPU names: families (H100) and canonical names, from the local table."""
+    names = list(families())
+    for canonical in families().values():
+        names.extend(canonical)
+    return [name for name in names if name.lower().startswith(incomplete.lower())]
+
+
+def complete_status(incomplete: str) -> list[str]:
+    return [status.value for status in ResourceStatus if status.value.startswith(incomplete.lower())]
+
+
+# ----- options every command takes ------------------------------------------------------------------
+UrlOption = Annotated[
+    str | None,
+    typer.Option("--url", envvar="GPUSUPPLY_URL", show_default=False,
+                 help="Server URL [default: the config file's url, else http://127.0.0.1:8080]."),
+]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="GPUSUPPLY_API_KEY", show_default=False,
+                 help="API key (gsk_...) [default: the config file's api_key]."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of tables.")]
+WaitOption = Annotated[bool, typer.Option("--wait", help="Wait (with a progress display) until it is done.")]
+TimeoutOption = Annotated[
+    float, typer.Option("--timeout", min=0, help="Seconds to wait at most (with --wait); exit code 5 after.")
+]
+ResourceArgument = Annotated[str, typer.Argument(help="The resource id (a UUID).", show_default=False)]
+
+
+# ----- plumbing ------------------------------------------------------------------------------------
+def handled(command: F) -> F:
+    """Turn every failure into one line on stderr and its exit code (click's own usage errors keep
+    their usual form and exit code 2)."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except (Exception, KeyboardInterrupt) as error:  # the CLI never shows a traceback
+            fail(error, json_output=bool(kwargs.get("json_output")))
+
+    return run  # type: ignore[return-value]
+
+
+def fail(error: BaseException, *, json_output: bool) -> None:
+    code = output.exit_code_for(error) if output.is_known_failure(error) else ExitCode.API_ERROR
+    if json_output:
+        document = output.error_document(error)
+        document["exit_code"] = int(code)
+        typer.echo(json.dumps(output.jsonable(document), default=str), err=True)
+    else:
+        message = output.error_message(error)
+        if not output.is_known_failure(error):
+            message = f"unexpected {type(error).__name__}: {message}"
+        typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(int(code))
+
+
+def connect(url: str | None, api_key: str | None) -> GpuSupply:
+    config: ClientConfig = resolve(url, api_key)
+    if config.api_key is None:
+        raise MissingKey(
+            "no API key: pass --api-key, set GPUSUPPLY_API_KEY, or store one with `gpusupply configure --api-key gsk_...`"
+        )
+    return GpuSupply(config.url, config.api_key)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def table(columns: Collection[str], rows: list[list[str]], *, no_wrap: Collection[str] = ()) -> Table:
+    grid = Table(show_edge=False, box=None, pad_edge=False, header_style="bold")
+    for column in columns:
+        grid.add_column(column, no_wrap=column in no_wrap, overflow="fold")
+    for row in rows:
+        grid.add_row(*row)
+    return grid
+
+
+def follow(gs: GpuSupply, resource_id: str, target: WaitTarget, *, timeout: float, json_output: bool) -> ResourceDetail:
+    """Wait for `target`, printing a line per status change; on a terminal also a live display
+    (spinner, current status, elapsed time)."""
+    statuses, fail_on = _wait_rule(target)
+    if json_output:
+        return gs.wait_for_status(resource_id, statuses, fail_on=fail_on, timeout=timeout)
+    out = output.console()
+
+    def line(resource: ResourceDetail) -> None:
+        note = f"  {resource.status_message}" if resource.status_message else ""
+        out.print(f"{output.timestamp(now())}  {resource.status}{note}")
+
+    if not out.is_terminal:
+        return gs.wait_for_status(resource_id, statuses, fail_on=fail_on, timeout=timeout, on_update=line)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=out, transient=True) as progress:
+        task = progress.add_task(f"waiting for {target.value}", total=None)
+
+        def update(resource: ResourceDetail) -> None:
+            line(resource)
+            progress.update(task, description=f"{resource.status}, waiting for {target.value}")
+
+        return gs.wait_for_status(resource_id, statuses, fail_on=fail_on, timeout=timeout, on_update=update)
+
+
+def _wait_rule(target: WaitTarget) -> tuple[frozenset[str], frozenset[str]]:
+    """(statuses that end the wait, statuses that fail it) for a target."""
+    if target is WaitTarget.DELETED:
+        return FINAL, frozenset()
+    if target is WaitTarget.RUNNING:
+        return frozenset({"running"}), frozenset(NOT_BECOMING_READY)
+    return frozenset({"stopped"}), frozenset(NOT_BECOMING_READY)
+
+
+# ----- offers --------------------------------------------------------------------------------------
+def _spec(
+    gpu: str, count: int, max_price: float | None, region: Region | None, spot: bool | None, vendor: VendorName | None
+) -> OffersRequest:
+    return offers_query(
+        gpu,
+        gpu_count=count,
+        max_price_per_gpu_hour=max_price,
+        region=region.value if region else None,
+        contract_type=None if spot is None else ("spot" if spot else "ondemand"),
+        vendor=vendor.value if vendor else None,  # type: ignore[arg-type]
+    )
+
+
+def offers(
+    gpu: Annotated[str, typer.Argument(help="GPU family (H100) or canonical name.", autocompletion=complete_gpu,
+                                       show_default=False)],
+    count: Annotated[int, typer.Option("--count", "-n", min=1, help="GPUs per offer (exact).")] = 1,
+    max_price: Annotated[float | None, typer.Option("--max-price", min=0, help="At most this many USD per GPU-hour.")] = None,
+    region: Annotated[Region | None, typer.Option("--region", case_sensitive=False, help="Region group.")] = None,
+    spot: Annotated[bool | None, typer.Option("--spot/--on-demand", help="Only spot, or only on-demand offers.")] = None,
+    vendor: Annotated[VendorName | None, typer.Option("--vendor", case_sensitive=False, help="Only this vendor.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="Show at most this many.")] = 20,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Search offers across vendors, cheapest per GPU-hour first."""
+    with connect(url, api_key) as gs:
+        found = gs.get_offers(query=_spec(gpu, count, max_price, region, spot, vendor), limit=limit)
+    if json_output:
+        output.print_json(found)
+        return
+    err = output.console(stderr=True)
+    if found.partial:
+        missing = "; ".join(f"{name}: {why}" for name, why in found.failed_vendors.items())
+        err.print(f"warning: some vendors' offers could not be read ({missing})")
+    if not found.offers:
+        err.print("no offers match")
+        return
+    at = now()
+    out = output.console()
+    rows = [output.offer_row(offer, at) for offer in found.offers]
+    out.print(table(output.OFFER_COLUMNS, rows, no_wrap=("OFFER ID", "GPU")))
+    out.print(f"{len(found.offers)} of {found.total_count} offers, cheapest per GPU-hour first")
+
+
+# ----- procure -------------------------------------------------------------------------------------
+def procure(
+    offer_id: Annotated[str | None, typer.Argument(help="The offer to procure (from `gpusupply offers`).",
+                                                   show_default=False)] = None,
+    ssh_key: Annotated[str | None, typer.Option(
+        "--ssh-key", help="Public key file, or the key itself [default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub].",
+        show_default=False)] = None,
+    gpu: Annotated[str | None, typer.Option("--gpu", help="Instead of an offer: the cheapest offer of this GPU.",
+                                            autocompletion=complete_gpu)] = None,
+    count: Annotated[int, typer.Option("--count", "-n", min=1, help="With --gpu: GPUs per offer.")] = 1,
+    max_price: Annotated[float | None, typer.Option("--max-price", min=0, help="With --gpu: USD per GPU-hour, at most.")] = None,
+    region: Annotated[Region | None, typer.Option("--region", case_sensitive=False, help="With --gpu.")] = None,
+    spot: Annotated[bool | None, typer.Option("--spot/--on-demand", help="With --gpu.")] = None,
+    vendor: Annotated[VendorName | None, typer.Option("--vendor", case_sensitive=False, help="With --gpu.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="A name for the resource.")] = None,
+    cloud_init: Annotated[Path | None, typer.Option("--cloud-init", exists=True, dir_okay=False, readable=True,
+                                                    help="A #cloud-config or #!/ script file.")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(
+        "--idempotency-key", help="Repeat the command with the same key: it procures once.")] = None,
+    wait: WaitOption = False,
+    timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Procure an offer (or, with --gpu, the cheapest matching one) and print the SSH command once ready."""
+    spec_flags = gpu is not None or max_price is not None or region is not None or spot is not None or vendor is not None
+    if offer_id is not None and spec_flags:
+        raise UsageProblem("give an OFFER_ID or --gpu (with its filters), not both")
+    if offer_id is None and gpu is None:
+        raise UsageProblem("give an OFFER_ID (see `gpusupply offers`) or --gpu to procure the cheapest match")
+    key, key_file = read_ssh_key(ssh_key)
+    script = cloud_init.read_text(encoding="utf-8") if cloud_init is not None else None
+    spec = _spec(gpu, count, max_price, region, spot, vendor) if gpu is not None else None
+    with connect(url, api_key) as gs:
+        answer = gs.procure(
+            offer_id, spec=spec, ssh_public_key=key, cloud_init=script, resource_name=name, idempotency_key=idempotency_key
+        )
+        resource_id = str(answer.resource_ids[0])
+        if not wait:
+            if json_output:
+                output.print_json(answer)
+                return
+            out = output.console()
+            out.print(f"procured: resource {resource_id} ({answer.status})")
+            out.print(f"follow it with `gpusupply show {resource_id}` or `gpusupply wait {resource_id}`")
+            return
+        if not json_output:
+            output.console().print(f"procured: resource {resource_id}; waiting until it is running")
+        resource = follow(gs, resource_id, WaitTarget.RUNNING, timeout=timeout, json_output=json_output)
+    if json_output:
+        output.print_json({"procurement": answer, "resource": resource})
+        return
+    out = output.console()
+    command = output.ssh_command(resource.access.ssh_command, private_key_for(key_file))
+    out.print(f"ready: {resource.gpu_count}x {resource.gpu_type} on {resource.vendor} ({output.money(resource.pricing_total_hourly)}/h)")
+    out.print(command or "(the vendor gave no SSH address)")
+
+
+# ----- resources -----------------------------------------------------------------------------------
+def resources(
+    status: Annotated[str | None, typer.Option("--status", help="Only this status.", autocompletion=complete_status)] = None,
+    vendor: Annotated[VendorName | None, typer.Option("--vendor", case_sensitive=False, help="Only this vendor.")] = None,
+    offer: Annotated[str | None, typer.Option("--offer", help="Only the resources of this offer.")] = None,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Also ended ones (deleted, failed, terminated).")] = False,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Your resources, newest first (live ones unless --all or --status)."""
+    with connect(url, api_key) as gs:
+        found = [
+            r
+            for r in gs.iter_resources(status=status, vendor=vendor.value if vendor else None, offer_id=offer)
+            if all_ or status is not None or r.status not in FINAL
+        ]
+    if json_output:
+        output.print_json({"resources": found})
+        return
+    if not found:
+        output.console(stderr=True).print("no resources" + ("" if all_ or status else " (--all shows ended ones)"))
+        return
+    at = now()
+    out = output.console()
+    out.print(table(output.RESOURCE_COLUMNS, [output.resource_row(r, at) for r in found], no_wrap=("RESOURCE ID",)))
+
+
+def show(
+    resource_id: ResourceArgument,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Re-read the vendor first.")] = False,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """One resource and its history."""
+    with connect(url, api_key) as gs:
+        resource = gs.get_resource(resource_id, force_refresh=refresh)
+        events = list(gs.iter_events(resource_id))
+    if json_output:
+        output.print_json({"resource": resource, "events": events})
+        return
+    out = output.console()
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    for label, value in output.resource_facts(resource, now()):
+        facts.add_row(label, value)
+    out.print(facts)
+    out.print()
+    out.print(table(output.EVENT_COLUMNS, [output.event_row(e) for e in events], no_wrap=("TIME",)))
+
+
+def delete(
+    resource_id: ResourceArgument,
+    force: Annotated[bool, typer.Option("--force", help="Delete even while a start/stop/reboot is in flight.")] = False,
+    wait: WaitOption = False,
+    timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Delete a resource: the engine deletes it on the vendor and confirms it is gone."""
+    with connect(url, api_key) as gs:
+        answer = gs.delete_resource(resource_id, force=force)
+        if not wait:
+            if json_output:
+                output.print_json(answer)
+            else:
+                output.console().print(f"{answer.resource_id}: {answer.status}. {answer.message}")
+            return
+        if not json_output:
+            output.console().print(f"{answer.resource_id}: {answer.status}; waiting for the vendor to confirm")
+        resource = follow(gs, resource_id, WaitTarget.DELETED, timeout=timeout, json_output=json_output)
+    if json_output:
+        output.print_json(resource)
+    else:
+        output.console().print(f"{resource.resource_id}: {resource.status}")
+
+
+def _act(action: str, target: WaitTarget, resource_id: str, wait: bool, timeout: float,
+         url: str | None, api_key: str | None, json_output: bool) -> None:
+    with connect(url, api_key) as gs:
+        answer = getattr(gs, f"{action}_resource")(resource_id)
+        if not wait:
+            if json_output:
+                output.print_json(answer)
+            else:
+                output.console().print(f"{answer.resource_id}: {answer.status} ({action} requested)")
+            return
+        if not json_output:
+            output.console().print(f"{answer.resource_id}: {answer.status}; waiting until it is {target.value}")
+        resource = follow(gs, resource_id, target, timeout=timeout, json_output=json_output)
+    if json_output:
+        output.print_json(resource)
+    else:
+        output.console().print(f"{resource.resource_id}: {resource.status}")
+
+
+def stop(resource_id: ResourceArgument, wait: WaitOption = False, timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+         url: UrlOption = None, api_key: ApiKeyOption = None, json_output: JsonOption = False) -> None:
+    """Stop a running resource (vendors that support it: vast, nebula)."""
+    _act("stop", WaitTarget.STOPPED, resource_id, wait, timeout, url, api_key, json_output)
+
+
+def start(resource_id: ResourceArgument, wait: WaitOption = False, timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+          url: UrlOption = None, api_key: ApiKeyOption = None, json_output: JsonOption = False) -> None:
+    """Start a stopped resource."""
+    _act("start", WaitTarget.RUNNING, resource_id, wait, timeout, url, api_key, json_output)
+
+
+def reboot(resource_id: ResourceArgument, wait: WaitOption = False, timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+           url: UrlOption = None, api_key: ApiKeyOption = None, json_output: JsonOption = False) -> None:
+    """Reboot a running resource."""
+    _act("reboot", WaitTarget.RUNNING, resource_id, wait, timeout, url, api_key, json_output)
+
+
+def wait(
+    resource_id: ResourceArgument,
+    until: Annotated[WaitTarget, typer.Option("--for", case_sensitive=False, help="The status to wait for.")] = WaitTarget.RUNNING,
+    timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Wait until a resource is running (or stopped, or deleted); exit 5 on timeout, 6 if it fails."""
+    with connect(url, api_key) as gs:
+        resource = follow(gs, resource_id, until, timeout=timeout, json_output=json_output)
+    if json_output:
+        output.print_json(resource)
+        return
+    out = output.console()
+    out.print(f"{resource.resource_id}: {resource.status}")
+    if resource.status == "running" and resource.access.ssh_command:
+        out.print(resource.access.ssh_command)
+
+
+# ----- discovery and configuration -----------------------------------------------------------------
+def gpus(url: UrlOption = None, api_key: ApiKeyOption = None, json_output: JsonOption = False) -> None:
+    """GPU families and their canonical names."""
+    with connect(url, api_key) as gs:
+        known = gs.available_gpus()
+    if json_output:
+        output.print_json(known)
+        return
+    output.console().print(table(("FAMILY", "CANONICAL NAMES"), [[f, ", ".join(names)] for f, names in known.items()]))
+
+
+def vendors(url: UrlOption = None, api_key: ApiKeyOption = None, json_output: JsonOption = False) -> None:
+    """Enabled vendors: mode, health, what they can do, catalog size."""
+    with connect(url, api_key) as gs:
+        found = gs.available_vendors()
+    if json_output:
+        output.print_json(found)
+        return
+    rows = []
+    for v in found:
+        can = [name for name, yes in v.capabilities.model_dump().items() if yes and name in ("stop_start", "reboot", "spot")]
+        health = f"degraded: {v.degraded_reason or 'yes'}" if v.degraded else "ok"
+        rows.append([v.id, v.mode, health, ", ".join(can) or "-", str(v.catalog.offers)])
+    output.console().print(table(("VENDOR", "MODE", "HEALTH", "CAN", "OFFERS"), rows))
+
+
+def configure(
+    url: Annotated[str | None, typer.Option("--url", help="Server URL to store.")] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", help="API key to store.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Store the server URL and API key in the config file (owner-only), or show what is stored."""
+    path = config_file()
+    stored = read_config_file(path)
+    if url is not None:
+        stored["url"] = normalize_url(url)
+    if api_key is not None:
+        stored["api_key"] = api_key.strip()
+    if url is not None or api_key is not None:
+        write_config_file(path, stored)
+    shown = {"config_file": str(path), "url": stored.get("url"), "api_key": _masked(stored.get("api_key"))}
+    if json_output:
+        output.print_json(shown)
+        return
+    out = output.console()
+    for key, value in shown.items():
+        out.print(f"{key}: {value or '-'}")
+
+
+def _masked(key: str | None) -> str | None:
+    return f"{key[:12]}..." if key else None
+
+
+COMMANDS: dict[str, Callable[..., None]] = {
+    "offers": offers,
+    "procure": procure,
+    "resources": resources,
+    "show": show,
+    "delete": delete,
+    "stop": stop,
+    "start": start,
+    "reboot": reboot,
+    "wait": wait,
+    "gpus": gpus,
+    "vendors": vendors,
+    "configure": configure,
+}
+
+
+def register(app: typer.Typer) -> None:
+    for name, command in COMMANDS.items():
+        app.command(name, rich_help_panel=PANEL)(handled(command))

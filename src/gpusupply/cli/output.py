@@ -1,0 +1,236 @@
+"""How the client commands show things: table rows, prices, times, exit codes (pure functions),
+and the consoles they print to."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from datetime import UTC, datetime
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+import pydantic
+from rich.console import Console
+
+from gpusupply.api.schemas import EventOut, OfferOut, ResourceDetail, ResourceSummary
+from gpusupply.cli.config import MissingKey, UsageProblem
+from gpusupply.client import (
+    ApiConnectionError,
+    ApiError,
+    AuthenticationError,
+    GpuSupplyError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceFailedError,
+    WaitTimeoutError,
+)
+
+WIDE = 200  # columns when the output is not a terminal: rows stay on one line for grep and less
+
+
+class ExitCode(IntEnum):
+    """Documented in docs/cli.md."""
+
+    OK = 0
+    API_ERROR = 1  # the server refused or failed (409, 410, 422, 5xx, ...)
+    USAGE = 2  # bad flags or arguments, unreadable config or key file
+    AUTH = 3  # no API key, or the server refused it (401/403)
+    NOT_FOUND = 4  # no such resource or offer (404)
+    TIMEOUT = 5  # gave up waiting (--wait, `wait`)
+    FAILED = 6  # while waiting, the resource failed or ended
+    UNREACHABLE = 7  # no answer from the server
+    INTERRUPTED = 130  # Ctrl-C (nothing is cancelled on the server)
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    if isinstance(error, AuthenticationError | PermissionDeniedError | MissingKey):
+        return ExitCode.AUTH
+    if isinstance(error, NotFoundError):
+        return ExitCode.NOT_FOUND
+    if isinstance(error, WaitTimeoutError):
+        return ExitCode.TIMEOUT
+    if isinstance(error, ResourceFailedError):
+        return ExitCode.FAILED
+    if isinstance(error, ApiConnectionError):
+        return ExitCode.UNREACHABLE
+    if isinstance(error, UsageProblem | ValueError):  # pydantic's ValidationError is a ValueError
+        return ExitCode.USAGE
+    if isinstance(error, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    return ExitCode.API_ERROR
+
+
+def error_message(error: BaseException) -> str:
+    """One line saying what went wrong (never a traceback)."""
+    if isinstance(error, pydantic.ValidationError):
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else e["msg"] for e in error.errors()]
+        return "invalid input: " + "; ".join(problems)
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted (nothing was cancelled on the server)"
+    if isinstance(error, ApiError):
+        return f"{error.message} (HTTP {error.status})"
+    text = str(error).strip() or type(error).__name__
+    return " ".join(text.split())
+
+
+def error_document(error: BaseException) -> dict[str, Any]:
+    """The error as one JSON object, for --json."""
+    document: dict[str, Any] = {"error": error_message(error), "exit_code": int(exit_code_for(error))}
+    if isinstance(error, ApiError):
+        document.update(status=error.status, detail=error.detail, request_id=error.request_id)
+    if isinstance(error, WaitTimeoutError | ResourceFailedError) and error.resource is not None:
+        document["resource"] = error.resource.model_dump(mode="json")
+    return document
+
+
+def is_known_failure(error: BaseException) -> bool:
+    return isinstance(error, GpuSupplyError | UsageProblem | ValueError | KeyboardInterrupt)
+
+
+# ----- values ------------------------------------------------------------------------------------
+def money(value: float | None) -> str:
+    """USD: two decimals, three below one dollar (GPU-hour prices are often cents)."""
+    if value is None:
+        return "-"
+    return f"${value:,.3f}" if abs(value) < 1 else f"${value:,.2f}"
+
+
+def relative(when: datetime | None, now: datetime) -> str:
+    """`in 29m`, `3m ago`, `2h 5m ago`, `just now`."""
+    if when is None:
+        return "-"
+    seconds = (when - now).total_seconds()
+    span = abs(seconds)
+    if span < 45:
+        return "just now" if seconds <= 0 else "in <1m"
+    minutes = round(span / 60)
+    if minutes < 60:
+        text = f"{minutes}m"
+    elif minutes < 48 * 60:
+        text = f"{minutes // 60}h {minutes % 60}m" if minutes % 60 else f"{minutes // 60}h"
+    else:
+        text = f"{minutes // 1440}d"
+    return f"in {text}" if seconds > 0 else f"{text} ago"
+
+
+def timestamp(when: datetime | None) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if when is not None else "-"
+
+
+def region_text(region: str | None, detail: str | None) -> str:
+    if region is None:
+        return "-"
+    return f"{region} ({detail})" if detail else region
+
+
+def ssh_command(command: str | None, identity: Path | None = None) -> str | None:
+    """The server's SSH command, with `-i KEY` when we know which private key goes with it."""
+    if not command:
+        return None
+    if identity is None or " -i " in command:
+        return command
+    program, _, rest = command.partition(" ")
+    home = str(Path.home())
+    shown = str(identity)
+    shown = "~" + shown[len(home):] if shown.startswith(home + os.sep) else shlex.quote(shown)
+    return f"{program} -i {shown} {rest}".strip()
+
+
+# ----- rows --------------------------------------------------------------------------------------
+OFFER_COLUMNS = ("GPU", "COUNT", "VENDOR", "REGION", "$/GPU-H", "$/H", "SPOT", "OFFER ID", "EXPIRES")
+RESOURCE_COLUMNS = ("RESOURCE ID", "NAME", "STATUS", "GPU", "VENDOR", "REGION", "$/H", "CREATED", "SSH")
+EVENT_COLUMNS = ("TIME", "EVENT", "STATUS", "REASON")
+
+
+def offer_row(offer: OfferOut, now: datetime) -> list[str]:
+    return [
+        offer.gpu_type,
+        str(offer.gpu_count),
+        offer.vendor,
+        region_text(offer.region, offer.country),
+        money(offer.gpu_price_per_hour),
+        money(offer.total_price_per_hour),
+        "yes" if offer.contract_type == "spot" else "no",
+        str(offer.offer_id),
+        relative(offer.expires_at, now),
+    ]
+
+
+def gpu_text(gpu_type: str | None, count: int | None) -> str:
+    if gpu_type is None:
+        return "-"
+    return f"{count}x {gpu_type}" if count else gpu_type
+
+
+def resource_row(resource: ResourceSummary, now: datetime) -> list[str]:
+    return [
+        str(resource.resource_id),
+        resource.name or "-",
+        resource.status,
+        gpu_text(resource.gpu_type, resource.gpu_count),
+        resource.vendor or "-",
+        resource.region or "-",
+        money(resource.pricing_total_hourly),
+        relative(resource.created_at, now),
+        resource.access.ssh_command or "-",
+    ]
+
+
+def transition(event: EventOut) -> str:
+    if event.from_status is None and event.to_status is None:
+        return "-"
+    return f"{event.from_status or '-'} -> {event.to_status or '-'}"
+
+
+def event_row(event: EventOut) -> list[str]:
+    return [timestamp(event.at), event.kind, transition(event), event.reason or ""]
+
+
+def resource_facts(resource: ResourceDetail, now: datetime) -> list[tuple[str, str]]:
+    """`show`'s key/value lines."""
+    facts = [
+        ("resource", str(resource.resource_id)),
+        ("name", resource.name or "-"),
+        ("status", resource.status + (f" ({resource.status_message})" if resource.status_message else "")),
+        ("gpu", gpu_text(resource.gpu_type, resource.gpu_count)),
+        ("vendor", resource.vendor or "- (not chosen yet)"),
+        ("region", region_text(resource.region, resource.vendor_region)),
+        ("price", f"{money(resource.pricing_total_hourly)}/h"),
+        ("ssh", resource.access.ssh_command or "-"),
+        ("created", f"{timestamp(resource.created_at)} ({relative(resource.created_at, now)})"),
+        ("running since", timestamp(resource.valid_from)),
+        ("ended", timestamp(resource.valid_to)),
+        ("offer", str(resource.offer_id) if resource.offer_id else "-"),
+        ("procurement", str(resource.procurement_id)),
+    ]
+    if resource.pending_action:
+        facts.append(("pending action", resource.pending_action))
+    if resource.delete_requested_at:
+        facts.append(("delete requested", timestamp(resource.delete_requested_at)))
+    return facts
+
+
+# ----- consoles ----------------------------------------------------------------------------------
+def console(*, stderr: bool = False) -> Console:
+    """A console on the current stdout/stderr; wide when not a terminal (pipes, files, tests)."""
+    made = Console(stderr=stderr, highlight=False)
+    if not made.is_terminal and "COLUMNS" not in os.environ:
+        made = Console(stderr=stderr, highlight=False, width=WIDE)
+    return made
+
+
+def print_json(value: Any) -> None:
+    """JSON on stdout, as is (no colours or wrapping): pydantic models as the API sends them."""
+    print(json.dumps(jsonable(value), indent=2, default=str))
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    return value

@@ -1,0 +1,345 @@
+"""Client commands through Typer's CliRunner against a running service on a loopback port."""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+from gpusupply.api.schemas import EventOut
+from gpusupply.cli import output
+from gpusupply.cli.commands import complete_gpu, complete_status
+from gpusupply.cli.config import (
+    UsageProblem,
+    config_file,
+    read_config_file,
+    read_ssh_key,
+    resolve,
+    write_config_file,
+)
+from gpusupply.cli.main import app
+from gpusupply.cli.output import ExitCode, exit_code_for
+from gpusupply.client import (
+    ApiConnectionError,
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    ResourceFailedError,
+    ServerError,
+    WaitTimeoutError,
+)
+from tests.client.helpers import FAMILIES, LiveService, live_markers, live_service
+from tests.conftest import SSH_KEY, free_port
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    with live_service(tmp_path_factory.mktemp("cli")) as service:
+        yield service
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A home of our own: no real ~/.ssh or ~/.config is read; one key pair in ~/.ssh."""
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_ed25519.pub").write_text(SSH_KEY + "\n")
+    (tmp_path / ".ssh" / "id_ed25519").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot a real key\n")
+    return tmp_path
+
+
+@pytest.fixture
+def cli(live: LiveService, home: Path) -> CliRunner:
+    return CliRunner(env={
+        "HOME": str(home), "XDG_CONFIG_HOME": None, "COLUMNS": None,
+        "GPUSUPPLY_URL": live.url, "GPUSUPPLY_API_KEY": live.tokens["alice"],
+    })
+
+
+def run(cli: CliRunner, *args: str, code: int = 0, **kwargs: Any) -> Result:
+    result = cli.invoke(app, list(args), **kwargs)
+    assert result.exit_code == code, (args, result.exit_code, result.stdout, result.stderr, result.exception)
+    assert "Traceback" not in result.output
+    return result
+
+
+def one_error_line(result: Result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def first_offer(cli: CliRunner, vendor: str = "nebula") -> dict[str, Any]:
+    """The cheapest 1-GPU offer of `vendor`, any family (the sandbox's stock runs out)."""
+    for family in FAMILIES:
+        offers = json.loads(run(cli, "offers", family, "--vendor", vendor, "--limit", "1", "--json").stdout)["offers"]
+        if offers:
+            return offers[0]
+    raise AssertionError(f"no offer from {vendor}")
+
+
+# ----- offers ------------------------------------------------------------------------------------
+def test_offers_table_and_json(cli: CliRunner) -> None:
+    found = json.loads(run(cli, "offers", "RTX4090", "--json", "--limit", "50").stdout)
+    prices = [o["gpu_price_per_hour"] for o in found["offers"]]
+    assert prices and prices == sorted(prices) and found["total_count"] >= len(prices)
+    table = run(cli, "offers", "RTX4090", "--limit", "5").stdout.splitlines()
+    assert table[0].split() == ["GPU", "COUNT", "VENDOR", "REGION", "$/GPU-H", "$/H", "SPOT", "OFFER", "ID", "EXPIRES"]
+    assert found["offers"][0]["offer_id"] in table[1]
+    assert table[-1].startswith(f"5 of {found['total_count']} offers")
+
+    spot = json.loads(run(cli, "offers", "RTX4090", "--spot", "--vendor", "VAST", "-n", "1", "--json").stdout)
+    assert spot["offers"] and {(o["contract_type"], o["vendor"]) for o in spot["offers"]} == {("spot", "vast")}
+    cheap = json.loads(run(cli, "offers", "RTX4090", "--max-price", "0.4", "--region", "us", "--json").stdout)
+    assert all(o["gpu_price_per_hour"] <= 0.4 and o["region"] == "US" for o in cheap["offers"])
+    assert cheap["filters_applied"]["region"] == "US"
+
+
+def test_offers_errors_are_one_line(cli: CliRunner) -> None:
+    result = run(cli, "offers", "H1000", code=ExitCode.API_ERROR)
+    assert "gpu_type" in one_error_line(result) and "HTTP 422" in result.stderr
+    none = run(cli, "offers", "B200", "--max-price", "0.01")
+    assert none.stdout == "" and "no offers match" in none.stderr
+    usage = run(cli, "offers", "H100", "--region", "Mars", code=ExitCode.USAGE)
+    assert "Mars" in usage.stderr
+
+
+# ----- the life of a resource ---------------------------------------------------------------------
+def test_procure_wait_show_stop_start_reboot_delete(cli: CliRunner, live: LiveService, home: Path) -> None:
+    offer = first_offer(cli)
+    procured = run(cli, "procure", offer["offer_id"], "--ssh-key", str(home / ".ssh" / "id_ed25519.pub"),
+                   "--name", "cli-life", "--wait", "--timeout", "60").stdout
+    assert "running" in procured and f"ready: 1x {offer['gpu_type']} on nebula" in procured
+    assert "ssh -i ~/.ssh/id_ed25519 root@" in procured  # the private key next to the .pub
+
+    listed = json.loads(run(cli, "resources", "--json").stdout)["resources"]
+    (mine,) = [r for r in listed if r["name"] == "cli-life"]
+    rid = mine["resource_id"]
+    assert mine["status"] == "running" and mine["offer_id"] == offer["offer_id"]
+    table = run(cli, "resources").stdout
+    assert rid in table and "cli-life" in table and "running" in table
+
+    shown = run(cli, "show", rid).stdout
+    assert "cli-life" in shown and "pending -> provisioning" in shown and "provisioning -> running" in shown
+    details = json.loads(run(cli, "show", rid, "--json").stdout)
+    assert details["resource"]["resource_id"] == rid and details["events"][0]["to_status"] == "pending"
+
+    assert "stopped" in run(cli, "stop", rid, "--wait").stdout.splitlines()[-1]
+    assert run(cli, "start", rid, "--wait", "--json").stdout.count('"status": "running"') == 1
+    rebooted = json.loads(run(cli, "reboot", rid, "--json").stdout)
+    assert rebooted["action"] == "reboot" and rebooted["status"] == "rebooting"
+    assert json.loads(run(cli, "wait", rid, "--json").stdout)["status"] == "running"
+
+    deleted = run(cli, "delete", rid, "--wait").stdout
+    assert deleted.splitlines()[-1] == f"{rid}: deleted"
+    assert not [m for m in live_markers(live, "nebula") if rid in m]
+    again = run(cli, "delete", rid, code=ExitCode.API_ERROR)
+    assert "already deleted" in one_error_line(again) and "HTTP 409" in again.stderr
+    assert rid not in run(cli, "resources").stdout  # ended: only with --all
+    assert rid in run(cli, "resources", "--all").stdout
+    assert rid in run(cli, "resources", "--status", "deleted").stdout
+    failed = run(cli, "wait", rid, "--for", "running", code=ExitCode.FAILED)
+    assert "is deleted" in failed.stderr
+
+
+def test_procure_by_spec_then_wait(cli: CliRunner) -> None:
+    family = first_offer(cli)["gpu_family"]
+    answer = json.loads(run(cli, "procure", "--gpu", family, "--max-price", "50", "--vendor", "nebula",
+                            "--ssh-key", SSH_KEY, "--json").stdout)
+    assert answer["offer_id"] is None and answer["status"] == "provisioning_in_progress"
+    rid = answer["resource_ids"][0]
+    waited = run(cli, "wait", rid, "--timeout", "60").stdout
+    assert waited.splitlines()[-2] == f"{rid}: running" and waited.splitlines()[-1].startswith("ssh root@")
+    timed_out = run(cli, "wait", rid, "--for", "stopped", "--timeout", "0", code=ExitCode.TIMEOUT)
+    assert "gave up waiting for stopped after 0 s; it is running" in one_error_line(timed_out)
+    gone = json.loads(run(cli, "delete", rid, "--wait", "--json").stdout)
+    assert gone["status"] == "deleted"
+
+
+def test_procure_usage_errors(cli: CliRunner, home: Path) -> None:
+    offer_id = first_offer(cli, "vast")["offer_id"]
+    both = run(cli, "procure", offer_id, "--gpu", "H100", code=ExitCode.USAGE)
+    assert "not both" in one_error_line(both)
+    assert "give an OFFER_ID" in one_error_line(run(cli, "procure", code=ExitCode.USAGE))
+    private = run(cli, "procure", offer_id, "--ssh-key", str(home / ".ssh" / "id_ed25519"), code=ExitCode.USAGE)
+    assert "is a private key" in one_error_line(private)
+    missing = run(cli, "procure", offer_id, "--ssh-key", str(home / "nope.pub"), code=ExitCode.USAGE)
+    assert "cannot read the SSH key" in one_error_line(missing)
+    bad_id = run(cli, "procure", "not-an-offer", code=ExitCode.USAGE)
+    assert "offer_id must be a UUID" in one_error_line(bad_id)
+    bad_key = run(cli, "procure", offer_id, "--ssh-key", "ssh-ed25519 garbage", code=ExitCode.API_ERROR)
+    assert "ssh_public_key" in one_error_line(bad_key)
+    zero = run(cli, "procure", "--gpu", "H100", "--max-price", "0", code=ExitCode.USAGE)
+    assert "max_price_per_gpu_hour" in one_error_line(zero)
+
+
+def test_exit_codes_for_auth_not_found_and_unreachable(cli: CliRunner, live: LiveService) -> None:
+    unknown = "00000000-0000-4000-8000-000000000000"
+    assert "not found" in one_error_line(run(cli, "show", unknown, code=ExitCode.NOT_FOUND))
+    refused = run(cli, "resources", "--api-key", "gsk_" + "x" * 43, code=ExitCode.AUTH)
+    assert "HTTP 401" in one_error_line(refused) and "gsk_" not in refused.stderr
+    no_key = run(cli, "resources", env={"GPUSUPPLY_API_KEY": None}, code=ExitCode.AUTH)
+    assert "no API key" in one_error_line(no_key)
+    down = run(cli, "gpus", "--url", f"http://127.0.0.1:{free_port()}", code=ExitCode.UNREACHABLE)
+    assert "could not connect" in one_error_line(down)
+    as_json = run(cli, "show", unknown, "--json", code=ExitCode.NOT_FOUND)
+    error = json.loads(as_json.stderr)
+    assert error["status"] == 404 and error["exit_code"] == 4 and error["request_id"] and as_json.stdout == ""
+
+
+def test_discovery_commands(cli: CliRunner) -> None:
+    assert "nvidia-h100-sxm5-80gb" in run(cli, "gpus").stdout
+    vendors = json.loads(run(cli, "vendors", "--json").stdout)
+    assert {v["id"] for v in vendors} == {"vast", "fal", "nebula"}
+    table = run(cli, "vendors").stdout
+    assert "nebula" in table and "stop_start" in table and "sandbox" in table
+
+
+# ----- configuration -----------------------------------------------------------------------------
+def test_configure_then_use_the_config_file(live: LiveService, home: Path) -> None:
+    config_home = home / "xdg"
+    cli = CliRunner(env={"HOME": str(home), "XDG_CONFIG_HOME": str(config_home),
+                         "GPUSUPPLY_URL": None, "GPUSUPPLY_API_KEY": None})
+    assert run(cli, "gpus", code=ExitCode.AUTH)
+    stored = run(cli, "configure", "--url", live.url, "--api-key", live.tokens["bob"]).stdout
+    path = config_home / "gpusupply" / "config.toml"
+    assert f"config_file: {path}" in stored and live.tokens["bob"] not in stored
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert read_config_file(path) == {"url": live.url, "api_key": live.tokens["bob"]}
+    assert "H100" in run(cli, "gpus").stdout  # url and key from the file
+    # The environment and flags come first.
+    assert run(cli, "gpus", env={"GPUSUPPLY_API_KEY": "gsk_" + "y" * 43}, code=ExitCode.AUTH)
+    assert run(cli, "gpus", "--url", f"http://127.0.0.1:{free_port()}", code=ExitCode.UNREACHABLE)
+    shown = json.loads(run(cli, "configure", "--json").stdout)
+    assert shown["url"] == live.url and shown["api_key"] == live.tokens["bob"][:12] + "..."
+    assert "must be http:// or https://" in one_error_line(run(cli, "configure", "--url", "localhost:8080", code=2))
+    path.write_text('url = "http://x"\ncolour = "blue"\n')
+    assert "unknown setting(s) colour" in one_error_line(run(cli, "gpus", code=ExitCode.USAGE))
+
+
+def test_config_resolution(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path)}
+    assert config_file(env) == tmp_path / ".config" / "gpusupply" / "config.toml"
+    assert config_file({**env, "XDG_CONFIG_HOME": "/etc/xdg"}) == Path("/etc/xdg/gpusupply/config.toml")
+    assert config_file({**env, "XDG_CONFIG_HOME": "relative"}) == tmp_path / ".config" / "gpusupply" / "config.toml"
+    assert resolve(None, None, env).url == "http://127.0.0.1:8080" and resolve(None, None, env).api_key is None
+    write_config_file(config_file(env), {"url": "http://a:1", "api_key": 'gsk_"quoted"\\'})
+    assert resolve(None, None, env).api_key == 'gsk_"quoted"\\'
+    assert resolve("http://b:2", "gsk_flag", env).url == "http://b:2"
+    config_file(env).write_text("url = [")
+    with pytest.raises(UsageProblem, match="cannot read the config file"):
+        resolve(None, None, env)
+    config_file(env).write_text("url = 3")
+    with pytest.raises(UsageProblem, match="url must be a string"):
+        resolve(None, None, env)
+
+
+def test_ssh_key_sources(tmp_path: Path) -> None:
+    with pytest.raises(UsageProblem, match="no SSH public key found"):
+        read_ssh_key(None, home=tmp_path)
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_rsa.pub").write_text("# comment\nssh-rsa AAAAB3 me@host\n")
+    assert read_ssh_key(None, home=tmp_path) == ("ssh-rsa AAAAB3 me@host", tmp_path / ".ssh" / "id_rsa.pub")
+    assert read_ssh_key("  ssh-ed25519 AAAAC3 inline ") == ("ssh-ed25519 AAAAC3 inline", None)
+    (tmp_path / "empty.pub").write_text("\n")
+    with pytest.raises(UsageProblem, match="is empty"):
+        read_ssh_key(str(tmp_path / "empty.pub"))
+
+
+# ----- shell completion ---------------------------------------------------------------------------
+def test_completion_for_gpus_and_statuses() -> None:
+    assert {"H100", "H200"} <= set(complete_gpu("h")) and "nvidia-h100-sxm5-80gb" in complete_gpu("nvidia-h1")
+    assert complete_gpu("nvidia-a100-sxm4") == ["nvidia-a100-sxm4-80gb", "nvidia-a100-sxm4-40gb"]
+    assert complete_status("de") == ["deleting", "deleted"]
+
+
+def test_the_shell_completion_script_and_completions(home: Path) -> None:
+    cli = CliRunner(env={"HOME": str(home)})
+    script = cli.invoke(app, ["--show-completion", "bash"], prog_name="gpusupply")
+    assert script.exit_code == 0 and "_GPUSUPPLY_COMPLETE" in script.stdout
+    completed = cli.invoke(
+        app, [], prog_name="gpusupply",
+        env={"_GPUSUPPLY_COMPLETE": "complete_bash", "COMP_WORDS": "gpusupply offers RTX40", "COMP_CWORD": "2"},
+    )
+    assert "RTX4090" in completed.stdout.split()
+    commands = cli.invoke(
+        app, [], prog_name="gpusupply",
+        env={"_GPUSUPPLY_COMPLETE": "complete_bash", "COMP_WORDS": "gpusupply pro", "COMP_CWORD": "1"},
+    )
+    assert commands.stdout.split() == ["procure"]
+
+
+# ----- pure formatting ----------------------------------------------------------------------------
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (AuthenticationError(401, "bad key"), ExitCode.AUTH),
+        (NotFoundError(404, "nope"), ExitCode.NOT_FOUND),
+        (ConflictError(409, "busy"), ExitCode.API_ERROR),
+        (ServerError(500, "internal error"), ExitCode.API_ERROR),
+        (ApiConnectionError("could not connect"), ExitCode.UNREACHABLE),
+        (WaitTimeoutError("gave up"), ExitCode.TIMEOUT),
+        (UsageProblem("both"), ExitCode.USAGE),
+        (ValueError("must be a UUID"), ExitCode.USAGE),
+        (KeyboardInterrupt(), ExitCode.INTERRUPTED),
+    ],
+)
+def test_exit_codes(error: BaseException, code: ExitCode) -> None:
+    assert exit_code_for(error) == code
+
+
+def test_failed_wait_exit_code() -> None:
+    resource: Any = None
+    assert exit_code_for(ResourceFailedError("failed", resource)) == ExitCode.FAILED
+
+
+@pytest.mark.parametrize(
+    ("value", "text"), [(None, "-"), (0.564, "$0.564"), (1.9, "$1.90"), (12.5, "$12.50"), (1234.5, "$1,234.50")]
+)
+def test_money(value: float | None, text: str) -> None:
+    assert output.money(value) == text
+
+
+@pytest.mark.parametrize(
+    ("delta", "text"),
+    [
+        (timedelta(minutes=29, seconds=50), "in 30m"),
+        (timedelta(seconds=10), "in <1m"),
+        (timedelta(seconds=-10), "just now"),
+        (timedelta(minutes=-3), "3m ago"),
+        (timedelta(hours=-2, minutes=-5), "2h 5m ago"),
+        (timedelta(hours=3), "in 3h"),
+        (timedelta(days=-3), "3d ago"),
+    ],
+)
+def test_relative_times(delta: timedelta, text: str) -> None:
+    assert output.relative(NOW + delta, NOW) == text
+
+
+@pytest.mark.parametrize(
+    ("command", "identity", "text"),
+    [
+        ("ssh root@1.2.3.4 -p 22", None, "ssh root@1.2.3.4 -p 22"),
+        ("ssh root@1.2.3.4 -p 22", Path("/keys/my key"), "ssh -i '/keys/my key' root@1.2.3.4 -p 22"),
+        ("ssh -i x root@h", Path("/keys/k"), "ssh -i x root@h"),
+        (None, Path("/keys/k"), None),
+    ],
+)
+def test_ssh_command(command: str | None, identity: Path | None, text: str | None) -> None:
+    assert output.ssh_command(command, identity) == text
+
+
+def test_event_transition_text() -> None:
+    event = EventOut(id=1, at=NOW, kind="status_change", from_status=None, to_status="pending", reason="procured", data=None)
+    assert output.event_row(event) == ["2026-11-22 12:00:00", "status_change", "- -> pending", "procured"]
+    alert = EventOut(id=2, at=NOW, kind="alert", from_status=None, to_status=None, reason=None, data=None)
+    assert output.transition(alert) == "-"
