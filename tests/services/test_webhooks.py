@@ -323,3 +323,22 @@ async def test_events_that_concern_webhooks_get_an_outbox_row_in_their_transacti
     assert all(events[event_id].kind == kind for event_id, kind in outbox)
     assert events[outbox[-1][0]].tenant_id == tenant.id and events[outbox[-1][0]].resource_id is None
     assert utcnow() - timedelta(minutes=5) < max(e.at for e in events.values() if e.kind == "budget_alert")
+
+
+def test_the_documented_verification_snippet_works() -> None:
+    """docs/cost.md shows receivers how to verify a signature with the standard library: run it."""
+    import time
+
+    doc = (Path(__file__).parents[2] / "docs" / "cost.md").read_text()
+    snippet = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(snippet, "docs/cost.md", "exec"), namespace)
+    verify = namespace["verify"]
+    now = int(time.time())
+    header = signature_header(SECRET, now, BODY)
+    assert verify(SECRET, header, BODY)
+    assert not verify(SECRET, header, BODY + b"x")
+    assert not verify("whsec_other", header, BODY)
+    assert not verify(SECRET, signature_header(SECRET, now - 301, BODY), BODY)
+    assert not verify(SECRET, "v1=abc", BODY)
+    assert verify(SECRET, f"t={now},v1=00,v1={sign(SECRET, now, BODY)}", BODY)
