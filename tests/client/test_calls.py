@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, date, datetime
 
 import pydantic
 import pytest
 
+from gpusupply.api.schemas_cost import AutoDeleteIn, BudgetIn, ResourcePatch
 from gpusupply.client import calls
 from gpusupply.client.flows import IDEMPOTENCY_HEADER
 
@@ -30,6 +32,19 @@ RID = uuid.UUID("9c0ea45f-1c4a-4150-9ad1-87a35a4aca89")
         (calls.resource_action(RID, "reboot"), "POST", f"/resources/{RID}/reboot", {}),
         (calls.list_events(RID, limit=3), "GET", f"/resources/{RID}/events", {"limit": "3", "offset": "0"}),
         (calls.health(), "GET", "/healthz", {}),
+        (calls.usage(), "GET", "/usage", {"format": "json"}),
+        (calls.usage(start=date(2026, 11, 1), end=datetime(2026, 11, 2, 12, tzinfo=UTC), group_by=["day", "vendor"],
+                     tenant="ops"), "GET", "/usage",
+         {"from": "2026-11-01", "to": "2026-11-02T12:00:00+00:00", "group_by": "day,vendor", "tenant": "ops",
+          "format": "json"}),
+        (calls.usage_csv(group_by="tenant"), "GET", "/usage", {"group_by": "tenant", "format": "csv"}),
+        (calls.get_budget(), "GET", "/budget", {}),
+        (calls.get_budget("bob"), "GET", "/budget", {"tenant": "bob"}),
+        (calls.list_webhooks(), "GET", "/webhooks", {}),
+        (calls.get_webhook(RID), "GET", f"/webhooks/{RID}", {}),
+        (calls.delete_webhook(RID), "DELETE", f"/webhooks/{RID}", {}),
+        (calls.list_deliveries(RID, status="failed"), "GET", f"/webhooks/{RID}/deliveries",
+         {"status": "failed", "limit": "100", "offset": "0"}),
         (calls.readiness(), "GET", "/readyz", {}),
     ],
 )
@@ -74,3 +89,25 @@ def test_ids_must_be_uuids(bad: str) -> None:
 def test_unknown_actions_are_refused() -> None:
     with pytest.raises(ValueError, match="start, stop, reboot"):
         calls.resource_action(RID, "explode")  # type: ignore[arg-type]
+
+
+def test_budget_is_put_whole_and_may_be_repeated() -> None:
+    call = calls.put_budget(BudgetIn(monthly_budget=300), tenant="bob")
+    assert (call.request.method, call.request.params) == ("PUT", {"tenant": "bob"})
+    assert call.request.json == {"max_hourly_spend": None, "monthly_budget": 300.0, "delete_on_exhaustion": False}
+    assert call.request.repeatable
+
+
+def test_auto_delete_patch_sends_only_what_was_set() -> None:
+    call = calls.update_resource(RID, ResourcePatch(auto_delete=AutoDeleteIn(ttl_seconds=3600, spend_limit=None)))
+    assert (call.request.method, call.request.path) == ("PATCH", f"/resources/{RID}")
+    assert call.request.json == {"auto_delete": {"ttl_seconds": 3600, "spend_limit": None}}
+    assert calls.update_resource(RID, ResourcePatch(auto_delete=None)).request.json == {"auto_delete": None}
+    assert not call.request.repeatable
+
+
+def test_csv_answers_are_text() -> None:
+    import httpx
+
+    call = calls.usage_csv()
+    assert call.parse(httpx.Response(200, text="vendor,cost\nvast,1.5\n")) == "vendor,cost\nvast,1.5\n"

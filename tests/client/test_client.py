@@ -17,6 +17,7 @@ from gpusupply.client import (
     AsyncGpuSupply,
     AuthenticationError,
     BadRequestError,
+    BudgetExceededError,
     ConflictError,
     GpuSupply,
     NotFoundError,
@@ -27,6 +28,7 @@ from gpusupply.client import (
     WaitTimeoutError,
 )
 from gpusupply.client.calls import offers_query
+from gpusupply.client.models import AutoDeleteIn
 from tests.client.helpers import FAST_ENGINE, LiveService, cheapest_offer_id, live_markers, live_service
 from tests.conftest import SSH_KEY, free_port
 
@@ -239,3 +241,47 @@ async def test_async_procure_by_spec_until_deleted(sdk: AsyncGpuSupply) -> None:
     assert ready.status == "running" and ready.vendor == "nebula" and ready.gpu_family == "RTX4090"
     await sdk.delete_resource(ready.resource_id)
     assert (await sdk.wait_deleted(ready.resource_id, timeout=60)).status == "deleted"
+
+
+# ----- cost routes (docs/cost.md) ---------------------------------------------------------------
+async def test_async_budget_usage_and_auto_delete(sdk: AsyncGpuSupply) -> None:
+    budget = await sdk.set_budget(max_hourly_spend=0.01, monthly_budget=100)
+    assert (budget.tenant, budget.max_hourly_spend, budget.monthly_budget) == ("alice", 0.01, 100.0)
+    assert (await sdk.get_budget()).max_hourly_spend == 0.01
+    offer = (await sdk.get_offers("H100", limit=1)).offers[0]
+    with pytest.raises(BudgetExceededError, match="max_hourly_spend") as refused:
+        await sdk.procure(offer.offer_id, ssh_public_key=SSH_KEY)
+    assert refused.value.status == 402
+    await sdk.set_budget()  # no limits
+
+    answer = await sdk.procure(offer.offer_id, ssh_public_key=SSH_KEY, auto_delete=AutoDeleteIn(ttl_seconds=3600))
+    rid = answer.resource_ids[0]
+    limited = await sdk.get_resource(rid)
+    assert limited.auto_delete is not None and limited.auto_delete.delete_at is not None and limited.cost_so_far == 0
+    changed = await sdk.set_auto_delete(rid, AutoDeleteIn(spend_limit=5))
+    assert changed.auto_delete is not None and changed.auto_delete.spend_limit == 5  # merged: delete_at kept
+    assert changed.auto_delete.delete_at == limited.auto_delete.delete_at
+    cleared = await sdk.set_auto_delete(rid, None)
+    assert cleared.auto_delete is None or (cleared.auto_delete.delete_at, cleared.auto_delete.spend_limit) == (None, None)
+
+    report = await sdk.usage(group_by=["vendor", "day"])
+    assert report.group_by == ["vendor", "day"] and report.tenants == ["alice"] and report.total_cost >= 0
+    csv = await sdk.usage_csv(group_by="vendor")
+    assert csv.splitlines()[0].startswith("vendor")
+    with pytest.raises(BadRequestError):
+        await sdk.usage(group_by="colour")
+
+
+@pytest.mark.parametrize("settings_overrides", [{"allow_private_webhook_urls": True}])
+async def test_async_webhooks(sdk: AsyncGpuSupply) -> None:
+    created = await sdk.create_webhook("http://127.0.0.1:9/hook", events=["resource.deleted"], description="ci")
+    assert created.secret and created.events == ["resource.deleted"]
+    listed = await sdk.list_webhooks()
+    assert [w.webhook_id for w in listed.webhooks] == [created.webhook_id] and listed.event_types
+    assert (await sdk.get_webhook(created.webhook_id)).url == "http://127.0.0.1:9/hook"
+    assert not hasattr(await sdk.get_webhook(created.webhook_id), "secret")
+    assert (await sdk.list_deliveries(created.webhook_id)).total_count == 0
+    assert [d async for d in sdk.iter_deliveries(created.webhook_id, page_size=1)] == []
+    assert (await sdk.delete_webhook(created.webhook_id)).webhook_id == created.webhook_id
+    with pytest.raises(NotFoundError):
+        await sdk.get_webhook(created.webhook_id)

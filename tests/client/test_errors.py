@@ -13,6 +13,7 @@ from gpusupply.client.errors import (
     ApiError,
     AuthenticationError,
     BadRequestError,
+    BudgetExceededError,
     ClientError,
     ConflictError,
     GoneError,
@@ -31,7 +32,7 @@ from gpusupply.client.errors import (
 @pytest.mark.parametrize(
     ("status", "cls"),
     [
-        (400, BadRequestError), (401, AuthenticationError), (402, ClientError), (403, PermissionDeniedError),
+        (400, BadRequestError), (401, AuthenticationError), (402, BudgetExceededError), (418, ClientError), (403, PermissionDeniedError),
         (404, NotFoundError), (409, ConflictError), (410, GoneError), (413, BadRequestError),
         (415, BadRequestError), (422, BadRequestError), (429, RateLimitError), (500, ServerError),
         (502, ServerError), (503, ServiceUnavailableError), (302, ApiError),

@@ -6,6 +6,8 @@ client (`client.py`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -24,6 +26,18 @@ from gpusupply.api.schemas import (
     ResourceDetail,
     ResourceList,
     VendorInfo,
+)
+from gpusupply.api.schemas_cost import (
+    BudgetIn,
+    BudgetOut,
+    DeliveryList,
+    ResourcePatch,
+    UsageReportOut,
+    WebhookCreated,
+    WebhookDeleted,
+    WebhookIn,
+    WebhookList,
+    WebhookOut,
 )
 from gpusupply.client.flows import IDEMPOTENCY_HEADER, Call, Request
 
@@ -148,6 +162,80 @@ def resource_action(resource_id: UUID | str, action: Action) -> Call[ActionRespo
 
 def list_events(resource_id: UUID | str, *, limit: int = 500, offset: int = 0) -> Call[EventList]:
     return _get(f"/resources/{as_uuid(resource_id, 'resource_id')}/events", EventList, limit=limit, offset=offset)
+
+
+def update_resource(resource_id: UUID | str, patch: ResourcePatch) -> Call[ResourceDetail]:
+    """PATCH: only the fields set on the patch are sent (a field set to None removes that limit)."""
+    path = f"/resources/{as_uuid(resource_id, 'resource_id')}"
+    return Call(Request("PATCH", path, json=patch.model_dump(mode="json", exclude_unset=True)), ResourceDetail)
+
+
+# ----- cost: usage and budget --------------------------------------------------------------------
+When = date | datetime | str
+
+
+def _when(value: When | None) -> str | None:
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def _group_by(value: Sequence[str] | str | None) -> str | None:
+    return value if value is None or isinstance(value, str) else ",".join(value)
+
+
+def usage(
+    *,
+    start: When | None = None,
+    end: When | None = None,
+    group_by: Sequence[str] | str | None = None,
+    tenant: str | None = None,
+) -> Call[UsageReportOut]:
+    """Cost and hours over [start, end), grouped by any of tenant, vendor, gpu_family, day."""
+    return _get("/usage", UsageReportOut, **{"from": _when(start)}, to=_when(end), group_by=_group_by(group_by),
+                tenant=tenant, format="json")
+
+
+def usage_csv(
+    *,
+    start: When | None = None,
+    end: When | None = None,
+    group_by: Sequence[str] | str | None = None,
+    tenant: str | None = None,
+) -> Call[str]:
+    return _get("/usage", str, **{"from": _when(start)}, to=_when(end), group_by=_group_by(group_by),
+                tenant=tenant, format="csv")
+
+
+def get_budget(tenant: str | None = None) -> Call[BudgetOut]:
+    return _get("/budget", BudgetOut, tenant=tenant)
+
+
+def put_budget(body: BudgetIn, tenant: str | None = None) -> Call[BudgetOut]:
+    """The whole budget (a limit left out is removed); PUT, so a retry is harmless."""
+    return Call(Request("PUT", "/budget", _params(tenant=tenant), json=body.model_dump(mode="json")), BudgetOut)
+
+
+# ----- webhooks ----------------------------------------------------------------------------------
+def create_webhook(body: WebhookIn) -> Call[WebhookCreated]:
+    return Call(Request("POST", "/webhooks", json=body.model_dump(mode="json", exclude_none=True)), WebhookCreated)
+
+
+def list_webhooks() -> Call[WebhookList]:
+    return _get("/webhooks", WebhookList)
+
+
+def get_webhook(webhook_id: UUID | str) -> Call[WebhookOut]:
+    return _get(f"/webhooks/{as_uuid(webhook_id, 'webhook_id')}", WebhookOut)
+
+
+def delete_webhook(webhook_id: UUID | str) -> Call[WebhookDeleted]:
+    return Call(Request("DELETE", f"/webhooks/{as_uuid(webhook_id, 'webhook_id')}"), WebhookDeleted)
+
+
+def list_deliveries(
+    webhook_id: UUID | str, *, status: str | None = None, limit: int = 100, offset: int = 0
+) -> Call[DeliveryList]:
+    path = f"/webhooks/{as_uuid(webhook_id, 'webhook_id')}/deliveries"
+    return _get(path, DeliveryList, status=status, limit=limit, offset=offset)
 
 
 # ----- health ------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -38,7 +38,22 @@ from gpusupply.api.schemas import (
     ResourceSummary,
     VendorInfo,
 )
+from gpusupply.api.schemas_cost import (
+    AutoDeleteIn,
+    BudgetIn,
+    BudgetOut,
+    DeliveryList,
+    DeliveryOut,
+    ResourcePatch,
+    UsageReportOut,
+    WebhookCreated,
+    WebhookDeleted,
+    WebhookIn,
+    WebhookList,
+    WebhookOut,
+)
 from gpusupply.client import calls
+from gpusupply.client.calls import When
 from gpusupply.client.flows import (
     Call,
     Emit,
@@ -145,6 +160,7 @@ class _ClientBase:
         cloud_init: str | None,
         resource_name: str | None,
         idempotency_key: str | None,
+        auto_delete: AutoDeleteIn | None = None,
     ) -> Call[ProcureResponse]:
         if (offer_id is None) == (spec is None):
             raise ValueError("give exactly one of offer_id (procure that offer) and spec (the cheapest match)")
@@ -154,6 +170,7 @@ class _ClientBase:
             ssh_public_key=ssh_public_key.strip(),
             cloud_init=cloud_init,
             resource_name=resource_name,
+            auto_delete=auto_delete,
         )
         # A key per call: the retries of this call are one procurement, a new call is another.
         return calls.procure(body, idempotency_key=idempotency_key or f"sdk-{uuid.uuid4()}")
@@ -173,6 +190,24 @@ class _ClientBase:
             return calls.list_events(rid, limit=limit, offset=offset)
 
         return paginate(page, lambda answer: answer.events, self.retry, page_size=page_size, key=lambda e: e.id)
+
+    def _deliveries_flow(self, webhook_id: UUID | str, status: str | None, page_size: int) -> Flow[None]:
+        wid = calls.as_uuid(webhook_id, "webhook_id")
+
+        def page(limit: int, offset: int) -> Call[DeliveryList]:
+            return calls.list_deliveries(wid, status=status, limit=limit, offset=offset)
+
+        return paginate(page, lambda answer: answer.deliveries, self.retry, page_size=page_size, key=lambda d: d.delivery_id)
+
+    @staticmethod
+    def _budget(max_hourly_spend: float | None, monthly_budget: float | None, delete_on_exhaustion: bool) -> BudgetIn:
+        return BudgetIn(
+            max_hourly_spend=max_hourly_spend, monthly_budget=monthly_budget, delete_on_exhaustion=delete_on_exhaustion
+        )
+
+    @staticmethod
+    def _auto_delete_patch(auto_delete: AutoDeleteIn | None) -> ResourcePatch:
+        return ResourcePatch(auto_delete=auto_delete)
 
     def _offers_flow(self, query: OffersRequest, page_size: int) -> Flow[None]:
         def page(limit: int, offset: int) -> Call[OffersResponse]:
@@ -345,13 +380,16 @@ class GpuSupply(_ClientBase):
         cloud_init: str | None = None,
         resource_name: str | None = None,
         idempotency_key: str | None = None,
+        auto_delete: AutoDeleteIn | None = None,
     ) -> ProcureResponse:
         """Procure an offer, or (with `spec`) the cheapest offer matching a get_offers document.
 
         Answers at once; the resource provisions in the background (see `wait_ready`). Sent with
         an Idempotency-Key (yours, or a new one per call), so the SDK's retries never procure twice.
+        `auto_delete` (e.g. `AutoDeleteIn(ttl_seconds=3600, spend_limit=20)`) deletes it at a time or
+        spend. A procurement the budget does not allow raises BudgetExceededError (402).
         """
-        call = self._procure_call(offer_id, spec, ssh_public_key, cloud_init, resource_name, idempotency_key)
+        call = self._procure_call(offer_id, spec, ssh_public_key, cloud_init, resource_name, idempotency_key, auto_delete)
         return self._call(call)
 
     # ----- resources -----------------------------------------------------------------------------
@@ -400,6 +438,75 @@ class GpuSupply(_ClientBase):
     def iter_events(self, resource_id: UUID | str, *, page_size: int = 500) -> Iterator[EventOut]:
         """The resource's whole history, oldest first."""
         return self._iterate(self._events_flow(resource_id, page_size))
+
+    def set_auto_delete(self, resource_id: UUID | str, auto_delete: AutoDeleteIn | None) -> ResourceDetail:
+        """Set (merged with the current ones) or, with None, remove the resource's auto-delete limits.
+        Only the fields set on `auto_delete` change; a field set to None removes that limit."""
+        return self._call(calls.update_resource(resource_id, self._auto_delete_patch(auto_delete)))
+
+    # ----- cost ----------------------------------------------------------------------------------
+    def usage(
+        self,
+        *,
+        start: When | None = None,
+        end: When | None = None,
+        group_by: Sequence[str] | str | None = None,
+        tenant: str | None = None,
+    ) -> UsageReportOut:
+        """Cost and hours over [start, end) (default: this month), grouped by any of tenant,
+        vendor, gpu_family, day (default vendor). `tenant`: admin keys only."""
+        return self._call(calls.usage(start=start, end=end, group_by=group_by, tenant=tenant))
+
+    def usage_csv(
+        self,
+        *,
+        start: When | None = None,
+        end: When | None = None,
+        group_by: Sequence[str] | str | None = None,
+        tenant: str | None = None,
+    ) -> str:
+        """The same report as CSV text."""
+        return self._call(calls.usage_csv(start=start, end=end, group_by=group_by, tenant=tenant))
+
+    def get_budget(self, *, tenant: str | None = None) -> BudgetOut:
+        return self._call(calls.get_budget(tenant))
+
+    def set_budget(
+        self,
+        *,
+        max_hourly_spend: float | None = None,
+        monthly_budget: float | None = None,
+        delete_on_exhaustion: bool = False,
+        tenant: str | None = None,
+    ) -> BudgetOut:
+        """Replace the whole budget: a limit left out (None) is removed."""
+        body = self._budget(max_hourly_spend, monthly_budget, delete_on_exhaustion)
+        return self._call(calls.put_budget(body, tenant))
+
+    # ----- webhooks ------------------------------------------------------------------------------
+    def create_webhook(self, url: str, *, events: list[str] | None = None, description: str | None = None) -> WebhookCreated:
+        """Register a URL for your events; the answer's `secret` (shown once) verifies signatures."""
+        return self._call(calls.create_webhook(WebhookIn(url=url, events=events, description=description)))
+
+    def list_webhooks(self) -> WebhookList:
+        return self._call(calls.list_webhooks())
+
+    def get_webhook(self, webhook_id: UUID | str) -> WebhookOut:
+        return self._call(calls.get_webhook(webhook_id))
+
+    def delete_webhook(self, webhook_id: UUID | str) -> WebhookDeleted:
+        return self._call(calls.delete_webhook(webhook_id))
+
+    def list_deliveries(
+        self, webhook_id: UUID | str, *, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> DeliveryList:
+        return self._call(calls.list_deliveries(webhook_id, status=status, limit=limit, offset=offset))
+
+    def iter_deliveries(
+        self, webhook_id: UUID | str, *, status: str | None = None, page_size: int = 100
+    ) -> Iterator[DeliveryOut]:
+        """Every delivery of the webhook, newest first."""
+        return self._iterate(self._deliveries_flow(webhook_id, status, page_size))
 
     # ----- waiting -------------------------------------------------------------------------------
     def wait_for_status(
@@ -568,8 +675,9 @@ class AsyncGpuSupply(_ClientBase):
         cloud_init: str | None = None,
         resource_name: str | None = None,
         idempotency_key: str | None = None,
+        auto_delete: AutoDeleteIn | None = None,
     ) -> ProcureResponse:
-        call = self._procure_call(offer_id, spec, ssh_public_key, cloud_init, resource_name, idempotency_key)
+        call = self._procure_call(offer_id, spec, ssh_public_key, cloud_init, resource_name, idempotency_key, auto_delete)
         return await self._call(call)
 
     # ----- resources -----------------------------------------------------------------------------
@@ -616,6 +724,69 @@ class AsyncGpuSupply(_ClientBase):
 
     def iter_events(self, resource_id: UUID | str, *, page_size: int = 500) -> AsyncIterator[EventOut]:
         return self._iterate(self._events_flow(resource_id, page_size))
+
+    async def set_auto_delete(self, resource_id: UUID | str, auto_delete: AutoDeleteIn | None) -> ResourceDetail:
+        return await self._call(calls.update_resource(resource_id, self._auto_delete_patch(auto_delete)))
+
+    # ----- cost ----------------------------------------------------------------------------------
+    async def usage(
+        self,
+        *,
+        start: When | None = None,
+        end: When | None = None,
+        group_by: Sequence[str] | str | None = None,
+        tenant: str | None = None,
+    ) -> UsageReportOut:
+        return await self._call(calls.usage(start=start, end=end, group_by=group_by, tenant=tenant))
+
+    async def usage_csv(
+        self,
+        *,
+        start: When | None = None,
+        end: When | None = None,
+        group_by: Sequence[str] | str | None = None,
+        tenant: str | None = None,
+    ) -> str:
+        return await self._call(calls.usage_csv(start=start, end=end, group_by=group_by, tenant=tenant))
+
+    async def get_budget(self, *, tenant: str | None = None) -> BudgetOut:
+        return await self._call(calls.get_budget(tenant))
+
+    async def set_budget(
+        self,
+        *,
+        max_hourly_spend: float | None = None,
+        monthly_budget: float | None = None,
+        delete_on_exhaustion: bool = False,
+        tenant: str | None = None,
+    ) -> BudgetOut:
+        body = self._budget(max_hourly_spend, monthly_budget, delete_on_exhaustion)
+        return await self._call(calls.put_budget(body, tenant))
+
+    # ----- webhooks ------------------------------------------------------------------------------
+    async def create_webhook(
+        self, url: str, *, events: list[str] | None = None, description: str | None = None
+    ) -> WebhookCreated:
+        return await self._call(calls.create_webhook(WebhookIn(url=url, events=events, description=description)))
+
+    async def list_webhooks(self) -> WebhookList:
+        return await self._call(calls.list_webhooks())
+
+    async def get_webhook(self, webhook_id: UUID | str) -> WebhookOut:
+        return await self._call(calls.get_webhook(webhook_id))
+
+    async def delete_webhook(self, webhook_id: UUID | str) -> WebhookDeleted:
+        return await self._call(calls.delete_webhook(webhook_id))
+
+    async def list_deliveries(
+        self, webhook_id: UUID | str, *, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> DeliveryList:
+        return await self._call(calls.list_deliveries(webhook_id, status=status, limit=limit, offset=offset))
+
+    def iter_deliveries(
+        self, webhook_id: UUID | str, *, status: str | None = None, page_size: int = 100
+    ) -> AsyncIterator[DeliveryOut]:
+        return self._iterate(self._deliveries_flow(webhook_id, status, page_size))
 
     # ----- waiting -------------------------------------------------------------------------------
     async def wait_for_status(

@@ -5,6 +5,7 @@
     │   ├── ClientError          4xx
     │   │   ├── BadRequestError          400, 413, 415, 422 (`errors` lists a 422's fields)
     │   │   ├── AuthenticationError      401
+    │   │   ├── BudgetExceededError      402 (a procurement your budget does not allow)
     │   │   ├── PermissionDeniedError    403
     │   │   ├── NotFoundError            404
     │   │   ├── ConflictError            409
@@ -78,6 +79,10 @@ class AuthenticationError(ClientError):
     """401: the API key is missing, malformed, unknown or revoked."""
 
 
+class BudgetExceededError(ClientError):
+    """402: the procurement would pass the tenant's hourly or monthly budget (the message names it)."""
+
+
 class PermissionDeniedError(ClientError):
     """403: the key may not do this."""
 
@@ -133,6 +138,7 @@ class ResourceFailedError(GpuSupplyError):
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: BadRequestError,
     401: AuthenticationError,
+    402: BudgetExceededError,
     403: PermissionDeniedError,
     404: NotFoundError,
     409: ConflictError,

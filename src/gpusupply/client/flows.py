@@ -37,7 +37,8 @@ from gpusupply.client.errors import (
 T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({429, 503})
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Methods whose request may be sent again when an earlier try may have reached the server.
+REPEATABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT"})
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
@@ -54,7 +55,7 @@ class Request:
     @property
     def repeatable(self) -> bool:
         """Safe to send again when the first try may have reached the server."""
-        return self.method in SAFE_METHODS or IDEMPOTENCY_HEADER in self.headers
+        return self.method in REPEATABLE_METHODS or IDEMPOTENCY_HEADER in self.headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +75,15 @@ Flow = Generator[Step, Any, T]
 @dataclass(frozen=True, slots=True)
 class Call(Generic[T]):
     """A request and how to read its answer: `answer` is the type of a success body (parsed with
-    pydantic), `ok` the statuses that count as success."""
+    pydantic; `str` for a text body such as CSV), `ok` the statuses that count as success."""
 
     request: Request
     answer: Any
     ok: frozenset[int] = frozenset({200, 201, 202})
 
     def parse(self, response: httpx.Response) -> T:
+        if self.answer is str:
+            return response.text  # type: ignore[return-value]
         try:
             body = response.json()
         except ValueError as exc:

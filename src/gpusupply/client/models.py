@@ -1,4 +1,5 @@
-"""The request and answer models of the API: the server's own pydantic models (`api/schemas.py`),
+"""The request and answer models of the API: the server's own pydantic models (`api/schemas.py`,
+`api/schemas_cost.py`),
 which import nothing server-side, so client and server share one set and cannot drift apart.
 
 Answers are parsed leniently (fields a newer server adds are ignored); request models refuse
@@ -34,6 +35,23 @@ from gpusupply.api.schemas import (
     VendorCatalogInfo,
     VendorInfo,
 )
+from gpusupply.api.schemas_cost import (
+    AutoDeleteIn,
+    AutoDeleteOut,
+    BudgetIn,
+    BudgetOut,
+    DeliveryAttempt,
+    DeliveryList,
+    DeliveryOut,
+    ResourcePatch,
+    UsageReportOut,
+    UsageRowOut,
+    WebhookCreated,
+    WebhookDeleted,
+    WebhookIn,
+    WebhookList,
+    WebhookOut,
+)
 from gpusupply.core.states import FINAL_STATUSES, LIVE_STATUSES, ResourceStatus
 
 __all__ = [
@@ -41,8 +59,15 @@ __all__ = [
     "LIVE_STATUSES",
     "Access",
     "ActionResponse",
+    "AutoDeleteIn",
+    "AutoDeleteOut",
+    "BudgetIn",
+    "BudgetOut",
     "ComputeSpec",
     "DeleteResourceResponse",
+    "DeliveryAttempt",
+    "DeliveryList",
+    "DeliveryOut",
     "EventList",
     "EventOut",
     "Health",
@@ -59,10 +84,18 @@ __all__ = [
     "Readiness",
     "ResourceDetail",
     "ResourceList",
+    "ResourcePatch",
     "ResourceStatus",
     "ResourceSummary",
     "StorageDetail",
+    "UsageReportOut",
+    "UsageRowOut",
     "VendorCapabilities",
     "VendorCatalogInfo",
     "VendorInfo",
+    "WebhookCreated",
+    "WebhookDeleted",
+    "WebhookIn",
+    "WebhookList",
+    "WebhookOut",
 ]
