@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/gpusupply serve $(ARGS)
 
 test: $(STAMP) postgres
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The PostgreSQL tests start a throwaway server from the machine's binaries; on a fresh Debian
@@ -40,7 +40,7 @@ chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.soak --full $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
