@@ -20,6 +20,7 @@ from gpusupply.core.errors import NotFoundError, PayloadTooLarge, UnprocessableE
 from gpusupply.core.gpus import families, resolve_gpu_query
 from gpusupply.core.offers import OfferQuery
 from gpusupply.core.regions import REGION_GROUPS, parse_region_group
+from gpusupply.settings import VENDORS
 
 if TYPE_CHECKING:
     from gpusupply.services.catalog import OfferCatalog, SearchResult, StoredOffer
@@ -28,7 +29,7 @@ MAX_DOCUMENT_BYTES = 64 * 1024
 MAX_NESTING = 20
 YAML_MEDIA_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"})
 JSON_MEDIA_TYPES = frozenset({"application/json"})
-KNOWN_VENDORS = ("vast", "fal", "nebula")
+KNOWN_VENDORS = VENDORS  # one list of vendor ids: settings.VENDORS
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 MAX_OFFSET = 1_000_000  # far past any real result; keeps numbers inside every database's integer
@@ -58,7 +59,7 @@ class OffersRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     compute: ComputeSpec
-    vendor: Literal["vast", "fal", "nebula"] | None = None
+    vendor: Literal[VENDORS] | None = None  # type: ignore[valid-type]  # the enum follows settings.VENDORS
     region: str | None = Field(None, description="US, EU, APAC or Other (any case).")
     network: dict[str, Any] | None = Field(None, description="Accepted for compatibility; not used for matching.")
 
