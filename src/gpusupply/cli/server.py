@@ -57,6 +57,19 @@ def vendor_modes(settings: Settings) -> dict[str, str]:
     return modes
 
 
+SHARED_SANDBOX_NOTE = (
+    " (in-process: other processes cannot see its instances; with several processes run"
+    " `gpusupply sandbox {vendor} --port N` and set GPUSUPPLY_{upper}_URL and GPUSUPPLY_{upper}_API_KEY)"
+)
+
+
+def echo_vendor_modes(settings: Settings, *, several_processes: bool) -> None:
+    """One banner line per vendor; warns when an in-process sandbox would not be shared."""
+    for vendor, mode in vendor_modes(settings).items():
+        note = SHARED_SANDBOX_NOTE.format(vendor=vendor, upper=vendor.upper()) if several_processes and mode == "sandbox" else ""
+        typer.echo(f"vendor {vendor}: {mode}{note}")
+
+
 async def _prepare(settings: Settings, *, first_key: bool) -> tuple[str, str | None]:
     """Migrate; create the first API key when there is none. Returns (database, token or None)."""
     from gpusupply.db.session import Database
@@ -89,8 +102,7 @@ def serve(
     database, token = asyncio.run(_prepare(settings, first_key=True))
     typer.echo(f"gpusupply listening on http://{settings.host}:{settings.port}")
     typer.echo(f"database: {database}")
-    for vendor, mode in vendor_modes(settings).items():
-        typer.echo(f"vendor {vendor}: {mode}")
+    echo_vendor_modes(settings, several_processes=no_engine)
     typer.echo(f"engine: {'off (--no-engine)' if no_engine else 'on'}")
     if token is not None:
         typer.echo("created the first API key (tenant 'default', admin); it is shown only once:")
@@ -136,8 +148,7 @@ def worker(log_format: str = typer.Option(None, "--log-format", help=LOG_FORMAT_
     """Run the background engine only (scale out: several workers on one PostgreSQL)."""
     settings = load_settings(log_format=log_format)
     setup_logging(settings)
-    for vendor, mode in vendor_modes(settings).items():
-        typer.echo(f"vendor {vendor}: {mode}")
+    echo_vendor_modes(settings, several_processes=True)
     asyncio.run(_run_worker(settings))
 
 
