@@ -473,7 +473,7 @@ def configure(
         return
     out = output.console()
     for key, value in shown.items():
-        out.print(f"{key}: {value or '-'}")
+        out.print(f"{key}: {value or '-'}", soft_wrap=True)  # a path stays one line, whatever the width
 
 
 def _masked(key: str | None) -> str | None:
