@@ -261,7 +261,9 @@ def test_completion_for_gpus_and_statuses() -> None:
 
 def test_the_shell_completion_script_and_completions(home: Path) -> None:
     cli = CliRunner(env={"HOME": str(home)})
-    script = cli.invoke(app, ["--show-completion", "bash"], prog_name="gpusupply")
+    # The shell named explicitly: `--show-completion` guesses it from the parent processes, which
+    # fails when pytest runs under a non-shell parent.
+    script = cli.invoke(app, [], prog_name="gpusupply", env={"_GPUSUPPLY_COMPLETE": "source_bash"})
     assert script.exit_code == 0 and "_GPUSUPPLY_COMPLETE" in script.stdout
     completed = cli.invoke(
         app, [], prog_name="gpusupply",
