@@ -22,6 +22,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gpusupply.api.schemas import OffersRequest, ResourceDetail
+from gpusupply.api.schemas_cost import AutoDeleteIn
 from gpusupply.cli import output
 from gpusupply.cli.config import (
     ClientConfig,
@@ -231,6 +232,17 @@ def offers(
     out.print(f"{len(found.offers)} of {found.total_count} offers, cheapest per GPU-hour first")
 
 
+def auto_delete_limits(after: str | None, spend_limit: float | None) -> AutoDeleteIn | None:
+    """The procure/auto-delete options as the API's body (None when neither is given)."""
+    if after is None and spend_limit is None:
+        return None
+    try:
+        ttl = output.duration_seconds(after) if after is not None else None
+    except ValueError as exc:
+        raise UsageProblem(str(exc)) from None
+    return AutoDeleteIn(ttl_seconds=ttl, spend_limit=spend_limit)
+
+
 # ----- procure -------------------------------------------------------------------------------------
 def procure(
     offer_id: Annotated[str | None, typer.Argument(help="The offer to procure (from `gpusupply offers`).",
@@ -250,6 +262,10 @@ def procure(
                                                     help="A #cloud-config or #!/ script file.")] = None,
     idempotency_key: Annotated[str | None, typer.Option(
         "--idempotency-key", help="Repeat the command with the same key: it procures once.")] = None,
+    auto_delete_after: Annotated[str | None, typer.Option(
+        "--auto-delete-after", help="Delete it this long after procurement: 3600, 90m, 2h, 1d.")] = None,
+    spend_limit: Annotated[float | None, typer.Option(
+        "--spend-limit", min=0, help="Delete it once its cost so far reaches this (USD).")] = None,
     wait: WaitOption = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
     url: UrlOption = None,
@@ -265,9 +281,11 @@ def procure(
     key, key_file = read_ssh_key(ssh_key)
     script = cloud_init.read_text(encoding="utf-8") if cloud_init is not None else None
     spec = _spec(gpu, count, max_price, region, spot, vendor) if gpu is not None else None
+    limits = auto_delete_limits(auto_delete_after, spend_limit)
     with connect(url, api_key) as gs:
         answer = gs.procure(
-            offer_id, spec=spec, ssh_public_key=key, cloud_init=script, resource_name=name, idempotency_key=idempotency_key
+            offer_id, spec=spec, ssh_public_key=key, cloud_init=script, resource_name=name,
+            idempotency_key=idempotency_key, auto_delete=limits,
         )
         resource_id = str(answer.resource_ids[0])
         if not wait:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from gpusupply import __version__
-from gpusupply.cli import commands, server
+from gpusupply.cli import commands, cost, server
 
 app = typer.Typer(
     name="gpusupply",
@@ -32,3 +32,4 @@ def main(
 # One line per command module.
 server.register(app)
 commands.register(app)
+cost.register(app)

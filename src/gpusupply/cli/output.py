@@ -15,6 +15,7 @@ import pydantic
 from rich.console import Console
 
 from gpusupply.api.schemas import EventOut, OfferOut, ResourceDetail, ResourceSummary
+from gpusupply.api.schemas_cost import BudgetOut, UsageReportOut
 from gpusupply.cli.config import MissingKey, UsageProblem
 from gpusupply.client import (
     ApiConnectionError,
@@ -140,7 +141,7 @@ def ssh_command(command: str | None, identity: Path | None = None) -> str | None
 
 # ----- rows --------------------------------------------------------------------------------------
 OFFER_COLUMNS = ("GPU", "COUNT", "VENDOR", "REGION", "$/GPU-H", "$/H", "SPOT", "OFFER ID", "EXPIRES")
-RESOURCE_COLUMNS = ("RESOURCE ID", "NAME", "STATUS", "GPU", "VENDOR", "REGION", "$/H", "CREATED", "SSH")
+RESOURCE_COLUMNS = ("RESOURCE ID", "NAME", "STATUS", "GPU", "VENDOR", "REGION", "$/H", "COST", "CREATED", "SSH")
 EVENT_COLUMNS = ("TIME", "EVENT", "STATUS", "REASON")
 
 
@@ -173,8 +174,58 @@ def resource_row(resource: ResourceSummary, now: datetime) -> list[str]:
         resource.vendor or "-",
         resource.region or "-",
         money(resource.pricing_total_hourly),
+        money(resource.cost_so_far),
         relative(resource.created_at, now),
         resource.access.ssh_command or "-",
+    ]
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> int:
+    """`90`, `90s`, `30m`, `2h`, `1d`, `1h30m` as seconds; ValueError otherwise."""
+    cleaned = text.strip().lower()
+    total, number = 0, ""
+    if cleaned.isdigit():
+        cleaned += "s"
+    for char in cleaned:
+        if char.isdigit():
+            number += char
+        elif char in _UNITS and number:
+            total += int(number) * _UNITS[char]
+            number = ""
+        else:
+            raise ValueError(f"not a duration: {text!r} (e.g. 3600, 90m, 2h, 1d)")
+    if number or total <= 0:
+        raise ValueError(f"not a duration: {text!r} (e.g. 3600, 90m, 2h, 1d)")
+    return total
+
+
+USAGE_COLUMNS = ("COST", "RUNNING H", "STOPPED H", "GPU H", "RESOURCES")
+
+
+def usage_rows(report: UsageReportOut) -> tuple[list[str], list[list[str]]]:
+    """(columns, rows) of a usage report: one column per group key, then the numbers."""
+    keys = list(report.group_by)
+    rows = [
+        [row.group.get(key, "-") for key in keys]
+        + [money(row.cost), f"{row.running_hours:.2f}", f"{row.stopped_hours:.2f}", f"{row.gpu_hours:.2f}", str(row.resources)]
+        for row in report.rows
+    ]
+    return [key.upper() for key in keys] + list(USAGE_COLUMNS), rows
+
+
+def budget_facts(budget: BudgetOut) -> list[tuple[str, str]]:
+    used = f" ({budget.monthly_used_percent:.1f} % used)" if budget.monthly_used_percent is not None else ""
+    return [
+        ("tenant", budget.tenant),
+        ("max hourly spend", f"{money(budget.max_hourly_spend)}/h" if budget.max_hourly_spend is not None else "none"),
+        ("monthly budget", money(budget.monthly_budget) if budget.monthly_budget is not None else "none"),
+        ("delete on exhaustion", "yes" if budget.delete_on_exhaustion else "no"),
+        (f"spent in {budget.month}", money(budget.spent_this_month) + used),
+        ("live spend", f"{money(budget.live_hourly_spend)}/h"),
+        ("alerts sent", ", ".join(f"{a} %" for a in budget.alerts_sent) or "none"),
     ]
 
 
@@ -198,6 +249,7 @@ def resource_facts(resource: ResourceDetail, now: datetime) -> list[tuple[str, s
         ("vendor", resource.vendor or "- (not chosen yet)"),
         ("region", region_text(resource.region, resource.vendor_region)),
         ("price", f"{money(resource.pricing_total_hourly)}/h"),
+        ("cost so far", money(resource.cost_so_far)),
         ("ssh", resource.access.ssh_command or "-"),
         ("created", f"{timestamp(resource.created_at)} ({relative(resource.created_at, now)})"),
         ("running since", timestamp(resource.valid_from)),
@@ -205,6 +257,14 @@ def resource_facts(resource: ResourceDetail, now: datetime) -> list[tuple[str, s
         ("offer", str(resource.offer_id) if resource.offer_id else "-"),
         ("procurement", str(resource.procurement_id)),
     ]
+    limits = resource.auto_delete
+    if limits is not None and (limits.delete_at or limits.spend_limit is not None):
+        parts = []
+        if limits.delete_at:
+            parts.append(f"at {timestamp(limits.delete_at)} ({relative(limits.delete_at, now)})")
+        if limits.spend_limit is not None:
+            parts.append(f"at {money(limits.spend_limit)} spent")
+        facts.append(("auto-delete", ", ".join(parts)))
     if resource.pending_action:
         facts.append(("pending action", resource.pending_action))
     if resource.delete_requested_at:
