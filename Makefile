@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Most tests wait on loopback I/O (sandbox vendors, subprocesses): 3 workers on 2 cores halve the wall time.
 TEST_WORKERS ?= 3
 
-.PHONY: run test bench chaos lint install clean postgres
+.PHONY: run test bench chaos lint install clean postgres browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,7 +19,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/gpusupply serve $(ARGS)
 
-test: $(STAMP) postgres
+test: $(STAMP) postgres browser
 	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
@@ -34,6 +34,9 @@ postgres:
 	    echo "PostgreSQL binaries not found: the postgres tests will be skipped (they fail under CI)"; \
 	  fi; \
 	fi
+
+browser:
+	@bash scripts/ensure-browser.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)

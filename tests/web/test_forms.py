@@ -98,6 +98,11 @@ def test_search_link_keeps_filled_fields_and_applies_changes() -> None:
     [
         ([{"loc": ["compute", "gpu_count"], "msg": "too big"}], SEARCH_FIELDS, {"gpu_count": "too big"}),
         ([{"loc": ["body", "ssh_public_key"], "msg": "bad key"}], PROCURE_FIELDS, {"ssh_public_key": "bad key"}),
+        ([{"loc": ["body", "ssh_public_key"], "msg": "ssh_public_key is empty"}], PROCURE_FIELDS,
+         {"ssh_public_key": "The SSH public key is empty"}),
+        ([{"loc": ["body", "cloud_init"], "msg": "cloud_init must start with"}], PROCURE_FIELDS,
+         {"cloud_init": "The startup script must start with"}),
+        ([{"loc": ["compute", "gpu_type"], "msg": "unknown gpu_type 'X'"}], SEARCH_FIELDS, {"gpu_type": "unknown gpu_type 'X'"}),
         ([{"loc": ["header", "Idempotency-Key"], "msg": "used"}], PROCURE_FIELDS, {FORM_ERROR: "used"}),
         ([{"loc": ["body"], "msg": "give one"}], PROCURE_FIELDS, {FORM_ERROR: "give one"}),
         ([{"loc": ["vendor"], "msg": "first"}, {"loc": ["vendor"], "msg": "second"}], SEARCH_FIELDS, {"vendor": "first"}),

@@ -225,7 +225,7 @@ async def test_procure_shows_a_bad_ssh_key_at_the_field_then_procures(service: A
             headers=SAME_ORIGIN,
         )
         assert bad.status_code == 422
-        assert field_error(bad.text, "ssh_public_key").startswith("ssh_public_key is not a valid OpenSSH public key")
+        assert field_error(bad.text, "ssh_public_key").startswith("The SSH public key is not a valid OpenSSH public key")
         assert "ssh-rsa not-a-key</textarea>" in bad.text and 'value="web-1"' in bad.text  # kept for correcting
         assert (await service.alice.get(f"/offers/{offer['offer_id']}")).json()["status"] == "available"
         good = await client.post(

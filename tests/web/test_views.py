@@ -104,8 +104,9 @@ def test_money(amount: float | None, per: str, text: str) -> None:
 
 
 def test_labels() -> None:
-    assert gpu_text("nvidia-h100-sxm5-80gb", "H100", 8) == "8 × nvidia-h100-sxm5-80gb"
-    assert gpu_text(None, "H100", None) == "1 × H100"
+    assert gpu_text("H100", "nvidia-h100-sxm5-80gb", 8) == "8 × H100"
+    assert gpu_text(None, "nvidia-h100-sxm5-80gb", None) == "1 × nvidia-h100-sxm5-80gb"
+    assert gpu_text(None, None, 2) == "2 × GPU"
     assert location_text("Texas, US", "US") == "Texas, US (US)"
     assert location_text(None, "EU") == "EU" and location_text(None, None) == "—"
     assert resource_label("trainer", "x") == "trainer"

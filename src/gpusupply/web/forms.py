@@ -106,11 +106,20 @@ def search_link(values: Mapping[str, str], **changes: Any) -> str:
     return "?" + urlencode(params)
 
 
+FIELD_LABELS = {
+    "ssh_public_key": "The SSH public key",
+    "resource_name": "The name",
+    "cloud_init": "The startup script",
+    "gpu_type": "The GPU",
+}
+
+
 def field_errors(errors: Iterable[Mapping[str, Any]], fields: Iterable[str]) -> dict[str, str]:
     """Service 422 errors (FastAPI shape: loc, msg) by form field; the rest under FORM_ERROR.
 
     A location names its field as its last known part (`["body", "compute", "gpu_count"]`).
-    The first message per field wins.
+    The first message per field wins; a message that starts with the API's field name gets
+    the form's words for it ("ssh_public_key is empty" -> "The SSH public key is empty").
     """
     known = set(fields)
     by_field: dict[str, str] = {}
@@ -118,6 +127,8 @@ def field_errors(errors: Iterable[Mapping[str, Any]], fields: Iterable[str]) -> 
         names = [part for part in error.get("loc", ()) if isinstance(part, str) and part in known]
         name = names[-1] if names else FORM_ERROR
         message = str(error.get("msg") or "invalid value")
+        if name in FIELD_LABELS and message.startswith(name + " "):
+            message = FIELD_LABELS[name] + message[len(name) :]
         by_field.setdefault(name, message)
     return by_field
 

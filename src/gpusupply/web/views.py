@@ -143,7 +143,8 @@ class ResourceView:
     label: str
     status: str
     display: StatusDisplay
-    gpu: str
+    gpu: str  # "2 × H100"
+    gpu_model: str | None  # the canonical name, when known
     vendor: str
     location: str
     address: str | None  # the SSH command, once the vendor gave an address
@@ -156,9 +157,9 @@ class ResourceView:
     pending_action: str | None
 
 
-def gpu_text(gpu_type: str | None, gpu_family: str | None, gpu_count: int | None) -> str:
-    name = gpu_type or gpu_family or "GPU"
-    return f"{gpu_count or 1} × {name}"
+def gpu_text(gpu_family: str | None, gpu_type: str | None, gpu_count: int | None) -> str:
+    """"2 × H100": the family reads best; the canonical name is shown beside it."""
+    return f"{gpu_count or 1} × {gpu_family or gpu_type or 'GPU'}"
 
 
 def location_text(vendor_region: str | None, region: str | None) -> str:
@@ -180,7 +181,8 @@ def resource_view(
         label=resource_label(resource.name, resource.id),
         status=resource.status,
         display=status_display(resource.status),
-        gpu=gpu_text(resource.gpu_type, resource.gpu_family, resource.gpu_count),
+        gpu=gpu_text(resource.gpu_family, resource.gpu_type, resource.gpu_count),
+        gpu_model=resource.gpu_type,
         vendor=resource.vendor or "choosing an offer",
         location=location_text(resource.vendor_region, resource.region),
         address=address,

@@ -1,47 +1,56 @@
 // The console's own behaviour on top of htmx (htmx does the requests and swaps):
-// the confirmation <dialog> and pausing the live refresh while it is open.
+// the confirmation <dialog>, and keeping the live refresh away from it while it is open.
 (function () {
   "use strict";
-  var opener = null; // the button that opened the dialog; focus goes back to it
+  var openerId = null; // the button that opened the dialog; focus goes back to it
 
   function dialog() {
     return document.getElementById("confirm-dialog");
   }
 
+  function dialogOpen() {
+    var box = dialog();
+    return box !== null && box.open;
+  }
+
   document.addEventListener("htmx:beforeRequest", function (event) {
     var elt = event.detail.elt;
-    // Do not swap the table under an open confirmation (its opener would disappear).
-    if (elt.hasAttribute("data-poll") && dialog() && dialog().open) {
-      event.preventDefault();
+    if (elt.hasAttribute("data-poll") && dialogOpen()) {
+      event.preventDefault(); // no refresh under an open confirmation
     }
     if (elt.hasAttribute("data-confirm")) {
-      opener = elt;
+      openerId = elt.id;
     }
   });
 
-  document.addEventListener("htmx:afterSwap", function (event) {
-    var box = dialog();
-    if (!box || event.detail.target.id !== "confirm-body") {
-      return;
+  // A refresh that was already under way when the dialog opened is dropped, not swapped in.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.requestConfig.elt.hasAttribute("data-poll") && dialogOpen()) {
+      event.detail.shouldSwap = false;
     }
-    if (!box.open) {
+  });
+
+  // Opened once htmx has settled the new content: htmx's own [autofocus] handling runs while
+  // settling, and must not move the focus after the person has started tabbing in the dialog.
+  // showModal() then focuses the [autofocus] button (Cancel) itself.
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var box = dialog();
+    if (box && event.detail.target.id === "confirm-body" && !box.open) {
       box.showModal();
     }
-    var first = box.querySelector("[autofocus]");
-    if (first) {
-      first.focus();
-    }
   });
 
-  // `close` does not bubble: listen in the capture phase.
+  // `close` does not bubble: listen in the capture phase. The opener is found by its id,
+  // since a refresh may have replaced the element itself.
   document.addEventListener("close", function (event) {
     if (event.target !== dialog()) {
       return;
     }
     document.getElementById("confirm-body").replaceChildren();
-    if (opener && document.body.contains(opener)) {
+    var opener = openerId ? document.getElementById(openerId) : null;
+    if (opener) {
       opener.focus();
     }
-    opener = null;
+    openerId = null;
   }, true);
 })();
