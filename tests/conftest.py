@@ -121,13 +121,13 @@ class PostgresServer:
             self.run_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PostgresServer]:
+@contextlib.contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL from the machine's binaries (run as `postgres` when we are root),
+    stopped and removed on exit. Also used outside pytest (the chaos soak)."""
     bindir = find_pg_bindir()
     if bindir is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL binaries (initdb, pg_ctl) not found; `make test` installs them on Debian")
-        pytest.skip("PostgreSQL binaries not found")
+        raise FileNotFoundError("PostgreSQL binaries (initdb, pg_ctl) not found; `make test` installs them on Debian")
     as_root = os.geteuid() == 0
     root = Path(tempfile.mkdtemp(prefix="gpusupply-pg-"))
     data, sockets, log = root / "data", root / "sock", root / "server.log"
@@ -160,6 +160,16 @@ def pg_server() -> Iterator[PostgresServer]:
             [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    if find_pg_bindir() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL binaries (initdb, pg_ctl) not found; `make test` installs them on Debian")
+        pytest.skip("PostgreSQL binaries not found")
+    with postgres_server() as server:
+        yield server
 
 
 def _migrate(url: str) -> None:

@@ -1,0 +1,416 @@
+"""Chaos soak: the real service, killed at random, against faulty sandbox vendors; then proof that
+nothing leaked, nothing was created twice and no delete was lost, from the vendors' own record.
+
+    python -m tests.chaos.soak                 # short: SQLite and PostgreSQL, 100 operations, 1 kill each
+    python -m tests.chaos.soak --full          # `make chaos`: 1,000 operations and 3 kills on each database
+    python -m tests.chaos.soak --db sqlite --ops 300 --kills 2 --seed 7
+
+Per database: three `gpusupply sandbox` processes (Vast, fal, Nebula) with faults on (429, 500,
+503, hangs past our timeout, lost create responses, malformed lists, preemption), and
+`gpusupply serve` (on PostgreSQL also two `gpusupply worker`s). Concurrent clients procure (by
+offer and by spec, with and without Idempotency-Key, retrying 5xx, timeouts and refused
+connections) and delete. A seeded killer SIGKILLs `serve` at random moments and restarts it; on
+PostgreSQL it also kills one worker for good. Then faults go off, everything still live is
+deleted, the system settles, and the figures are read from the sandboxes (`/_sandbox/state`) and
+the database. Exit status 1 if any figure that must be 0 is not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from gpusupply.core.states import FINAL_STATUSES
+from gpusupply.db.models import Resource
+from gpusupply.db.session import Database
+from tests.e2e.helpers import (
+    SSH_KEY,
+    VENDOR_KEY,
+    SandboxProcess,
+    ServiceProcess,
+    create_api_key,
+    service_env,
+)
+
+VENDORS = ("vast", "fal", "nebula")
+# Every vendor call draws 429/500/503/hang (about 25% together); creates also `lost`, lists also
+# `malformed`; a running instance is preempted with probability `preempt` per minute it runs.
+FAULTS = "429=0.12,500=0.08,503=0.07,hang=0.01,lost=0.08,malformed=0.08,preempt=1"
+VENDOR_TIMEOUT = 2.0
+HANG_SECONDS = VENDOR_TIMEOUT + 0.5  # a hang outlasts our timeout: the call's outcome is unknown
+FAMILIES = ("RTX4090", "L40S", "A100", "H100", "RTX3090", "A6000")
+FINAL = {str(status) for status in FINAL_STATUSES}
+
+
+@dataclass
+class Figures:
+    """What one run counted. The `must_be_zero` ones decide the exit status."""
+
+    database: str
+    operations: Counter[str] = field(default_factory=Counter)
+    server_errors: int = 0  # 5xx answers from our API
+    refused_connections: int = 0  # while the service was down: retried, not an error
+    kills: list[str] = field(default_factory=list)
+    deletes_answered: set[str] = field(default_factory=set)
+    vendor_requests: int = 0
+    faults_injected: Counter[str] = field(default_factory=Counter)
+    vendor_rate_limited: int = 0  # the sandboxes' own rate limits
+    leaked: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    lost_deletes: list[str] = field(default_factory=list)
+    stuck: list[str] = field(default_factory=list)
+    resources: Counter[str] = field(default_factory=Counter)
+    settle_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    @property
+    def total_operations(self) -> int:
+        return sum(self.operations.values())
+
+    @property
+    def fault_rate(self) -> float:
+        failed_calls = sum(n for name, n in self.faults_injected.items() if name != "preempt")
+        return failed_calls / self.vendor_requests if self.vendor_requests else 0.0
+
+    def must_be_zero(self) -> dict[str, int]:
+        return {
+            "leaked instances": len(self.leaked),
+            "duplicate creates": len(self.duplicates),
+            "lost deletes": len(self.lost_deletes),
+            "5xx answers": self.server_errors,
+            "stuck resources": len(self.stuck),
+        }
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.must_be_zero().values())
+
+
+@dataclass
+class SoakConfig:
+    database: str  # "sqlite" | "postgres"
+    operations: int
+    kills: int
+    clients: int
+    seed: int
+    settle_timeout: float = 180.0
+    offers: int = 400
+
+
+class Clients:
+    """Concurrent API users. Every answer is counted; refused connections are retried."""
+
+    def __init__(self, url: str, token: str, figures: Figures, rng: random.Random):
+        self.http = httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        self.figures = figures
+        self.rng = rng
+        self.live: list[str] = []  # resources we procured and did not delete yet
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request, retried while the service is down or answers 5xx (a user's retry loop)."""
+        for attempt in range(200):
+            try:
+                response = await self.http.request(method, path, **kwargs)
+            except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError, httpx.TimeoutException):
+                self.figures.refused_connections += 1
+                await asyncio.sleep(min(0.1 * (attempt + 1), 1.0))
+                continue
+            if response.status_code >= 500:
+                self.figures.server_errors += 1
+                await asyncio.sleep(0.2)
+                continue
+            return response
+        raise RuntimeError(f"{method} {path}: no answer after 200 attempts")
+
+    def _spec(self) -> dict[str, Any]:
+        return {"compute": {"gpu_type": self.rng.choice(FAMILIES), "gpu_count": 1, "max_price_per_gpu_hour": 50},
+                **({"vendor": self.rng.choice(VENDORS)} if self.rng.random() < 0.5 else {})}
+
+    async def procure(self) -> None:
+        headers = {"Idempotency-Key": str(uuid.UUID(int=self.rng.getrandbits(128)))} if self.rng.random() < 0.5 else {}
+        body: dict[str, Any] = {"ssh_public_key": SSH_KEY}
+        if self.rng.random() < 0.3:
+            body["spec"] = self._spec()
+            kind = "procure by spec"
+        else:
+            found = await self.call("POST", "/get_offers", json=self._spec(), params={"limit": 20})
+            self.figures.operations["search"] += 1
+            offers = found.json().get("offers", []) if found.status_code == 200 else []
+            if not offers:
+                return
+            body["offer_id"] = self.rng.choice(offers)["offer_id"]
+            kind = "procure by offer"
+        kind += " (idempotent)" if headers else ""
+        answer = await self.call("POST", "/procure_offer", json=body, headers=headers)
+        self.figures.operations[kind] += 1
+        if answer.status_code == 200:
+            self.live.extend(answer.json()["resource_ids"])
+            if headers and self.rng.random() < 0.2:  # the same request again: must answer the same
+                again = await self.call("POST", "/procure_offer", json=body, headers=headers)
+                self.figures.operations["procure replayed"] += 1
+                if again.status_code == 200 and again.json()["resource_ids"] != answer.json()["resource_ids"]:
+                    self.figures.duplicates.append(f"Idempotency-Key replay answered other resources: {headers}")
+
+    async def delete(self) -> None:
+        resource_id = self.live.pop(self.rng.randrange(len(self.live)))
+        answer = await self.call("DELETE", f"/resources/{resource_id}")
+        self.figures.operations["delete"] += 1
+        if answer.status_code == 200:
+            self.figures.deletes_answered.add(resource_id)
+
+    async def work(self, budget: list[int]) -> None:
+        while budget[0] > 0:
+            budget[0] -= 1
+            if self.live and self.rng.random() < 0.45:
+                await self.delete()
+            else:
+                await self.procure()
+            await asyncio.sleep(self.rng.uniform(0.05, 0.3))  # users think a little: kills land mid-run
+
+
+async def killer(config: SoakConfig, serve: ServiceProcess, workers: list[ServiceProcess], budget: list[int],
+                 figures: Figures, rng: random.Random) -> None:
+    """SIGKILL `serve` when the remaining budget crosses seeded random points, and restart it."""
+    points = sorted(rng.uniform(0.1, 0.9) * config.operations for _ in range(config.kills))
+    worker_point = rng.uniform(0.2, 0.8) * config.operations if workers else None
+    while points or worker_point is not None:
+        await asyncio.sleep(0.05)
+        done = config.operations - budget[0]
+        finished = budget[0] <= 0
+        if worker_point is not None and (done >= worker_point or finished):
+            workers[0].kill()
+            figures.kills.append(f"worker 1 at operation {done} (not restarted)")
+            worker_point = None
+        if points and (done >= points[0] or finished):
+            points.pop(0)
+            await asyncio.sleep(rng.uniform(0, 0.5))
+            serve.kill()
+            figures.kills.append(f"serve at operation {config.operations - budget[0]}")
+            await asyncio.sleep(rng.uniform(0.2, 1.5))
+            await asyncio.to_thread(serve.start)
+
+
+async def read_resources(database_url: str) -> list[Resource]:
+    db = Database(database_url)
+    try:
+        async with db.session() as session:
+            return list((await session.scalars(select(Resource))).all())
+    finally:
+        await db.dispose()
+
+
+def live_instances(sandbox: SandboxProcess, state: dict[str, Any]) -> list[dict[str, Any]]:
+    from gpusupply.sandbox.common import account_fingerprint
+
+    account = account_fingerprint(VENDOR_KEY)
+    return [i for i in state["instances"] if i["account"] == account and i["phase"] not in ("deleted", "preempted")]
+
+
+def put(url: str, body: dict[str, Any]) -> None:
+    httpx.put(url, json=body, timeout=10).raise_for_status()
+
+
+def set_faults(sandboxes: dict[str, SandboxProcess], spec: str) -> None:
+    for sandbox in sandboxes.values():
+        put(sandbox.url + "/_sandbox/faults", dict(pair.split("=") for pair in spec.split(",") if pair))
+
+
+def requests_served(sandboxes: dict[str, SandboxProcess]) -> int:
+    return sum(sandbox.state()["requests"] for sandbox in sandboxes.values())
+
+
+async def settle(clients: Clients, sandboxes: dict[str, SandboxProcess], database_url: str, within: float) -> None:
+    """Delete everything still live; wait until no resource is live and no instance is left."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        resources = await read_resources(database_url)
+        live = [r for r in resources if r.status not in FINAL]
+        for resource in live:
+            if resource.status != "deleting":
+                await clients.call("DELETE", f"/resources/{resource.id}")
+        instances = sum(len(live_instances(s, s.state())) for s in sandboxes.values())
+        if not live and instances == 0:
+            return
+        await asyncio.sleep(1.0)
+
+
+async def judge(figures: Figures, sandboxes: dict[str, SandboxProcess], database_url: str) -> None:
+    resources = await read_resources(database_url)
+    by_id = {str(r.id): r for r in resources}
+    figures.resources = Counter(r.status for r in resources)
+    live_instance_ids = {(r.vendor, r.vendor_instance_id) for r in resources if r.status not in FINAL}
+    for vendor, sandbox in sandboxes.items():
+        state = sandbox.state()
+        figures.faults_injected.update(state["injected"])
+        figures.faults_injected["preempt"] += sum(1 for i in state["instances"] if i["phase"] == "preempted")
+        figures.vendor_rate_limited += state["rate_limited"]
+        for instance in live_instances(sandbox, state):
+            if (vendor, str(instance["id"])) not in live_instance_ids:
+                figures.leaked.append(f"{vendor} instance {instance['id']} (marker {instance['marker']})")
+        from gpusupply.sandbox.common import account_fingerprint
+
+        account = account_fingerprint(VENDOR_KEY)
+        creates = Counter(c["marker"] for c in state["creates"] if c["account"] == account and c["marker"])
+        figures.duplicates.extend(f"{vendor}: {n} creates for {marker}" for marker, n in creates.items() if n > 1)
+    for resource_id in figures.deletes_answered:
+        resource = by_id.get(resource_id)
+        if resource is None or resource.status != "deleted":
+            status = resource.status if resource else "missing"
+            figures.lost_deletes.append(f"{resource_id}: {status}")
+    figures.stuck = [f"{r.id}: {r.status}" for r in resources if r.status not in FINAL]
+
+
+async def run_one(config: SoakConfig, database_url: str, root: Path) -> Figures:
+    figures = Figures(config.database)
+    rng = random.Random(config.seed)
+    started = time.monotonic()
+    sandboxes = {
+        vendor: SandboxProcess(vendor, root / f"sandbox-{vendor}.log", seed=config.seed, offers=config.offers, ready_after=0.5)
+        for vendor in VENDORS
+    }
+    processes: list[ServiceProcess] = []
+    try:
+        for sandbox in sandboxes.values():
+            sandbox.start()
+            await asyncio.to_thread(put, sandbox.url + "/_sandbox/config", {"hang_seconds": HANG_SECONDS})
+        env = service_env(
+            database_url, root / "data", sandboxes,
+            GPUSUPPLY_VENDOR_TIMEOUT=VENDOR_TIMEOUT,
+            GPUSUPPLY_ORPHAN_GRACE_SECONDS=4,
+            GPUSUPPLY_RECONCILE_INTERVAL_SECONDS=2,
+            GPUSUPPLY_REFRESH_INTERVAL_SECONDS=3,
+            GPUSUPPLY_PROVISIONING_TIMEOUT_SECONDS=60,
+            GPUSUPPLY_DELETE_ALERT_AFTER_SECONDS=60,
+            GPUSUPPLY_OFFER_CACHE_SECONDS=20,
+            GPUSUPPLY_OFFER_FETCH_TIMEOUT=5,
+        )
+        token = create_api_key(env)
+        serve = ServiceProcess.serve(env, root / "serve.log").start()
+        processes.append(serve)
+        workers: list[ServiceProcess] = []
+        if config.database == "postgres":
+            workers = [ServiceProcess.worker(env, root / f"worker-{n}.log").start() for n in (1, 2)]
+            processes.extend(workers)
+        before_faults = await asyncio.to_thread(requests_served, sandboxes)
+        await asyncio.to_thread(set_faults, sandboxes, FAULTS)  # faults on once everything runs
+        clients = Clients(serve.url, token, figures, rng)
+        budget = [config.operations]
+        try:
+            await asyncio.gather(
+                *(Clients(serve.url, token, figures, random.Random(rng.getrandbits(64))).work(budget)
+                  for _ in range(config.clients)),
+                killer(config, serve, workers, budget, figures, random.Random(rng.getrandbits(64))),
+            )
+            await asyncio.to_thread(set_faults, sandboxes, "")
+            figures.vendor_requests = await asyncio.to_thread(requests_served, sandboxes) - before_faults
+            settle_started = time.monotonic()
+            await settle(clients, sandboxes, database_url, config.settle_timeout)
+            figures.settle_seconds = time.monotonic() - settle_started
+            await judge(figures, sandboxes, database_url)
+        finally:
+            await clients.aclose()
+    finally:
+        for process in processes:
+            process.stop()
+        for sandbox in sandboxes.values():
+            sandbox.stop()
+    figures.wall_seconds = time.monotonic() - started
+    return figures
+
+
+@contextlib.contextmanager
+def database_for(kind: str, root: Path) -> Any:
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{root / 'soak.db'}"
+        return
+    from tests.conftest import postgres_server
+
+    with postgres_server() as server:
+        name = server.create_database()
+        yield server.url(name)
+
+
+def report(runs: list[Figures], command: str, console: Console) -> None:
+    table = Table(title=f"chaos soak: {command}")
+    table.add_column("figure")
+    for figures in runs:
+        table.add_column(figures.database, justify="right")
+
+    def row(name: str, values: list[Any]) -> None:
+        table.add_row(name, *(str(value) for value in values))
+
+    for name in runs[0].must_be_zero():
+        row(f"{name} (must be 0)", [f.must_be_zero()[name] for f in runs])
+    row("API operations answered", [f.total_operations for f in runs])
+    for kind in sorted({k for f in runs for k in f.operations}):
+        row(f"  {kind}", [f.operations[kind] for f in runs])
+    row("deletes answered 200", [len(f.deletes_answered) for f in runs])
+    row("refused connections (service down)", [f.refused_connections for f in runs])
+    row("kills (SIGKILL)", [len(f.kills) for f in runs])
+    row("vendor requests while faults were on", [f.vendor_requests for f in runs])
+    row("  failed by injected faults", [f"{f.fault_rate:.1%}" for f in runs])
+    for fault in ("429", "500", "503", "hang", "lost", "malformed"):
+        row(f"  {fault}", [f.faults_injected[fault] for f in runs])
+    row("instances preempted", [f.faults_injected["preempt"] for f in runs])
+    row("vendor rate-limit answers (real limits)", [f.vendor_rate_limited for f in runs])
+    row("resources by final status", [", ".join(f"{k} {v}" for k, v in sorted(f.resources.items())) for f in runs])
+    row("settle time (s)", [f"{f.settle_seconds:.0f}" for f in runs])
+    row("wall time (s)", [f"{f.wall_seconds:.0f}" for f in runs])
+    console.print(table)
+    for figures in runs:
+        for kill in figures.kills:
+            console.print(f"[dim]{figures.database}: killed {kill}[/dim]")
+        for name, items in (("leaked", figures.leaked), ("duplicate", figures.duplicates),
+                            ("lost delete", figures.lost_deletes), ("stuck", figures.stuck)):
+            for item in items[:20]:
+                console.print(f"[red]{figures.database}: {name}: {item}[/red]")
+
+
+async def soak(configs: list[SoakConfig]) -> list[Figures]:
+    runs = []
+    for config in configs:
+        root = Path(tempfile.mkdtemp(prefix=f"gpusupply-soak-{config.database}-"))
+        with database_for(config.database, root) as url:
+            runs.append(await run_one(config, url, root))
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos.soak", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--full", action="store_true", help="1,000 operations and 3 kills per database")
+    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--ops", type=int, default=None, help="API operations per database")
+    parser.add_argument("--kills", type=int, default=None, help="SIGKILLs of `serve` per database")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    operations = args.ops or (1000 if args.full else 100)
+    kills = args.kills if args.kills is not None else (3 if args.full else 1)
+    databases = ("sqlite", "postgres") if args.db == "both" else (args.db,)
+    configs = [SoakConfig(db, operations, kills, args.clients, args.seed) for db in databases]
+    runs = asyncio.run(soak(configs))
+    command = "python -m tests.chaos.soak " + " ".join(argv if argv is not None else sys.argv[1:])
+    report(runs, command.strip(), Console(width=160))
+    return 0 if all(f.ok for f in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The short chaos soak in `make test`: at least 100 operations and one SIGKILL per database, with
+faults on at every sandbox vendor; every figure that must be 0 is 0. `make chaos` runs the long one."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.soak import SoakConfig, run_one
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_short_soak_loses_nothing(database: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if database == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'soak.db'}"
+    else:
+        url = request.getfixturevalue("pg_url_factory")()
+    config = SoakConfig(database, operations=100, kills=1, clients=6, seed=3, settle_timeout=120)
+    figures = asyncio.run(run_one(config, url, tmp_path))
+
+    assert figures.must_be_zero() == dict.fromkeys(figures.must_be_zero(), 0), (
+        figures.leaked, figures.duplicates, figures.lost_deletes, figures.stuck
+    )
+    assert figures.total_operations >= 100
+    assert any(kill.startswith("serve") for kill in figures.kills)
+    if database == "postgres":
+        assert any(kill.startswith("worker") for kill in figures.kills)
+    # The run was really faulty, and work really happened.
+    assert sum(n for name, n in figures.faults_injected.items() if name != "preempt") > 0
+    assert figures.resources["deleted"] > 0 and len(figures.deletes_answered) > 0
+
+
+def test_the_report_names_every_figure(capsys: pytest.CaptureFixture[str]) -> None:
+    from rich.console import Console
+
+    from tests.chaos.soak import Figures, report
+
+    bad = Figures("sqlite", leaked=["vast instance 1"], server_errors=2)
+    assert not bad.ok and bad.must_be_zero()["5xx answers"] == 2
+    report([bad], "python -m tests.chaos.soak", Console(width=160, force_terminal=False))
+    out = capsys.readouterr().out
+    for figure in ("leaked instances", "duplicate creates", "lost deletes", "5xx answers", "stuck resources"):
+        assert figure in out
+    assert "leaked: vast instance 1" in out
+
+
