@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from gpusupply import __version__
-from gpusupply.cli import commands, cost, server
+from gpusupply.cli import commands, cost, server, webhooks
 
 app = typer.Typer(
     name="gpusupply",
@@ -33,3 +33,4 @@ def main(
 server.register(app)
 commands.register(app)
 cost.register(app)
+webhooks.register(app)
