@@ -62,7 +62,7 @@ async def test_invalid_requests_change_nothing(service: Any, change: dict, statu
 
 async def test_not_json_at_all(service: Any) -> None:
     response = await service.alice.post("/procure_offer", content=b"offer_id=1", headers={"Content-Type": "text/plain"})
-    assert response.status_code == 422
+    assert response.status_code == 415 and "send application/json" in response.json()["detail"]
     response = await service.alice.post("/procure_offer", content=b"{broken", headers={"Content-Type": "application/json"})
     assert response.status_code == 422 and response.json()["detail"][0]["type"] == "json_invalid"
     response = await service.alice.post("/procure_offer", content=b'{"a": "\xff"}', headers={"Content-Type": "application/json"})

@@ -57,6 +57,8 @@ _DESCRIPTIONS = {
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` for the error statuses a route can answer."""
     documented: dict[int | str, dict[str, Any]] = {}
+    if 413 in codes:  # a route that takes a body can be sent one in another format (api/errors.py)
+        codes = tuple(sorted({*codes, 415}))
     for code in codes:
         model = ValidationErrorResponse if code == 422 else ErrorResponse
         documented[code] = {"description": _DESCRIPTIONS[code], "model": model}

@@ -31,10 +31,26 @@ async def service_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    unsupported = _unsupported_body_type(request, exc)
+    if unsupported:
+        return JSONResponse({"detail": f"unsupported Content-Type {unsupported!r}; send application/json"}, status_code=415)
     detail = [{"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")} for err in exc.errors()]
     return JSONResponse({"detail": detail}, status_code=422)
+
+
+def _unsupported_body_type(request: Request, exc: RequestValidationError) -> str | None:
+    """The Content-Type of a JSON API body sent as something else (a form, text...), which pydantic
+    would report as a puzzling "valid dictionary" error. The console's own forms are not API bodies."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if request.method not in _BODY_METHODS or not content_type or request.url.path.startswith("/console"):
+        return None
+    if content_type == "application/json" or content_type.endswith("+json"):
+        return None
+    if any(tuple(err.get("loc", ()))[:1] == ("body",) for err in exc.errors()):
+        return content_type
+    return None
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
