@@ -14,7 +14,9 @@ VENDOR_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 VENDOR_RATE_LIMIT_WAIT = Counter(
-    "gpusupply_vendor_rate_limit_wait_seconds_total", "Seconds spent pacing before vendor calls", ["vendor"]
+    "gpusupply_vendor_rate_limit_wait_seconds_total",
+    "Seconds spent waiting for vendor rate limits: pacing before calls and backing off after a 429",
+    ["vendor"],
 )
 VENDOR_RATE_LIMITED = Counter("gpusupply_vendor_429_total", "429 answers received from vendors", ["vendor"])
 VENDOR_DEGRADED = Gauge("gpusupply_vendor_degraded", "1 when the vendor's last listing failed", ["vendor"])

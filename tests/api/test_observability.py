@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,8 +16,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gpusupply import metrics
 from gpusupply.api.observability import UNMATCHED_ROUTE, accepted_request_id, method_label, route_label
+from gpusupply.core.errors import RateLimited, VendorUnavailable
+from gpusupply.db.models import utcnow
 from gpusupply.logging import build_handler
-from tests.api.helpers import first_offer, procure, procured_resource, wait_for
+from gpusupply.vendors import nebula
+from gpusupply.vendors.base import CreateRequest
+from gpusupply.vendors.http import RetryPolicy, VendorHttp
+from gpusupply.vendors.registry import SANDBOX_KEY
+from tests.api.helpers import first_offer, procure, procured_resource, search, wait_for
+from tests.conftest import SSH_KEY
 
 FAST_ENGINE = {"engine_poll_seconds": 0.1, "provisioning_poll_seconds": 0.2, "refresh_interval_seconds": 1.0}
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
@@ -135,6 +144,131 @@ async def test_engine_work_shows_in_the_metrics(service: Any) -> None:
     )
     assert value(after, "gpusupply_resources", status="deleted") == 1
     assert value(after, "gpusupply_resources", status="running") == 0
+
+
+def moved(before: str, after: str, name: str, **labels: str) -> float:
+    """How much the samples `name{labels}` (summed) grew between two scrapes."""
+    return total(after, name, **labels) - total(before, name, **labels)
+
+
+async def test_vendor_call_trouble_shows_in_the_metrics(service: Any) -> None:
+    """429s, vendor errors, latencies and rate-limit waits, through the shared HTTP policy against
+    the Nebula sandbox (few tries, so the test waits one Retry-After at most)."""
+    sandbox = service.vendors.sandboxes["nebula"]
+    http = VendorHttp(
+        "nebula", service.vendors.urls["nebula"] + nebula.API_PATH,
+        auth_headers={"Authorization": f"Bearer {SANDBOX_KEY}"}, rates={"products": (50.0, 1.0)},
+        retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02), classifier=nebula.classify_error,
+    )
+    before = await scrape(service)
+    try:
+        sandbox.faults.faults = {"429": 1.0}
+        with pytest.raises(RateLimited):  # answered 429, waited its Retry-After, 429 again
+            await http.request("GET", "computing/products", endpoint="products", safe=True)
+        sandbox.faults.faults = {"500": 1.0}
+        with pytest.raises(VendorUnavailable):
+            await http.request("GET", "computing/products", endpoint="products", safe=False)
+        sandbox.faults.faults = {}
+        for _ in range(3):  # a burst of one: the later calls are paced
+            await http.request("GET", "computing/products", endpoint="products", safe=True)
+    finally:
+        sandbox.faults.faults = {}
+        await http.aclose()
+    after = await scrape(service)
+    assert moved(before, after, "gpusupply_vendor_429_total", vendor="nebula") >= 2
+    assert moved(before, after, "gpusupply_vendor_requests_total", vendor="nebula", endpoint="products", outcome="RateLimited") >= 2
+    assert moved(before, after, "gpusupply_vendor_requests_total", vendor="nebula", endpoint="products",
+                 outcome="VendorUnavailable") >= 1
+    assert moved(before, after, "gpusupply_vendor_requests_total", vendor="nebula", endpoint="products", outcome="ok") >= 3
+    assert moved(before, after, "gpusupply_vendor_request_seconds_count", vendor="nebula", endpoint="products") >= 6
+    assert moved(before, after, "gpusupply_vendor_request_seconds_sum", vendor="nebula", endpoint="products") > 0
+    # the 429's Retry-After (1 s from the sandbox) and the pacing both count as rate-limit waits
+    assert moved(before, after, "gpusupply_vendor_rate_limit_wait_seconds_total", vendor="nebula") >= 1.0
+
+
+async def test_orphans_degraded_vendors_and_lease_takeovers_show_in_the_metrics(service: Any) -> None:
+    """The reconciler's and the leases' counters, driven by the engine's own steps on the service's
+    database and vendors."""
+    from gpusupply.engine import leases
+    from gpusupply.engine.context import EngineContext
+    from gpusupply.engine.reconciler import reconcile_vendor
+
+    clock = [utcnow()]
+    ctx = EngineContext(service.db, service.vendors, service.settings, clock=lambda: clock[0])
+    adapter = service.vendors.adapters["nebula"]
+    offer = next(o for o in await adapter.list_offers() if o.available)
+    before = await scrape(service)
+    await adapter.create(CreateRequest(uuid.uuid4(), offer, SSH_KEY, first_attempt_at=ctx.now()))  # no row: an orphan
+    assert (await reconcile_vendor(ctx, "nebula")).orphans_pending == 1
+    found = await scrape(service)
+    assert moved(before, found, "gpusupply_orphans_found_total", vendor="nebula") == 1
+    assert moved(before, found, "gpusupply_orphans_terminated_total", vendor="nebula") == 0
+    clock[0] += timedelta(seconds=service.settings.orphan_grace_seconds + 1)
+    assert len((await reconcile_vendor(ctx, "nebula")).orphans_terminated) == 1
+    terminated = await scrape(service)
+    assert moved(found, terminated, "gpusupply_orphans_terminated_total", vendor="nebula") == 1
+    assert value(terminated, "gpusupply_vendor_degraded", vendor="nebula") == 0
+
+    service.vendors.sandboxes["nebula"].faults.faults = {"500": 1.0}
+    try:
+        assert (await reconcile_vendor(ctx, "nebula")).degraded
+    finally:
+        service.vendors.sandboxes["nebula"].faults.faults = {}
+    assert value(await scrape(service), "gpusupply_vendor_degraded", vendor="nebula") == 1
+    assert not (await reconcile_vendor(ctx, "nebula")).degraded
+    assert value(await scrape(service), "gpusupply_vendor_degraded", vendor="nebula") == 0
+
+    # a job whose holder died: the next process takes it over once the lease expires
+    lease, interval, now = timedelta(seconds=10), timedelta(seconds=60), utcnow()
+    assert await leases.claim_job(service.db, "reconcile:metrics-test", owner="dead", lease=lease, interval=interval, now=now)
+    before_takeover = await scrape(service)
+    assert await leases.claim_job(service.db, "reconcile:metrics-test", owner="alive", lease=lease, interval=interval,
+                                  now=now + timedelta(seconds=11))
+    after_takeover = await scrape(service)
+    assert moved(before_takeover, after_takeover, "gpusupply_lease_takeovers_total", pipeline="reconcile") == 1
+
+
+@pytest.mark.parametrize("settings_overrides", [FAST_ENGINE])
+@pytest.mark.parametrize("service_engine", [True])
+async def test_failovers_and_deletion_retries_show_in_the_metrics(service: Any) -> None:
+    """A procurement by spec whose cheapest offer sold out fails over; a delete the vendor refuses
+    for a while is retried."""
+    document = "vendor: nebula\ncompute:\n  gpu_type: {gpu}\n"
+    for gpu in ("RTX4090", "H100", "A100", "L40S", "RTX3090", "RTX5090", "A6000", "L4", "H200", "B200"):
+        ranked = (await search(service.alice, document.format(gpu=gpu), limit=5))["offers"]
+        if len(ranked) >= 2:
+            break
+    else:
+        raise AssertionError("no GPU with two 1-GPU Nebula offers")
+    sandbox = service.vendors.sandboxes["nebula"]
+    cheapest = await service.catalog.get(uuid.UUID(ranked[0]["offer_id"]))
+    sandbox.products[cheapest.offer.vendor_offer_id].stock = 0  # sold out after the catalog was read
+    before = await scrape(service)
+    answer = await service.alice.post("/procure_offer", json={
+        "spec": {"vendor": "nebula", "compute": {"gpu_type": gpu, "gpu_count": 1}}, "ssh_public_key": SSH_KEY})
+    assert answer.status_code == 200, answer.text
+    rid = answer.json()["resource_ids"][0]
+
+    async def status_is(wanted: str) -> bool:
+        return (await service.alice.get(f"/resources/{rid}")).json()["status"] == wanted
+
+    await wait_for(lambda: status_is("running"))
+    procured = await scrape(service)
+    assert moved(before, procured, "gpusupply_procurement_failovers_total", vendor="nebula") >= 1
+    assert moved(before, procured, "gpusupply_procurement_attempts_total", vendor="nebula", outcome="failed") >= 1
+    assert moved(before, procured, "gpusupply_procurement_attempts_total", vendor="nebula", outcome="created") == 1
+
+    sandbox.faults.faults = {"500": 1.0}
+    try:
+        assert (await service.alice.delete(f"/resources/{rid}")).status_code == 200
+
+        async def retried() -> bool:
+            return moved(procured, await scrape(service), "gpusupply_deletion_retries_total", vendor="nebula") >= 1
+
+        await wait_for(retried)
+    finally:
+        sandbox.faults.faults = {}
+    await wait_for(lambda: status_is("deleted"))
 
 
 # ----- request ids -------------------------------------------------------------------------------

@@ -186,6 +186,8 @@ class VendorHttp:
             if attempt + 1 < attempts:
                 retry_after = last.retry_after if isinstance(last, RateLimited) else None
                 delay = self._retry.delay(attempt, retry_after)
+                if isinstance(last, RateLimited):  # backing off a 429 is waiting for the rate limit too
+                    VENDOR_RATE_LIMIT_WAIT.labels(self.vendor).inc(delay)
                 log.info("vendor call retry", extra={"vendor": self.vendor, "endpoint": endpoint, "error": type(last).__name__, "delay": round(delay, 3)})
                 await asyncio.sleep(delay)
         assert last is not None
