@@ -5,11 +5,18 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
@@ -24,10 +31,11 @@ from gpusupply.vendors.base import CreateRequest
 from gpusupply.vendors.http import RetryPolicy, VendorHttp
 from gpusupply.vendors.registry import SANDBOX_KEY
 from tests.api.helpers import first_offer, procure, procured_resource, search, wait_for
-from tests.conftest import SSH_KEY
+from tests.conftest import SSH_KEY, free_port
 
 FAST_ENGINE = {"engine_poll_seconds": 0.1, "provisioning_poll_seconds": 0.2, "refresh_interval_seconds": 1.0}
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
+GPUSUPPLY = str(Path(sys.executable).parent / "gpusupply")
 
 
 async def scrape(service: Any) -> str:
@@ -269,6 +277,42 @@ async def test_failovers_and_deletion_retries_show_in_the_metrics(service: Any) 
     finally:
         sandbox.faults.faults = {}
     await wait_for(lambda: status_is("deleted"))
+
+
+def test_a_worker_serves_its_metrics(tmp_path: Path) -> None:
+    """`gpusupply worker --metrics-port`: the engine's counters and the scrape-time gauges, from a
+    real worker process; a port it cannot use is one error line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUSUPPLY_")}
+    env.update(GPUSUPPLY_DATA_DIR=str(tmp_path), GPUSUPPLY_SANDBOX_OFFERS="50", GPUSUPPLY_LOG_LEVEL="warning")
+    port = free_port()
+    worker = subprocess.Popen([GPUSUPPLY, "worker", "--metrics-port", str(port)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert worker.poll() is None, worker.stdout.read() if worker.stdout else ""
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the worker's /metrics never answered"
+                time.sleep(0.2)
+                continue
+            if labels_of(text, "gpusupply_offer_cache_age_seconds"):  # its catalog has read a vendor
+                break
+            assert time.monotonic() < deadline, text
+            time.sleep(0.2)
+        assert {labels["status"] for labels in labels_of(text, "gpusupply_resources")} >= {"pending", "running"}
+        assert total(text, "gpusupply_vendor_requests_total", outcome="ok") > 0
+        assert httpx.get(f"http://127.0.0.1:{port}/resources", timeout=5).status_code == 404  # nothing but /metrics
+        taken = subprocess.run([GPUSUPPLY, "worker", "--metrics-port", str(port)], env=env, capture_output=True,
+                               text=True, timeout=60)
+        assert taken.returncode == 1 and "Traceback" not in taken.stderr
+        assert f"error: cannot serve metrics on 127.0.0.1:{port}" in taken.stderr
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=30)
+    assert worker.returncode == 0, output
+    assert f"metrics on http://127.0.0.1:{port}/metrics" in output
 
 
 # ----- request ids -------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 - `GET /metrics` (no authentication, not in the OpenAPI document; see docs/metrics.md) exposes
   every metric `gpusupply.metrics` declares. Two are computed when scraped: resources by status
   (one GROUP BY over the resources table, the same query the engine runs periodically) and the
-  age of each vendor's offer catalog.
+  age of each vendor's offer catalog. `gpusupply worker --metrics-port` serves the same route
+  alone (`metrics_only_app`).
 - Every HTTP request gets an id: the caller's `X-Request-ID` when it is sane (1-128 characters of
   letters, digits and `._:-`), else a new one. It is returned in the `X-Request-ID` answer
   header and stamped on every log record written while the request is served.
@@ -27,7 +28,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gpusupply.api import errors
@@ -152,15 +155,33 @@ def update_offer_cache_age(ctx: Any, now: datetime) -> None:
             OFFER_CACHE_AGE.labels(status.vendor).set(max(0.0, (now - status.fetched_at).total_seconds()))
 
 
+async def update_scrape_gauges(ctx: Any) -> None:
+    from gpusupply.db.models import utcnow
+
+    await update_resource_gauge(ctx)
+    update_offer_cache_age(ctx, utcnow())
+
+
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition of every gpusupply metric (and the process collectors)."""
     ctx = getattr(request.app.state, "ctx", None)
+    home: asyncio.AbstractEventLoop | None = getattr(request.app.state, "ctx_loop", None)
     if ctx is not None:
-        from gpusupply.db.models import utcnow
-
-        await update_resource_gauge(ctx)
-        update_offer_cache_age(ctx, utcnow())
+        if home is None or home is asyncio.get_running_loop():
+            await update_scrape_gauges(ctx)
+        else:  # the database's connections belong to the process's own loop: query there
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(update_scrape_gauges(ctx), home))
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+def metrics_only_app(ctx: Any, ctx_loop: asyncio.AbstractEventLoop) -> Starlette:
+    """`/metrics` alone, for a process without the API (`gpusupply worker --metrics-port`). It is
+    served from its own thread, so a busy engine loop never delays a scrape's counters; the
+    scrape-time gauges are still computed on `ctx_loop`, where `ctx.db` lives. `ctx` needs `db`,
+    `vendors`, `settings` and `catalog`."""
+    app = Starlette(routes=[Route("/metrics", metrics, methods=["GET"])])
+    app.state.ctx, app.state.ctx_loop = ctx, ctx_loop
+    return app
 
 
 def install(app: FastAPI) -> None:

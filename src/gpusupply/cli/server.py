@@ -114,8 +114,12 @@ def serve(
     )
 
 
-async def _run_worker(settings: Settings) -> None:
+async def _run_worker(settings: Settings, metrics_port: int | None = None) -> None:
+    from types import SimpleNamespace
+
+    from gpusupply.api.observability import metrics_only_app
     from gpusupply.db.session import Database
+    from gpusupply.sandbox.runner import ServerThread
     from gpusupply.services.catalog import OfferCatalog
     from gpusupply.vendors.registry import build_vendors
 
@@ -132,24 +136,39 @@ async def _run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    metrics_server = None
     try:
         await catalog.start()
         await engine.start()
         typer.echo(f"gpusupply worker {engine.owner} running on {db.display_url}")
+        if metrics_port is not None:
+            parts = SimpleNamespace(db=db, vendors=vendors, settings=settings, catalog=catalog)
+            app = metrics_only_app(parts, asyncio.get_running_loop())
+            try:
+                metrics_server = await asyncio.to_thread(ServerThread(app, settings.host, metrics_port).start)
+            except OSError as exc:  # port taken, address not ours: stop cleanly with one line
+                fail(f"cannot serve metrics on {settings.host}:{metrics_port}: {exc.strerror or exc}")
+            typer.echo(f"metrics on {metrics_server.url}/metrics")
         await stop.wait()
     finally:
+        if metrics_server is not None:
+            await asyncio.to_thread(metrics_server.stop)
         await engine.stop()
         await catalog.aclose()
         await vendors.aclose()
         await db.dispose()
 
 
-def worker(log_format: str = typer.Option(None, "--log-format", help=LOG_FORMAT_HELP)) -> None:
+def worker(
+    log_format: str = typer.Option(None, "--log-format", help=LOG_FORMAT_HELP),
+    metrics_port: int = typer.Option(None, "--metrics-port", envvar="GPUSUPPLY_METRICS_PORT", min=1, max=65535,
+                                     help="Serve Prometheus /metrics on this port (on GPUSUPPLY_HOST)."),
+) -> None:
     """Run the background engine only (scale out: several workers on one PostgreSQL)."""
     settings = load_settings(log_format=log_format)
     setup_logging(settings)
     echo_vendor_modes(settings, several_processes=True)
-    asyncio.run(_run_worker(settings))
+    asyncio.run(_run_worker(settings, metrics_port))
 
 
 @db_app.command("upgrade")
