@@ -158,3 +158,30 @@ async def test_get_offer_errors(service: Any) -> None:
     assert response.status_code == 404 and "not found" in response.json()["detail"]
     response = await service.alice.get("/offers/not-a-uuid")
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["path", "offer_id"]
+
+
+def test_the_spliced_search_answer_is_what_pydantic_would_write() -> None:
+    """views.offers_response_json (pre-rendered offers) == OffersResponse with the offers set."""
+    from datetime import UTC, datetime, timedelta
+    from uuid import uuid4
+
+    from gpusupply.api import schemas
+    from gpusupply.api.views import offer_out, offers_response_json
+    from gpusupply.core.offers import Offer
+    from gpusupply.services.catalog import StoredOffer
+
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    offers = [
+        StoredOffer(uuid4(), Offer(vendor="vast", vendor_offer_id=str(i), gpu_type="nvidia-h100-sxm5-80gb", gpu_family="H100",
+                                   gpu_count=1, gpu_memory_gb=80.0, gpu_price_per_hour=1.5 + i, total_price_per_hour=1.5 + i,
+                                   contract_type="ondemand", vendor_region="Texas, US", region="US", fetched_at=now,
+                                   disk_gb=40.0 if i else None),
+                    now + timedelta(minutes=30), "available")
+        for i in range(3)
+    ]
+    rest = schemas.OffersResponse(offers=[], total_count=3, filters_applied={"gpu_type": "H100"}, limit=100, offset=0,
+                                  partial=False, failed_vendors={})
+    whole = rest.model_copy(update={"offers": [offer_out(s) for s in offers]})
+    assert offers_response_json(rest, offers) == whole.model_dump_json().encode()
+    assert offers_response_json(rest, []) == rest.model_dump_json().encode()
+    assert offers[0].rendered is not None  # rendered once, kept for the next search

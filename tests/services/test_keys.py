@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from gpusupply.core.errors import ConflictError, NotFoundError, Unauthorized, UnprocessableError
-from gpusupply.db.models import ApiKey
+from gpusupply.db.models import ApiKey, utcnow
 from gpusupply.db.session import Database
 from gpusupply.services.keys import (
     any_key_exists,
@@ -90,3 +90,25 @@ async def test_bad_names(database: Database, name: str, tenant: str | None) -> N
     with pytest.raises(UnprocessableError):
         await create_key(database, name, tenant=tenant)
     assert await list_keys(database) == []
+
+
+async def test_a_checked_key_is_remembered_briefly_and_revocation_elsewhere_lands(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process's revocation (a direct UPDATE here) is honoured once the memory expires;
+    a revocation through revoke_key in this process is honoured at once (test_auth.py)."""
+    import time as real_time
+
+    from sqlalchemy import update
+
+    from gpusupply.services import keys
+
+    _, token = await create_key(database, "cached")
+    principal = await authenticate(database, f"Bearer {token}")
+    async with database.transaction() as session:
+        await session.execute(update(ApiKey).where(ApiKey.token_hash == keys.hash_token(token)).values(revoked_at=utcnow()))
+    assert await authenticate(database, f"Bearer {token}") == principal  # remembered
+    later = real_time.monotonic() + keys.AUTH_CACHE_SECONDS + 0.1
+    monkeypatch.setattr(keys.time, "monotonic", lambda: later)
+    with pytest.raises(Unauthorized, match="revoked"):
+        await authenticate(database, f"Bearer {token}")

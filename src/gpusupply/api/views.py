@@ -39,6 +39,22 @@ def offer_out(stored: StoredOffer) -> schemas.OfferOut:
     )
 
 
+def offer_json(stored: StoredOffer) -> bytes:
+    """`offer_out` as JSON bytes, rendered once per stored offer and reused by every search."""
+    if stored.rendered is None:
+        stored.rendered = offer_out(stored).model_dump_json().encode()
+    return stored.rendered
+
+
+def offers_response_json(response: schemas.OffersResponse, page: list[StoredOffer]) -> bytes:
+    """The search answer as JSON: `response` (without offers) with the page's pre-rendered offers
+    spliced in; the same bytes `response` with `offers` set would serialize to."""
+    rest = response.model_dump_json().encode()
+    head = b'{"offers":[]'
+    assert rest.startswith(head), "OffersResponse must keep `offers` as its first field"
+    return b'{"offers":[' + b",".join(offer_json(stored) for stored in page) + b"]" + rest[len(head):]
+
+
 def offer_details(stored: StoredOffer) -> schemas.OfferDetails:
     offer = stored.offer
     return schemas.OfferDetails(

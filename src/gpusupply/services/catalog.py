@@ -25,7 +25,7 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -36,7 +36,6 @@ from gpusupply.core.errors import VendorError
 from gpusupply.core.offers import Offer, OfferQuery
 from gpusupply.db.models import CatalogSnapshot, JobLease, OfferRow, VendorState, utcnow
 from gpusupply.db.session import Database
-from gpusupply.metrics import OFFER_CACHE_AGE
 from gpusupply.services.offer_index import OfferIndex
 from gpusupply.settings import Settings
 from gpusupply.vendors.registry import VendorSet
@@ -69,6 +68,9 @@ class StoredOffer:
     expires_at: datetime
     status: str  # available|procured|failed|expired
     procured_at: datetime | None = None
+    # The offer as the API's JSON, rendered once on first use (api/views.offer_json): the offer
+    # never changes while it lives in a snapshot, and rendering dominated search time.
+    rendered: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -238,8 +240,7 @@ class OfferCatalog:
             stale = state.fetched_at is None or now - state.fetched_at >= max_age
             if stale and not running and self._may_retry(state):
                 self._start_refresh(vendor, force=False)
-            if state.fetched_at is not None:
-                OFFER_CACHE_AGE.labels(vendor).set((now - state.fetched_at).total_seconds())
+        # (the catalog-age gauge is computed when /metrics is scraped: not on every search)
 
     async def _wait_for_missing(self, vendors: list[str], now: datetime) -> None:
         """Wait (bounded) for vendors that have no usable catalog and may be read now."""

@@ -2,6 +2,10 @@
 
 The token has 256 bits of entropy, so a plain SHA-256 is enough to store it (no slow hash
 needed); only a short prefix is kept in clear, to show which key is which.
+
+A process remembers a key it has just checked for `AUTH_CACHE_SECONDS` (a database round trip
+per request was most of a small request's time). Revoking a key clears that memory in the
+process that revoked it at once; other processes honour a revocation within that many seconds.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -22,6 +27,8 @@ from gpusupply.services.tenants import get_or_create_tenant
 TOKEN_PREFIX = "gsk_"
 DISPLAY_PREFIX_LENGTH = 12  # "gsk_" + 8 characters
 _TOKEN_SHAPE = re.compile(r"gsk_[A-Za-z0-9_-]{20,128}")
+AUTH_CACHE_SECONDS = 2.0
+_AUTH_CACHE_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +72,48 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
+class _RecentKeys:
+    """Keys checked in the last AUTH_CACHE_SECONDS, by token hash (never the token itself)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[int, str], tuple[Principal, float]] = {}
+
+    def get(self, db: Database, token_hash: str) -> Principal | None:
+        entry = self._entries.get((id(db), token_hash))
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def put(self, db: Database, token_hash: str, principal: Principal) -> None:
+        if len(self._entries) >= _AUTH_CACHE_MAX:
+            self._entries.clear()
+        self._entries[(id(db), token_hash)] = (principal, time.monotonic() + AUTH_CACHE_SECONDS)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+_recent = _RecentKeys()
+
+
 async def authenticate(db: Database, authorization: str | None) -> Principal:
     token = bearer_token(authorization)
+    token_hash = hash_token(token)
+    remembered = _recent.get(db, token_hash)
+    if remembered is not None:
+        return remembered
+    principal = await _authenticate_in_database(db, token_hash)
+    _recent.put(db, token_hash, principal)
+    return principal
+
+
+async def _authenticate_in_database(db: Database, token_hash: str) -> Principal:
     async with db.session() as session:
         row = (
             await session.execute(
                 select(ApiKey, Tenant.name)
                 .join(Tenant, Tenant.id == ApiKey.tenant_id)
-                .where(ApiKey.token_hash == hash_token(token))
+                .where(ApiKey.token_hash == token_hash)
             )
         ).one_or_none()
     if row is None:
@@ -132,6 +173,7 @@ async def revoke_key(db: Database, ref: str) -> KeyInfo:
         if key.revoked_at is not None:
             raise ConflictError(f"key {key.prefix} was already revoked")
         key.revoked_at = utcnow()
+    _recent.clear()
     return _info(key, tenant)
 
 
