@@ -127,6 +127,8 @@ def test_the_request_id_comes_from_the_context() -> None:
 def test_text_lines_show_extra_fields() -> None:
     made = record("catalog refreshed", vendor="vast", offers=120)
     assert TextFormatter().format(made).endswith("gpusupply.test: catalog refreshed vendor=vast offers=120")
+    from_uvicorn = record("Started server process [7]", color_message="Started server process [\x1b[36m%d\x1b[0m]")
+    assert TextFormatter().format(from_uvicorn).endswith("gpusupply.test: Started server process [7]")
 
 
 def test_configure_logging_installs_one_handler_and_registers_vendor_keys(tmp_path: Path) -> None:

@@ -42,7 +42,8 @@ request_id_var: ContextVar[str | None] = ContextVar("gpusupply_request_id", defa
 NOISY_LOGGERS = ("httpx", "httpcore", "alembic")
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
-_STANDARD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id"}
+# uvicorn's `color_message` is its message again with terminal colours: noise in a log line.
+_STANDARD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id", "color_message"}
 
 _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
     # Our API tokens (a display prefix such as gsk_AbCd1234 is shorter and stays readable).
