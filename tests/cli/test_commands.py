@@ -275,6 +275,18 @@ def test_the_shell_completion_script_and_completions(home: Path) -> None:
         env={"_GPUSUPPLY_COMPLETE": "complete_bash", "COMP_WORDS": "gpusupply pro", "COMP_CWORD": "1"},
     )
     assert commands.stdout.split() == ["procure"]
+    webhooks = cli.invoke(
+        app, [], prog_name="gpusupply",
+        env={"_GPUSUPPLY_COMPLETE": "complete_bash", "COMP_WORDS": "gpusupply webhooks de", "COMP_CWORD": "2"},
+    )
+    assert webhooks.stdout.split() == ["delete", "deliveries"]
+    # What docs/cli.md tells users to run, with the shell named.
+    shown = cli.invoke(app, ["--show-completion", "bash"], prog_name="gpusupply")
+    assert shown.exit_code == 0 and "complete -o default -F _gpusupply_completion gpusupply" in shown.stdout
+    installed = cli.invoke(app, ["--install-completion", "bash"], prog_name="gpusupply")
+    assert installed.exit_code == 0, installed.output
+    assert "_GPUSUPPLY_COMPLETE" in (home / ".bash_completions" / "gpusupply.sh").read_text()
+    assert ".bash_completions/gpusupply.sh" in (home / ".bashrc").read_text()
 
 
 # ----- pure formatting ----------------------------------------------------------------------------
