@@ -109,6 +109,7 @@ class SoakConfig:
     clients: int
     seed: int
     settle_timeout: float = 180.0
+    faulty_settle: float = 30.0  # of the settling, how long the faults stay on
     offers: int = 400
 
 
@@ -237,7 +238,7 @@ def requests_served(sandboxes: dict[str, SandboxProcess]) -> int:
     return sum(sandbox.state()["requests"] for sandbox in sandboxes.values())
 
 
-async def settle(clients: Clients, sandboxes: dict[str, SandboxProcess], database_url: str, within: float) -> None:
+async def settle(clients: Clients, sandboxes: dict[str, SandboxProcess], database_url: str, within: float) -> bool:
     """Delete everything still live; wait until no resource is live and no instance is left."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -246,10 +247,11 @@ async def settle(clients: Clients, sandboxes: dict[str, SandboxProcess], databas
         for resource in live:
             if resource.status != "deleting":
                 await clients.call("DELETE", f"/resources/{resource.id}")
-        instances = sum(len(live_instances(s, s.state())) for s in sandboxes.values())
+        instances = await asyncio.to_thread(lambda: sum(len(live_instances(s, s.state())) for s in sandboxes.values()))
         if not live and instances == 0:
-            return
+            return True
         await asyncio.sleep(1.0)
+    return False
 
 
 async def judge(figures: Figures, sandboxes: dict[str, SandboxProcess], database_url: str) -> None:
@@ -319,9 +321,12 @@ async def run_one(config: SoakConfig, database_url: str, root: Path) -> Figures:
                   for _ in range(config.clients)),
                 killer(config, serve, workers, budget, figures, random.Random(rng.getrandbits(64))),
             )
+            settle_started = time.monotonic()
+            # Everything still live is deleted with the faults still on (the engine's work runs
+            # under them too); then faults go off so the end state can be reached and judged.
+            await settle(clients, sandboxes, database_url, config.faulty_settle)
             await asyncio.to_thread(set_faults, sandboxes, "")
             figures.vendor_requests = await asyncio.to_thread(requests_served, sandboxes) - before_faults
-            settle_started = time.monotonic()
             await settle(clients, sandboxes, database_url, config.settle_timeout)
             figures.settle_seconds = time.monotonic() - settle_started
             await judge(figures, sandboxes, database_url)
@@ -405,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     operations = args.ops or (1000 if args.full else 100)
     kills = args.kills if args.kills is not None else (3 if args.full else 1)
     databases = ("sqlite", "postgres") if args.db == "both" else (args.db,)
-    configs = [SoakConfig(db, operations, kills, args.clients, args.seed) for db in databases]
+    faulty_settle = 60.0 if args.full else 15.0
+    configs = [SoakConfig(db, operations, kills, args.clients, args.seed, faulty_settle=faulty_settle) for db in databases]
     runs = asyncio.run(soak(configs))
     command = "python -m tests.chaos.soak " + " ".join(argv if argv is not None else sys.argv[1:])
     report(runs, command.strip(), Console(width=160))

@@ -19,7 +19,7 @@ def test_short_soak_loses_nothing(database: str, tmp_path: Path, request: pytest
         url = f"sqlite+aiosqlite:///{tmp_path / 'soak.db'}"
     else:
         url = request.getfixturevalue("pg_url_factory")()
-    config = SoakConfig(database, operations=100, kills=1, clients=6, seed=3, settle_timeout=120)
+    config = SoakConfig(database, operations=100, kills=1, clients=6, seed=3, settle_timeout=120, faulty_settle=15)
     figures = asyncio.run(run_one(config, url, tmp_path))
 
     assert figures.must_be_zero() == dict.fromkeys(figures.must_be_zero(), 0), (

@@ -287,7 +287,9 @@ async def wait_until(predicate: Callable[[], Awaitable[bool]], *, within: float 
         await asyncio.sleep(0.02)
 
 
-async def start_sandboxes(vendors: list[str], *, config: SandboxConfig | None = None, vendor_timeout: float = 2.0) -> VendorSet:
+async def start_sandboxes(
+    vendors: list[str], *, config: SandboxConfig | None = None, vendor_timeout: float = 2.0, rate_scale: float = RATE_SCALE
+) -> VendorSet:
     """Each vendor's sandbox on a loopback port in this loop, and its real adapter pointed at it."""
     adapters: dict[str, Any] = {}
     sandboxes: dict[str, Any] = {}
@@ -301,7 +303,7 @@ async def start_sandboxes(vendors: list[str], *, config: SandboxConfig | None = 
         servers.append(server)
         sandboxes[vendor] = sandbox
         urls[vendor] = server.url
-        adapters[vendor] = load(adapter_path)(server.url, SANDBOX_KEY, timeout=vendor_timeout, rate_scale=RATE_SCALE, retry=FAST_RETRY)
+        adapters[vendor] = load(adapter_path)(server.url, SANDBOX_KEY, timeout=vendor_timeout, rate_scale=rate_scale, retry=FAST_RETRY)
     return VendorSet(adapters, {v: "sandbox" for v in vendors}, urls, sandboxes, servers)
 
 
