@@ -112,3 +112,37 @@ async def test_a_checked_key_is_remembered_briefly_and_revocation_elsewhere_land
     monkeypatch.setattr(keys.time, "monotonic", lambda: later)
     with pytest.raises(Unauthorized, match="revoked"):
         await authenticate(database, f"Bearer {token}")
+
+
+async def test_requests_that_miss_together_share_one_database_read(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy key whose memory expired is read once, not once per request in flight; a refusal
+    reaches every waiter and is not remembered."""
+    import asyncio
+
+    from gpusupply.services import keys
+
+    reads: list[str] = []
+    real_read = keys._authenticate_in_database
+
+    async def counted_read(db: Database, token_hash: str) -> keys.Principal:
+        reads.append(token_hash)
+        return await real_read(db, token_hash)
+
+    monkeypatch.setattr(keys, "_authenticate_in_database", counted_read)
+    keys._recent.clear()
+    _, token = await create_key(database, "busy")
+    principals = await asyncio.gather(*(authenticate(database, f"Bearer {token}") for _ in range(20)))
+    assert len(set(principals)) == 1 and principals[0].key_name == "busy"
+    assert len(reads) == 1
+    assert await authenticate(database, f"Bearer {token}") == principals[0]  # remembered: no new read
+    assert len(reads) == 1
+
+    unknown = "gsk_" + "x" * 43
+    refusals = await asyncio.gather(*(authenticate(database, f"Bearer {unknown}") for _ in range(5)), return_exceptions=True)
+    assert all(isinstance(r, Unauthorized) for r in refusals)
+    assert len(reads) == 2
+    with pytest.raises(Unauthorized):
+        await authenticate(database, f"Bearer {unknown}")
+    assert len(reads) == 3  # a refusal is read again next time, never remembered

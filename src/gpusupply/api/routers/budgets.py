@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
 
-from gpusupply.api.deps import ServiceContext, get_ctx, get_principal, responses
+from gpusupply.api.deps import ServiceContext, get_principal, responses, service_context
 from gpusupply.api.schemas_cost import BudgetIn, BudgetOut
 from gpusupply.services import budgets
 from gpusupply.services.keys import Principal
@@ -31,7 +31,7 @@ def budget_out(view: budgets.BudgetView) -> BudgetOut:
 
 @router.get("/budget", response_model=BudgetOut, summary="Your budget and this month's spend", responses=responses(404, 422))
 async def get_budget(
-    tenant: str | None = _TENANT, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(get_ctx)
+    tenant: str | None = _TENANT, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(service_context)
 ) -> BudgetOut:
     return budget_out(await budgets.get_budget(ctx.db, principal, tenant))
 
@@ -52,7 +52,7 @@ async def put_budget(
     body: BudgetIn,
     tenant: str | None = _TENANT,
     principal: Principal = Depends(get_principal),
-    ctx: ServiceContext = Depends(get_ctx),
+    ctx: ServiceContext = Depends(service_context),
 ) -> BudgetOut:
     view = await budgets.put_budget(
         ctx.db,

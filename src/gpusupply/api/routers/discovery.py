@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from gpusupply.api import schemas
-from gpusupply.api.deps import ServiceContext, get_ctx, get_principal, responses
+from gpusupply.api.deps import ServiceContext, get_principal, responses, service_context
 from gpusupply.core.gpus import families
 from gpusupply.core.offers import CONTRACT_TYPES
 from gpusupply.core.regions import REGION_GROUPS
@@ -20,7 +20,7 @@ async def available_gpus() -> dict[str, list[str]]:
 
 
 @router.get("/available_vendors", response_model=list[schemas.VendorInfo], summary="Enabled vendors, their mode and health")
-async def available_vendors(ctx: ServiceContext = Depends(get_ctx)) -> list[schemas.VendorInfo]:
+async def available_vendors(ctx: ServiceContext = Depends(service_context)) -> list[schemas.VendorInfo]:
     described = await describe_vendors(ctx.db, ctx.vendors, ctx.catalog)
     return [
         schemas.VendorInfo(

@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from gpusupply.api import schemas
-from gpusupply.api.deps import ServiceContext, get_ctx
+from gpusupply.api.deps import ServiceContext, service_context
 from gpusupply.db.session import Database
 
 router = APIRouter(tags=["Health"])
@@ -37,7 +37,7 @@ async def schema_revision(db: Database) -> str | None:
     summary="The database is reachable and its schema is at the expected revision",
     responses={503: {"model": schemas.Readiness, "description": "Database unreachable or schema not at head"}},
 )
-async def readyz(ctx: ServiceContext = Depends(get_ctx)) -> JSONResponse | schemas.Readiness:
+async def readyz(ctx: ServiceContext = Depends(service_context)) -> JSONResponse | schemas.Readiness:
     try:
         revision = await schema_revision(ctx.db)
         database = "ok"

@@ -7,7 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from gpusupply.api import schemas
-from gpusupply.api.deps import ServiceContext, get_ctx, get_principal, responses
+from gpusupply.api.deps import ServiceContext, get_ctx, get_principal, responses, service_context
 from gpusupply.api.views import offer_details, offers_response_json
 from gpusupply.services import offers
 
@@ -43,10 +43,10 @@ async def get_offers(
     request: Request,
     limit: int = Query(offers.DEFAULT_PAGE_SIZE, ge=1, le=offers.MAX_PAGE_SIZE),
     offset: int = Query(0, ge=0, le=offers.MAX_OFFSET),
-    ctx: ServiceContext = Depends(get_ctx),
 ) -> Response:
+    # The services straight from the request: one dependency less to solve on the hottest route.
     found = await offers.search_offers(
-        ctx.catalog, await request.body(), request.headers.get("content-type"), limit=limit, offset=offset
+        get_ctx(request).catalog, await request.body(), request.headers.get("content-type"), limit=limit, offset=offset
     )
     rest = schemas.OffersResponse(
         offers=[],
@@ -67,5 +67,5 @@ async def get_offers(
     summary="One offer, from any replica, until it is cleaned up",
     responses=responses(404, 422),
 )
-async def get_offer(offer_id: UUID, ctx: ServiceContext = Depends(get_ctx)) -> schemas.OfferDetails:
+async def get_offer(offer_id: UUID, ctx: ServiceContext = Depends(service_context)) -> schemas.OfferDetails:
     return offer_details(await offers.get_offer(ctx.catalog, offer_id))

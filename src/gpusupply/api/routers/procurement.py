@@ -7,7 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, Response
 
 from gpusupply.api import schemas
-from gpusupply.api.deps import ServiceContext, get_ctx, get_principal, responses
+from gpusupply.api.deps import ServiceContext, get_principal, responses, service_context
 from gpusupply.api.views import offer_status_out
 from gpusupply.services import procurement
 from gpusupply.services.keys import Principal
@@ -33,7 +33,7 @@ async def procure_offer(
     response: Response,
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200),
     principal: Principal = Depends(get_principal),
-    ctx: ServiceContext = Depends(get_ctx),
+    ctx: ServiceContext = Depends(service_context),
 ) -> dict:
     outcome = await procurement.procure(
         ctx.db,
@@ -61,6 +61,6 @@ async def procure_offer(
     responses=responses(404, 422),
 )
 async def offer_status(
-    offer_id: UUID, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(get_ctx)
+    offer_id: UUID, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(service_context)
 ) -> schemas.OfferStatusOut:
     return offer_status_out(await procurement.offer_status(ctx.db, ctx.catalog, principal, offer_id))

@@ -7,7 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query
 
 from gpusupply.api import schemas
-from gpusupply.api.deps import ServiceContext, get_ctx, get_principal, responses
+from gpusupply.api.deps import ServiceContext, get_principal, responses, service_context
 from gpusupply.api.schemas_cost import ResourcePatch
 from gpusupply.api.views import event_out, resource_detail, resource_summary
 from gpusupply.services import resources
@@ -31,7 +31,7 @@ async def list_resources(
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
     principal: Principal = Depends(get_principal),
-    ctx: ServiceContext = Depends(get_ctx),
+    ctx: ServiceContext = Depends(service_context),
 ) -> schemas.ResourceList:
     rows, total = await resources.list_resources(
         ctx.db, principal, offer_id=offer_id, status=status, vendor=vendor, limit=limit, offset=offset
@@ -52,7 +52,7 @@ async def get_resource(
     resource_id: UUID,
     force_refresh: bool = Query(False, description="Re-read the vendor even if the last sync is recent."),
     principal: Principal = Depends(get_principal),
-    ctx: ServiceContext = Depends(get_ctx),
+    ctx: ServiceContext = Depends(service_context),
 ) -> schemas.ResourceDetail:
     resource = await resources.get_resource(
         ctx.db, ctx.vendors, principal, resource_id, force_refresh=force_refresh, refresh_timeout=ctx.settings.vendor_timeout + 5
@@ -75,7 +75,7 @@ async def patch_resource(
     resource_id: UUID,
     body: ResourcePatch,
     principal: Principal = Depends(get_principal),
-    ctx: ServiceContext = Depends(get_ctx),
+    ctx: ServiceContext = Depends(service_context),
 ) -> schemas.ResourceDetail:
     fields = body.auto_delete.model_dump(exclude_unset=True) if body.auto_delete is not None else None
     resource = await resources.set_auto_delete(ctx.db, principal, resource_id, fields)
@@ -96,7 +96,7 @@ async def delete_resource(
     resource_id: UUID,
     force: bool = Query(False, description="Delete even while a start/stop/reboot is in flight."),
     principal: Principal = Depends(get_principal),
-    ctx: ServiceContext = Depends(get_ctx),
+    ctx: ServiceContext = Depends(service_context),
 ) -> schemas.DeleteResourceResponse:
     resource = await resources.delete_resource(ctx.db, principal, resource_id, force=force)
     return schemas.DeleteResourceResponse(
@@ -122,7 +122,7 @@ _ACTION_RESPONSES = responses(404, 409, 413, 422)
 @router.post("/resources/{resource_id}/stop", status_code=202, response_model=schemas.ActionResponse,
              summary="Stop a running instance", responses=_ACTION_RESPONSES)
 async def stop_resource(
-    resource_id: UUID, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(get_ctx)
+    resource_id: UUID, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(service_context)
 ) -> schemas.ActionResponse:
     return await _action("stop", resource_id, principal, ctx)
 
@@ -130,7 +130,7 @@ async def stop_resource(
 @router.post("/resources/{resource_id}/start", status_code=202, response_model=schemas.ActionResponse,
              summary="Start a stopped instance", responses=_ACTION_RESPONSES)
 async def start_resource(
-    resource_id: UUID, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(get_ctx)
+    resource_id: UUID, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(service_context)
 ) -> schemas.ActionResponse:
     return await _action("start", resource_id, principal, ctx)
 
@@ -138,7 +138,7 @@ async def start_resource(
 @router.post("/resources/{resource_id}/reboot", status_code=202, response_model=schemas.ActionResponse,
              summary="Reboot a running instance", responses=_ACTION_RESPONSES)
 async def reboot_resource(
-    resource_id: UUID, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(get_ctx)
+    resource_id: UUID, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(service_context)
 ) -> schemas.ActionResponse:
     return await _action("reboot", resource_id, principal, ctx)
 
@@ -154,7 +154,7 @@ async def resource_events(
     limit: int = Query(500, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
     principal: Principal = Depends(get_principal),
-    ctx: ServiceContext = Depends(get_ctx),
+    ctx: ServiceContext = Depends(service_context),
 ) -> schemas.EventList:
     events, total = await resources.list_events(ctx.db, principal, resource_id, limit=limit, offset=offset)
     return schemas.EventList(

@@ -6,7 +6,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from gpusupply.api.deps import ServiceContext, get_ctx, get_principal, responses
+from gpusupply.api.deps import ServiceContext, get_principal, responses, service_context
 from gpusupply.api.schemas_cost import UsageReportOut, UsageRowOut
 from gpusupply.db.models import utcnow
 from gpusupply.services.keys import Principal
@@ -44,7 +44,7 @@ async def get_usage(
     tenant: str | None = Query(None, max_length=100, description="Admin keys: one tenant's usage."),
     format: Literal["json", "csv"] | None = Query(None, description="Overrides the Accept header."),
     principal: Principal = Depends(get_principal),
-    ctx: ServiceContext = Depends(get_ctx),
+    ctx: ServiceContext = Depends(service_context),
 ) -> Response | UsageReportOut:
     now = utcnow()
     start, end = parse_period(from_, to, now)

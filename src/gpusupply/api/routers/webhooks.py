@@ -6,7 +6,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 
-from gpusupply.api.deps import ServiceContext, get_ctx, get_principal, responses
+from gpusupply.api.deps import ServiceContext, get_principal, responses, service_context
 from gpusupply.api.schemas_cost import (
     DeliveryAttempt,
     DeliveryList,
@@ -66,7 +66,7 @@ def delivery_out(delivery: WebhookDelivery) -> DeliveryOut:
     responses=responses(409, 413, 422),
 )
 async def create_webhook(
-    body: WebhookIn, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(get_ctx)
+    body: WebhookIn, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(service_context)
 ) -> WebhookCreated:
     webhook, secret = await webhooks.create_webhook(
         ctx.db, ctx.settings, principal, url=body.url, events=body.events, description=body.description
@@ -75,14 +75,14 @@ async def create_webhook(
 
 
 @router.get("/webhooks", response_model=WebhookList, summary="Your webhooks, and every event type")
-async def list_webhooks(principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(get_ctx)) -> WebhookList:
+async def list_webhooks(principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(service_context)) -> WebhookList:
     found = await webhooks.list_webhooks(ctx.db, principal)
     return WebhookList(webhooks=[webhook_out(w) for w in found], event_types=webhooks.EVENT_TYPES)
 
 
 @router.get("/webhooks/{webhook_id}", response_model=WebhookOut, summary="One webhook", responses=responses(404, 422))
 async def get_webhook(
-    webhook_id: UUID, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(get_ctx)
+    webhook_id: UUID, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(service_context)
 ) -> WebhookOut:
     return webhook_out(await webhooks.get_webhook(ctx.db, principal, webhook_id))
 
@@ -94,7 +94,7 @@ async def get_webhook(
     responses=responses(404, 422),
 )
 async def delete_webhook(
-    webhook_id: UUID, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(get_ctx)
+    webhook_id: UUID, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(service_context)
 ) -> WebhookDeleted:
     await webhooks.delete_webhook(ctx.db, principal, webhook_id)
     return WebhookDeleted(webhook_id=webhook_id, message="Webhook removed with its delivery log; pending deliveries were dropped.")
@@ -112,7 +112,7 @@ async def list_deliveries(
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
     principal: Principal = Depends(get_principal),
-    ctx: ServiceContext = Depends(get_ctx),
+    ctx: ServiceContext = Depends(service_context),
 ) -> DeliveryList:
     found, total = await webhooks.list_deliveries(ctx.db, principal, webhook_id, status=status, limit=limit, offset=offset)
     return DeliveryList(
