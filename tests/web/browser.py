@@ -67,9 +67,14 @@ class Console:
                 self.keys[tenant] = pool.submit(asyncio.run, _create_key(self.settings, tenant)).result()
         return self.keys[tenant]
 
-    def screenshot(self, page: Any, name: str) -> Path:
+    def screenshot(self, page: Any, name: str, *, max_height: int | None = None) -> Path:
+        """The whole page, or its top `max_height` pixels (a long table need not be shown whole)."""
         path = self.screenshots / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        if max_height is None:
+            page.screenshot(path=str(path), full_page=True)
+        else:
+            width = page.viewport_size["width"]
+            page.screenshot(path=str(path), full_page=True, clip={"x": 0, "y": 0, "width": width, "height": max_height})
         return path
 
 

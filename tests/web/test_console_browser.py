@@ -49,7 +49,7 @@ def test_sign_in_search_procure_run_delete(page: Any, console: Console) -> None:
 
     search(page, vendor="")  # every vendor, for the screenshot
     expect(page.locator("#results-summary")).to_contain_text("Showing 1–50 of")
-    console.screenshot(page, "offers")
+    console.screenshot(page, "offers", max_height=1500)
     search(page)
     price_header = page.locator("th[aria-sort]")
     expect(price_header).to_have_attribute("aria-sort", "ascending")
