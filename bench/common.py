@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,7 @@ def free_port() -> int:
 class Served:
     url: str
     token: str
+    pid: int  # the server process, for a profiler to attach to
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60)
@@ -63,7 +64,7 @@ def serve(*, engine: bool, database_url: str | None = None, **settings: str) -> 
             time.sleep(0.1)
         log.seek(0)
         token = next(line.strip() for line in log.read().splitlines() if line.startswith("gsk_"))
-        yield Served(url, token)
+        yield Served(url, token, proc.pid)
     finally:
         proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -101,9 +102,15 @@ def _ms(text: str) -> float:
 
 
 def wrk(url: str, *, token: str | None = None, method: str = "GET", body: str | None = None,
-        content_type: str = "application/json", seconds: float = 8, connections: int = 16) -> Load:
-    """Closed-loop load from one wrk thread (the server gets the other core)."""
+        content_type: str = "application/json", seconds: float = 8, connections: int = 16,
+        paths: Sequence[str] = ()) -> Load:
+    """Closed-loop load from one wrk thread (the server gets the other core). With `paths`, each
+    request goes to one of them at random (on `url`'s server), else to `url`."""
     lines = [f'wrk.method = "{method}"']
+    if paths:
+        lines.append("paths = {" + ",".join(f'"{path}"' for path in paths) + "}")
+        lines.append("math.randomseed(7)")
+        lines.append("request = function() return wrk.format(nil, paths[math.random(#paths)]) end")
     if body is not None:
         lines.append(f"wrk.body = [[{body}]]")
         lines.append(f'wrk.headers["Content-Type"] = "{content_type}"')

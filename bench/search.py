@@ -1,7 +1,8 @@
 """Benchmark 1: offer search over a 100,000-offer catalog, ours against gpuhunt and a list scan.
 
-The catalog is the Vast sandbox's marketplace (50,000 asks, each an on-demand and a spot offer)
-mapped by the Vast adapter's own pure function. 1,000 seeded `get_offers` queries (family or
+The catalog is the Vast sandbox's marketplace (55,500 asks, each an on-demand and a spot offer,
+about 100,000 rentable offers) mapped by the Vast adapter's own pure function, plus the Nebula
+sandbox's products and fal's price table through their adapters' mappings, all offline. 1,000 seeded `get_offers` queries (family or
 canonical name, counts, price caps, regions, contract types, vendor) each ask for the first page
 (100 offers) sorted by price. Four searchers answer the same queries in the same run:
 
@@ -17,12 +18,14 @@ Every searcher's first page must be the same offers in the same order, or the ru
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID, uuid5
@@ -31,9 +34,11 @@ import numpy as np
 
 from bench.table import Row
 from gpusupply.core.offers import Offer, OfferQuery, matches, price_key
+from gpusupply.sandbox.nebula import build_inventory as nebula_inventory
 from gpusupply.sandbox.vast import OfferTable
 from gpusupply.services.catalog import StoredOffer
 from gpusupply.services.offer_index import OfferIndex
+from gpusupply.vendors import fal, nebula
 from gpusupply.vendors.vast import offers_from_rows
 
 PAGE = 100
@@ -44,18 +49,17 @@ GPUHUNT_PROVIDER = "lambdalabs"
 
 
 def build_offers(asks: int, seed: int = 7) -> list[Offer]:
-    """The Vast sandbox marketplace as our offers (available ones only), offline."""
+    """The three sandbox vendors' catalogs as our offers (available ones only), offline."""
     table = OfferTable(seed, asks)
     rentable = table.columns["base_rentable"].copy()
     indices = np.nonzero(rentable)[0]
     now = datetime.now(UTC)
-    offers: list[Offer] = []
-    for offer_type in ("on-demand",):
-        priced = table.priced(offer_type, STORAGE_GB)
-        rows = table.render(indices, priced, rentable, offer_type, time.time())
-        mapped, _ = offers_from_rows(rows, now, STORAGE_GB)
-        offers.extend(o for o in mapped if o.available)
-    return offers
+    # One rendering of the asks; the Vast mapping makes the on-demand and the spot offer of each.
+    rows = table.render(indices, table.priced("on-demand", STORAGE_GB), rentable, "on-demand", time.time())
+    vast_offers, _ = offers_from_rows(rows, now, STORAGE_GB)
+    nebula_offers = [nebula.map_offer(p.as_json(), now) for p in nebula_inventory(seed).products]
+    fal_offers = fal.offers_from_price_table(fal.DEFAULT_PRICE_TABLE, now)
+    return [o for o in [*vast_offers, *nebula_offers, *fal_offers] if o is not None and o.available]
 
 
 def make_queries(offers: list[Offer], count: int, seed: int = 11) -> list[OfferQuery]:
@@ -72,7 +76,7 @@ def make_queries(offers: list[Offer], count: int, seed: int = 11) -> list[OfferQ
                 gpu_count=rng.choice((1, 1, 1, 2, 4, 8)),
                 max_price_per_gpu_hour=rng.choice((None, None, 0.5, 1.0, 2.0, 4.0)),
                 contract_type=rng.choice((None, "ondemand", "spot")),
-                vendor=rng.choice((None, None, None, "vast")),
+                vendor=rng.choice((None, None, None, "vast", "nebula", "fal")),
                 region=rng.choice((None, None, "US", "EU", "APAC", "Other")),
             )
         )
@@ -150,6 +154,23 @@ def write_gpuhunt_catalog(items: list[object], directory: Path) -> None:
     storage.dump(items, str(directory / f"{GPUHUNT_PROVIDER}.csv"))
 
 
+@contextlib.contextmanager
+def gpuhunt_catalog_dir(items: list[object]) -> Iterator[Path]:
+    """Our offers as gpuhunt's offline catalog, in GPUHUNT_CATALOG_DIR while the block runs."""
+    directory = Path(tempfile.mkdtemp(prefix="gpuhunt-catalog-"))
+    before = os.environ.get("GPUHUNT_CATALOG_DIR")
+    try:
+        write_gpuhunt_catalog(items, directory)
+        os.environ["GPUHUNT_CATALOG_DIR"] = str(directory)
+        yield directory
+    finally:
+        if before is None:
+            os.environ.pop("GPUHUNT_CATALOG_DIR", None)
+        else:
+            os.environ["GPUHUNT_CATALOG_DIR"] = before
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 # ----- timing ----------------------------------------------------------------------------------
 def timed(search: Callable[[OfferQuery], list[tuple[str, str, str]]], queries: list[OfferQuery]
           ) -> tuple[list[float], list[list[tuple[str, str, str]]]]:
@@ -173,7 +194,8 @@ def run(quick: bool = False) -> list[Row]:
     queries = make_queries(offers, 50 if quick else 1000)
     now = datetime.now(UTC)
     index = OfferIndex()
-    index.replace_vendor("vast", stored(offers, now + timedelta(hours=1)))
+    for vendor in sorted({o.vendor for o in offers}):
+        index.replace_vendor(vendor, stored([o for o in offers if o.vendor == vendor], now + timedelta(hours=1)))
     family_of = {o.gpu_type: o.gpu_family for o in offers}
     by_price = sorted(offers, key=price_key)
 
@@ -196,22 +218,20 @@ def run(quick: bool = False) -> list[Row]:
         query_filter = QueryFilter(**{**kwargs, "gpu_name": [kwargs["gpu_name"]]})  # type: ignore[arg-type]
         return [item_key(i) for i in gpuhunt_rest([i for i in items if constraints.matches(i, query_filter)], query)]
 
-    directory = Path(tempfile.mkdtemp(prefix="gpuhunt-catalog-"))
-    write_gpuhunt_catalog(items, directory)
-    os.environ["GPUHUNT_CATALOG_DIR"] = str(directory)
-    from gpuhunt import Catalog
-
-    catalog = Catalog(auto_reload=False)
-
-    def gpuhunt_as_users(query: OfferQuery) -> list[tuple[str, str, str]]:
-        found = catalog.query(**gpuhunt_filter(query, family_of))  # type: ignore[arg-type]
-        return [item_key(i) for i in gpuhunt_rest(list(found), query)]
-
     ours_ms, ours_pages = timed(ours, queries)
     scan_ms, scan_pages = timed(scan, queries)
     best_ms, best_pages = timed(gpuhunt_best, queries)
     few = queries[: 5 if quick else 30]
-    users_ms, users_pages = timed(gpuhunt_as_users, few)
+    with gpuhunt_catalog_dir(items):
+        from gpuhunt import Catalog
+
+        catalog = Catalog(auto_reload=False)
+
+        def gpuhunt_as_users(query: OfferQuery) -> list[tuple[str, str, str]]:
+            found = catalog.query(**gpuhunt_filter(query, family_of))  # type: ignore[arg-type]
+            return [item_key(i) for i in gpuhunt_rest(list(found), query)]
+
+        users_ms, users_pages = timed(gpuhunt_as_users, few)
     mismatches = sum(a != b for a, b in zip(ours_pages, scan_pages, strict=True))
     mismatches += sum(a != b for a, b in zip(ours_pages, best_pages, strict=True))
     mismatches += sum(a != b for a, b in zip(ours_pages, users_pages, strict=False))
