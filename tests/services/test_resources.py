@@ -239,3 +239,46 @@ async def test_rows_are_fresh_after_an_engine_change(service: Any) -> None:
         await delete_resource(service.db, alice, rid)
     async with service.db.session() as session:
         assert (await session.execute(select(Resource.status).where(Resource.id == rid))).scalar_one() == "terminated"
+
+
+async def test_get_with_cost_reads_both_in_one_session(service: Any) -> None:
+    """The read path of GET /resources/{id}: the resource and its cost so far from one session
+    (no vendor refresh needed), the same cost `costs_so_far` gives, and tenancy kept."""
+    from gpusupply.db.models import utcnow
+    from gpusupply.services.costs import costs_so_far
+    from gpusupply.services.events import change_status
+    from gpusupply.services.resources import get_resource_with_cost
+
+    rid = await make_resource(service)
+    two_hours_ago = utcnow() - timedelta(hours=2)
+    async with service.db.transaction() as session:
+        resource = await session.get(Resource, rid)
+        assert resource is not None
+        change_status(session, resource, S.PROVISIONING, at=two_hours_ago)
+        change_status(session, resource, S.RUNNING, at=two_hours_ago + timedelta(minutes=1))
+        resource.running_since = two_hours_ago + timedelta(minutes=1)
+        resource.vendor_instance_id, resource.last_synced_at = "synced-just-now", utcnow()
+
+    sessions = 0
+    real_session = service.db.session
+
+    def counted_session() -> Any:
+        nonlocal sessions
+        sessions += 1
+        return real_session()
+
+    alice = await principal(service)
+    requests = service.vendors.sandboxes["nebula"].requests
+    try:
+        service.db.session = counted_session
+        resource, cost = await get_resource_with_cost(service.db, service.vendors, alice, rid)
+    finally:
+        del service.db.session  # back to the method
+    assert sessions == 1
+    assert service.vendors.sandboxes["nebula"].requests == requests  # fresh: no vendor read
+    assert resource.id == rid and resource.status == "running"
+    expected = (await costs_so_far(service.db, [resource]))[rid]
+    assert expected > 0
+    assert cost == pytest.approx(expected, rel=1e-3)
+    with pytest.raises(NotFoundError):
+        await get_resource_with_cost(service.db, service.vendors, await principal(service, "bob"), rid)

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.core.errors import ConflictError, NotFoundError, UnprocessableError, VendorError
@@ -30,6 +30,7 @@ from gpusupply.db.models import Event, Resource, utcnow
 from gpusupply.db.session import Database
 from gpusupply.engine.hints import hint
 from gpusupply.services.budgets import AutoDeleteValues, apply_auto_delete, auto_delete_values
+from gpusupply.services.costs import costs_in_session
 from gpusupply.services.events import change_status
 from gpusupply.services.keys import Principal
 from gpusupply.services.offers import KNOWN_VENDORS, check_page
@@ -103,13 +104,17 @@ async def list_resources(
         return list(rows), int(total)
 
 
+# Built once: composing the expression on every read showed as ~7% of a read's samples (py-spy).
+_OWNED = (
+    select(Resource)
+    .where(Resource.id == bindparam("resource_id"), Resource.tenant_id == bindparam("tenant_id"))
+    .execution_options(populate_existing=True)
+)
+
+
 async def _owned(session: AsyncSession, principal: Principal, resource_id: UUID) -> Resource:
     resource = (
-        await session.execute(
-            select(Resource)
-            .where(Resource.id == resource_id, Resource.tenant_id == principal.tenant_id)
-            .execution_options(populate_existing=True)
-        )
+        await session.execute(_OWNED, {"resource_id": resource_id, "tenant_id": principal.tenant_id})
     ).scalar_one_or_none()
     if resource is None:
         raise NotFoundError(f"resource {resource_id} not found")
@@ -121,14 +126,38 @@ async def get_resource(
 ) -> Resource:
     """One resource; re-read from the vendor first when its last sync is older than 30 s
     (or `force_refresh`), through the engine's `refresh_resource`."""
+    resource, _ = await _read(db, vendors, principal, resource_id, force_refresh, refresh_timeout, with_cost=False)
+    return resource
+
+
+async def get_resource_with_cost(
+    db: Database, vendors: VendorSet, principal: Principal, resource_id: UUID, *, force_refresh: bool = False, refresh_timeout: float = 15.0
+) -> tuple[Resource, float]:
+    """`get_resource` and its cost so far (USD), both read in the same session: a read is one
+    connection checkout and one transaction instead of two (about half its database round trips)."""
+    resource, cost = await _read(db, vendors, principal, resource_id, force_refresh, refresh_timeout, with_cost=True)
+    return resource, cost or 0.0
+
+
+async def _read(
+    db: Database, vendors: VendorSet, principal: Principal, resource_id: UUID, force_refresh: bool, refresh_timeout: float,
+    *, with_cost: bool,
+) -> tuple[Resource, float | None]:
     async with db.session() as session:
         resource = await _owned(session, principal, resource_id)
-    if not needs_refresh(resource, force=force_refresh, now=utcnow()):
-        return resource
-    if await _refresh(db, vendors, resource_id, refresh_timeout):
-        async with db.session() as session:
+        if not needs_refresh(resource, force=force_refresh, now=utcnow()):
+            return resource, (await _cost(session, resource) if with_cost else None)
+    refreshed = await _refresh(db, vendors, resource_id, refresh_timeout)
+    if not refreshed and not with_cost:  # the stored view stands
+        return resource, None
+    async with db.session() as session:
+        if refreshed:
             resource = await _owned(session, principal, resource_id)
-    return resource
+        return resource, (await _cost(session, resource) if with_cost else None)
+
+
+async def _cost(session: AsyncSession, resource: Resource) -> float:
+    return (await costs_in_session(session, [resource], utcnow()))[resource.id]
 
 
 async def _refresh(db: Database, vendors: VendorSet, resource_id: UUID, limit_seconds: float) -> bool:

@@ -54,10 +54,10 @@ async def get_resource(
     principal: Principal = Depends(get_principal),
     ctx: ServiceContext = Depends(service_context),
 ) -> schemas.ResourceDetail:
-    resource = await resources.get_resource(
+    resource, cost = await resources.get_resource_with_cost(
         ctx.db, ctx.vendors, principal, resource_id, force_refresh=force_refresh, refresh_timeout=ctx.settings.vendor_timeout + 5
     )
-    return resource_detail(resource, (await costs_so_far(ctx.db, [resource]))[resource.id])
+    return resource_detail(resource, cost)
 
 
 @router.patch(
