@@ -191,3 +191,70 @@ def test_procure_and_delete_with_the_keyboard_only(page: Any, console: Console) 
 
     expect(page.get_by_role("status").filter(has_text="Deleting keyboard-1")).to_be_visible()
     expect(status_of(page.locator("#resource-live"))).to_have_text(re.compile("deleted"), timeout=WAIT_MS)
+
+
+def procure_first_offer(page: Any, console: Console, tenant: str, name: str, gpu: str) -> None:
+    """Sign in, search Nebula's offers of `gpu` and procure the cheapest; wait until it runs.
+    Each test procures another GPU: a procured offer leaves the catalog, and Nebula has few of each."""
+    from playwright.sync_api import expect
+
+    sign_in(page, console, tenant)
+    search(page, gpu=gpu)
+    page.locator("tbody tr").first.get_by_role("link", name=re.compile("^Procure")).click()
+    page.get_by_label("SSH public key").fill(SSH_KEY)
+    page.get_by_label("Name (optional)").fill(name)
+    page.locator("#procure-submit").click()
+    expect(status_of(page.locator("#resource-live"))).to_have_text(re.compile("running"), timeout=WAIT_MS)
+
+
+def test_stop_and_start_through_the_dialog(page: Any, console: Console) -> None:
+    from playwright.sync_api import expect
+
+    procure_first_offer(page, console, "stopstart", "paused-1", gpu="RTX3090")
+    live = page.locator("#resource-live")
+    dialog = page.locator("#confirm-dialog")
+    for button, title, confirm, settled in (
+        ("Stop", "Stop paused-1?", "Stop it", "stopped"),
+        ("Start", "Start paused-1?", "Start it", "running"),
+    ):
+        live.get_by_role("button", name=re.compile(f"^{button}")).click()
+        expect(dialog.get_by_role("heading")).to_have_text(title)
+        dialog.get_by_role("button", name=confirm).click()
+        expect(status_of(page.locator("#resource-live"))).to_have_text(re.compile(settled), timeout=WAIT_MS)
+    timeline = page.locator("#resource-live ol.timeline")
+    for step in ("running → stopping", "stopping → stopped", "stopped → starting", "starting → running"):
+        expect(timeline).to_contain_text(step)
+
+
+def test_delete_without_javascript_uses_the_confirmation_page(chromium: Any, console: Console) -> None:
+    """With scripts off the buttons lead to a confirmation page with the same form."""
+    from playwright.sync_api import expect
+
+    context = chromium.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        token = console.key("noscript")
+        page.goto(console.url + "/console/sign-in")
+        page.get_by_label("API key").fill(token)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page).to_have_url(re.compile(r"/console/offers$"))
+        search(page, gpu="RTX5090", vendor="")  # any vendor deletes
+        page.locator("tbody tr").first.get_by_role("link", name=re.compile("^Procure")).click()
+        page.get_by_label("SSH public key").fill(SSH_KEY)
+        page.get_by_label("Name (optional)").fill("plain-1")
+        page.locator("#procure-submit").click()
+        expect(page.get_by_role("heading", name="plain-1")).to_be_visible()
+
+        page.get_by_role("button", name=re.compile("^Delete")).click()
+        expect(page).to_have_url(re.compile(r"/confirm/delete"))
+        expect(page.get_by_role("heading", name="Delete plain-1?")).to_be_visible()
+        page.get_by_role("button", name="Delete it").click()
+        expect(page.get_by_role("status").filter(has_text="Deleting plain-1")).to_be_visible()
+        for _ in range(60):  # no live refresh without scripts: reload until the engine is done
+            if "deleted" in page.locator(".status").first.inner_text():
+                break
+            page.wait_for_timeout(500)
+            page.reload()
+        expect(page.locator(".status").first).to_have_text(re.compile("deleted"))
+    finally:
+        context.close()
