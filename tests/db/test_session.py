@@ -57,3 +57,23 @@ async def test_a_failed_transaction_writes_nothing(database: Database) -> None:
             raise RuntimeError("boom")
     async with database.session() as session:
         assert (await session.execute(select(Tenant).where(Tenant.name == "ghost"))).first() is None
+
+
+async def test_read_session_sees_commits_and_holds_no_transaction_on_postgres(database: Database) -> None:
+    """`read_session` reads what is committed; on PostgreSQL each statement is its own
+    transaction (no BEGIN/ROLLBACK round trips), where `session` keeps one open."""
+    import asyncio
+
+    async with database.transaction() as session:
+        session.add(Tenant(name="reader"))
+    async with database.read_session() as session:
+        assert (await session.execute(select(Tenant.name).where(Tenant.name == "reader"))).scalar_one() == "reader"
+    if database.is_sqlite:
+        return
+    started = text("SELECT xact_start FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+    for opener, one_transaction in ((database.read_session, False), (database.session, True)):
+        async with opener() as session:
+            first = (await session.execute(started)).scalar_one()
+            await asyncio.sleep(0.02)  # so that a new transaction has a later start
+            second = (await session.execute(started)).scalar_one()
+        assert (first == second) is one_transaction

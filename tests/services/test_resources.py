@@ -259,22 +259,27 @@ async def test_get_with_cost_reads_both_in_one_session(service: Any) -> None:
         resource.running_since = two_hours_ago + timedelta(minutes=1)
         resource.vendor_instance_id, resource.last_synced_at = "synced-just-now", utcnow()
 
-    sessions = 0
-    real_session = service.db.session
+    sessions: list[str] = []
 
-    def counted_session() -> Any:
-        nonlocal sessions
-        sessions += 1
-        return real_session()
+    def counted(kind: str) -> Any:
+        real = getattr(service.db, kind)
+
+        def opener() -> Any:
+            sessions.append(kind)
+            return real()
+
+        return opener
 
     alice = await principal(service)
     requests = service.vendors.sandboxes["nebula"].requests
     try:
-        service.db.session = counted_session
+        for kind in ("session", "read_session", "transaction"):
+            setattr(service.db, kind, counted(kind))
         resource, cost = await get_resource_with_cost(service.db, service.vendors, alice, rid)
     finally:
-        del service.db.session  # back to the method
-    assert sessions == 1
+        for kind in ("session", "read_session", "transaction"):
+            delattr(service.db, kind)  # back to the methods
+    assert sessions == ["read_session"]
     assert service.vendors.sandboxes["nebula"].requests == requests  # fresh: no vendor read
     assert resource.id == rid and resource.status == "running"
     expected = (await costs_so_far(service.db, [resource]))[rid]

@@ -47,6 +47,9 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         # expire_on_commit=False: rows stay readable after commit; autoflush=False: no surprise writes.
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        # Reads that need no transaction (PostgreSQL): no BEGIN and ROLLBACK round trips around them.
+        readers = self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.read_sessions = async_sessionmaker(readers, expire_on_commit=False, autoflush=False)
         # SQLite has one writer: the engine serializes its claims through this lock (see engine/leases.py).
         self.claim_lock = asyncio.Lock()
 
@@ -58,6 +61,13 @@ class Database:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self.sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def read_session(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads only: each statement sees what is committed, without a transaction
+        around them (on PostgreSQL two round trips fewer; on SQLite the same as `session`)."""
+        async with self.read_sessions() as session:
             yield session
 
     @asynccontextmanager

@@ -143,7 +143,7 @@ async def _read(
     db: Database, vendors: VendorSet, principal: Principal, resource_id: UUID, force_refresh: bool, refresh_timeout: float,
     *, with_cost: bool,
 ) -> tuple[Resource, float | None]:
-    async with db.session() as session:
+    async with db.read_session() as session:
         resource = await _owned(session, principal, resource_id)
         if not needs_refresh(resource, force=force_refresh, now=utcnow()):
             return resource, (await _cost(session, resource) if with_cost else None)
