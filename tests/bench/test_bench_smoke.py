@@ -15,6 +15,9 @@ from rich.console import Console
 QUICK_BENCHMARKS = [
     "bench.search",
     "bench.http",
+    "bench.fanout",
+    "bench.procurement",
+    "bench.reconciler",
     "bench.reads",
 ]
 

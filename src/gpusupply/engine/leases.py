@@ -55,6 +55,7 @@ class Lease:
     pipeline: str
     taken_over: bool = False  # the previous holder's lease had expired
     lost: bool = False
+    vendor: str | None = None  # the row's vendor when claimed (None: not chosen yet)
 
 
 def _free(now: datetime) -> Any:
@@ -72,8 +73,14 @@ async def claim(
     now: datetime,
     resource_id: uuid.UUID | None = None,
     due_only: bool = True,
+    vendor_room: dict[str, int] | None = None,
 ) -> list[Lease]:
-    """Lease up to `limit` due rows in `statuses` (or only `resource_id`, when given)."""
+    """Lease up to `limit` due rows in `statuses` (or only `resource_id`, when given).
+
+    `vendor_room`: at most this many rows of each vendor named (0 leaves a vendor out), so that
+    one vendor whose calls queue behind its rate limit cannot take every worker of a pipeline.
+    Rows without a vendor yet, and vendors not named, are not limited.
+    """
     if limit <= 0:
         return []
     statuses = list(statuses)
@@ -82,20 +89,30 @@ async def claim(
         conditions.append(Resource.next_attempt_at <= now)
     if resource_id is not None:
         conditions.append(Resource.id == resource_id)
+    room = dict(vendor_room or {})
+    full = [vendor for vendor, n in room.items() if n <= 0]
+    if full:
+        conditions.append(or_(Resource.vendor.is_(None), Resource.vendor.notin_(full)))
     if db.is_sqlite:
         async with db.claim_lock:
-            return await _claim(db, pipeline, owner, conditions, limit, lease, now)
-    return await _claim(db, pipeline, owner, conditions, limit, lease, now)
+            return await _claim(db, pipeline, owner, conditions, limit, lease, now, room)
+    return await _claim(db, pipeline, owner, conditions, limit, lease, now, room)
 
 
-async def _claim(db: Database, pipeline: str, owner: str, conditions: list[Any], limit: int, lease: timedelta, now: datetime) -> list[Lease]:
-    query = select(Resource.id, Resource.lock_token).where(*conditions).order_by(Resource.next_attempt_at).limit(limit)
+async def _claim(
+    db: Database, pipeline: str, owner: str, conditions: list[Any], limit: int, lease: timedelta, now: datetime, room: dict[str, int]
+) -> list[Lease]:
+    query = select(Resource.id, Resource.lock_token, Resource.vendor).where(*conditions).order_by(Resource.next_attempt_at).limit(limit)
     if not db.is_sqlite:
         query = query.with_for_update(skip_locked=True, key_share=True)
     leases: list[Lease] = []
     async with db.transaction() as session:
         rows = (await session.execute(query)).all()
-        for row_id, old_token in rows:
+        for row_id, old_token, vendor in rows:
+            if vendor in room:
+                if room[vendor] <= 0:
+                    continue  # this vendor's share is taken: its later rows wait for the next claim
+                room[vendor] -= 1
             token = uuid.uuid4()
             # Guarded again: on SQLite another process may have claimed the row since our select.
             result = await session.execute(
@@ -105,7 +122,7 @@ async def _claim(db: Database, pipeline: str, owner: str, conditions: list[Any],
                 .execution_options(synchronize_session=False)
             )
             if result.rowcount == 1:  # type: ignore[attr-defined]
-                leases.append(Lease(row_id, token, pipeline, taken_over=old_token is not None))
+                leases.append(Lease(row_id, token, pipeline, taken_over=old_token is not None, vendor=vendor))
     for item in leases:
         if item.taken_over:
             LEASE_TAKEOVERS.labels(pipeline).inc()

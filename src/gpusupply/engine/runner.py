@@ -20,7 +20,7 @@ from gpusupply.engine.autodelete import guardrail_job
 from gpusupply.engine.context import Clock, EngineContext, default_owner
 from gpusupply.engine.hints import hint
 from gpusupply.engine.jobs import PeriodicJob, count_resources
-from gpusupply.engine.pipelines import actions, delete, procure, refresh
+from gpusupply.engine.pipelines import actions, delete, procure, provision, refresh
 from gpusupply.engine.pipelines.base import Pipeline
 from gpusupply.engine.reconciler import reconcile_vendor
 from gpusupply.engine.webhook_delivery import WebhookDeliverer
@@ -46,6 +46,7 @@ class Engine:
         workers = settings.engine_workers
         self.pipelines = [
             Pipeline(self.ctx, procure.PIPELINE, procure.STATUSES, procure.step, workers=workers),
+            Pipeline(self.ctx, provision.PIPELINE, provision.STATUSES, provision.step, workers=workers),
             Pipeline(self.ctx, delete.PIPELINE, delete.STATUSES, delete.step, workers=workers),
             Pipeline(self.ctx, actions.PIPELINE, actions.STATUSES, actions.step, workers=max(1, workers // 4)),
             Pipeline(self.ctx, refresh.PIPELINE, refresh.STATUSES, refresh.step, workers=max(1, workers // 2)),

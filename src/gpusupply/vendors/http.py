@@ -1,7 +1,8 @@
 """The HTTP policy every adapter shares: pacing, timeouts, retries, error typing, secret hygiene.
 
 - Pacing: one GCRA pacer per (vendor, endpoint) keeps us under the vendor's documented rate, so
-  a 429 is rare rather than routine.
+  a 429 is rare rather than routine. A vendor that limits the whole key (one bucket for every
+  route) gets one shared pacer instead, so any route may use the whole rate when the others idle.
 - Retries: only calls marked `safe` (reads, and deletes/starts/stops, which are idempotent) are
   retried, on 429, 5xx, timeouts and connection errors, with exponential backoff and full jitter,
   honouring Retry-After. A create is never retried here: the engine recovers it.
@@ -113,6 +114,7 @@ class VendorHttp:
         auth_headers: dict[str, str],
         rates: dict[str, tuple[float, float]] | None = None,
         default_rate: tuple[float, float] = (5.0, 2.0),
+        shared_rate: tuple[float, float] | None = None,
         timeout: float = 10.0,
         retry: RetryPolicy | None = None,
         classifier: ErrorClassifier = default_classifier,
@@ -122,6 +124,8 @@ class VendorHttp:
         self._rates = rates or {}
         self._default_rate = default_rate
         self._pacers: dict[str, Gcra] = {}
+        # Every call also books a slot here: the vendor's limit for the key as a whole.
+        self._shared_pacer = Gcra(*shared_rate) if shared_rate is not None else None
         self._retry = retry or RetryPolicy()
         self._classifier = classifier
         self._client = httpx.AsyncClient(
@@ -135,12 +139,26 @@ class VendorHttp:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _pace(self, endpoint: str) -> None:
+    def _endpoint_pacer(self, endpoint: str) -> Gcra | None:
         pacer = self._pacers.get(endpoint)
         if pacer is None:
+            if endpoint not in self._rates and self._shared_pacer is not None:
+                return None  # only the key's limit applies to this route
             rate, burst = self._rates.get(endpoint, self._default_rate)
             pacer = self._pacers[endpoint] = Gcra(rate, burst)
-        wait = pacer.reserve(time.monotonic())
+        return pacer
+
+    def reserve(self, endpoint: str, now: float) -> float:
+        """Book the next slot for one call to `endpoint`; returns the seconds to wait for it."""
+        pacer = self._endpoint_pacer(endpoint)
+        send_at = now + (pacer.reserve(now) if pacer is not None else 0.0)
+        if self._shared_pacer is not None:
+            # Booked at the route's slot, not now: a slot the call could not use yet is not wasted.
+            send_at += self._shared_pacer.reserve(send_at)
+        return send_at - now
+
+    async def _pace(self, endpoint: str) -> None:
+        wait = self.reserve(endpoint, time.monotonic())
         if wait > 0:
             VENDOR_RATE_LIMIT_WAIT.labels(self.vendor).inc(wait)
             await asyncio.sleep(wait)

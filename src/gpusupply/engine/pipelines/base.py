@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,8 +33,35 @@ class Pipeline:
         self.statuses = statuses
         self.step = step
         self.workers = max(1, workers)
+        # Each vendor gets at most its share of the workers: steps wait on a vendor's pacer (or a
+        # hanging vendor's timeout) while holding a worker, and one busy vendor must not starve
+        # the others' steps.
+        self.vendor_share = max(1, math.ceil(self.workers / max(1, len(ctx.vendors.adapters))))
         self.active: dict[asyncio.Task[None], leases.Lease] = {}
         self.steps_done = 0
+        self._held_back: set[str] = set()  # vendors at their share at the last claim
+        self._share_freed = asyncio.Event()  # a step of a held-back vendor finished
+
+    def vendor_room(self) -> dict[str, int]:
+        """How many more rows of each vendor this pipeline may take now."""
+        busy = Counter(lease.vendor for lease in self.active.values() if lease.vendor is not None)
+        room = {vendor: self.vendor_share - busy[vendor] for vendor in self.ctx.vendors.adapters}
+        self._held_back = {vendor for vendor, n in room.items() if n <= 0}
+        return room
+
+    async def _idle(self, seconds: float) -> None:
+        """Wait for a hint (new work), or for a held-back vendor's step to finish, or `seconds`."""
+        if not self._held_back:
+            await wait_for_hint(seconds)
+            return
+        freed = asyncio.ensure_future(self._share_freed.wait())
+        hinted = asyncio.ensure_future(wait_for_hint(seconds))
+        try:
+            await asyncio.wait({freed, hinted}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            freed.cancel()
+            hinted.cancel()
+            self._share_freed.clear()
 
     @property
     def held(self) -> list[leases.Lease]:
@@ -53,6 +82,7 @@ class Pipeline:
                         limit=free,
                         lease=self.ctx.lease,
                         now=self.ctx.now(),
+                        vendor_room=self.vendor_room(),
                     )
                 except Exception:
                     log.exception("claim failed", extra={"pipeline": self.name})
@@ -68,11 +98,13 @@ class Pipeline:
                 await asyncio.wait(list(self.active), timeout=idle, return_when=asyncio.FIRST_COMPLETED)
                 continue
             if not claimed:
-                await wait_for_hint(idle)
+                await self._idle(idle)
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self.active.pop(task, None)
+        lease = self.active.pop(task, None)
         self.steps_done += 1
+        if lease is not None and lease.vendor in self._held_back:
+            self._share_freed.set()  # its rows waiting for a worker can be claimed now
 
     async def _work(self, lease: leases.Lease) -> None:
         try:

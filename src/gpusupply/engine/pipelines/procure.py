@@ -54,7 +54,10 @@ from gpusupply.vendors.base import CreateRequest, VendorAdapter, VendorInstance
 log = logging.getLogger(__name__)
 
 PIPELINE = "procure"
-STATUSES = (ResourceStatus.PENDING.value, ResourceStatus.PROVISIONING.value)
+# Provisioning rows have their own pipeline (provision.py), so that a backlog of creates waiting on
+# a vendor's rate limit never holds back the polls that bring created instances to `running`.
+# `step` still takes either status.
+STATUSES = (ResourceStatus.PENDING.value,)
 # By spec: creates whose outcome stayed unknown, then showed nothing, before the offer counts as failed.
 MAX_UNKNOWN_OUTCOMES = 3
 DEGRADED_RECHECK_SECONDS = 15.0

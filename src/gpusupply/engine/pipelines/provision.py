@@ -16,12 +16,15 @@ from gpusupply.core.errors import RateLimited, VendorError
 from gpusupply.core.states import InstanceState, ResourceStatus
 from gpusupply.db.models import Resource
 from gpusupply.engine import leases
+from gpusupply.engine.batch_reads import read_instance_batched
 from gpusupply.engine.context import EngineContext
 from gpusupply.engine.crash import crash_point
 from gpusupply.engine.pipelines.common import age, backoff_seconds, hand_to_deletion, retry_later
-from gpusupply.engine.sync import merge_observation, observe, read_instance
+from gpusupply.engine.sync import merge_observation, observe
 
 PROVISIONING = ResourceStatus.PROVISIONING
+PIPELINE = "provision"
+STATUSES = (PROVISIONING.value,)
 
 
 async def step(ctx: EngineContext, lease: leases.Lease, row: Resource) -> None:
@@ -35,7 +38,7 @@ async def step(ctx: EngineContext, lease: leases.Lease, row: Resource) -> None:
         await retry_later(ctx, lease, 30.0, message=f"vendor {row.vendor} is not enabled here")
         return
     try:
-        instance = await read_instance(adapter, row.vendor_instance_id)
+        instance = await read_instance_batched(adapter, row.vendor_instance_id)  # polls of many instances share a listing
     except VendorError as exc:
         if waited > timeout:
             await _to_deletion(ctx, lease, f"provisioning timed out after {timeout:.0f} s (vendor unreadable: {exc.message})")
