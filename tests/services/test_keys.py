@@ -146,3 +146,38 @@ async def test_requests_that_miss_together_share_one_database_read(
     with pytest.raises(Unauthorized):
         await authenticate(database, f"Bearer {unknown}")
     assert len(reads) == 3  # a refusal is read again next time, never remembered
+
+
+async def test_a_revocation_here_is_not_undone_by_a_read_in_flight(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read that started before this process revoked the key is neither joined by later
+    requests nor remembered: they read again and see the revocation."""
+    import asyncio
+
+    from gpusupply.services import keys
+
+    keys._recent.clear()
+    _, token = await create_key(database, "revoked-meanwhile")
+    first_read_done, release = asyncio.Event(), asyncio.Event()
+    reads = 0
+    real_read = keys._authenticate_in_database
+
+    async def slow_first_read(db: Database, token_hash: str) -> keys.Principal:
+        nonlocal reads
+        reads += 1
+        principal = await real_read(db, token_hash)
+        if reads == 1:
+            first_read_done.set()
+            await release.wait()  # the first read answers (not revoked) only after the revocation
+        return principal
+
+    monkeypatch.setattr(keys, "_authenticate_in_database", slow_first_read)
+    before = asyncio.create_task(authenticate(database, f"Bearer {token}"))
+    await first_read_done.wait()
+    await revoke_key(database, token[: keys.DISPLAY_PREFIX_LENGTH])
+    with pytest.raises(Unauthorized, match="revoked"):
+        await authenticate(database, f"Bearer {token}")  # its own read, not the one in flight
+    release.set()
+    assert (await before).key_name == "revoked-meanwhile"  # it was valid when that read was made
+    with pytest.raises(Unauthorized, match="revoked"):
+        await authenticate(database, f"Bearer {token}")  # and that answer was not remembered
+    assert reads == 3

@@ -81,6 +81,7 @@ class _RecentKeys:
     def __init__(self) -> None:
         self._entries: dict[tuple[int, str], tuple[Principal, float]] = {}
         self._reads: dict[tuple[int, str], asyncio.Future[Principal]] = {}
+        self._generation = 0  # moves on clear(): a read started before it is neither joined nor kept
 
     def get(self, db: Database, token_hash: str) -> Principal | None:
         entry = self._entries.get((id(db), token_hash))
@@ -95,6 +96,8 @@ class _RecentKeys:
 
     def clear(self) -> None:
         self._entries.clear()
+        self._reads.clear()
+        self._generation += 1
 
     async def read(self, db: Database, token_hash: str) -> Principal:
         """The key from the database, remembered; callers that miss together share one read."""
@@ -114,8 +117,10 @@ class _RecentKeys:
             done.exception()  # retrieved: a refusal nobody was left to await is not reported as lost
 
     async def _read_and_remember(self, db: Database, token_hash: str) -> Principal:
+        generation = self._generation
         principal = await _authenticate_in_database(db, token_hash)
-        self.put(db, token_hash, principal)
+        if generation == self._generation:  # else a revocation came meanwhile: do not remember
+            self.put(db, token_hash, principal)
         return principal
 
 
