@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import hashlib
 import json
 import math
@@ -1127,36 +1128,50 @@ class VastSandbox(VendorSandbox):
         if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
             return bad("Error in query parameters: select_cols must be a list of column names")
 
-        rows = [self.instance_row(i) for i in self.account_instances(account)]
-        try:
-            mask = np.ones(len(rows), dtype=bool)
-            for name, op, value in filters:
-                mask &= column_mask(name, column_from_rows(name, rows), op, value)
-        except QueryError as exc:
-            return bad(f"Error in query parameters: {exc}")
-        rows = [row for row, keep in zip(rows, mask.tolist(), strict=True) if keep]
-        rows.sort(key=lambda row: row_sort_key(row, order))
-        start = 0
         token = params.get("after_token")
-        if token:
-            values = decode_token(token)
-            if values is None or set(values) != {col for col, _ in order}:
-                return bad("Invalid after_token", "invalid_token")
+        values = decode_token(token) if token else {}
+        if values is None or (token and set(values) != {col for col, _ in order}):
+            return bad("Invalid after_token", "invalid_token")
+        if not filters and order == [("id", False)]:
+            # The plain full listing (what a reconciler pages through): only the page's rows are
+            # rendered, so paging through n instances costs O(n) per page, not n renders per page.
+            instances = sorted(self.account_instances(account), key=lambda inst: int(inst.id))
+            keys = [row_sort_key({"id": int(inst.id)}, order) for inst in instances]
             try:
-                position = row_sort_key(values, order)
-                start = next((i for i, row in enumerate(rows) if row_sort_key(row, order) > position), len(rows))
+                start = bisect.bisect_right(keys, row_sort_key(values, order)) if token else 0
             except TypeError:
                 return bad("Invalid after_token", "invalid_token")
-        page = rows[start : start + limit]
-        more = start + limit < len(rows)
+            page = [self.instance_row(inst) for inst in instances[start : start + limit]]
+            total = len(instances)
+            label_counts = Counter(inst.data.get("label") or "" for inst in instances)
+        else:
+            rows = [self.instance_row(i) for i in self.account_instances(account)]
+            try:
+                mask = np.ones(len(rows), dtype=bool)
+                for name, op, value in filters:
+                    mask &= column_mask(name, column_from_rows(name, rows), op, value)
+            except QueryError as exc:
+                return bad(f"Error in query parameters: {exc}")
+            rows = [row for row, keep in zip(rows, mask.tolist(), strict=True) if keep]
+            rows.sort(key=lambda row: row_sort_key(row, order))
+            start = 0
+            if token:
+                try:
+                    position = row_sort_key(values, order)
+                    start = next((i for i, row in enumerate(rows) if row_sort_key(row, order) > position), len(rows))
+                except TypeError:
+                    return bad("Invalid after_token", "invalid_token")
+            page = rows[start : start + limit]
+            total = len(rows)
+            label_counts = Counter(row.get("label") or "" for row in rows)
+        more = start + limit < total
         next_token = encode_token({col: page[-1].get(col) for col, _ in order}) if more and page else None
-        label_counts = Counter(row.get("label") or "" for row in rows)
         if "*" not in cols:
             page = [{c: row.get(c) for c in cols} for row in page]
         return {
             "success": True,
             "instances_found": len(page),
-            "total_instances": len(rows),
+            "total_instances": total,
             "label_counts": dict(label_counts),
             "next_token": next_token,
             "instances": page,
