@@ -130,7 +130,16 @@ def plan_reconcile(
     return plan
 
 
-def _known(row: Resource) -> KnownResource:
+# The columns a plan needs: a sweep reads these for every live row of a vendor, never whole rows
+# (offer snapshots, attempts and keys would cost memory and time for thousands of rows).
+KNOWN_COLUMNS = (
+    Resource.id, Resource.tenant_id, Resource.status, Resource.vendor, Resource.vendor_instance_id,
+    Resource.create_attempted_at, Resource.created_at,
+)
+
+
+def _known(row: Any) -> KnownResource:
+    """From a `Resource` or a row of `KNOWN_COLUMNS`."""
     return KnownResource(row.id, row.tenant_id, S(row.status), row.vendor, row.vendor_instance_id, row.create_attempted_at or row.created_at)
 
 
@@ -170,16 +179,21 @@ async def reconcile_vendor(ctx: EngineContext, vendor: str) -> ReconcileReport:
         return report
     report.listed = len(listing)
     async with ctx.db.session() as session:
-        rows = (await session.execute(select(Resource).where(Resource.vendor == vendor, Resource.status.in_([s.value for s in LIVE_STATUSES])))).scalars().all()
-        marker_ids = {i.resource_id for i in listing if i.resource_id is not None}
-        marked = (await session.execute(select(Resource).where(Resource.id.in_(marker_ids)))).scalars().all() if marker_ids else []
+        live = [_known(r) for r in await session.execute(
+            select(*KNOWN_COLUMNS).where(Resource.vendor == vendor, Resource.status.in_([s.value for s in LIVE_STATUSES]))
+        )]
+        # Rows named by markers: the live ones are known already; read only the others.
+        known_ids = {r.id for r in live}
+        marker_ids = {i.resource_id for i in listing if i.resource_id is not None and i.resource_id not in known_ids}
+        others = [_known(r) for r in await session.execute(select(*KNOWN_COLUMNS).where(Resource.id.in_(marker_ids)))] if marker_ids else []
         state = await session.get(VendorState, vendor)
     candidates = dict(state.orphan_candidates or {}) if state is not None else {}
+    marked = {r.id: r for r in [*live, *others]}
     now = ctx.now()
     plan = plan_reconcile(
         listing,
-        [_known(r) for r in rows],
-        {r.id: _known(r) for r in marked},
+        live,
+        marked,
         candidates,
         now=now,
         listed_at=listed_at,
@@ -206,10 +220,9 @@ async def reconcile_vendor(ctx: EngineContext, vendor: str) -> ReconcileReport:
     return report
 
 
-async def _terminate_orphans(ctx: EngineContext, vendor: str, orphans: list[VendorInstance], marked: Sequence[Resource]) -> list[str]:
+async def _terminate_orphans(ctx: EngineContext, vendor: str, orphans: list[VendorInstance], rows: dict[uuid.UUID, KnownResource]) -> list[str]:
     adapter = ctx.adapter(vendor)
     assert adapter is not None
-    rows = {r.id: r for r in marked}
     done: list[str] = []
     for instance in orphans:
         try:
