@@ -273,12 +273,21 @@ def test_onstart_installs_the_key_and_runs_the_script_once(tmp_path: Path) -> No
     assert build_onstart(SSH_KEY, None).count("\n") == 3
 
 
+def test_onstart_installs_a_key_whose_comment_has_quotes(tmp_path: Path) -> None:
+    """The API accepts any valid OpenSSH key line, comment included: the script must carry it."""
+    key = SSH_KEY.split()[0] + " " + SSH_KEY.split()[1] + " it's \"my\" laptop; $(touch pwned) `id`"
+    onstart = build_onstart(key, None)
+    for _ in range(2):
+        subprocess.run(["bash", "-c", onstart], env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}, check=True, timeout=20)
+    assert (tmp_path / ".ssh" / "authorized_keys").read_text().splitlines() == [key]
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
 @pytest.mark.parametrize(
     ("key", "cloud_init", "message"),
     [
         (SSH_KEY, "#cloud-config\npackages: [htop]\n", "#cloud-config is not supported"),
         (SSH_KEY, "echo hi\n", "starting with #!"),
-        ("ssh-ed25519 AAAA it's", None, "without quotes"),
         ("ssh-ed25519 AAAA\nrm -rf /", None, "one line"),
         ("", None, "one line"),
     ],

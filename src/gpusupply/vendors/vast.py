@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -338,11 +339,12 @@ def build_onstart(ssh_public_key: str, cloud_init: str | None) -> str:
     """The `onstart` script: installs the user's SSH key, then runs their `#!` script once (on the
     first container start; onstart runs on every start). Raises ValueError on input we cannot carry."""
     key = ssh_public_key.strip()
-    if not key or "\n" in key or "\r" in key or "'" in key:
-        raise ValueError("the SSH public key must be one line without quotes")
+    if not key or "\n" in key or "\r" in key:
+        raise ValueError("the SSH public key must be one line")
+    quoted = shlex.quote(key)  # a key's comment may hold quotes ("it's my laptop"); the API accepts it
     lines = [
         'mkdir -p "$HOME/.ssh" && chmod 700 "$HOME/.ssh"',
-        f"grep -qxF '{key}' \"$HOME/.ssh/authorized_keys\" 2>/dev/null || echo '{key}' >> \"$HOME/.ssh/authorized_keys\"",
+        f"grep -qxF -- {quoted} \"$HOME/.ssh/authorized_keys\" 2>/dev/null || printf '%s\\n' {quoted} >> \"$HOME/.ssh/authorized_keys\"",
         'chmod 600 "$HOME/.ssh/authorized_keys"',
     ]
     if cloud_init:
