@@ -146,3 +146,28 @@ async def test_offer_status(service: Any) -> None:
         )
     body = (await service.alice.get(f"/offers/{offer['offer_id']}/status")).json()
     assert body["procurement_status"] == "failed" and body["failure_reason"] == "vendor said no"
+
+
+@pytest.mark.parametrize(
+    ("ran", "final", "expected", "reason"),
+    [
+        (True, "deleted", "ready", None),
+        (True, "terminated", "ready", None),
+        (False, "deleted", "failed", "the resource was deleted before it ran"),
+        (False, "deleting", "failed", "the resource was deleting before it ran"),
+        (False, "terminated", "failed", "the resource was terminated before it ran"),
+    ],
+)
+async def test_a_deleted_procurement_says_whether_it_ever_delivered(
+    service: Any, ran: bool, final: str, expected: str, reason: str | None
+) -> None:
+    offer = await first_offer(service.alice)
+    rid = (await procure(service.alice, offer["offer_id"])).json()["resource_ids"][0]
+    async with service.db.transaction() as session:
+        await session.execute(
+            update(Resource).where(Resource.id == uuid.UUID(rid)).values(
+                status=final, vendor_instance_id="i-1", running_since=utcnow() if ran else None
+            )
+        )
+    body = (await service.alice.get(f"/offers/{offer['offer_id']}/status")).json()
+    assert body["procurement_status"] == expected and body["failure_reason"] == reason, body

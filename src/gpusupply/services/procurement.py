@@ -382,13 +382,26 @@ async def offer_status(db: Database, catalog: OfferCatalog, principal: Principal
     return _status_view(offer_id, stored, procurement, resources)
 
 
+_ENDING = frozenset({ResourceStatus.DELETING, ResourceStatus.DELETED, ResourceStatus.TERMINATED})
+
+
 def _status_view(
     offer_id: UUID, stored: StoredOffer | None, procurement: Procurement | None, resources: list[Resource]
 ) -> OfferStatus:
     statuses = [ResourceStatus(r.status) for r in resources]
-    derived = procurement_status(statuses, any(r.vendor_instance_id for r in resources))
+    # A resource that ended (deleted, terminated) or is being deleted without ever running was
+    # never delivered: for the procurement it counts as failed, not ready.
+    delivered = [
+        ResourceStatus.FAILED if s in _ENDING and r.running_since is None else s
+        for s, r in zip(statuses, resources, strict=True)
+    ]
+    derived = procurement_status(delivered, any(r.vendor_instance_id for r in resources))
     running = sum(1 for s in statuses if s == ResourceStatus.RUNNING)
-    failures = [r.status_message for r in resources if r.status == ResourceStatus.FAILED and r.status_message]
+    failures = [
+        r.status_message or f"the resource was {r.status} before it ran"
+        for r, s in zip(resources, delivered, strict=True)
+        if s == ResourceStatus.FAILED and (r.status_message or r.status != ResourceStatus.FAILED)
+    ]
     failure = (procurement.failure_reason if procurement else None) or ("; ".join(failures) if failures else None)
     created = stored.offer.fetched_at if stored is not None else (procurement.created_at if procurement else None)
     return OfferStatus(
