@@ -103,9 +103,10 @@ def _ms(text: str) -> float:
 
 def wrk(url: str, *, token: str | None = None, method: str = "GET", body: str | None = None,
         content_type: str = "application/json", seconds: float = 8, connections: int = 16,
-        paths: Sequence[str] = ()) -> Load:
+        paths: Sequence[str] = (), timeout: float = 2) -> Load:
     """Closed-loop load from one wrk thread (the server gets the other core). With `paths`, each
-    request goes to one of them at random (on `url`'s server), else to `url`."""
+    request goes to one of them at random (on `url`'s server), else to `url`. An answer slower
+    than `timeout` seconds counts as an error."""
     lines = [f'wrk.method = "{method}"']
     if paths:
         lines.append("paths = {" + ",".join(f'"{path}"' for path in paths) + "}")
@@ -127,7 +128,8 @@ end""")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write("\n".join(lines))
     out = subprocess.run(
-        [ensure_wrk(), "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script.name, url],
+        [ensure_wrk(), "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"--timeout={timeout:g}s", "--latency",
+         "-s", script.name, url],
         capture_output=True, text=True, timeout=seconds + 60, check=True,
     ).stdout
     os.unlink(script.name)
