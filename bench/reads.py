@@ -7,7 +7,8 @@ on PostgreSQL (a throwaway server from the machine's binaries, as the tests star
 
 Resources are seeded directly in the database for the server's first tenant: the offer row
 (procured), the procurement, the resource (running, with its offer snapshot and status history,
-so the answer's cost so far is computed), synced just now. The server runs without the engine,
+so the answer's cost so far is computed), synced just now; on PostgreSQL then ANALYZE, as
+autovacuum does after a bulk insert (SQLite keeps no statistics unless told to, so it gets none). The server runs without the engine,
 so the figures are the API's read paths alone. Every resource is marked synced just before each
 timed run (as the engine's 30 s refresh keeps running ones); the run checks the answers first,
 that no read went to the vendor (the 30 s staleness rule) and that every answer was a 200.
@@ -25,7 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from tests.conftest import SSH_KEY, find_pg_bindir, postgres_server
 
 from bench.common import Load, serve, wrk
@@ -91,6 +92,10 @@ async def seed_resources(database_url: str, token: str, count: int) -> Seeded:
                     change_status(session, resource, ResourceStatus.RUNNING, at=started + timedelta(minutes=2))
                     seeded.resource_ids.append(resource.id)
                     seeded.offer_ids.append(offer_row.id)
+        if not db.is_sqlite:  # what autovacuum does after a bulk insert: the planner's statistics
+            async with db.engine.connect() as connection:
+                await connection.execute(text("ANALYZE"))
+                await connection.commit()
         return seeded
     finally:
         await db.dispose()
