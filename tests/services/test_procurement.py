@@ -158,7 +158,7 @@ async def test_procure_writes_the_contract_rows(service: Any) -> None:
     # Gone from search at once (this replica) ...
     assert offer.offer_id not in {s.offer_id for s in (await service.catalog.search(_everything(), limit=10_000)).offers}
     # ... and the status says pending.
-    status = await offer_status(service.db, service.catalog, await principal(service), offer.offer_id)
+    status = await offer_status(service.db, await principal(service), offer.offer_id)
     assert status.procurement_status == "pending" and status.progress == "0/1 instances running"
 
 

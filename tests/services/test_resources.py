@@ -242,8 +242,9 @@ async def test_rows_are_fresh_after_an_engine_change(service: Any) -> None:
 
 
 async def test_get_with_cost_reads_both_in_one_session(service: Any) -> None:
-    """The read path of GET /resources/{id}: the resource and its cost so far from one session
-    (no vendor refresh needed), the same cost `costs_so_far` gives, and tenancy kept."""
+    """The read path of GET /resources/{id}: the resource and its cost so far from one database
+    read (`Database.read`, one statement; no session, no vendor refresh needed), the same cost
+    `costs_so_far` gives, and tenancy kept."""
     from gpusupply.db.models import utcnow
     from gpusupply.services.costs import costs_so_far
     from gpusupply.services.events import change_status
@@ -264,22 +265,22 @@ async def test_get_with_cost_reads_both_in_one_session(service: Any) -> None:
     def counted(kind: str) -> Any:
         real = getattr(service.db, kind)
 
-        def opener() -> Any:
+        def opener(*args: Any) -> Any:
             sessions.append(kind)
-            return real()
+            return real(*args)
 
         return opener
 
     alice = await principal(service)
     requests = service.vendors.sandboxes["nebula"].requests
     try:
-        for kind in ("session", "read_session", "transaction"):
+        for kind in ("session", "read_session", "transaction", "read"):
             setattr(service.db, kind, counted(kind))
         resource, cost = await get_resource_with_cost(service.db, service.vendors, alice, rid)
     finally:
-        for kind in ("session", "read_session", "transaction"):
+        for kind in ("session", "read_session", "transaction", "read"):
             delattr(service.db, kind)  # back to the methods
-    assert sessions == ["read_session"]
+    assert sessions == ["read"]
     assert service.vendors.sandboxes["nebula"].requests == requests  # fresh: no vendor read
     assert resource.id == rid and resource.status == "running"
     expected = (await costs_so_far(service.db, [resource]))[rid]

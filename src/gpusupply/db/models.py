@@ -182,6 +182,8 @@ class Resource(LeaseMixin, Base):
     __table_args__ = (
         Index("ix_resources_engine_queue", "status", "next_attempt_at"),
         Index("ix_resources_vendor_instance", "vendor", "vendor_instance_id"),
+        # GET /resources: a tenant's newest first without sorting all of its rows.
+        Index("ix_resources_tenant_created", "tenant_id", "created_at"),
     )
 
 

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from gpusupply.db.reads import Reader
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any constant works; every process that migrates takes the same PostgreSQL advisory lock.
 MIGRATION_LOCK_ID = 0x6770757375707031
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -50,6 +53,7 @@ class Database:
         # Reads that need no transaction (PostgreSQL): no BEGIN and ROLLBACK round trips around them.
         readers = self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.read_sessions = async_sessionmaker(readers, expire_on_commit=False, autoflush=False)
+        self._reader = Reader(self.engine, sqlite_pragmas=_sqlite_pragmas if self.is_sqlite else None)
         # SQLite has one writer: the engine serializes its claims through this lock (see engine/leases.py).
         self.claim_lock = asyncio.Lock()
 
@@ -70,12 +74,17 @@ class Database:
         async with self.read_sessions() as session:
             yield session
 
+    async def read(self, read: Callable[[Connection], T]) -> T:
+        """`read(connection)`, synchronous Core, as one hop (db/reads.py): the API's hot reads."""
+        return await self._reader.run(read)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         async with self.sessions() as session, session.begin():
             yield session
 
     async def dispose(self) -> None:
+        await asyncio.to_thread(self._reader.close)
         await self.engine.dispose()
 
     async def migrate(self) -> None:

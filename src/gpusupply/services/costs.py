@@ -147,11 +147,22 @@ def vendor_capabilities(vendor: str) -> Capabilities | None:
 def stopped_rate(vendor: str | None, price_per_hour: float, offer_snapshot: dict[str, Any] | None) -> float:
     """USD per hour of a stopped instance: the full price where the vendor keeps billing the GPUs
     (or we do not know the vendor: never under-count), else the storage part of the offer."""
-    capabilities = vendor_capabilities(vendor) if vendor else None
-    if capabilities is None or capabilities.stopped_bills_gpu:
+    if _stopped_bills_gpu(vendor):
         return price_per_hour
     vendor_data = (offer_snapshot or {}).get("vendor_data") or {}
-    storage = vendor_data.get("storage_per_hour")
+    return stopped_rate_from_storage(vendor, price_per_hour, vendor_data.get("storage_per_hour"))
+
+
+def _stopped_bills_gpu(vendor: str | None) -> bool:
+    capabilities = vendor_capabilities(vendor) if vendor else None
+    return capabilities is None or capabilities.stopped_bills_gpu
+
+
+def stopped_rate_from_storage(vendor: str | None, price_per_hour: float, storage: Any) -> float:
+    """`stopped_rate` given the offer's `vendor_data.storage_per_hour` alone (a listing reads
+    only that of the snapshot)."""
+    if _stopped_bills_gpu(vendor):
+        return price_per_hour
     if isinstance(storage, int | float) and not isinstance(storage, bool) and storage > 0:
         return min(float(storage), price_per_hour)
     return 0.0

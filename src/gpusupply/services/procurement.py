@@ -20,7 +20,7 @@ from uuid import UUID, uuid4
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,6 +31,7 @@ from gpusupply.core.states import ProcurementStatus, ResourceStatus, procurement
 from gpusupply.db.models import OfferRow, Procurement, Resource, utcnow
 from gpusupply.db.session import Database
 from gpusupply.engine.hints import hint
+from gpusupply.services import reads
 from gpusupply.services.budgets import (
     AutoDeleteValues,
     apply_auto_delete,
@@ -38,7 +39,7 @@ from gpusupply.services.budgets import (
     check_procurement,
     spec_price_bound,
 )
-from gpusupply.services.catalog import OfferCatalog, StoredOffer, offer_from_dict, offer_to_dict
+from gpusupply.services.catalog import OfferCatalog, effective_status, offer_from_dict, offer_to_dict
 from gpusupply.services.events import add_event
 from gpusupply.services.keys import Principal
 from gpusupply.services.offers import OffersRequest, normalized_document, query_from_request
@@ -69,7 +70,7 @@ class OfferStatus:
     status: str  # the offer's own status
     created_at: datetime | None
     procurement_status: str
-    resources: list[Resource]
+    resources: list[Any]  # rows with a resource's id, status, access and running_since
     progress: str
     failure_reason: str | None
     procured_at: datetime | None
@@ -347,46 +348,53 @@ async def _write(
 
 
 # ----- status of a procured offer ---------------------------------------------------------------
-async def offer_status(db: Database, catalog: OfferCatalog, principal: Principal, offer_id: UUID) -> OfferStatus:
-    """The caller's procurement of an offer, derived from its resources.
+async def offer_status(db: Database, principal: Principal, offer_id: UUID) -> OfferStatus:
+    """The caller's procurement of an offer, derived from its resources: the offer row, the
+    tenant's first procurement of it and their resources in one statement (services/reads.py).
 
     An offer nobody procured answers `pending` with no instances; an offer another tenant
     procured is 404 for everyone else (never 403), like an unknown one.
     """
-    stored = await catalog.get(offer_id)
-    async with db.session() as session:
-        procurement = (
-            await session.execute(
-                select(Procurement)
-                .where(Procurement.tenant_id == principal.tenant_id, Procurement.offer_id == offer_id)
-                .order_by(Procurement.created_at)
-                .limit(1)
-            )
-        ).scalar_one_or_none()
-        condition = Resource.offer_id == offer_id
-        if procurement is not None:
-            condition = or_(condition, Resource.procurement_id == procurement.id)
-        resources = list(
-            (
-                await session.execute(
-                    select(Resource)
-                    .where(Resource.tenant_id == principal.tenant_id, condition)
-                    .order_by(Resource.created_at, Resource.id)
-                )
-            ).scalars()
+    rows = await db.read(reads.offer_status(principal.tenant_id, offer_id))
+    first = rows[0]
+    offer: _OfferFacts | None = None
+    if first.offer_status is not None:
+        fetched = first.offer_fetched_at
+        offer = _OfferFacts(
+            effective_status(first.offer_status, first.offer_expires_at, utcnow()),
+            datetime.fromisoformat(fetched) if isinstance(fetched, str) else None,
         )
+    procurement = (
+        _ProcurementFacts(first.procurement_failure_reason, first.procurement_created_at, first.procurement_procured_at)
+        if first.procurement_id is not None
+        else None
+    )
+    resources = [row for row in rows if row.id is not None]
     if procurement is None and not resources:
-        if stored is None or stored.status not in ("available", "expired"):
+        if offer is None or offer.status not in ("available", "expired"):
             raise NotFoundError(f"offer {offer_id} not found")
-        return OfferStatus(offer_id, stored.status, stored.offer.fetched_at, ProcurementStatus.PENDING.value, [], "0/0 instances running", None, None)
-    return _status_view(offer_id, stored, procurement, resources)
+        return OfferStatus(offer_id, offer.status, offer.fetched_at, ProcurementStatus.PENDING.value, [], "0/0 instances running", None, None)
+    return _status_view(offer_id, offer, procurement, resources)
+
+
+@dataclass(frozen=True, slots=True)
+class _OfferFacts:
+    status: str  # effective: an available offer past its expiry is expired
+    fetched_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class _ProcurementFacts:
+    failure_reason: str | None
+    created_at: datetime
+    procured_at: datetime | None
 
 
 _ENDING = frozenset({ResourceStatus.DELETING, ResourceStatus.DELETED, ResourceStatus.TERMINATED})
 
 
 def _status_view(
-    offer_id: UUID, stored: StoredOffer | None, procurement: Procurement | None, resources: list[Resource]
+    offer_id: UUID, offer: _OfferFacts | None, procurement: _ProcurementFacts | None, resources: list[Any]
 ) -> OfferStatus:
     statuses = [ResourceStatus(r.status) for r in resources]
     # A resource that ended (deleted, terminated) or is being deleted without ever running was
@@ -403,10 +411,10 @@ def _status_view(
         if s == ResourceStatus.FAILED and (r.status_message or r.status != ResourceStatus.FAILED)
     ]
     failure = (procurement.failure_reason if procurement else None) or ("; ".join(failures) if failures else None)
-    created = stored.offer.fetched_at if stored is not None else (procurement.created_at if procurement else None)
+    created = offer.fetched_at if offer is not None else (procurement.created_at if procurement else None)
     return OfferStatus(
         offer_id=offer_id,
-        status=stored.status if stored is not None else "procured",
+        status=offer.status if offer is not None else "procured",
         created_at=created,
         procurement_status=derived.value,
         resources=resources,

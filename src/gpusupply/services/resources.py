@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.core.errors import ConflictError, NotFoundError, UnprocessableError, VendorError
@@ -29,8 +29,9 @@ from gpusupply.core.states import FINAL_STATUSES, ResourceStatus
 from gpusupply.db.models import Event, Resource, utcnow
 from gpusupply.db.session import Database
 from gpusupply.engine.hints import hint
+from gpusupply.services import reads
 from gpusupply.services.budgets import AutoDeleteValues, apply_auto_delete, auto_delete_values
-from gpusupply.services.costs import costs_in_session
+from gpusupply.services.costs import Rates, cost, resource_cost, resource_intervals, stopped_rate_from_storage
 from gpusupply.services.events import change_status
 from gpusupply.services.keys import Principal
 from gpusupply.services.offers import KNOWN_VENDORS, check_page
@@ -65,6 +66,24 @@ def needs_refresh(resource: Resource, *, force: bool, now: datetime) -> bool:
 
 
 # ----- reading ----------------------------------------------------------------------------------
+def _list_filters(offer_id: UUID | None, status: str | None, vendor: str | None) -> dict[str, Any]:
+    """The listing's filters besides the tenant (column -> value), checked."""
+    filters: dict[str, Any] = {}
+    if offer_id is not None:
+        filters["offer_id"] = offer_id
+    if status is not None:
+        if status not in {s.value for s in ResourceStatus}:
+            raise UnprocessableError(
+                f"unknown status {status!r}; one of {', '.join(s.value for s in ResourceStatus)}", loc=("query", "status")
+            )
+        filters["status"] = status
+    if vendor is not None:
+        if vendor not in KNOWN_VENDORS:
+            raise UnprocessableError(f"unknown vendor {vendor!r}; one of {', '.join(KNOWN_VENDORS)}", loc=("query", "vendor"))
+        filters["vendor"] = vendor
+    return filters
+
+
 async def list_resources(
     db: Database,
     principal: Principal,
@@ -77,19 +96,8 @@ async def list_resources(
 ) -> tuple[list[Resource], int]:
     """The caller's resources, newest first, and how many match in all."""
     check_page(limit, offset)
-    conditions: list[Any] = [Resource.tenant_id == principal.tenant_id]
-    if offer_id is not None:
-        conditions.append(Resource.offer_id == offer_id)
-    if status is not None:
-        if status not in {s.value for s in ResourceStatus}:
-            raise UnprocessableError(
-                f"unknown status {status!r}; one of {', '.join(s.value for s in ResourceStatus)}", loc=("query", "status")
-            )
-        conditions.append(Resource.status == status)
-    if vendor is not None:
-        if vendor not in KNOWN_VENDORS:
-            raise UnprocessableError(f"unknown vendor {vendor!r}; one of {', '.join(KNOWN_VENDORS)}", loc=("query", "vendor"))
-        conditions.append(Resource.vendor == vendor)
+    filters = _list_filters(offer_id, status, vendor)
+    conditions = [Resource.tenant_id == principal.tenant_id] + [getattr(Resource, k) == v for k, v in filters.items()]
     async with db.session() as session:
         total = (await session.execute(select(func.count()).select_from(Resource).where(*conditions))).scalar_one()
         rows = (
@@ -102,6 +110,35 @@ async def list_resources(
             )
         ).scalars()
         return list(rows), int(total)
+
+
+async def list_resources_with_costs(
+    db: Database,
+    principal: Principal,
+    *,
+    offer_id: UUID | None = None,
+    status: str | None = None,
+    vendor: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[tuple[Row[Any], float]], int]:
+    """`GET /resources`: the page (each resource with its cost so far) and the total, in one
+    statement (services/reads.py)."""
+    check_page(limit, offset)
+    filters = _list_filters(offer_id, status, vendor)
+    found, total = await db.read(reads.resource_page(principal.tenant_id, filters, limit, offset))
+    now = utcnow()
+    return [(read.resource, _listed_cost(read, now)) for read in found], total
+
+
+def _listed_cost(read: reads.ResourceRead, now: datetime) -> float:
+    """The cost so far of a listed resource (reads.SUMMARY_COLUMNS: the storage price, not the snapshot)."""
+    row = read.resource
+    if row.running_since is None:
+        return 0.0
+    price = float(row.price_per_hour or 0.0)
+    rates = Rates(running=price, stopped=stopped_rate_from_storage(row.vendor, price, row.storage_per_hour))
+    return cost(resource_intervals(row, read.transitions, now), rates)
 
 
 # Built once: composing the expression on every read showed as ~7% of a read's samples (py-spy).
@@ -126,38 +163,37 @@ async def get_resource(
 ) -> Resource:
     """One resource; re-read from the vendor first when its last sync is older than 30 s
     (or `force_refresh`), through the engine's `refresh_resource`."""
-    resource, _ = await _read(db, vendors, principal, resource_id, force_refresh, refresh_timeout, with_cost=False)
-    return resource
+    return await _read(db, vendors, principal, resource_id, force_refresh, refresh_timeout)
 
 
 async def get_resource_with_cost(
     db: Database, vendors: VendorSet, principal: Principal, resource_id: UUID, *, force_refresh: bool = False, refresh_timeout: float = 15.0
-) -> tuple[Resource, float]:
-    """`get_resource` and its cost so far (USD), both read in the same session: a read is one
-    connection checkout and one transaction instead of two (about half its database round trips)."""
-    resource, cost = await _read(db, vendors, principal, resource_id, force_refresh, refresh_timeout, with_cost=True)
-    return resource, cost or 0.0
+) -> tuple[Row[Any], float]:
+    """`GET /resources/{id}`: the resource and its cost so far (USD) from one statement
+    (services/reads.py); re-read from the vendor first when its last sync is older than 30 s (or
+    `force_refresh`), then read again."""
+    read = reads.resource_detail(principal.tenant_id, resource_id)
+    found = await db.read(read)
+    if found is None:
+        raise NotFoundError(f"resource {resource_id} not found")
+    if needs_refresh(found.resource, force=force_refresh, now=utcnow()) and await _refresh(db, vendors, resource_id, refresh_timeout):
+        found = await db.read(read)
+        if found is None:  # cannot happen (a resource row is never deleted); never answer another's
+            raise NotFoundError(f"resource {resource_id} not found")
+    return found.resource, resource_cost(found.resource, found.transitions, utcnow())
 
 
 async def _read(
     db: Database, vendors: VendorSet, principal: Principal, resource_id: UUID, force_refresh: bool, refresh_timeout: float,
-    *, with_cost: bool,
-) -> tuple[Resource, float | None]:
+) -> Resource:
     async with db.read_session() as session:
         resource = await _owned(session, principal, resource_id)
         if not needs_refresh(resource, force=force_refresh, now=utcnow()):
-            return resource, (await _cost(session, resource) if with_cost else None)
-    refreshed = await _refresh(db, vendors, resource_id, refresh_timeout)
-    if not refreshed and not with_cost:  # the stored view stands
-        return resource, None
+            return resource
+    if not await _refresh(db, vendors, resource_id, refresh_timeout):  # the stored view stands
+        return resource
     async with db.session() as session:
-        if refreshed:
-            resource = await _owned(session, principal, resource_id)
-        return resource, (await _cost(session, resource) if with_cost else None)
-
-
-async def _cost(session: AsyncSession, resource: Resource) -> float:
-    return (await costs_in_session(session, [resource], utcnow()))[resource.id]
+        return await _owned(session, principal, resource_id)
 
 
 async def _refresh(db: Database, vendors: VendorSet, resource_id: UUID, limit_seconds: float) -> bool:

@@ -63,4 +63,4 @@ async def procure_offer(
 async def offer_status(
     offer_id: UUID, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(service_context)
 ) -> schemas.OfferStatusOut:
-    return offer_status_out(await procurement.offer_status(ctx.db, ctx.catalog, principal, offer_id))
+    return offer_status_out(await procurement.offer_status(ctx.db, principal, offer_id))

@@ -33,12 +33,11 @@ async def list_resources(
     principal: Principal = Depends(get_principal),
     ctx: ServiceContext = Depends(service_context),
 ) -> schemas.ResourceList:
-    rows, total = await resources.list_resources(
+    page, total = await resources.list_resources_with_costs(
         ctx.db, principal, offer_id=offer_id, status=status, vendor=vendor, limit=limit, offset=offset
     )
-    costs = await costs_so_far(ctx.db, rows)
     return schemas.ResourceList(
-        resources=[resource_summary(r, costs.get(r.id)) for r in rows], total_count=total, limit=limit, offset=offset
+        resources=[resource_summary(r, cost) for r, cost in page], total_count=total, limit=limit, offset=offset
     )
 
 

@@ -1,0 +1,147 @@
+"""The API's one-statement reads (services/reads.py through `Database.read`) on both databases:
+they answer what the ORM paths answer (the console still uses those), keep tenants apart, and
+on SQLite run on the one reader thread and see every committed write at once."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from gpusupply.core.errors import NotFoundError, UnprocessableError
+from gpusupply.core.states import ResourceStatus
+from gpusupply.db.models import OfferRow, Resource, utcnow
+from gpusupply.services.catalog import offer_from_dict
+from gpusupply.services.costs import costs_so_far
+from gpusupply.services.events import change_status
+from gpusupply.services.procurement import offer_status
+from gpusupply.services.resources import get_resource_with_cost, list_resources, list_resources_with_costs
+from tests.conftest import BACKENDS
+from tests.services.helpers import principal, some_offers
+from tests.services.test_resources import make_resource
+
+S = ResourceStatus
+
+
+async def run_for_hours(service: Any, resource_id: uuid.UUID, hours: float, *, stopped_after: float | None = None) -> None:
+    """Test setup: the resource ran (and maybe stopped), as the engine records it."""
+    started = utcnow() - timedelta(hours=hours)
+    async with service.db.transaction() as session:
+        resource = await session.get(Resource, resource_id)
+        assert resource is not None
+        change_status(session, resource, S.PROVISIONING, at=started)
+        change_status(session, resource, S.RUNNING, at=started + timedelta(seconds=1))
+        if stopped_after is not None:
+            change_status(session, resource, S.STOPPING, at=started + timedelta(hours=stopped_after))
+            change_status(session, resource, S.STOPPED, at=started + timedelta(hours=stopped_after, seconds=1))
+        resource.running_since = started + timedelta(seconds=1)
+        resource.vendor_instance_id, resource.last_synced_at = f"i-{resource_id.hex[:8]}", utcnow()
+
+
+@pytest.mark.parametrize("service_backend", BACKENDS)
+async def test_resource_page_answers_what_the_orm_path_answers(service: Any) -> None:
+    alice, bob = await principal(service), await principal(service, "bob")
+    ids = [await make_resource(service, vendor=v) for v in ("nebula", "fal", "nebula", "fal", "vast")]
+    await run_for_hours(service, ids[0], 3)
+    await run_for_hours(service, ids[1], 2, stopped_after=1)
+    await run_for_hours(service, ids[4], 2, stopped_after=1)  # stopped, billed its storage price
+    await make_resource(service, tenant="bob")
+    cases: list[dict[str, Any]] = [
+        {}, {"vendor": "fal"}, {"status": "running"}, {"status": "stopped"}, {"limit": 2}, {"limit": 2, "offset": 2},
+        {"limit": 3, "offset": 3}, {"offset": 5}, {"offset": 50}, {"vendor": "fal", "status": "pending"},
+        {"offer_id": (await service.db.read(lambda c: c.execute(select(Resource.offer_id).where(Resource.id == ids[2])).scalar_one()))},
+    ]
+    for case in cases:
+        rows, total = await list_resources(service.db, alice, **case)
+        page, fast_total = await list_resources_with_costs(service.db, alice, **case)
+        assert fast_total == total, case
+        assert [r.id for r, _ in page] == [r.id for r in rows], case
+        expected = await costs_so_far(service.db, rows)
+        for (row, cost), resource in zip(page, rows, strict=True):
+            assert cost == pytest.approx(expected[resource.id], rel=1e-3), case
+            storage = ((resource.offer_snapshot or {}).get("vendor_data") or {}).get("storage_per_hour")
+            assert (row.status, row.vendor, row.created_at, row.storage_per_hour) == (
+                resource.status, resource.vendor, resource.created_at, storage
+            )
+    running = dict((r.id, c) for r, c in (await list_resources_with_costs(service.db, alice))[0])
+    assert running[ids[0]] > 0 and running[ids[1]] > 0 and running[ids[2]] == 0.0 and running[ids[4]] > 0
+    (vast, _), = (await list_resources_with_costs(service.db, alice, vendor="vast"))[0]
+    assert vast.storage_per_hour > 0  # its stopped hour is billed at this price (the costs above agree)
+    bobs, bobs_total = await list_resources_with_costs(service.db, bob)
+    assert bobs_total == 1 and len(bobs) == 1 and set(ids).isdisjoint({r.id for r, _ in bobs})
+    for bad in ({"status": "exploded"}, {"vendor": "aws"}, {"limit": 0}, {"offset": -1}):
+        with pytest.raises(UnprocessableError):
+            await list_resources_with_costs(service.db, alice, **bad)
+
+
+@pytest.mark.parametrize("service_backend", BACKENDS)
+async def test_resource_read_with_cost_on_both_databases(service: Any) -> None:
+    rid = await make_resource(service)
+    await run_for_hours(service, rid, 2, stopped_after=1)
+    alice = await principal(service)
+    resource, cost = await get_resource_with_cost(service.db, service.vendors, alice, rid)
+    assert resource.id == rid and resource.status == "stopped" and resource.last_synced_at is not None
+    assert cost == pytest.approx((await costs_so_far(service.db, [resource]))[rid], rel=1e-3) and cost > 0
+    with pytest.raises(NotFoundError):
+        await get_resource_with_cost(service.db, service.vendors, await principal(service, "bob"), rid)
+    with pytest.raises(NotFoundError):
+        await get_resource_with_cost(service.db, service.vendors, alice, uuid.uuid4())
+
+
+@pytest.mark.parametrize("service_backend", BACKENDS)
+async def test_offer_status_on_both_databases(service: Any) -> None:
+    alice, bob = await principal(service), await principal(service, "bob")
+    (offer,) = await some_offers(service, vendor="nebula")
+    unprocured = await offer_status(service.db, bob, offer.offer_id)
+    # created_at is the offer's own fetch time (from its stored data), not the snapshot's.
+    assert (unprocured.status, unprocured.created_at, unprocured.procurement_status) == (
+        "available", offer.offer.fetched_at, "pending"
+    )
+    assert unprocured.resources == [] and unprocured.procured_at is None
+    async with service.db.transaction() as session:  # past its expiry: expired, still answered
+        await session.execute(update(OfferRow).where(OfferRow.id == offer.offer_id).values(expires_at=utcnow()))
+    assert (await offer_status(service.db, bob, offer.offer_id)).status == "expired"
+    async with service.db.transaction() as session:
+        await session.execute(
+            update(OfferRow).where(OfferRow.id == offer.offer_id).values(expires_at=utcnow() + timedelta(minutes=5))
+        )
+    rid = await make_resource(service, vendor="nebula")  # procures the cheapest nebula offer: the same one
+    await run_for_hours(service, rid, 1)
+    status = await offer_status(service.db, alice, offer.offer_id)
+    assert status.status == "procured" and status.procurement_status == "ready"
+    assert [r.id for r in status.resources] == [rid] and status.progress == "1/1 instances running"
+    assert status.procured_at is not None and status.failure_reason is None
+    with pytest.raises(NotFoundError):  # another tenant's procurement: 404
+        await offer_status(service.db, bob, offer.offer_id)
+    with pytest.raises(NotFoundError):
+        await offer_status(service.db, alice, uuid.uuid4())
+    async with service.db.transaction() as session:  # the offer row cleaned up: the procurement still answers
+        row = await session.get(OfferRow, offer.offer_id)
+        assert row is not None and offer_from_dict(row.data).fetched_at == offer.offer.fetched_at
+        await session.delete(row)
+    gone = await offer_status(service.db, alice, offer.offer_id)
+    assert gone.status == "procured" and gone.created_at is not None and [r.id for r in gone.resources] == [rid]
+
+
+async def test_sqlite_reads_run_on_one_thread_and_see_commits_at_once(service: Any) -> None:
+    assert service.db.is_sqlite
+    threads: set[str] = set()
+
+    def status_of(resource_id: uuid.UUID) -> Any:
+        def read(connection: Any) -> str:
+            threads.add(threading.current_thread().name)
+            return connection.execute(select(Resource.status).where(Resource.id == resource_id)).scalar_one()
+
+        return read
+
+    rid = await make_resource(service)
+    for status in ("provisioning", "running", "stopping"):
+        async with service.db.transaction() as session:
+            await session.execute(update(Resource).where(Resource.id == rid).values(status=status))
+        assert await service.db.read(status_of(rid)) == status
+    assert len(threads) == 1 and threads.pop().startswith("sqlite-reads")
+    assert threading.current_thread().name not in threads
