@@ -7,9 +7,9 @@ on PostgreSQL (a throwaway server from the machine's binaries, as the tests star
 
 Resources are seeded directly in the database for the server's first tenant: the offer row
 (procured), the procurement, the resource (running, with its offer snapshot and status history,
-so the answer's cost so far is computed), synced just now; on PostgreSQL then ANALYZE, as
-autovacuum does after a bulk insert (SQLite keeps no statistics unless told to, so it gets none). The server runs without the engine,
-so the figures are the API's read paths alone. Every resource is marked synced just before each
+so the answer's cost so far is computed), synced just now; on PostgreSQL then VACUUM ANALYZE,
+as autovacuum does after a bulk insert (SQLite keeps no statistics unless told to, so it gets
+none). The server runs without the engine, so the figures are the API's read paths alone. Every resource is marked synced just before each
 timed run (as the engine's 30 s refresh keeps running ones); the run checks the answers first,
 that no read went to the vendor (the 30 s staleness rule) and that every answer was a 200.
 """
@@ -92,10 +92,10 @@ async def seed_resources(database_url: str, token: str, count: int) -> Seeded:
                     change_status(session, resource, ResourceStatus.RUNNING, at=started + timedelta(minutes=2))
                     seeded.resource_ids.append(resource.id)
                     seeded.offer_ids.append(offer_row.id)
-        if not db.is_sqlite:  # what autovacuum does after a bulk insert: the planner's statistics
+        if not db.is_sqlite:  # what autovacuum does after a bulk insert: statistics, visibility map
             async with db.engine.connect() as connection:
-                await connection.execute(text("ANALYZE"))
-                await connection.commit()
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+                await connection.execute(text("VACUUM ANALYZE"))
         return seeded
     finally:
         await db.dispose()
