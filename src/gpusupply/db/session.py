@@ -56,6 +56,8 @@ class Database:
         self._reader = Reader(self.engine, sqlite_pragmas=_sqlite_pragmas if self.is_sqlite else None)
         # SQLite has one writer: the engine serializes its claims through this lock (see engine/leases.py).
         self.claim_lock = asyncio.Lock()
+        # This installation's id once read (db/installation.py).
+        self.installation_id: str | None = None
 
     @property
     def display_url(self) -> str:
