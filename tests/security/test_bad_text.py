@@ -213,3 +213,50 @@ async def test_the_console_procure_form_refuses_nul_at_its_field(service: Any, o
             assert page.status_code == 422, (name, page.status_code, page.text[:300])
             assert "NUL character" in (field_error(page.text, name) or ""), (name, page.text[:2000])
     assert await snapshot(service) == before
+
+
+def test_every_api_route_reads_bodies_and_queries_with_the_checks() -> None:
+    """A route added later gets the same rules: its class reads JSON with bounded integers, its
+    body model is a CheckedModel, its string and integer query parameters are Text / BoundedInt."""
+    from fastapi.routing import APIRoute
+
+    from gpusupply.api.app import create_app
+    from gpusupply.api.deps import ApiRoute
+    from gpusupply.core.inputs import CheckedModel
+
+    unchecked = []
+    routes = list(_all_routes(create_app().routes))
+    assert len(routes) > 30
+    for route in routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        if not isinstance(route, ApiRoute):
+            unchecked.append((route.path, "route class"))
+        if route.body_field is not None and not issubclass(route.body_field.field_info.annotation, CheckedModel):
+            unchecked.append((route.path, "body model"))
+        for param in route.dependant.query_params:
+            annotation = repr(param.field_info.annotation)
+            if ("str" in annotation or "int" in annotation) and not any(
+                "_checked_text" in repr(m) or "_bounded_int_text" in repr(m) for m in _metadata(param)
+            ):
+                unchecked.append((route.path, param.name))
+    assert not unchecked, unchecked
+
+
+def _all_routes(routes: list[Any]) -> Any:
+    """Every route, inside included routers too (FastAPI keeps them nested)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _all_routes(inner.routes)
+        else:
+            yield route
+
+
+def _metadata(param: Any) -> list[Any]:
+    import typing
+
+    found = list(param.field_info.metadata)
+    for arg in typing.get_args(param.field_info.annotation):
+        found += list(getattr(arg, "__metadata__", ()))
+    return found
