@@ -5,7 +5,8 @@ surrogates, integers bounded before they are parsed.
   JSON can write as "\\ud800" and YAML as "\\uD800") is not Unicode: it cannot be encoded as
   UTF-8, stored or sent on. Both are refused with a 422 naming the field, on every database.
   `CheckedModel` applies the rule to every field of a request body (nested lists and mappings,
-  keys included); `Text` to one value (query parameters); `text_refusal` to service arguments.
+  keys included); `Text` to one value (query parameters); `require_text` to the arguments of
+  services the console calls without a request model.
 - Integers: Python refuses to parse a decimal of more than 4,300 digits (ValueError, a 500 before
   this) and parsing grows quadratically below that. A literal with more than `MAX_INT_DIGITS`
   significant digits is read as `±10**MAX_INT_DIGITS` instead: past every bound we have, so the
