@@ -339,6 +339,8 @@ class VendorSandbox:
                     "marker": i.marker,
                     "phase": i.phase(now, self.faults),
                     "created_at": i.created_at,
+                    # when it stopped existing (deleted or preempted), read after `phase` settles it
+                    "ended_at": i.deleted_at if i.deleted_at is not None else i.preempted,
                 }
                 for i in self.instances.values()
             ],
