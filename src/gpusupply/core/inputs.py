@@ -133,6 +133,13 @@ BoundedInt = Annotated[int, BeforeValidator(_bounded_int_text)]
 """An int read from text (query parameters) without parsing an over-long literal; give it bounds."""
 
 
+_DECODER = json.JSONDecoder(parse_int=bounded_int)  # made once: json.loads(..., parse_int=) builds one per call
+
+
 def loads_json(text: str | bytes) -> Any:
     """json.loads with integer literals read by `bounded_int`."""
-    return json.loads(text, parse_int=bounded_int)
+    if isinstance(text, bytes | bytearray):
+        text = text.decode(json.detect_encoding(text), "surrogatepass")  # as json.loads does
+    if text.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    return _DECODER.decode(text)
