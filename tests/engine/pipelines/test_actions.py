@@ -8,7 +8,6 @@ import pytest
 from gpusupply.core.states import InstanceState, ResourceStatus
 from gpusupply.engine.pipelines.actions import already_done, already_sent
 from gpusupply.vendors.base import VendorInstance
-
 from gpusupply.vendors.registry import VENDOR_MODULES, load
 
 from ..helpers import available_vendors, engine_rig
@@ -85,7 +84,7 @@ async def test_reboot_where_the_vendor_cannot_stop(tmp_path, vendor: str) -> Non
         rid = await rig.procure_offer((await rig.offers(vendor))[0])
         assert (await rig.wait_status(rid, "running", "failed")).status == "running"
         await rig.request_action(rid, "reboot")
-        row = await rig.wait_status(rid, "running", within=30)
+        assert (await rig.wait_status(rid, "running", within=30)).status == "running"
         statuses = [(e.from_status, e.to_status) for e in await rig.events(rid, "status_change")]
         assert statuses[-2:] == [("running", "rebooting"), ("rebooting", "running")]
         await rig.request_action(rid, "stop")
