@@ -98,6 +98,11 @@ def test_every_route_answers_as_the_openapi_document_says() -> None:
         check("/instance-operations/restart", "POST", client.post(f"{API}/instance-operations/restart", headers=h, json={"instance_ids": ["nope"]}), 404)
         check("/instance-operations/restart", "POST", client.post(f"{API}/instance-operations/restart", json=ids), 401)
         check("/instances/{id}", "GET", client.get(f"{API}/instances/{instance_id}", headers=h), 200)  # booting again
+        sandbox.arm("phantom_404", instance_id)  # "not found" although it exists: still the documented 404
+        check("/instances/{id}", "GET", client.get(f"{API}/instances/{instance_id}", headers=h), 404)
+        sandbox.arm("ignored_delete", instance_id)  # acknowledged, nothing terminated
+        check("/instance-operations/terminate", "POST", client.post(f"{API}/instance-operations/terminate", headers=h, json={"instance_ids": [instance_id]}), 200)
+        assert sandbox.visible_instance(KEY, instance_id) is not None
         sandbox.faults.faults = {"preempt": 1.0}
         sandbox.clock.advance(61)
         preempted = check("/instances", "GET", client.get(f"{API}/instances", headers=h), 200).json()["data"]

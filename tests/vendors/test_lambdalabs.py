@@ -675,3 +675,57 @@ async def test_no_duplicate_and_no_leak_under_mixed_faults() -> None:
         injected = truth["injected"]
         assert injected["lost"] >= 2 and injected["malformed"] >= 1 and injected["500"] + injected["503"] >= 1
         await adapter.aclose()
+
+
+async def test_a_phantom_not_found_is_not_found_while_the_listing_shows_the_instance(served, adapter) -> None:
+    """The adapter reports what Lambda answers; the engine decides "gone" only when observations agree."""
+    sandbox, _ = served
+    created = await adapter.create(request_for(roomiest(sandbox, await adapter.list_offers())))
+    sandbox.arm("phantom_404", created.vendor_instance_id)
+    with pytest.raises(NotFound):
+        await adapter.get(created.vendor_instance_id)
+    assert [i.vendor_instance_id for i in await adapter.list_instances()] == [created.vendor_instance_id]
+    assert (await adapter.get(created.vendor_instance_id)).vendor_instance_id == created.vendor_instance_id
+
+
+async def test_an_ignored_terminate_leaves_the_instance_listed_and_a_repeat_terminates(served, adapter) -> None:
+    sandbox, _ = served
+    created = await adapter.create(request_for(roomiest(sandbox, await adapter.list_offers())))
+    sandbox.arm("ignored_delete", created.vendor_instance_id)
+    await adapter.delete(created.vendor_instance_id)  # acknowledged...
+    assert [i.vendor_instance_id for i in await adapter.list_instances()] == [created.vendor_instance_id]  # ...not done
+    await adapter.delete(created.vendor_instance_id)
+    assert await adapter.list_instances() == [] and len(sandbox.deletes) == 1
+
+
+async def test_a_late_launch_is_found_once_it_arrives_and_only_once() -> None:
+    with running_sandbox(late_seconds=0.6) as (sandbox, url):
+        adapter = make_adapter(url, timeout=0.2)
+        offers = await adapter.list_offers()
+        await adapter.create(request_for(roomiest(sandbox, offers)))  # the key is registered before the fault
+        request = request_for(roomiest(sandbox, offers))
+        sandbox.arm("late_create")
+        with pytest.raises(VendorUnavailable):
+            await adapter.create(request)
+        assert await adapter.recover(request) is None  # not arrived yet
+        for _ in range(100):
+            if creates_for(sandbox, request.marker):
+                break
+            await asyncio.sleep(0.02)
+        found = await adapter.recover(request)
+        assert found is not None and found.marker == request.marker and len(creates_for(sandbox, request.marker)) == 1
+        await adapter.aclose()
+
+
+async def test_recover_accepts_the_marker_of_this_installation_and_the_legacy_form_only(served, adapter) -> None:
+    sandbox, _ = served
+    offer = roomiest(sandbox, await adapter.list_offers())
+    ours = request_for(offer, installation_id="0123abcd")
+    await adapter.create(ours)
+    assert (await adapter.recover(ours)).marker == ours.marker and len(ours.marker) <= 64
+    other = dataclasses.replace(ours, installation_id="fedc9876")  # same resource id, another installation
+    assert await adapter.recover(other) is None
+    legacy = request_for(offer)
+    await adapter.create(legacy)  # a launch sent before installations were named
+    upgraded = dataclasses.replace(legacy, installation_id="0123abcd")
+    assert (await adapter.recover(upgraded)).marker == legacy.marker

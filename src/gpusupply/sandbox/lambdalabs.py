@@ -20,6 +20,9 @@ Inferred where the document says nothing (docs/vendors/lambda.md says so):
 - A restart shows the instance `booting` for a second, then `active` again.
 - At most `instance_quota` live instances per account (default 100): more is `global/quota-exceeded`.
 - Launch accepts no file systems (none exist here): a named one is `global/object-does-not-exist`.
+- Faults (sandbox/common.py): `lost` and `late_create` on launch, `phantom_404` on
+  `GET /instances/{id}`, `ignored_delete` on terminate (answered, nothing terminated), `malformed`
+  on the lists, `preempt` on running instances.
 """
 
 from __future__ import annotations
@@ -39,7 +42,16 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpusupply.core.ratelimit import Gcra
-from gpusupply.sandbox.common import Gate, Phase, SandboxConfig, SimInstance, VendorSandbox
+from gpusupply.sandbox.common import (
+    CREATE_FAULTS,
+    DELETE_FAULTS,
+    READ_FAULTS,
+    Gate,
+    Phase,
+    SandboxConfig,
+    SimInstance,
+    VendorSandbox,
+)
 
 API_PREFIX = "/api/v1"
 
@@ -347,11 +359,13 @@ class LambdaSandbox(VendorSandbox):
                 return None
             return body if isinstance(body, dict) else None
 
-        async def gate_for(request: Request, endpoint: str, extra: tuple[str, ...] = ()) -> tuple[str | None, Response | Gate]:
+        async def gate_for(
+            request: Request, endpoint: str, extra: tuple[str, ...] = (), instance_id: str | None = None
+        ) -> tuple[str | None, Response | Gate]:
             account = account_of(request)
             if account is None:
                 return None, failed(401, ERR_UNAUTHORIZED)
-            gate = await self.before_call(account, endpoint, extra)
+            gate = await self.before_call(account, endpoint, extra, instance_id=instance_id)
             return account, (gate.response if gate.response is not None else gate)
 
         @app.get(API_PREFIX + "/instance-types")
@@ -367,11 +381,11 @@ class LambdaSandbox(VendorSandbox):
 
         @app.post(API_PREFIX + "/instance-operations/launch")
         async def launch(request: Request) -> Response:
-            account, gate = await gate_for(request, "launch", ("lost",))
+            body = await json_body(request)  # read first: a late launch outlives its client's connection
+            account, gate = await gate_for(request, "launch", CREATE_FAULTS)
             if not isinstance(gate, Gate):
                 return gate
             assert account is not None
-            body = await json_body(request)
             if body is None:
                 return invalid("Invalid request data: the body is not a JSON object.")
             region, type_name, keys = body.get("region_name"), body.get("instance_type_name"), body.get("ssh_key_names")
@@ -422,11 +436,11 @@ class LambdaSandbox(VendorSandbox):
 
         @app.get(API_PREFIX + "/instances/{instance_id}")
         async def get_instance(request: Request, instance_id: str) -> Response:
-            account, gate = await gate_for(request, "get")
+            account, gate = await gate_for(request, "get", READ_FAULTS, instance_id)
             if not isinstance(gate, Gate):
                 return gate
             assert account is not None
-            inst = self.visible_instance(account, instance_id)
+            inst = None if gate.fault == "phantom_404" else self.visible_instance(account, instance_id)
             if inst is None:
                 return failed(404, ERR_INSTANCE_NOT_FOUND)
             return JSONResponse({"data": self.instance_json(inst)})
@@ -447,39 +461,42 @@ class LambdaSandbox(VendorSandbox):
             inst.marker = name
             return JSONResponse({"data": self.instance_json(inst)})
 
-        async def by_ids(request: Request, endpoint: str) -> tuple[list[SimInstance] | None, Response | None]:
-            account, gate = await gate_for(request, endpoint)
-            if not isinstance(gate, Gate):
-                return None, gate
-            assert account is not None
+        async def by_ids(request: Request, endpoint: str, extra: tuple[str, ...] = ()) -> tuple[list[SimInstance], Gate | Response]:
             body = await json_body(request)
             ids = body.get("instance_ids") if body is not None else None
+            single = ids[0] if isinstance(ids, list) and len(ids) == 1 and isinstance(ids[0], str) else None
+            account, gate = await gate_for(request, endpoint, extra, single)
+            if not isinstance(gate, Gate):
+                return [], gate
+            assert account is not None
             if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
                 # The document lists no 400 here: an empty or missing list names no instance.
-                return None, failed(404, ERR_INSTANCE_NOT_FOUND)
+                return [], failed(404, ERR_INSTANCE_NOT_FOUND)
             found = [self.visible_instance(account, i) for i in dict.fromkeys(ids)]
             if any(i is None for i in found):
-                return None, failed(404, ERR_INSTANCE_NOT_FOUND)  # all or nothing
-            return [i for i in found if i is not None], None
+                return [], failed(404, ERR_INSTANCE_NOT_FOUND)  # all or nothing
+            return [i for i in found if i is not None], gate
 
         @app.post(API_PREFIX + "/instance-operations/restart")
         async def restart(request: Request) -> Response:
-            found, error = await by_ids(request, "restart")
-            if error is not None:
-                return error
+            found, gate = await by_ids(request, "restart")
+            if not isinstance(gate, Gate):
+                return gate
             now = self.now()
-            for inst in found or []:
-                if inst.phase(now, self.faults) not in (Phase.PREEMPTED,):
+            for inst in found:
+                if inst.phase(now, self.faults) != Phase.PREEMPTED:
                     inst.reboot_requested_at = now
-            return JSONResponse({"data": {"restarted_instances": [self.instance_json(i) for i in found or []]}})
+            return JSONResponse({"data": {"restarted_instances": [self.instance_json(i) for i in found]}})
 
         @app.post(API_PREFIX + "/instance-operations/terminate")
         async def terminate(request: Request) -> Response:
-            found, error = await by_ids(request, "terminate")
-            if error is not None:
-                return error
-            shown = [self.instance_json(i, status="terminating") for i in found or []]
-            for inst in found or []:
+            found, gate = await by_ids(request, "terminate", DELETE_FAULTS)
+            if not isinstance(gate, Gate):
+                return gate
+            shown = [self.instance_json(i, status="terminating") for i in found]
+            if gate.fault == "ignored_delete":
+                return JSONResponse({"data": {"terminated_instances": shown}})  # acknowledged, nothing done
+            for inst in found:
                 self.record_delete(inst)
                 key = (inst.data["instance_type"], inst.data["region"])
                 self.capacity[key] = self.capacity.get(key, 0) + 1

@@ -455,9 +455,11 @@ class LambdaAdapter:
             return None
 
     async def recover(self, request: CreateRequest) -> VendorInstance | None:
-        matches = [row for row in await self._list_rows() if row.get("name") == request.marker]
+        matches = [row for row in await self._list_rows() if request.is_ours(row.get("name"))]
         if len(matches) > 1:
             log.warning("lambda: several instances carry one marker", extra={"vendor": VENDOR, "marker": request.marker, "count": len(matches)})
+        # The first listed, when a late launch made two (Lambda shows no launch time; its listing
+        # keeps launch order): the reconciler deletes the others.
         return map_instance(matches[0]) if matches else None
 
     async def _ssh_key_name(self, public_key: str) -> str:
