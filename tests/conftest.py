@@ -269,8 +269,9 @@ def make_test_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "vast_api_key": None,
         "fal_api_key": None,
         "nebula_api_key": None,
-        # GPUSUPPLY_TEST_VENDORS narrows the sandboxes for a local run (default: all three).
-        "enabled_vendors": os.environ.get("GPUSUPPLY_TEST_VENDORS", "vast,fal,nebula"),
+        "lambda_api_key": None,
+        # GPUSUPPLY_TEST_VENDORS narrows the sandboxes for a local run (default: all of them).
+        "enabled_vendors": os.environ.get("GPUSUPPLY_TEST_VENDORS", "vast,fal,nebula,lambda"),
         "sandbox_seed": 7,
         "sandbox_offers": 200,
         "sandbox_ready_after": 0.3,

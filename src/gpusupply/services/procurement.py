@@ -54,6 +54,7 @@ VENDOR_CLOUD_INIT: dict[str, tuple[str, ...]] = {
     "vast": ("#!/",),  # containers without cloud-init: a script, run once as onstart
     "fal": (),  # an SSH key only
     "nebula": (),  # no user data
+    "lambda": ("#cloud-config", "#!/"),  # user_data, run by cloud-init at first boot
 }
 STATUS_IN_PROGRESS = "provisioning_in_progress"
 
