@@ -19,7 +19,8 @@ from gpusupply.sandbox.lambdalabs import LambdaSandbox
 from gpusupply.sandbox.runner import ServerThread
 
 API = "/api/v1"
-DOCUMENT = Path(__file__).parent / "openapi" / "lambda-cloud-1.8.3.json"
+# Lambda's published document, in ../shared beside the repository (as on CI's clean clone).
+DOCUMENT = Path(__file__).resolve().parents[3] / "shared" / "reference" / "openapi" / "lambda-cloud-1.8.3.json"
 SSH_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGqyW18ZGi2DJz/l+lLuY53kFjwSih6p43MKiuWl49io test@gpusupply"
 
 # The error envelope as the document's info.description states it, for the statuses whose answers
