@@ -41,10 +41,11 @@ from gpusupply.settings import Settings
 from gpusupply.vendors.registry import VendorSet
 
 NAME = "4 procurement throughput"
-SPLIT = {"vast": 60, "nebula": 60, "fal": 180}
-QUICK_SPLIT = {"vast": 4, "nebula": 4, "fal": 8}
+# Lambda launches 1 per 12 s (burst 2): 5 of them fit in the same minute Nebula and Vast need.
+SPLIT = {"vast": 60, "nebula": 60, "fal": 180, "lambda": 5}
+QUICK_SPLIT = {"vast": 4, "nebula": 4, "fal": 8, "lambda": 2}
 READY_AFTER = 3.0  # seconds from create to running in every sandbox
-PLENTY = 10_000  # stock given to each Nebula product and fal type, so capacity never runs out
+PLENTY = 10_000  # stock given to each Nebula product, fal type and Lambda type+region, so capacity never runs out
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ NEEDS = {
     "vast": VendorNeeds("create", {"create": 1, "ssh": 1}, ("show_instances", 25)),
     "nebula": VendorNeeds("create", {"create": 1}, ("list", 100)),
     "fal": VendorNeeds("compute", {"compute": 1}, ("compute", 100)),
+    # Lambda: every call also takes the key's 1/s ("api"); a launch, then a read of the new
+    # instance; one listing holds every instance.
+    "lambda": VendorNeeds("launch", {"launch": 1, "api": 2}, ("api", 10_000)),
 }
 
 
@@ -90,6 +94,7 @@ def bench_settings(root: Path) -> Settings:
         vast_api_key=None,
         fal_api_key=None,
         nebula_api_key=None,
+        lambda_api_key=None,
         enabled_vendors=",".join(SPLIT),
         vendor_timeout=10.0,
         # Running rows are re-read every 30 s and vendors reconciled every minute in production;
@@ -151,6 +156,8 @@ async def measure(split: dict[str, int], ready_after: float) -> dict[str, Any]:
         product.stock = PLENTY
     fal = vendors.sandboxes["fal"]
     fal.stock = dict.fromkeys(fal.stock, PLENTY)
+    lam = vendors.sandboxes["lambda"]
+    lam.capacity = dict.fromkeys(lam.capacity, PLENTY)
     app = create_app(settings, run_engine=True, vendors=vendors)
     try:
         async with app.router.lifespan_context(app):

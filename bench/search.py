@@ -2,7 +2,8 @@
 
 The catalog is the Vast sandbox's marketplace (55,500 asks, each an on-demand and a spot offer,
 about 100,000 rentable offers) mapped by the Vast adapter's own pure function, plus the Nebula
-sandbox's products and fal's price table through their adapters' mappings, all offline. 1,000 seeded `get_offers` queries (family or
+sandbox's products, fal's price table and the Lambda sandbox's instance types x regions through
+their adapters' mappings, all offline. 1,000 seeded `get_offers` queries (family or
 canonical name, counts, price caps, regions, contract types, vendor) each ask for the first page
 (100 offers) sorted by price. Four searchers answer the same queries in the same run:
 
@@ -34,11 +35,14 @@ import numpy as np
 
 from bench.table import Row
 from gpusupply.core.offers import Offer, OfferQuery, matches, price_key
+from gpusupply.sandbox.lambdalabs import INSTANCE_TYPES as LAMBDA_TYPES
+from gpusupply.sandbox.lambdalabs import REGIONS as LAMBDA_REGIONS
+from gpusupply.sandbox.lambdalabs import build_capacity as lambda_capacity
 from gpusupply.sandbox.nebula import build_inventory as nebula_inventory
 from gpusupply.sandbox.vast import OfferTable
 from gpusupply.services.catalog import StoredOffer
 from gpusupply.services.offer_index import OfferIndex
-from gpusupply.vendors import fal, nebula
+from gpusupply.vendors import fal, lambdalabs, nebula
 from gpusupply.vendors.vast import offers_from_rows
 
 PAGE = 100
@@ -49,7 +53,7 @@ GPUHUNT_PROVIDER = "lambdalabs"
 
 
 def build_offers(asks: int, seed: int = 7) -> list[Offer]:
-    """The three sandbox vendors' catalogs as our offers (available ones only), offline."""
+    """The sandbox vendors' catalogs as our offers (available ones only), offline."""
     table = OfferTable(seed, asks)
     rentable = table.columns["base_rentable"].copy()
     indices = np.nonzero(rentable)[0]
@@ -59,7 +63,18 @@ def build_offers(asks: int, seed: int = 7) -> list[Offer]:
     vast_offers, _ = offers_from_rows(rows, now, STORAGE_GB)
     nebula_offers = [nebula.map_offer(p.as_json(), now) for p in nebula_inventory(seed).products]
     fal_offers = fal.offers_from_price_table(fal.DEFAULT_PRICE_TABLE, now)
-    return [o for o in [*vast_offers, *nebula_offers, *fal_offers] if o is not None and o.available]
+    return [o for o in [*vast_offers, *nebula_offers, *fal_offers, *lambda_offers(seed, now)] if o is not None and o.available]
+
+
+def lambda_offers(seed: int, now: datetime) -> list[Offer]:
+    """The Lambda sandbox's `GET /instance-types` answer for a seed, through the adapter's mapping."""
+    capacity = lambda_capacity(seed)
+    items = [
+        {"instance_type": t.as_json(),
+         "regions_with_capacity_available": [{"name": r, "description": d} for r, d in LAMBDA_REGIONS.items() if capacity.get((t.name, r), 0) > 0]}
+        for t in LAMBDA_TYPES
+    ]
+    return [offer for item in items for offer in lambdalabs.map_offers(item, now)]
 
 
 def make_queries(offers: list[Offer], count: int, seed: int = 11) -> list[OfferQuery]:
@@ -76,7 +91,7 @@ def make_queries(offers: list[Offer], count: int, seed: int = 11) -> list[OfferQ
                 gpu_count=rng.choice((1, 1, 1, 2, 4, 8)),
                 max_price_per_gpu_hour=rng.choice((None, None, 0.5, 1.0, 2.0, 4.0)),
                 contract_type=rng.choice((None, "ondemand", "spot")),
-                vendor=rng.choice((None, None, None, "vast", "nebula", "fal")),
+                vendor=rng.choice((None, None, None, "vast", "nebula", "fal", "lambda")),
                 region=rng.choice((None, None, "US", "EU", "APAC", "Other")),
             )
         )

@@ -153,6 +153,23 @@ async def test_get_offer(service: Any) -> None:
     assert (await service.alice.get(f"/offers/{offer['offer_id']}")).json()["status"] == "expired"
 
 
+async def test_an_expired_offer_is_404_after_one_more_validity_period(service: Any) -> None:
+    """docs/api.md: 200 "expired" for one validity period after expires_at, then 404; the time is
+    the catalog's clock, moved by the test (no cleanup runs meanwhile: nobody searches)."""
+    offer = (await search(service.alice, DOC, limit=1))["offers"][0]
+    expires_at = datetime.fromisoformat(offer["expires_at"].replace("Z", "+00:00"))
+    validity = timedelta(seconds=service.settings.offer_validity_seconds)
+    answers = []
+    for now in (expires_at + validity / 2, expires_at + 2 * validity + timedelta(hours=1)):
+        service.catalog.clock = lambda now=now: now
+        response = await service.alice.get(f"/offers/{offer['offer_id']}")
+        answers.append((response.status_code, response.json().get("status") or response.json()["detail"]))
+    assert answers == [
+        (200, "expired"),
+        (404, f"offer {offer['offer_id']} not found (unknown, or expired and cleaned up)"),
+    ]
+
+
 async def test_get_offer_errors(service: Any) -> None:
     response = await service.alice.get(f"/offers/{uuid.uuid4()}")
     assert response.status_code == 404 and "not found" in response.json()["detail"]

@@ -5,7 +5,7 @@ nothing leaked, nothing was created twice and no delete was lost, from the vendo
     python -m tests.chaos.soak --full          # `make chaos`: 1,000 operations and 3 kills on each database
     python -m tests.chaos.soak --db sqlite --ops 300 --kills 2 --seed 7
 
-Per database: three `gpusupply sandbox` processes (Vast, fal, Nebula) with faults on (429, 500,
+Per database: one `gpusupply sandbox` process per vendor (Vast, fal, Nebula, Lambda) with faults on (429, 500,
 503, hangs past our timeout, lost create responses, creates that arrive after our timeout,
 "not found" reads of existing instances, deletes acknowledged but not done, malformed lists,
 preemption), and `gpusupply serve` (on PostgreSQL also two `gpusupply worker`s). A second
@@ -50,7 +50,7 @@ from tests.e2e.helpers import (
     service_env,
 )
 
-VENDORS = ("vast", "fal", "nebula")
+VENDORS = ("vast", "fal", "nebula", "lambda")
 # Every vendor call draws 429/500/503/hang (about 25% together); creates also `lost`, lists also
 # `malformed`; a running instance is preempted with probability `preempt` per minute it runs.
 FAULTS = (

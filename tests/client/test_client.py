@@ -187,7 +187,7 @@ async def sdk(service: Any) -> AsyncIterator[AsyncGpuSupply]:
 
 async def test_async_discovery_and_offer_paging(sdk: AsyncGpuSupply) -> None:
     assert "H100" in await sdk.available_gpus()
-    assert {v.id for v in await sdk.available_vendors()} == {"vast", "fal", "nebula"}
+    assert {v.id for v in await sdk.available_vendors()} == {"vast", "fal", "nebula", "lambda"}
     assert await sdk.available_contracts() == ["ondemand", "spot"]
     assert (await sdk.health()).status == "ok" and (await sdk.readiness()).status == "ready"
     everything = await sdk.get_offers("RTX4090", limit=1000)

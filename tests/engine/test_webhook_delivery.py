@@ -241,6 +241,25 @@ async def test_private_urls_are_refused_at_delivery_time(setup: Setup, caplog: p
     assert "token-abc123" not in caplog.text  # the URL (which may carry a token) is never logged
 
 
+@pytest.mark.parametrize(
+    ("host", "refusal"),
+    [
+        ("[2002:7f00:1::]", "2002:7f00:1:: embeds 127.0.0.1 (6to4) and 127.0.0.1 is a loopback address"),
+        ("[64:ff9b::a9fe:a9fe]", "64:ff9b::a9fe:a9fe embeds 169.254.169.254 (NAT64) and 169.254.169.254 is a link-local address"),
+    ],
+)
+async def test_embedded_private_ipv4_is_refused_at_delivery_time(setup: Setup, host: str, refusal: str) -> None:
+    """Registration and delivery share one check (services/webhooks.url_refusal)."""
+    await setup.webhook(f"http://{host}:9/hook", events=["resource.ready"])  # allowed while private URLs are
+    setup.ctx.settings = setup.settings.model_copy(update={"allow_private_webhook_urls": False})
+    await setup.ready_event()
+    await setup.deliverer.run_once()
+    (delivery,) = await setup.deliveries()
+    assert delivery.status == "pending" and delivery.attempts == 1
+    assert delivery.last_error == f"not sent: host {host.strip('[]')!r} resolves to {refusal}; webhooks go to public " \
+        "addresses only (GPUSUPPLY_ALLOW_PRIVATE_WEBHOOK_URLS=true allows private ones)"
+
+
 async def test_secrets_never_reach_the_logs(setup: Setup, caplog: pytest.LogCaptureFixture) -> None:
     async with receiving(Receiver(fail_first=1)) as receiver:
         _, secret = await setup.webhook(receiver.url + "/hook/s3cr3t-path", events=["resource.ready"])

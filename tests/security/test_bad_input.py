@@ -75,6 +75,14 @@ CASES: list[tuple[str, str, str, Any, int, str]] = [
     ("negative budget", "PUT", "/budget", lambda o: {"monthly_budget": -5}, 422, "monthly_budget"),
     ("webhook URL that is not http", "POST", "/webhooks", lambda o: {"url": "file:///etc/passwd"}, 422, "url"),
     ("webhook URL to a private address", "POST", "/webhooks", lambda o: {"url": "http://10.0.0.1/hook"}, 422, "private"),
+    ("webhook URL to loopback through 6to4", "POST", "/webhooks", lambda o: {"url": "http://[2002:7f00:1::]/"}, 422,
+     "embeds 127.0.0.1 (6to4)"),
+    ("webhook URL to link-local through 6to4", "POST", "/webhooks", lambda o: {"url": "http://[2002:a9fe:a9fe::]/"}, 422,
+     "embeds 169.254.169.254 (6to4)"),
+    ("huge gpu_count in YAML", "POST", "/get_offers", lambda o: ("compute:\n  gpu_type: H100\n  gpu_count: " + "9" * 4301, YAML),
+     422, "less than or equal to 1024"),
+    ("NUL in cloud_init", "POST", "/procure_offer", lambda o: procure(o, cloud_init="#!/bin/sh\necho \x00"), 422,
+     "cloud_init contains a NUL character"),
 ]
 
 

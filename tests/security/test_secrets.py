@@ -21,6 +21,7 @@ VENDOR_KEYS = {
     "vast": "vastkey-7f3a9c1e5b2d4f60a8c7e9b1d3f5a7c9",
     "fal": "falkey-2b4d6f8a0c1e3a5c7e9b1d3f5a7c9e1b",
     "nebula": "nebkey-9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b",
+    "lambda": "secret_lambdakey-4d3c2b1a0f9e8d7c6b5a4f3e2d1c",
 }
 SECRET_KEY = "secretkey-5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f"
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from gpusupply.core.offers import OfferQuery, matches, price_key
 from gpusupply.db.models import CatalogSnapshot, JobLease, OfferRow, utcnow
 from gpusupply.db.session import Database
-from gpusupply.services.catalog import OfferCatalog, offer_from_dict, offer_to_dict
+from gpusupply.services.catalog import OfferCatalog, offer_from_dict, offer_to_dict, past_retention
 from gpusupply.settings import Settings
 from tests.conftest import BACKENDS
 
@@ -243,3 +243,45 @@ async def test_expired_offers_say_so(sqlite_db: Database, vendor_set: Any, test_
         assert stored is not None and stored.status == "expired"
     finally:
         await catalog.aclose()
+
+
+class _Clock:
+    """The catalog's `now`, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> Any:
+        return self.now
+
+
+async def test_an_offer_is_expired_for_one_validity_period_then_gone(
+    sqlite_db: Database, vendor_set: Any, test_settings: Settings
+) -> None:
+    clock = _Clock()
+    catalog = OfferCatalog(sqlite_db, vendor_set, test_settings, clock=clock)
+    try:
+        await catalog.refresh("fal")
+        found = (await catalog.search(OfferQuery(vendor="fal"), limit=1)).offers[0]
+        validity = timedelta(seconds=test_settings.offer_validity_seconds)
+        assert (await catalog.get(found.offer_id)).status == "available"  # type: ignore[union-attr]
+        clock.now = found.expires_at + validity / 2
+        assert (await catalog.get(found.offer_id)).status == "expired"  # type: ignore[union-attr]
+        clock.now = found.expires_at + validity  # the last moment of the retention period
+        assert (await catalog.get(found.offer_id)).status == "expired"  # type: ignore[union-attr]
+        clock.now = found.expires_at + 2 * validity  # well past it; no cleanup has run since
+        assert await catalog.get(found.offer_id) is None
+        async with sqlite_db.session() as session:
+            assert await session.get(OfferRow, found.offer_id) is not None  # the row waits for the cleanup
+    finally:
+        await catalog.aclose()
+
+
+@pytest.mark.parametrize(
+    ("status", "after_expiry", "gone"),
+    [("available", 0.5, False), ("available", 1.0, False), ("available", 1.01, True), ("procured", 10.0, False)],
+)
+def test_past_retention(status: str, after_expiry: float, gone: bool) -> None:
+    expires = utcnow()
+    retention = timedelta(minutes=30)
+    assert past_retention(status, expires, expires + after_expiry * retention, retention) is gone

@@ -264,6 +264,8 @@ async def test_idempotent_retries(service: Any) -> None:
         ("fal", "#cloud-config\n", False),
         ("nebula", "#!/bin/sh\n", False),
         ("nebula", None, True),
+        ("lambda", "#cloud-config\n{}\n", True),
+        ("lambda", "#!/bin/sh\n", True),
         ("elsewhere", "#cloud-config\n", True),
     ],
 )

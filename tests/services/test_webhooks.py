@@ -199,6 +199,24 @@ def test_parse_webhook_url_refusals(url: str, error: str) -> None:
         ("224.0.0.1", "multicast"),
         ("0.0.0.0", "unspecified"),
         ("100.64.0.1", "not a public address"),
+        # IPv6 forms that carry an IPv4 address are refused when that address would be.
+        ("::ffff:8.8.8.8", None),
+        ("::ffff:10.0.0.1", "embeds 10.0.0.1 (IPv4-mapped) and 10.0.0.1 is a private"),
+        ("2002:7f00:1::", "embeds 127.0.0.1 (6to4) and 127.0.0.1 is a loopback"),
+        ("2002:a9fe:a9fe::", "embeds 169.254.169.254 (6to4) and 169.254.169.254 is a link-local"),
+        ("2002:c0a8:1::1", "embeds 192.168.0.1 (6to4) and 192.168.0.1 is a private"),
+        ("2002:808:808::1", None),  # 6to4 of a public address
+        ("2001:0:7f00:1::1", "embeds 127.0.0.1 (Teredo server) and 127.0.0.1 is a loopback"),
+        # Teredo client bits are stored inverted: 0x80ff:fffe is 127.0.0.1.
+        ("2001:0:808:808:0:0:80ff:fffe", "embeds 127.0.0.1 (Teredo client) and 127.0.0.1 is a loopback"),
+        ("2001:0:808:808:0:0:5601:56fe", "embeds 169.254.169.1 (Teredo client)"),
+        ("64:ff9b::7f00:1", "embeds 127.0.0.1 (NAT64) and 127.0.0.1 is a loopback"),
+        ("64:ff9b::a9fe:a9fe", "embeds 169.254.169.254 (NAT64)"),
+        ("64:ff9b::808:808", None),  # DNS64 answer for a public IPv4-only host
+        ("64:ff9b:1::808:808", "local-use NAT64 prefix"),
+        ("::7f00:1", "embeds 127.0.0.1 (IPv4-compatible) and 127.0.0.1 is a loopback"),
+        ("::a00:1", "embeds 10.0.0.1 (IPv4-compatible)"),
+        ("::808:808", "reserved"),  # deprecated form, refused even for a public address
     ],
 )
 def test_address_refusal(address: str, refusal: str | None) -> None:

@@ -3,13 +3,16 @@ and the per-route error documentation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 
 from gpusupply.api.schemas import ErrorResponse, ValidationErrorResponse
+from gpusupply.core.inputs import loads_json
 from gpusupply.db.session import Database
 from gpusupply.services.catalog import OfferCatalog
 from gpusupply.services.keys import Principal, authenticate
@@ -51,6 +54,28 @@ class _ApiKeyBearer(HTTPBearer):
 get_principal = _ApiKeyBearer(
     auto_error=False, scheme_name="HTTPBearer", description="An API key: `Authorization: Bearer gsk_...`"
 )
+
+
+class _BoundedJsonRequest(Request):
+    """A request whose JSON body reads long integer literals as out of range (core/inputs.py)
+    instead of failing in Python's int() (a 400 that named no field)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = loads_json(await self.body())
+        return self._json
+
+
+class ApiRoute(APIRoute):
+    """The route class of every API router: JSON bodies are read with `loads_json`."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def bounded(request: Request) -> Response:
+            return await handler(_BoundedJsonRequest(request.scope, request.receive))
+
+        return bounded
 
 
 _DESCRIPTIONS = {

@@ -14,6 +14,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from gpusupply.api.schemas_cost import AutoDeleteIn, AutoDeleteOut
+from gpusupply.core.inputs import CheckedModel
 from gpusupply.services.offers import ComputeSpec, OffersRequest
 
 __all__ = [
@@ -141,7 +142,7 @@ class OfferDetails(BaseModel):
 
 
 # ----- procurement ------------------------------------------------------------------------------
-class ProcureRequest(BaseModel):
+class ProcureRequest(CheckedModel):
     """Procure one offer (`offer_id`), or the cheapest offer matching `spec` (a get_offers document)."""
 
     model_config = ConfigDict(extra="forbid")

@@ -9,9 +9,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gpusupply.core.inputs import CheckedModel
+
 
 # ----- per-resource limits -------------------------------------------------------------------------
-class AutoDeleteIn(BaseModel):
+class AutoDeleteIn(CheckedModel):
     """When gpusupply deletes the resource by itself. In a PATCH, a key sent as null removes that
     limit and a key left out keeps it."""
 
@@ -27,7 +29,7 @@ class AutoDeleteOut(BaseModel):
     spend_limit: float | None
 
 
-class ResourcePatch(BaseModel):
+class ResourcePatch(CheckedModel):
     model_config = ConfigDict(extra="forbid")
 
     auto_delete: AutoDeleteIn | None = Field(
@@ -36,7 +38,7 @@ class ResourcePatch(BaseModel):
 
 
 # ----- budgets -------------------------------------------------------------------------------------
-class BudgetIn(BaseModel):
+class BudgetIn(CheckedModel):
     """The whole budget: a limit left out (or null) is removed."""
 
     model_config = ConfigDict(extra="forbid")
@@ -82,7 +84,7 @@ class UsageReportOut(BaseModel):
 
 
 # ----- webhooks ------------------------------------------------------------------------------------
-class WebhookIn(BaseModel):
+class WebhookIn(CheckedModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(max_length=2048, description="http(s) URL on a public address.")

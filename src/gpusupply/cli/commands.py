@@ -59,6 +59,7 @@ class VendorName(StrEnum):
     VAST = "vast"
     FAL = "fal"
     NEBULA = "nebula"
+    LAMBDA = "lambda"
 
 
 class WaitTarget(StrEnum):

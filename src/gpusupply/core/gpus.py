@@ -26,6 +26,7 @@ class GpuModel:
 _MODELS: tuple[tuple[str, str, int, tuple[str, ...]], ...] = (
     ("nvidia-b200-sxm6-180gb", "B200", 180, ("b200", "b200 sxm", "b200-180g")),
     ("nvidia-h200-sxm5-141gb", "H200", 141, ("h200", "h200 sxm", "h200-141g-sxm", "h200 sxm5")),
+    ("nvidia-gh200-96gb", "GH200", 96, ("gh200", "gh200 96gb")),
     ("nvidia-h200-nvl-141gb", "H200", 141, ("h200 nvl", "h200-141g-nvl")),
     ("nvidia-h100-sxm5-80gb", "H100", 80, ("h100 sxm", "h100 sxm5", "h100-80g-sxm", "h100 sxm5 80gb", "h100")),
     ("nvidia-h100-pcie-80gb", "H100", 80, ("h100 pcie", "h100-80g-pcie", "h100 pcie 80gb")),
@@ -45,6 +46,7 @@ _MODELS: tuple[tuple[str, str, int, tuple[str, ...]], ...] = (
     ("nvidia-rtx-4090-24gb", "RTX4090", 24, ("rtx 4090", "rtx-4090", "geforce rtx 4090")),
     ("nvidia-rtx-3090-24gb", "RTX3090", 24, ("rtx 3090", "rtx-3090", "geforce rtx 3090")),
     ("nvidia-v100-sxm2-32gb", "V100", 32, ("v100", "tesla v100", "v100-32g")),
+    ("nvidia-v100-sxm2-16gb", "V100", 16, ("v100 16gb", "v100-16g")),
     ("nvidia-t4-pcie-16gb", "T4", 16, ("t4", "tesla t4")),
 )
 

@@ -19,7 +19,7 @@ CONTRACT_TYPES: tuple[ContractType, ...] = ("ondemand", "spot")
 
 @dataclass(slots=True)
 class Offer:
-    vendor: str  # "vast" | "fal" | "nebula"
+    vendor: str  # "vast" | "fal" | "nebula" | "lambda"
     vendor_offer_id: str  # the vendor's id for what create needs (ask id, product id, instance type+region)
     gpu_type: str  # canonical name, e.g. nvidia-h100-sxm5-80gb
     gpu_family: str  # e.g. H100

@@ -21,6 +21,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.core.errors import NotFoundError, ServiceError, UnprocessableError
+from gpusupply.core.inputs import require_text
 from gpusupply.core.states import LIVE_STATUSES, ResourceStatus
 from gpusupply.db.models import Budget, Procurement, Resource, Tenant, utcnow
 from gpusupply.db.session import Database
@@ -265,6 +266,7 @@ async def resolve_tenant(session: AsyncSession, principal: Principal, name: str 
     Another tenant named by a tenant key is 404, like one that does not exist."""
     if name is None or name == principal.tenant_name:
         return principal.tenant_id, principal.tenant_name
+    require_text({"tenant": name}, loc=("query",))
     tenant: Tenant | None = await find_tenant(session, name) if principal.is_admin else None
     if tenant is None:
         raise NotFoundError(f"tenant {name!r} not found")

@@ -14,7 +14,8 @@ How it stays fresh and shared (docs/api.md, "Offer catalog"):
 - Every replica keeps an `OfferIndex` and checks the database every `sync_interval` seconds for
   a newer snapshot (written by another replica) and for offers procured elsewhere.
 - Expired offer rows are kept for one more validity period (so a late procure answers 410 and
-  `GET /offers/{id}` says "expired"), then deleted, unless they were procured.
+  `GET /offers/{id}` says "expired"), then deleted, unless they were procured; past that period
+  `get` answers as if deleted even before the cleanup (which runs after a vendor read) came by.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -122,6 +124,12 @@ def effective_status(status: str, expires_at: datetime, now: datetime) -> str:
     return "expired" if status == "available" and expires_at <= now else status
 
 
+def past_retention(status: str, expires_at: datetime, now: datetime, retention: timedelta) -> bool:
+    """An offer nobody procured is kept one retention period (one validity period) after it
+    expired, then it is gone: its row may still wait for `_cleanup`, but it is answered as gone."""
+    return status == "available" and expires_at < now - retention
+
+
 @dataclass
 class _VendorState:
     snapshot_id: UUID | None = None
@@ -145,8 +153,10 @@ class OfferCatalog:
         *,
         sync_interval: float = 2.0,
         owner: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ):
         self.db = db
+        self.clock = clock  # what `get` and `_cleanup` take as now (tests move it)
         self.vendors = vendors
         self.settings = settings
         self.sync_interval = sync_interval
@@ -183,9 +193,11 @@ class OfferCatalog:
         """Any offer any replica returned, from the database, until its row is cleaned up."""
         async with self.db.session() as session:
             row = await session.get(OfferRow, offer_id)
-        if row is None:
+        now = self.clock()
+        # Cleanup runs only after a vendor read, so a quiet installation keeps old rows: answer by time.
+        if row is None or past_retention(row.status, row.expires_at, now, self._retention):
             return None
-        status = effective_status(row.status, row.expires_at, utcnow())
+        status = effective_status(row.status, row.expires_at, now)
         return StoredOffer(row.id, offer_from_dict(row.data), row.expires_at, status, row.procured_at)
 
     async def refresh(self, vendor: str | None = None) -> None:
@@ -430,9 +442,13 @@ class OfferCatalog:
             # Overlap the windows a little: a procurement committed just before `started` counts.
             self._procured_seen_since = started - timedelta(seconds=5)
 
+    @property
+    def _retention(self) -> timedelta:
+        return timedelta(seconds=self.settings.offer_validity_seconds)
+
     async def _cleanup(self) -> None:
-        retention = timedelta(seconds=self.settings.offer_validity_seconds)
-        cutoff = utcnow() - retention
+        retention = self._retention
+        cutoff = self.clock() - retention
         async with self.db.transaction() as session:
             await session.execute(delete(OfferRow).where(OfferRow.status == "available", OfferRow.expires_at < cutoff))
             await session.execute(

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from gpusupply.core.errors import NotFoundError, PayloadTooLarge, UnprocessableError, UnsupportedMediaType
 from gpusupply.core.gpus import families, resolve_gpu_query
+from gpusupply.core.inputs import MAX_INT_DIGITS, TOO_LARGE, CheckedModel, loads_json
 from gpusupply.core.offers import OfferQuery
 from gpusupply.core.regions import REGION_GROUPS, parse_region_group
 from gpusupply.settings import VENDORS
@@ -35,7 +36,7 @@ MAX_PAGE_SIZE = 1000
 MAX_OFFSET = 1_000_000  # far past any real result; keeps numbers inside every database's integer
 
 
-class ComputeSpec(BaseModel):
+class ComputeSpec(CheckedModel):
     model_config = ConfigDict(extra="forbid")
 
     gpu_type: str = Field(
@@ -53,7 +54,7 @@ class ComputeSpec(BaseModel):
         return value
 
 
-class OffersRequest(BaseModel):
+class OffersRequest(CheckedModel):
     """The `get_offers` document (also the `spec` of a procure-by-spec)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -92,6 +93,19 @@ class _StrictSafeLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_yaml_int(self, node: Any) -> int:
+        """Long decimal and base-60 integers become ±TOO_LARGE (core/inputs.py) instead of being
+        parsed (Python refuses decimals over 4,300 digits); other bases parse in linear time."""
+        text = str(self.construct_scalar(node)).replace("_", "")
+        unsigned = text.lstrip("+-")
+        parts = unsigned.split(":")
+        if unsigned[:1] != "0" and (len(parts[0]) > MAX_INT_DIGITS or len(parts) > MAX_INT_DIGITS):
+            return -TOO_LARGE if text.startswith("-") else TOO_LARGE
+        return super().construct_yaml_int(node)
+
+
+_StrictSafeLoader.add_constructor("tag:yaml.org,2002:int", _StrictSafeLoader.construct_yaml_int)
+
 
 def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
@@ -114,7 +128,7 @@ def read_document(raw: bytes, content_type: str | None) -> Any:
         raise UnprocessableError("request body is not UTF-8 text", kind="value_error") from None
     if kind in JSON_MEDIA_TYPES or kind.endswith("+json"):
         try:
-            return json.loads(text)
+            return loads_json(text)
         except (json.JSONDecodeError, RecursionError) as exc:
             raise UnprocessableError(f"invalid JSON: {exc}", kind="json_invalid") from None
     try:

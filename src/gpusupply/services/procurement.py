@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.core.errors import ConflictError, GoneError, NotFoundError, ServiceError, UnprocessableError
 from gpusupply.core.gpus import canonical_model
+from gpusupply.core.inputs import require_text
 from gpusupply.core.offers import Offer
 from gpusupply.core.states import ProcurementStatus, ResourceStatus, procurement_status
 from gpusupply.db.models import OfferRow, Procurement, Resource, utcnow
@@ -54,6 +55,7 @@ VENDOR_CLOUD_INIT: dict[str, tuple[str, ...]] = {
     "vast": ("#!/",),  # containers without cloud-init: a script, run once as onstart
     "fal": (),  # an SSH key only
     "nebula": (),  # no user data
+    "lambda": ("#cloud-config", "#!/"),  # user_data, run by cloud-init at first boot
 }
 STATUS_IN_PROGRESS = "provisioning_in_progress"
 
@@ -163,6 +165,8 @@ async def procure(
     `auto_delete`: {delete_at | ttl_seconds, spend_limit} (services/budgets.py)."""
     if (offer_id is None) == (spec is None):
         raise UnprocessableError("give exactly one of offer_id or spec", loc=("body",))
+    # Also reached from the console's form, which has no request model to check the text.
+    require_text({"ssh_public_key": ssh_public_key, "cloud_init": cloud_init, "resource_name": resource_name}, loc=("body",))
     limits = auto_delete_values(auto_delete, utcnow()) if auto_delete else None
     key = check_ssh_public_key(ssh_public_key)
     init = check_cloud_init(cloud_init)

@@ -242,11 +242,47 @@ def parse_webhook_url(url: str) -> WebhookTarget:
     return WebhookTarget(parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80))
 
 
+NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the last 32 bits
+NAT64_LOCAL_USE = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: a network's own translators
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[tuple[str, ipaddress.IPv4Address]]:
+    """The IPv4 addresses an IPv6 address carries, with the form that carries each. Pure."""
+    found: list[tuple[str, ipaddress.IPv4Address]] = []
+    if ip.ipv4_mapped is not None:
+        found.append(("IPv4-mapped", ip.ipv4_mapped))
+    if ip.sixtofour is not None:
+        found.append(("6to4", ip.sixtofour))
+    if ip.teredo is not None:
+        server, client = ip.teredo
+        found += [("Teredo server", server), ("Teredo client", client)]
+    if ip in NAT64_WELL_KNOWN or (ip in IPV4_COMPATIBLE and int(ip) > 1):
+        found.append(("NAT64" if ip in NAT64_WELL_KNOWN else "IPv4-compatible", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
+    return found
+
+
 def address_refusal(address: str) -> str | None:
-    """Why deliveries to this IP address are refused (not a public address), or None. Pure."""
+    """Why deliveries to this IP address are refused (not a public address), or None. Pure.
+
+    An IPv6 address that embeds an IPv4 address (IPv4-mapped, NAT64, 6to4, Teredo, IPv4-compatible)
+    reaches that IPv4 address too, so it is refused when the IPv4 address would be. IPv4-mapped and
+    well-known NAT64 addresses are then judged as their IPv4 address (a NAT64 network's DNS64 gives
+    public IPv4-only hosts such addresses); the others also as themselves."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in NAT64_LOCAL_USE:
+            return f"{ip} is in the local-use NAT64 prefix {NAT64_LOCAL_USE}, not a public address"
+        for form, inner in embedded_ipv4(ip):
+            refusal = _own_refusal(inner)
+            if refusal is not None:
+                return f"{ip} embeds {inner} ({form}) and {refusal}"
+            if form in ("IPv4-mapped", "NAT64"):
+                return None
+    return _own_refusal(ip)
+
+
+def _own_refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     for label, test in (
         ("loopback", ip.is_loopback),
         ("unspecified", ip.is_unspecified),

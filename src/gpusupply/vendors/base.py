@@ -105,7 +105,7 @@ class CreateRequest:
 
 @runtime_checkable
 class VendorAdapter(Protocol):
-    vendor: str  # "vast" | "fal" | "nebula"
+    vendor: str  # "vast" | "fal" | "nebula" | "lambda"
     capabilities: Capabilities
 
     async def list_offers(self) -> list[Offer]: ...

@@ -8,11 +8,13 @@ import pytest
 from gpusupply.core.states import InstanceState, ResourceStatus
 from gpusupply.engine.pipelines.actions import already_done, already_sent
 from gpusupply.vendors.base import VendorInstance
+from gpusupply.vendors.registry import VENDOR_MODULES, load
 
 from ..helpers import available_vendors, engine_rig
 
 VENDORS = available_vendors()
-STOPPABLE = [v for v in VENDORS if v != "fal"]
+STOPPABLE = [v for v in VENDORS if load(VENDOR_MODULES[v][0]).capabilities.stop_start]
+REBOOT_ONLY = [v for v in VENDORS if v not in STOPPABLE and load(VENDOR_MODULES[v][0]).capabilities.reboot]
 
 
 def inst(state: InstanceState, ip: str | None = "203.0.113.1") -> VendorInstance:
@@ -68,6 +70,33 @@ async def test_stop_start_reboot(tmp_path, vendor: str) -> None:
             ("stopped", "starting"), ("starting", "running"),
             ("running", "rebooting"), ("rebooting", "running"),
         ]
+        assert len(await rig.live_instances(vendor)) == 1
+        await rig.request_delete(rid)
+        assert (await rig.wait_status(rid, "deleted")).status == "deleted"
+        assert await rig.live_instances(vendor) == []
+
+
+@pytest.mark.parametrize("vendor", REBOOT_ONLY)
+async def test_reboot_where_the_vendor_cannot_stop(tmp_path, vendor: str) -> None:
+    """Lambda: restart only. The reboot completes; a stop (refused by the API) is reverted by the engine."""
+    async with engine_rig(tmp_path, vendors=[vendor]) as rig:
+        await rig.start_engine()
+        rid = await rig.procure_offer((await rig.offers(vendor))[0])
+        assert (await rig.wait_status(rid, "running", "failed")).status == "running"
+        await rig.request_action(rid, "reboot")
+        assert (await rig.wait_status(rid, "running", within=30)).status == "running"
+        statuses = [(e.from_status, e.to_status) for e in await rig.events(rid, "status_change")]
+        assert statuses[-2:] == [("running", "rebooting"), ("rebooting", "running")]
+        await rig.request_action(rid, "stop")
+
+        async def reverted() -> bool:
+            row = await rig.resource(rid)
+            return row.status == "running" and row.pending_action is None
+
+        from ..helpers import wait_until
+
+        await wait_until(reverted, what="the refused stop to be reverted")
+        assert "stop refused by the vendor" in ((await rig.resource(rid)).status_message or "")
         assert len(await rig.live_instances(vendor)) == 1
         await rig.request_delete(rid)
         assert (await rig.wait_status(rid, "deleted")).status == "deleted"

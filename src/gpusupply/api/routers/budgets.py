@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
 
-from gpusupply.api.deps import ServiceContext, get_principal, responses, service_context
+from gpusupply.api.deps import ApiRoute, ServiceContext, get_principal, responses, service_context
 from gpusupply.api.schemas_cost import BudgetIn, BudgetOut
+from gpusupply.core.inputs import Text
 from gpusupply.services import budgets
 from gpusupply.services.keys import Principal
 
-router = APIRouter(tags=["Cost"], responses=responses(401, 503))
+router = APIRouter(route_class=ApiRoute, tags=["Cost"], responses=responses(401, 503))
 
 _TENANT = Query(None, max_length=100, description="Admin keys: another tenant's budget. Tenant keys: only their own (else 404).")
 
@@ -31,7 +32,7 @@ def budget_out(view: budgets.BudgetView) -> BudgetOut:
 
 @router.get("/budget", response_model=BudgetOut, summary="Your budget and this month's spend", responses=responses(404, 422))
 async def get_budget(
-    tenant: str | None = _TENANT, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(service_context)
+    tenant: Text | None = _TENANT, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(service_context)
 ) -> BudgetOut:
     return budget_out(await budgets.get_budget(ctx.db, principal, tenant))
 
@@ -50,7 +51,7 @@ async def get_budget(
 )
 async def put_budget(
     body: BudgetIn,
-    tenant: str | None = _TENANT,
+    tenant: Text | None = _TENANT,
     principal: Principal = Depends(get_principal),
     ctx: ServiceContext = Depends(service_context),
 ) -> BudgetOut:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from gpusupply.api import schemas
-from gpusupply.api.deps import ServiceContext, get_principal, responses, service_context
+from gpusupply.api.deps import ApiRoute, ServiceContext, get_principal, responses, service_context
 from gpusupply.core.gpus import families
 from gpusupply.core.offers import CONTRACT_TYPES
 from gpusupply.core.regions import REGION_GROUPS
 from gpusupply.services.catalog import describe_vendors
 
-router = APIRouter(tags=["Discovery"], dependencies=[Depends(get_principal)], responses=responses(401, 503))
+router = APIRouter(route_class=ApiRoute, tags=["Discovery"], dependencies=[Depends(get_principal)], responses=responses(401, 503))
 
 
 @router.get("/available_gpus", response_model=dict[str, list[str]], summary="GPU families and their canonical names")

@@ -8,10 +8,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from gpusupply.api import schemas
-from gpusupply.api.deps import ServiceContext, service_context
+from gpusupply.api.deps import ApiRoute, ServiceContext, service_context
 from gpusupply.db.session import Database
 
-router = APIRouter(tags=["Health"])
+router = APIRouter(route_class=ApiRoute, tags=["Health"])
 
 
 @router.get("/healthz", response_model=schemas.Health, summary="The process is up")

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from gpusupply.api import schemas
-from gpusupply.api.deps import ServiceContext, get_ctx, get_principal, responses, service_context
+from gpusupply.api.deps import ApiRoute, ServiceContext, get_ctx, get_principal, responses, service_context
 from gpusupply.api.views import offer_details, offers_response_json
+from gpusupply.core.inputs import BoundedInt
 from gpusupply.services import offers
 
-router = APIRouter(tags=["Offers"], dependencies=[Depends(get_principal)], responses=responses(401, 503))
+router = APIRouter(route_class=ApiRoute, tags=["Offers"], dependencies=[Depends(get_principal)], responses=responses(401, 503))
 
 _DOCUMENT_SCHEMA = {"$ref": "#/components/schemas/OffersRequest"}
 _EXAMPLE = "compute:\n  gpu_type: H100\n  gpu_count: 1\n  max_price_per_gpu_hour: 3\nregion: US\n"
@@ -41,8 +43,8 @@ _EXAMPLE = "compute:\n  gpu_type: H100\n  gpu_count: 1\n  max_price_per_gpu_hour
 )
 async def get_offers(
     request: Request,
-    limit: int = Query(offers.DEFAULT_PAGE_SIZE, ge=1, le=offers.MAX_PAGE_SIZE),
-    offset: int = Query(0, ge=0, le=offers.MAX_OFFSET),
+    limit: Annotated[BoundedInt, Query(ge=1, le=offers.MAX_PAGE_SIZE)] = offers.DEFAULT_PAGE_SIZE,
+    offset: Annotated[BoundedInt, Query(ge=0, le=offers.MAX_OFFSET)] = 0,
 ) -> Response:
     # The services straight from the request: one dependency less to solve on the hottest route.
     found = await offers.search_offers(

@@ -7,12 +7,12 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, Response
 
 from gpusupply.api import schemas
-from gpusupply.api.deps import ServiceContext, get_principal, responses, service_context
+from gpusupply.api.deps import ApiRoute, ServiceContext, get_principal, responses, service_context
 from gpusupply.api.views import offer_status_out
 from gpusupply.services import procurement
 from gpusupply.services.keys import Principal
 
-router = APIRouter(tags=["Procurement"], responses=responses(401, 503))
+router = APIRouter(route_class=ApiRoute, tags=["Procurement"], responses=responses(401, 503))
 
 
 @router.post(

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 
 from gpusupply.api import schemas
-from gpusupply.api.deps import ServiceContext, get_principal, responses, service_context
+from gpusupply.api.deps import ApiRoute, ServiceContext, get_principal, responses, service_context
 from gpusupply.api.schemas_cost import ResourcePatch
 from gpusupply.api.views import event_out, resource_detail, resource_summary
+from gpusupply.core.inputs import BoundedInt, Text
 from gpusupply.services import resources
 from gpusupply.services.costs import costs_so_far
 from gpusupply.services.keys import Principal
 from gpusupply.services.offers import MAX_OFFSET
 
-router = APIRouter(tags=["Resources"], responses=responses(401, 503))
+router = APIRouter(route_class=ApiRoute, tags=["Resources"], responses=responses(401, 503))
 
 
 @router.get(
@@ -26,10 +28,10 @@ router = APIRouter(tags=["Resources"], responses=responses(401, 503))
 )
 async def list_resources(
     offer_id: UUID | None = None,
-    status: str | None = Query(None, description="pending, provisioning, running, ... deleted"),
-    vendor: str | None = Query(None, description="vast, fal or nebula"),
-    limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    status: Text | None = Query(None, description="pending, provisioning, running, ... deleted"),
+    vendor: Text | None = Query(None, description="vast, fal or nebula"),
+    limit: Annotated[BoundedInt, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[BoundedInt, Query(ge=0, le=MAX_OFFSET)] = 0,
     principal: Principal = Depends(get_principal),
     ctx: ServiceContext = Depends(service_context),
 ) -> schemas.ResourceList:
@@ -150,8 +152,8 @@ async def reboot_resource(
 )
 async def resource_events(
     resource_id: UUID,
-    limit: int = Query(500, ge=1, le=1000),
-    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    limit: Annotated[BoundedInt, Query(ge=1, le=1000)] = 500,
+    offset: Annotated[BoundedInt, Query(ge=0, le=MAX_OFFSET)] = 0,
     principal: Principal = Depends(get_principal),
     ctx: ServiceContext = Depends(service_context),
 ) -> schemas.EventList:

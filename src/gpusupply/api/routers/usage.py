@@ -6,13 +6,14 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from gpusupply.api.deps import ServiceContext, get_principal, responses, service_context
+from gpusupply.api.deps import ApiRoute, ServiceContext, get_principal, responses, service_context
 from gpusupply.api.schemas_cost import UsageReportOut, UsageRowOut
+from gpusupply.core.inputs import Text
 from gpusupply.db.models import utcnow
 from gpusupply.services.keys import Principal
 from gpusupply.services.usage import parse_group_by, parse_period, to_csv, usage_report
 
-router = APIRouter(tags=["Cost"], responses=responses(401, 503))
+router = APIRouter(route_class=ApiRoute, tags=["Cost"], responses=responses(401, 503))
 
 CSV_MEDIA_TYPE = "text/csv"
 
@@ -38,10 +39,10 @@ def wants_csv(request: Request, format: str | None) -> bool:
 )
 async def get_usage(
     request: Request,
-    from_: str | None = Query(None, alias="from", max_length=40, description="Start (inclusive), e.g. 2026-11-01."),
-    to: str | None = Query(None, max_length=40, description="End (exclusive); default now."),
-    group_by: str | None = Query(None, max_length=100, examples=["day,vendor"]),
-    tenant: str | None = Query(None, max_length=100, description="Admin keys: one tenant's usage."),
+    from_: Text | None = Query(None, alias="from", max_length=40, description="Start (inclusive), e.g. 2026-11-01."),
+    to: Text | None = Query(None, max_length=40, description="End (exclusive); default now."),
+    group_by: Text | None = Query(None, max_length=100, examples=["day,vendor"]),
+    tenant: Text | None = Query(None, max_length=100, description="Admin keys: one tenant's usage."),
     format: Literal["json", "csv"] | None = Query(None, description="Overrides the Accept header."),
     principal: Principal = Depends(get_principal),
     ctx: ServiceContext = Depends(service_context),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 
-from gpusupply.api.deps import ServiceContext, get_principal, responses, service_context
+from gpusupply.api.deps import ApiRoute, ServiceContext, get_principal, responses, service_context
 from gpusupply.api.schemas_cost import (
     DeliveryAttempt,
     DeliveryList,
@@ -17,12 +18,13 @@ from gpusupply.api.schemas_cost import (
     WebhookList,
     WebhookOut,
 )
+from gpusupply.core.inputs import BoundedInt, Text
 from gpusupply.db.models import Webhook, WebhookDelivery
 from gpusupply.services import webhooks
 from gpusupply.services.keys import Principal
 from gpusupply.services.offers import MAX_OFFSET
 
-router = APIRouter(tags=["Webhooks"], responses=responses(401, 503))
+router = APIRouter(route_class=ApiRoute, tags=["Webhooks"], responses=responses(401, 503))
 
 
 def webhook_out(webhook: Webhook) -> WebhookOut:
@@ -108,9 +110,9 @@ async def delete_webhook(
 )
 async def list_deliveries(
     webhook_id: UUID,
-    status: str | None = Query(None, description="pending, delivered or failed"),
-    limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    status: Text | None = Query(None, description="pending, delivered or failed"),
+    limit: Annotated[BoundedInt, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[BoundedInt, Query(ge=0, le=MAX_OFFSET)] = 0,
     principal: Principal = Depends(get_principal),
     ctx: ServiceContext = Depends(service_context),
 ) -> DeliveryList:
