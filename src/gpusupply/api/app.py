@@ -67,9 +67,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = database or Database(
-            settings.effective_database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
-        )
+        db = database or Database.from_settings(settings)
         vendor_set: VendorSet | None = None
         catalog: OfferCatalog | None = None
         ctx: ServiceContext | None = None

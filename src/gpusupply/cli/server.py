@@ -127,7 +127,7 @@ async def _run_worker(settings: Settings, metrics_port: int | None = None) -> No
         from gpusupply.engine.runner import Engine
     except ImportError as exc:
         fail(f"the engine is not available in this build ({exc})")
-    db = Database(settings.effective_database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+    db = Database.from_settings(settings)
     await db.migrate()
     vendors = await build_vendors(settings)
     catalog = OfferCatalog(db, vendors, settings)
