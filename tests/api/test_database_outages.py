@@ -22,7 +22,7 @@ from starlette.requests import Request
 
 from gpusupply.api.errors import database_error
 from gpusupply.db.errors import is_bad_data, is_unavailable
-from tests.api.helpers import first_offer, procure, wait_for
+from tests.api.helpers import first_offer, procure, search, wait_for
 from tests.conftest import PostgresServer, Service, _migrate, find_pg_bindir, postgres_server, start_service
 from tests.web.helpers import console_client, sign_in
 
@@ -208,22 +208,23 @@ async def test_postgres_connection_lost_mid_query_answers_503(pg_service: Servic
 # ----- SQLite -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("settings_overrides", [{"sqlite_busy_timeout_seconds": 1.0}])
 async def test_sqlite_locked_by_another_process_answers_503_and_loses_nothing(service: Service, tmp_path: Path) -> None:
-    offer = await first_offer(service.alice, "nebula")
-    first = await procure(service.alice, offer["offer_id"])
+    offers = (await search(service.alice, "vendor: vast\ncompute:\n  gpu_type: RTX4090\n", limit=3))["offers"]
+    assert len(offers) == 3
+    first = await procure(service.alice, offers[0]["offer_id"])
     assert first.status_code == 200, first.text
     path = service.db.engine.url.database
     assert path is not None
     locker = sqlite3.connect(path, timeout=0.1, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
     try:
-        assert_unavailable(await procure(service.alice, offer["offer_id"]))
+        assert_unavailable(await procure(service.alice, offers[1]["offer_id"]))
         # Reads go on in WAL mode (a writer does not block readers); the submitted work is there.
         listed = await service.alice.get("/resources")
         assert listed.status_code == 200 and first.json()["resource_ids"][0] in listed.text
     finally:
         locker.execute("ROLLBACK")
         locker.close()
-    second = await procure(service.alice, offer["offer_id"])
+    second = await procure(service.alice, offers[1]["offer_id"])
     assert second.status_code == 200, second.text
     listed = (await service.alice.get("/resources")).json()
     ids = {item["resource_id"] if "resource_id" in item else item["id"] for item in _items(listed)}
