@@ -8,8 +8,8 @@ database for each worker count.
 - Shared reservation cost: one booking in `rate_buckets` (db/ratelimits.py) on this PostgreSQL,
   against one sandbox vendor call over loopback (fal's instance listing, the sandbox's rate limit
   off): the cheapest vendor call there is; a real vendor is tens to hundreds of ms away.
-- 300 procurements (Vast 60 by offer, Nebula 60 and fal 180 by spec pinned to the vendor, POSTed to
-  the two replicas in turn) until every one is `running`: wall time against the bound from the
+- 300 procurements by offer (Vast 60, Nebula 60, fal 180, as benchmark 4; POSTed to the two
+  replicas in turn) until every one is `running`: wall time against the bound from the
   sandboxes' limits (bench/procurement.py's `vendor_bound`), and the sandboxes' own 429 counters.
 - With 4 workers, once more with 64 concurrent clients on the replicas meanwhile (searches, status
   polls and resource reads): 5xx answers and p99.
@@ -49,7 +49,6 @@ QUICK_SPLIT = {"vast": 3, "nebula": 3, "fal": 6}
 READY_AFTER = 3.0
 STOCK = 10_000
 CLIENTS = 64
-SPEC_FAMILY = {"nebula": "H100", "fal": "H100"}
 # The engine as in production: the test rig's short leases and polls put back to their defaults;
 # refresh and reconciler out of the way, so that only procurement's own calls are counted.
 PRODUCTION = {
@@ -90,6 +89,7 @@ async def reservation_cost(database_url: str, root: Path, samples: int) -> tuple
     unlimited = [Bucket("bench", rate=1e9, burst=1e9)]
     booked: list[float] = []
     try:
+        await db.migrate()
         await buckets.reserve("bench", "k", unlimited)  # connect first
         for _ in range(samples):
             started = time.perf_counter()
@@ -146,27 +146,45 @@ class MixedLoad:
         await asyncio.gather(*(self.client(n, stop) for n in range(CLIENTS)))
 
 
-async def procure_all(replicas: list[str], token: str, split: dict[str, int], known: list[str]) -> None:
+async def gather_offers(url: str, token: str, split: dict[str, int]) -> list[str]:
+    """Offer ids to procure, from a replica whose catalog is refreshed every second (each refresh
+    gives the same vendor offers new ids, and an id is procured once): Vast asks are distinct (an
+    ask rents once); Nebula products and fal types repeat under new ids (the sandboxes have stock)."""
+    wanted = dict(split)
+    found: dict[str, list[str]] = {v: [] for v in split}
+    seen: set[str] = set()
+    families = ("H100", "A100", "RTX4090", "L40S", "RTX3090", "A6000", "H200", "B200", "L4", "RTX5090")
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+        for _ in range(200):
+            for vendor, n in wanted.items():
+                for family in families:
+                    if len(found[vendor]) >= n:
+                        break
+                    body = {"vendor": vendor, "compute": {"gpu_type": family, "gpu_count": 1, "contract_type": "ondemand"}}
+                    response = await http.post("/get_offers", json=body, params={"limit": 500})
+                    response.raise_for_status()
+                    for offer in response.json()["offers"]:
+                        if offer["offer_id"] not in seen and len(found[vendor]) < n:
+                            seen.add(offer["offer_id"])
+                            found[vendor].append(offer["offer_id"])
+            if all(len(found[v]) >= n for v, n in wanted.items()):
+                break
+            await asyncio.sleep(1.5)  # the catalog refreshes: new ids for the same offers
+        else:
+            raise RuntimeError(f"not enough offers: { {v: len(ids) for v, ids in found.items()} }")
+    chosen = [offer for ids in found.values() for offer in ids]
+    random.Random(5).shuffle(chosen)  # vendors interleaved, as users would send them
+    return chosen
+
+
+async def procure_all(replicas: list[str], token: str, offers: list[str], known: list[str]) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(headers=headers, timeout=60) as http:
-        vast: list[str] = []
-        for family in ("RTX4090", "RTX3090", "A100", "H100", "L40S", "A6000", "RTX5090", "L4"):
-            body = {"vendor": "vast", "compute": {"gpu_type": family, "gpu_count": 1, "contract_type": "ondemand"}}
-            found = (await http.post(replicas[0] + "/get_offers", json=body, params={"limit": 500})).json()["offers"]
-            vast.extend(offer["offer_id"] for offer in found)
-            if len(vast) >= split["vast"]:
-                break
-        if len(vast) < split["vast"]:
-            raise RuntimeError(f"only {len(vast)} Vast offers")
-        bodies: list[dict[str, Any]] = [{"offer_id": offer_id} for offer_id in vast[: split["vast"]]]
-        for vendor in ("nebula", "fal"):
-            spec = {"vendor": vendor, "compute": {"gpu_type": SPEC_FAMILY[vendor], "gpu_count": 1, "contract_type": "ondemand"}}
-            bodies += [{"spec": spec}] * split[vendor]
-        random.Random(5).shuffle(bodies)  # vendors interleaved, as users would send them
-        for n, body in enumerate(bodies):
-            response = await http.post(replicas[n % 2] + "/procure_offer", json={**body, "ssh_public_key": SSH_KEY})
+        for n, offer_id in enumerate(offers):
+            body = {"offer_id": offer_id, "ssh_public_key": SSH_KEY}
+            response = await http.post(replicas[n % 2] + "/procure_offer", json=body)
             if response.status_code != 200:
-                raise RuntimeError(f"procure {body}: {response.status_code} {response.text}")
+                raise RuntimeError(f"procure {offer_id}: {response.status_code} {response.text}")
             known.extend(response.json()["resource_ids"])
 
 
@@ -178,6 +196,10 @@ async def one_run(server: Any, root: Path, workers: int, split: dict[str, int], 
         token = create_api_key(env)
         processes: list[ServiceProcess] = []
         try:
+            gatherer = ServiceProcess.serve({**env, "GPUSUPPLY_OFFER_CACHE_SECONDS": "1"}, run_root / "gather.log", engine=False)
+            processes.append(gatherer.start())
+            offers = await gather_offers(gatherer.url, token, split)
+            gatherer.stop()
             replicas = [ServiceProcess.serve(env, run_root / f"api-{n}.log", engine=False).start() for n in (1, 2)]
             processes += replicas
             processes += [ServiceProcess.worker(env, run_root / f"worker-{n}.log").start() for n in range(workers)]
@@ -187,7 +209,7 @@ async def one_run(server: Any, root: Path, workers: int, split: dict[str, int], 
             load = MixedLoad([r.url for r in replicas], token, known)
             loading = asyncio.create_task(load.run(stop)) if with_load else None
             started = time.perf_counter()
-            await procure_all([r.url for r in replicas], token, split, known)
+            await procure_all([r.url for r in replicas], token, offers, known)
             db = Database(database_url)
             finished: dict[str, float] = {}
             try:
@@ -238,6 +260,7 @@ async def measure(quick: bool) -> list[Row]:
         booked, called = await reservation_cost(server.url(server.create_database()), root, 50 if quick else 500)
         # The table wants the ratio of a vendor call to a reservation: ours is the reservation.
         book_ms, call_ms = statistics.median(booked) * 1000, statistics.median(called) * 1000
+        print(f"reservation p50 {book_ms:.3f} ms vs vendor call p50 {call_ms:.3f} ms", flush=True)
         rows.append(Row(NAME, "p50 ms, one shared rate-limit reservation", book_ms, call_ms,
                         "one sandbox vendor call (loopback, fal list)", "small next to a vendor call",
                         book_ms < call_ms, note=f"p99 {percentile(booked, 0.99) * 1000:.2f} ms vs {percentile(called, 0.99) * 1000:.2f} ms"))
@@ -245,6 +268,12 @@ async def measure(quick: bool) -> list[Row]:
             label = f"{workers} worker{'s' if workers > 1 else ''}" + (f" + {CLIENTS} API clients" if with_load else "")
             print(f"running {total} procurements with 2 API replicas and {label}")
             result = await one_run(server, root, workers, split, with_load)
+            mixed_seen: MixedLoad | None = result["load"]
+            print(f"  wall {result['wall']:.1f} s (bound {bound:.1f} s), all running: {result['finished']}, "
+                  f"429s {result['rate_limited']}, vendor requests {result['requests']}"
+                  + (f", mixed load: {mixed_seen.answers} answers, {mixed_seen.server_errors} 5xx, p99 "
+                     f"{percentile(mixed_seen.latencies, 0.99) * 1000:.0f} ms" if mixed_seen and mixed_seen.latencies else ""),
+                  flush=True)
             limited = sum(result["rate_limited"].values())
             per_vendor = ", ".join(f"{v} {result['finished'][v]:.0f} s" for v in split)
             rows.append(Row(NAME, f"wall s, {total} procurements, {label}", result["wall"], bound,
