@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--only N,...]`: run the six benchmarks and print one table."""
+"""`python -m bench [--quick] [--only N,...]`: run the benchmarks and print one table."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ BENCHMARKS = {
     "4": "bench.procurement",
     "5": "bench.reconciler",
     "6": "bench.reads",
+    "7": "bench.scale",
 }
 
 

@@ -95,6 +95,18 @@ class PostgresServer:
     port: int
     user: str
     root: Path
+    # How it was started, so a test can stop it and start it again (database outages).
+    control: list[str] = field(default_factory=list)  # the pg_ctl command line up to its action
+    options: str = ""
+
+    def stop(self, mode: str = "fast", *, wait: bool = True) -> None:
+        """`pg_ctl stop -m MODE`: "fast" (disconnect everyone), "immediate" (crash-like), or "smart"
+        (wait for sessions to end; meanwhile new connections hear "the database system is shutting down")."""
+        subprocess.run([*self.control, "-m", mode, "-W" if not wait else "-w", "stop"], check=True, capture_output=True)
+
+    def start(self) -> None:
+        log = self.root / "server.log"
+        subprocess.run([*self.control, "-o", self.options, "-l", str(log), "-w", "-t", "60", "start"], check=True, capture_output=True)
 
     def url(self, database: str) -> str:
         return f"postgresql+asyncpg://{self.user}@{self.host}:{self.port}/{database}"
@@ -156,7 +168,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         capture_output=True,
     )
     try:
-        yield PostgresServer("127.0.0.1", port, "postgres", root)
+        yield PostgresServer("127.0.0.1", port, "postgres", root, [*prefix, str(bindir / "pg_ctl"), "-D", str(data)], options)
     finally:
         subprocess.run(
             [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True

@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     database_url: str | None = None  # default: sqlite+aiosqlite:///<data_dir>/gpusupply.db
     db_pool_size: int = 10
     db_max_overflow: int = 20
+    # SQLite: how long a write waits for another connection's lock before failing (503, retried).
+    sqlite_busy_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
 
     host: str = "127.0.0.1"
     port: int = 8080

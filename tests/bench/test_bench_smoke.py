@@ -19,6 +19,7 @@ QUICK_BENCHMARKS = [
     "bench.procurement",
     "bench.reconciler",
     "bench.reads",
+    "bench.scale",
 ]
 
 

@@ -4,6 +4,7 @@ nothing leaked, nothing was created twice and no delete was lost, from the vendo
     python -m tests.chaos.soak                 # short: SQLite and PostgreSQL, 100 operations, 1 kill each
     python -m tests.chaos.soak --full          # `make chaos`: 1,000 operations and 3 kills on each database
     python -m tests.chaos.soak --db sqlite --ops 300 --kills 2 --seed 7
+    python -m tests.chaos.soak --db-faults     # only the database outage runs (below)
 
 Per database: one `gpusupply sandbox` process per vendor (Vast, fal, Nebula, Lambda) with faults on (429, 500,
 503, hangs past our timeout, lost create responses, creates that arrive after our timeout,
@@ -16,6 +17,12 @@ connections) and delete. A seeded killer SIGKILLs `serve` at random moments and 
 PostgreSQL it also kills one worker for good. Then faults go off, everything still live is
 deleted, the system settles, and the figures are read from the sandboxes (`/_sandbox/state`) and
 the database. Exit status 1 if any figure that must be 0 is not.
+
+Database faults (runs of their own, a column each; `--full` includes them): PostgreSQL stopped
+for 20 s in the middle of procurements and deletes, PostgreSQL restarted twice in a row quickly,
+and the SQLite file held by another process (`BEGIN EXCLUSIVE`) for 10 s. Meanwhile the API must
+answer 503 with Retry-After (counted, and retried as a client would), never another 5xx; every
+process recovers by itself, and the same ledgers must show nothing lost, leaked or duplicated.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import argparse
 import asyncio
 import contextlib
 import random
+import sqlite3
 import sys
 import tempfile
 import time
@@ -73,7 +81,9 @@ class Figures:
 
     database: str
     operations: Counter[str] = field(default_factory=Counter)
-    server_errors: int = 0  # 5xx answers from our API
+    server_errors: int = 0  # 5xx answers from our API, except a 503 with Retry-After
+    unavailable_answers: int = 0  # 503 + Retry-After (database or vendor down): retried as asked
+    db_outages: list[str] = field(default_factory=list)  # what the database fault did, when
     refused_connections: int = 0  # while the service was down: retried, not an error
     kills: list[str] = field(default_factory=list)
     deletes_answered: set[str] = field(default_factory=set)
@@ -126,6 +136,21 @@ class SoakConfig:
     settle_timeout: float = 180.0
     faulty_settle: float = 30.0  # of the settling, how long the faults stay on
     offers: int = 400
+    db_fault: str | None = None  # one of DB_FAULTS
+    outage_seconds: float = 20.0  # how long the database stays stopped / locked
+
+    @property
+    def label(self) -> str:
+        return self.database if self.db_fault is None else f"{self.database}: {DB_FAULTS[self.db_fault]}"
+
+
+# Database fault kinds: name -> what the column says.
+DB_FAULTS = {
+    "pg-stop": "PostgreSQL stopped",
+    "pg-restart-twice": "PostgreSQL restarted twice",
+    "sqlite-lock": "SQLite locked",
+}
+FAULT_DATABASE = {"pg-stop": "postgres", "pg-restart-twice": "postgres", "sqlite-lock": "sqlite"}
 
 
 class Clients:
@@ -148,6 +173,10 @@ class Clients:
             except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError, httpx.TimeoutException):
                 self.figures.refused_connections += 1
                 await asyncio.sleep(min(0.1 * (attempt + 1), 1.0))
+                continue
+            if response.status_code == 503 and "Retry-After" in response.headers:
+                self.figures.unavailable_answers += 1  # the documented "retry later": do as told
+                await asyncio.sleep(min(float(response.headers["Retry-After"]), 2.0))
                 continue
             if response.status_code >= 500:
                 self.figures.server_errors += 1
@@ -222,6 +251,49 @@ async def killer(config: SoakConfig, serve: ServiceProcess, workers: list[Servic
             figures.kills.append(f"serve at operation {config.operations - budget[0]}")
             await asyncio.sleep(rng.uniform(0.2, 1.5))
             await asyncio.to_thread(serve.start)
+
+
+async def database_fault(config: SoakConfig, database_url: str, server: Any, budget: list[int], figures: Figures,
+                         rng: random.Random) -> None:
+    """At a seeded point in the middle of the run (procurements and deletes under way), fail the
+    database: stop PostgreSQL for `outage_seconds`, restart it twice quickly, or hold the SQLite
+    file locked. Every process must carry on by itself afterwards (nothing is restarted)."""
+    if config.db_fault is None:
+        return
+    point = rng.uniform(0.3, 0.6) * config.operations
+    while True:
+        if config.operations - budget[0] >= point or budget[0] <= 0:
+            break
+        await asyncio.sleep(0.05)
+    done = config.operations - budget[0]
+    if config.db_fault == "pg-stop":
+        await asyncio.to_thread(server.stop, "fast")
+        await asyncio.sleep(config.outage_seconds)
+        await asyncio.to_thread(server.start)
+        figures.db_outages.append(f"PostgreSQL stopped {config.outage_seconds:g} s at operation {done}")
+    elif config.db_fault == "pg-restart-twice":
+        for _ in range(2):
+            await asyncio.to_thread(server.stop, "immediate")
+            await asyncio.to_thread(server.start)
+            await asyncio.sleep(1.0)
+        figures.db_outages.append(f"PostgreSQL restarted twice (immediate stop) at operation {done}")
+    elif config.db_fault == "sqlite-lock":
+        await asyncio.to_thread(hold_sqlite_lock, database_url, config.outage_seconds)
+        figures.db_outages.append(f"SQLite held by BEGIN EXCLUSIVE {config.outage_seconds:g} s at operation {done}")
+    else:
+        raise ValueError(f"unknown database fault {config.db_fault!r}")
+
+
+def hold_sqlite_lock(database_url: str, seconds: float) -> None:
+    """Another process's view of the file: one connection holding the write lock for `seconds`."""
+    path = database_url.split("///", 1)[1]
+    connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        connection.execute("BEGIN EXCLUSIVE")
+        time.sleep(seconds)
+        connection.execute("ROLLBACK")
+    finally:
+        connection.close()
 
 
 async def read_resources(database_url: str) -> list[Resource]:
@@ -352,8 +424,9 @@ async def other_installation(root: Path, sandboxes: dict[str, SandboxProcess], f
     return serve, clients, url
 
 
-async def run_one(config: SoakConfig, database_url: str, root: Path) -> Figures:
-    figures = Figures(config.database)
+async def run_one(config: SoakConfig, database_url: str, root: Path, server: Any = None) -> Figures:
+    """One soak on one database; `server` (a tests.conftest.PostgresServer) for PostgreSQL faults."""
+    figures = Figures(config.label)
     rng = random.Random(config.seed)
     started = time.monotonic()
     sandboxes = {
@@ -394,6 +467,7 @@ async def run_one(config: SoakConfig, database_url: str, root: Path) -> Figures:
                 *(Clients(serve.url, token, figures, random.Random(rng.getrandbits(64))).work(budget)
                   for _ in range(config.clients)),
                 killer(config, serve, workers, budget, figures, random.Random(rng.getrandbits(64))),
+                database_fault(config, database_url, server, budget, figures, random.Random(rng.getrandbits(64))),
             )
             settle_started = time.monotonic()
             # Everything still live is deleted with the faults still on (the engine's work runs
@@ -419,14 +493,15 @@ async def run_one(config: SoakConfig, database_url: str, root: Path) -> Figures:
 
 @contextlib.contextmanager
 def database_for(kind: str, root: Path) -> Any:
+    """(URL, the PostgreSQL server or None): a fresh database of `kind`."""
     if kind == "sqlite":
-        yield f"sqlite+aiosqlite:///{root / 'soak.db'}"
+        yield f"sqlite+aiosqlite:///{root / 'soak.db'}", None
         return
     from tests.conftest import postgres_server
 
     with postgres_server() as server:
         name = server.create_database()
-        yield server.url(name)
+        yield server.url(name), server
 
 
 def report(runs: list[Figures], command: str, console: Console) -> None:
@@ -441,6 +516,8 @@ def report(runs: list[Figures], command: str, console: Console) -> None:
     for name in runs[0].must_be_zero():
         row(f"{name} (must be 0)", [f.must_be_zero()[name] for f in runs])
     row("API operations answered", [f.total_operations for f in runs])
+    row("database outages", [len(f.db_outages) for f in runs])
+    row("503 + Retry-After answers (retried)", [f.unavailable_answers for f in runs])
     for kind in sorted({k for f in runs for k in f.operations}):
         row(f"  {kind}", [f.operations[kind] for f in runs])
     row("deletes answered 200", [len(f.deletes_answered) for f in runs])
@@ -460,6 +537,8 @@ def report(runs: list[Figures], command: str, console: Console) -> None:
     for figures in runs:
         for kill in figures.kills:
             console.print(f"[dim]{figures.database}: killed {kill}[/dim]")
+        for outage in figures.db_outages:
+            console.print(f"[dim]{figures.database}: {outage}[/dim]")
         for name, items in (("leaked", figures.leaked), ("duplicate", figures.duplicates),
                             ("lost delete", figures.lost_deletes), ("stuck", figures.stuck),
                             ("deleted without a user's delete", figures.deleted_unasked),
@@ -472,8 +551,8 @@ async def soak(configs: list[SoakConfig]) -> list[Figures]:
     runs = []
     for config in configs:
         root = Path(tempfile.mkdtemp(prefix=f"gpusupply-soak-{config.database}-"))
-        with database_for(config.database, root) as url:
-            runs.append(await run_one(config, url, root))
+        with database_for(config.database, root) as (url, server):
+            runs.append(await run_one(config, url, root, server))
     return runs
 
 
@@ -485,12 +564,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=None, help="SIGKILLs of `serve` per database")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--db-faults", action="store_true", help="only the database fault runs")
     args = parser.parse_args(argv)
     operations = args.ops or (1000 if args.full else 100)
     kills = args.kills if args.kills is not None else (3 if args.full else 1)
     databases = ("sqlite", "postgres") if args.db == "both" else (args.db,)
     faulty_settle = 60.0 if args.full else 15.0
-    configs = [SoakConfig(db, operations, kills, args.clients, args.seed, faulty_settle=faulty_settle) for db in databases]
+    configs = [] if args.db_faults else [
+        SoakConfig(db, operations, kills, args.clients, args.seed, faulty_settle=faulty_settle) for db in databases
+    ]
+    if args.full or args.db_faults:
+        # The outage runs: as long as the issue asks (20 s stopped, 10 s locked), fewer operations
+        # (the point is what happens around the outage), the serve kills left to the runs above.
+        for fault, database in FAULT_DATABASE.items():
+            if database in databases:
+                seconds = 10.0 if fault == "sqlite-lock" else 20.0
+                configs.append(SoakConfig(database, min(operations, 300), 0, args.clients, args.seed,
+                                          faulty_settle=faulty_settle, db_fault=fault, outage_seconds=seconds))
     runs = asyncio.run(soak(configs))
     command = "python -m tests.chaos.soak " + " ".join(argv if argv is not None else sys.argv[1:])
     report(runs, command.strip(), Console(width=160))

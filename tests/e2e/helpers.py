@@ -70,6 +70,7 @@ class SandboxProcess:
     seed: int = 11
     offers: int = 80
     ready_after: float = 0.3
+    stock_each: int | None = None  # --stock: units of every Nebula product / fal type
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -82,6 +83,8 @@ class SandboxProcess:
             str(BIN), "sandbox", self.vendor, "--port", str(self.port), "--seed", str(self.seed),
             "--offers", str(self.offers), "--ready-after", str(self.ready_after),
         ]
+        if self.stock_each is not None:
+            cmd += ["--stock", str(self.stock_each)]
         self.proc = subprocess.Popen(cmd, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
         wait_for(self._up, within=30, what=f"the {self.vendor} sandbox")
         return self
@@ -269,3 +272,26 @@ class Api:
 
 def e2e_vendors() -> list[str]:
     return available_vendors()
+
+
+def distinct_offers(api: Api, vendors: list[str], count: int) -> list[dict[str, Any]]:
+    """`count` offers, one per vendor offer (an ask, a product, an instance type), spread over vendors."""
+    per_vendor: dict[str, list[dict[str, Any]]] = {v: [] for v in vendors}
+    seen: set[tuple[str, str]] = set()
+    for family in api.families():
+        for gpu_count in (1, 2, 4, 8):
+            body = {"compute": {"gpu_type": family, "gpu_count": gpu_count, "contract_type": "ondemand"}}
+            response = api.client.post("/get_offers", json=body, params={"limit": 500})
+            response.raise_for_status()
+            for offer in response.json()["offers"]:
+                key = (offer["vendor"], offer["offer_id"])
+                if offer["vendor"] in per_vendor and key not in seen:
+                    seen.add(key)
+                    per_vendor[offer["vendor"]].append(offer)
+    chosen: list[dict[str, Any]] = []
+    while len(chosen) < count and any(per_vendor.values()):  # round robin over vendors
+        for offers in per_vendor.values():
+            if offers and len(chosen) < count:
+                chosen.append(offers.pop(0))
+    assert len(chosen) == count, f"only {len(chosen)} offers"
+    return chosen

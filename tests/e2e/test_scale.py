@@ -20,7 +20,16 @@ from typing import Any
 import httpx
 import pytest
 
-from .helpers import SSH_KEY, Api, SandboxProcess, ServiceProcess, create_api_key, e2e_vendors, service_env
+from .helpers import (
+    SSH_KEY,
+    Api,
+    SandboxProcess,
+    ServiceProcess,
+    create_api_key,
+    distinct_offers,
+    e2e_vendors,
+    service_env,
+)
 
 COUNT = 200
 # Optional: a long run at scale, opt-in with `-m slow` (docs/reliability.md); skipped otherwise, CI included.
@@ -43,29 +52,6 @@ def sandboxes(tmp_path: Path) -> Iterator[dict[str, SandboxProcess]]:
     finally:
         for sandbox in started.values():
             sandbox.stop()
-
-
-def distinct_offers(api: Api, vendors: list[str], count: int) -> list[dict[str, Any]]:
-    """`count` offers, one per vendor offer (an ask, a product, an instance type), spread over vendors."""
-    per_vendor: dict[str, list[dict[str, Any]]] = {v: [] for v in vendors}
-    seen: set[tuple[str, str]] = set()
-    for family in api.families():
-        for gpu_count in (1, 2, 4, 8):
-            body = {"compute": {"gpu_type": family, "gpu_count": gpu_count, "contract_type": "ondemand"}}
-            response = api.client.post("/get_offers", json=body, params={"limit": 500})
-            response.raise_for_status()
-            for offer in response.json()["offers"]:
-                key = (offer["vendor"], offer["offer_id"])
-                if offer["vendor"] in per_vendor and key not in seen:
-                    seen.add(key)
-                    per_vendor[offer["vendor"]].append(offer)
-    chosen: list[dict[str, Any]] = []
-    while len(chosen) < count and any(per_vendor.values()):  # round robin over vendors
-        for offers in per_vendor.values():
-            if offers and len(chosen) < count:
-                chosen.append(offers.pop(0))
-    assert len(chosen) == count, f"only {len(chosen)} offers"
-    return chosen
 
 
 async def all_with_status(client: httpx.AsyncClient, ids: set[str], statuses: set[str], *, within: float) -> dict[str, str]:

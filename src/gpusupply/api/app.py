@@ -18,6 +18,7 @@ from gpusupply import __version__, web
 from gpusupply.api import errors, observability
 from gpusupply.api.deps import ServiceContext
 from gpusupply.api.routers import budgets, discovery, health, offers, procurement, resources, usage, webhooks
+from gpusupply.db.ratelimits import DatabaseBuckets
 from gpusupply.db.session import Database, alembic_config
 from gpusupply.services.catalog import OfferCatalog
 from gpusupply.settings import Settings, get_settings
@@ -67,15 +68,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = database or Database(
-            settings.effective_database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
-        )
+        db = database or Database.from_settings(settings)
         vendor_set: VendorSet | None = None
         catalog: OfferCatalog | None = None
         ctx: ServiceContext | None = None
         try:
             await db.migrate()
             vendor_set = vendors or await build_vendors(settings)
+            vendor_set.share_buckets(DatabaseBuckets(db))  # one rate limit per vendor key, all processes
             catalog = OfferCatalog(db, vendor_set, settings)
             await catalog.start()
             ctx = ServiceContext(settings, db, vendor_set, catalog, None, migration_head())
@@ -92,6 +92,8 @@ def create_app(
                 await catalog.aclose()
             if vendor_set is not None and vendors is None:
                 await vendor_set.aclose()
+            elif vendor_set is not None:
+                vendor_set.share_buckets(None)  # the caller's adapters outlive our database
             if database is None:
                 await db.dispose()
 

@@ -8,17 +8,19 @@ be large); a database that is busy or down is a 503 with Retry-After, and anythi
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gpusupply.core.errors import ServiceError, UnprocessableError
+from gpusupply.db.errors import is_bad_data, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +64,37 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return await http_exception_handler(request, exc)
 
 
-async def database_error(request: Request, exc: Exception) -> JSONResponse:
+DATABASE_RETRY_AFTER = "1"  # seconds: clients back off further on a repeat
+
+
+async def database_error(request: Request, exc: Exception) -> Response:
+    """Any database error: unavailable (down, restarting, locked, out of connections) is a 503 with
+    Retry-After; a value the database refused is the caller's 422; anything else is our 500."""
+    if not is_unavailable(exc):
+        if is_bad_data(exc):
+            log.warning("database refused a value", extra={"path": request.url.path, "error": type(exc).__name__})
+            detail = [{"loc": ["body"], "msg": "a value is out of the range the service can store", "type": "value_error"}]
+            return JSONResponse({"detail": detail}, status_code=422)
+        return await unexpected_error(request, exc)
     log.warning("database unavailable", extra={"path": request.url.path, "error": type(exc).__name__})
-    return JSONResponse(
-        {"detail": "the database is busy or unavailable; retry shortly"}, status_code=503, headers={"Retry-After": "1"}
-    )
+    message = "the database is busy or unavailable; retry shortly"
+    headers = {"Retry-After": DATABASE_RETRY_AFTER}
+    page = _page_for(request)
+    if page is not None:
+        response = page(request, 503, "The service cannot reach its database right now. Try again in a few seconds.")
+        response.headers.update(headers)
+        return response
+    return JSONResponse({"detail": message}, status_code=503, headers=headers)
+
+
+def _page_for(request: Request) -> Callable[[Request, int, str], Response] | None:
+    """The console's HTML error page for its own paths (set by the console as `app.state.error_page`)."""
+    app = request.scope.get("app")
+    render = getattr(getattr(app, "state", None), "error_page", None)
+    prefix = getattr(getattr(app, "state", None), "error_page_prefix", None)
+    if render is None or prefix is None or not request.url.path.startswith(prefix):
+        return None
+    return render  # type: ignore[no-any-return]
 
 
 async def integrity_error(request: Request, exc: Exception) -> JSONResponse:
@@ -74,8 +102,13 @@ async def integrity_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "the request conflicted with a concurrent change; retry it"}, status_code=409)
 
 
-async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    if is_unavailable(exc):  # reached here past the handlers (e.g. raised in a middleware)
+        return await database_error(request, exc)
     log.exception("unhandled error", extra={"path": request.url.path}, exc_info=exc)
+    page = _page_for(request)
+    if page is not None:
+        return page(request, 500, "Something went wrong on our side; it has been logged.")
     return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
@@ -84,7 +117,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     # OSError: the database driver could not connect at all (refused, unreachable, DNS).
-    for db_error in (OperationalError, InterfaceError, PoolTimeout, OSError):
+    for db_error in (DBAPIError, PoolTimeout, OSError):
         app.add_exception_handler(db_error, database_error)
     app.add_exception_handler(IntegrityError, integrity_error)
     app.add_exception_handler(Exception, unexpected_error)

@@ -118,6 +118,7 @@ async def _run_worker(settings: Settings, metrics_port: int | None = None) -> No
     from types import SimpleNamespace
 
     from gpusupply.api.observability import metrics_only_app
+    from gpusupply.db.ratelimits import DatabaseBuckets
     from gpusupply.db.session import Database
     from gpusupply.sandbox.runner import ServerThread
     from gpusupply.services.catalog import OfferCatalog
@@ -127,9 +128,10 @@ async def _run_worker(settings: Settings, metrics_port: int | None = None) -> No
         from gpusupply.engine.runner import Engine
     except ImportError as exc:
         fail(f"the engine is not available in this build ({exc})")
-    db = Database(settings.effective_database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+    db = Database.from_settings(settings)
     await db.migrate()
     vendors = await build_vendors(settings)
+    vendors.share_buckets(DatabaseBuckets(db))  # one rate limit per vendor key, all processes
     catalog = OfferCatalog(db, vendors, settings)
     engine = Engine(db, vendors, settings, catalog)
     stop = asyncio.Event()
@@ -244,6 +246,7 @@ def sandbox(
     offers: int = typer.Option(3000, help="Marketplace size (Vast; others scale from it)."),
     ready_after: float = typer.Option(3.0, help="Seconds from create to running."),
     faults: str = typer.Option("", help="Fault probabilities, e.g. '429=0.2,500=0.05,lost=0.1'."),
+    stock: int = typer.Option(None, min=0, help="Units of every product / instance type (Nebula, fal); default: seeded."),
 ) -> None:
     """Serve one simulated vendor API standalone (any non-empty key is an account)."""
     import uvicorn
@@ -254,7 +257,7 @@ def sandbox(
     if vendor not in VENDOR_MODULES:
         fail(f"unknown vendor {vendor!r}; one of {', '.join(VENDOR_MODULES)}", 2)
     try:
-        config = SandboxConfig(seed=seed, offers=offers, ready_after=ready_after, faults=parse_fault_spec(faults))
+        config = SandboxConfig(seed=seed, offers=offers, ready_after=ready_after, faults=parse_fault_spec(faults), stock=stock)
     except ValueError as exc:
         fail(str(exc), 2)
     simulated = load(VENDOR_MODULES[vendor][1])(config)

@@ -10,6 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One rate limit a vendor call books a slot in: `route` names an endpoint group, or KEY_ROUTE."""
+
+    route: str
+    rate: float  # requests per second, sustained
+    burst: float = 1.0
+
+
+KEY_ROUTE = "*"  # the bucket of a limit on the whole key
+
+
 @dataclass(slots=True)
 class Gcra:
     rate: float  # requests per second, sustained

@@ -303,3 +303,19 @@ class WebhookDelivery(LeaseMixin, Base):
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
 
     __table_args__ = (Index("ix_webhook_deliveries_queue", "status", "next_attempt_at"),)
+
+
+# ----- vendor rate limits shared by every process (db/ratelimits.py) -------------------------------
+
+
+class RateBucket(Base):
+    """A vendor's rate limit for one API key and route group, as a GCRA theoretical arrival time.
+
+    Every process calling the vendor with that key books its slots here, so together they stay
+    under the limit. The key is only ever stored as a hash (`vendors.http.key_id`)."""
+
+    __tablename__ = "rate_buckets"
+    vendor: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    route: Mapped[str] = mapped_column(String(40), primary_key=True)  # an endpoint group, or "*" for the key
+    tat: Mapped[float] = mapped_column(Float)  # seconds since the epoch, on the database's clock

@@ -23,19 +23,26 @@ MIGRATION_LOCK_ID = 0x6770757375707031
 T = TypeVar("T")
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
+    def apply(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # A write waits this long for another connection's lock, then fails "database is locked"
+        # (the API answers 503 with Retry-After, the engine retries) instead of hanging the request.
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        cursor.close()
+
+    return apply
 
 
 class Database:
     """Owns the engine and the session factory for one process."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 20, echo: bool = False):
+    def __init__(
+        self, url: str, *, pool_size: int = 10, max_overflow: int = 20, busy_timeout: float = 5.0, echo: bool = False
+    ):
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -47,7 +54,7 @@ class Database:
             kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas(round(busy_timeout * 1000)))
         # expire_on_commit=False: rows stay readable after commit; autoflush=False: no surprise writes.
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         # Reads that need no transaction (PostgreSQL): no BEGIN and ROLLBACK round trips around them.
@@ -58,6 +65,15 @@ class Database:
         self.claim_lock = asyncio.Lock()
         # This installation's id once read (db/installation.py).
         self.installation_id: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Database:
+        return cls(
+            settings.effective_database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            busy_timeout=settings.sqlite_busy_timeout_seconds,
+        )
 
     @property
     def display_url(self) -> str:

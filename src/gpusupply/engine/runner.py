@@ -2,7 +2,8 @@
 
 `gpusupply serve` runs it next to the API (unless `--no-engine`); `gpusupply worker` runs it alone.
 Any number of processes may run it against one PostgreSQL database: they share the work through
-row leases, with no leader. On SQLite, run one process.
+row leases, with no leader. On SQLite one process is enough; a second is safe (every claim is
+a guarded update that SQLite serializes across processes), only slower.
 """
 
 from __future__ import annotations

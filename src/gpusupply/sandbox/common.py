@@ -80,6 +80,7 @@ class SandboxConfig:
     rate_scale: float = 1.0  # multiplies every documented rate (tests may loosen them)
     latency: float = 0.0  # seconds added to every vendor API call
     hang_seconds: float = 30.0  # how long a "hang" fault (or a lost response) holds the request
+    stock: int | None = None  # units of every product / instance type (None: the seeded inventory)
     late_seconds: float = 25.0  # how late a "late_create" reaches the vendor
 
 

@@ -133,6 +133,8 @@ class FalSandbox(VendorSandbox):
         self.stock: dict[tuple[str, str | None], int] = {("gpu_1x_h100_sxm5", None): 4 + extra + inventory.randint(0, 3)}
         for sector in SECTORS:
             self.stock[(SECTOR_TYPE, sector)] = 1 + extra + inventory.randint(0, 1)
+        if self.config.stock is not None:
+            self.stock = dict.fromkeys(self.stock, self.config.stock)
         # Each sector is a placement inside one region.
         self.sector_regions = {s: inventory.choices(REGIONS[:5], weights=REGION_WEIGHTS[:5])[0] for s in SECTORS}
         self.idempotency: dict[tuple[str, str], _CachedCreate] = {}

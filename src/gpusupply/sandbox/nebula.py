@@ -285,6 +285,9 @@ class NebulaSandbox(VendorSandbox):
         super().__init__(config)
         inventory = build_inventory(self.config.seed)
         self.products: dict[str, Product] = {p.id: p for p in inventory.products}
+        if self.config.stock is not None:
+            for product in self.products.values():
+                product.stock = self.config.stock
         self.images: dict[str, Image] = {i.id: i for i in inventory.images}
         self.ssh_keys: dict[str, list[SshKey]] = {}  # account -> keys
         self._id_rng = random.Random(f"nebula-ids:{self.config.seed}")

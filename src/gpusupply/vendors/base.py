@@ -4,7 +4,8 @@ One module per vendor implements `VendorAdapter` (vendors/vast.py, fal.py, nebul
 operations are declared in `Capabilities`; calling one a vendor lacks raises `Unsupported`.
 
 Contract, for every adapter:
-- Every call raises only `gpusupply.core.errors` types (never httpx or KeyError).
+- Every call raises only `gpusupply.core.errors` types (never httpx or KeyError), except a
+  database error when the shared rate-limit buckets cannot be reached: then nothing was sent.
 - `list_instances` returns every instance of the account (all pages) or raises; a malformed,
   truncated or errored list is `VendorUnavailable`, never an empty list.
 - `create` is never retried blindly. Its outcome, when a `VendorUnavailable` is raised, is unknown:

@@ -1,8 +1,12 @@
 """The HTTP policy every adapter shares: pacing, timeouts, retries, error typing, secret hygiene.
 
-- Pacing: one GCRA pacer per (vendor, endpoint) keeps us under the vendor's documented rate, so
+- Pacing: one GCRA bucket per (vendor, endpoint) keeps us under the vendor's documented rate, so
   a 429 is rare rather than routine. A vendor that limits the whole key (one bucket for every
-  route) gets one shared pacer instead, so any route may use the whole rate when the others idle.
+  route) gets one key bucket instead, so any route may use the whole rate when the others idle.
+  A vendor's limit belongs to the API key, not to a process: with a database, the buckets live
+  there and every process using the key books its slots in the same rows (`share_buckets`,
+  db/ratelimits.py). In-process buckets remain for an adapter used without a database (tests,
+  scripts): one process alone with its key.
 - Retries: only calls marked `safe` (reads, and deletes/starts/stops, which are idempotent) are
   retried, on 429, 5xx, timeouts and connection errors, with exponential backoff and full jitter,
   honouring Retry-After. A create is never retried here: the engine recovers it.
@@ -13,13 +17,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -31,7 +36,7 @@ from gpusupply.core.errors import (
     VendorError,
     VendorUnavailable,
 )
-from gpusupply.core.ratelimit import Gcra
+from gpusupply.core.ratelimit import KEY_ROUTE, Bucket, Gcra
 from gpusupply.metrics import VENDOR_LATENCY, VENDOR_RATE_LIMIT_WAIT, VENDOR_RATE_LIMITED, VENDOR_REQUESTS
 
 log = logging.getLogger(__name__)
@@ -50,6 +55,22 @@ class RetryPolicy:
         if retry_after is not None:
             return min(max(retry_after, backoff), MAX_RETRY_AFTER)
         return backoff
+
+
+class SharedBuckets(Protocol):
+    """Buckets shared by every process calling one vendor with one key (db/ratelimits.py)."""
+
+    async def reserve(self, vendor: str, key_id: str, buckets: Sequence[Bucket]) -> float:
+        """Book the next slot in each bucket, in order (each at the slot of the one before); return
+        the seconds to wait before sending. Raises the database's error when it cannot book."""
+        ...
+
+
+def key_id(vendor: str, base_url: str, auth_headers: dict[str, str]) -> str:
+    """Which account at which host a client acts for, without the key: a hash of the vendor, the
+    host and the auth headers (the only form in which a key reaches the database)."""
+    material = "\0".join([vendor, base_url, *(f"{k.lower()}={v}" for k, v in sorted(auth_headers.items()))])
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
 # Classifies a non-2xx answer into a typed error. Adapters pass their own to read their envelopes.
@@ -121,10 +142,13 @@ class VendorHttp:
         transport: httpx.AsyncBaseTransport | None = None,
     ):
         self.vendor = vendor
+        self.key_id = key_id(vendor, base_url, auth_headers)
+        self._shared: SharedBuckets | None = None  # set by share_buckets: the database's buckets
         self._rates = rates or {}
         self._default_rate = default_rate
         self._pacers: dict[str, Gcra] = {}
         # Every call also books a slot here: the vendor's limit for the key as a whole.
+        self._shared_rate = shared_rate
         self._shared_pacer = Gcra(*shared_rate) if shared_rate is not None else None
         self._retry = retry or RetryPolicy()
         self._classifier = classifier
@@ -157,8 +181,26 @@ class VendorHttp:
             send_at += self._shared_pacer.reserve(send_at)
         return send_at - now
 
+    def share_buckets(self, shared: SharedBuckets | None) -> None:
+        """Pace through buckets shared with every other process using this key (None: in-process)."""
+        self._shared = shared
+
+    def buckets(self, endpoint: str) -> list[Bucket]:
+        """The limits a call to `endpoint` books, in order: the route's own, then the key's."""
+        found: list[Bucket] = []
+        if endpoint in self._rates or self._shared_rate is None:
+            found.append(Bucket(endpoint, *self._rates.get(endpoint, self._default_rate)))
+        if self._shared_rate is not None:
+            found.append(Bucket(KEY_ROUTE, *self._shared_rate))
+        return found
+
     async def _pace(self, endpoint: str) -> None:
-        wait = self.reserve(endpoint, time.monotonic())
+        if self._shared is not None:
+            # No fallback to the in-process buckets when the database cannot book: this process
+            # does not know what the others sent, so it does not call the vendor at all.
+            wait = await self._shared.reserve(self.vendor, self.key_id, self.buckets(endpoint))
+        else:
+            wait = self.reserve(endpoint, time.monotonic())
         if wait > 0:
             VENDOR_RATE_LIMIT_WAIT.labels(self.vendor).inc(wait)
             await asyncio.sleep(wait)

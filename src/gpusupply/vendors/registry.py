@@ -16,6 +16,7 @@ from gpusupply.sandbox.common import SandboxConfig, parse_fault_spec
 from gpusupply.sandbox.runner import ServerTask
 from gpusupply.settings import Settings
 from gpusupply.vendors.base import VendorAdapter
+from gpusupply.vendors.http import SharedBuckets, VendorHttp
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,14 @@ class VendorSet:
     urls: dict[str, str]
     sandboxes: dict[str, Any] = field(default_factory=dict)  # vendor -> VendorSandbox (sandbox mode)
     _servers: list[ServerTask] = field(default_factory=list)
+
+    def share_buckets(self, shared: SharedBuckets | None) -> None:
+        """Pace every adapter through rate-limit buckets shared with the other processes (None:
+        back to in-process buckets, for adapters used without a database)."""
+        for adapter in self.adapters.values():
+            http = getattr(adapter, "_http", None)  # every adapter keeps its VendorHttp there
+            if isinstance(http, VendorHttp):
+                http.share_buckets(shared)
 
     async def aclose(self) -> None:
         for adapter in self.adapters.values():

@@ -22,3 +22,6 @@ def install(app: FastAPI) -> None:
     app.mount(f"{routes.PREFIX}/static", StaticFiles(directory=STATIC), name="console-static")
     app.add_exception_handler(routes.SignInRequired, routes.sign_in_required)
     app.add_exception_handler(routes.FormRejected, routes.form_rejected)
+    # The API's error handlers answer our paths with a page (a database outage is a 503 page).
+    app.state.error_page = routes.bare_error_page
+    app.state.error_page_prefix = routes.PREFIX

@@ -201,6 +201,11 @@ def error_page(request: Request, visitor: Visitor | None, status_code: int, mess
     return page(request, "error.html", visitor, status_code=status_code, status_code_text=status_code, message=message)
 
 
+def bare_error_page(request: Request, status_code: int, message: str) -> Response:
+    """An error page without the visitor (who may not be known: the database may be down)."""
+    return secured(error_page(request, None, status_code, message))
+
+
 # ----- the session -------------------------------------------------------------------------------
 def _is_htmx(request: Request) -> bool:
     return request.headers.get("HX-Request") == "true"
