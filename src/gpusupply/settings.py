@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-VENDORS = ("vast", "fal", "nebula")
+VENDORS = ("vast", "fal", "nebula", "runpod")
 
 
 class Settings(BaseSettings):
@@ -29,11 +29,13 @@ class Settings(BaseSettings):
     vast_api_key: SecretStr | None = None
     fal_api_key: SecretStr | None = None
     nebula_api_key: SecretStr | None = None
+    runpod_api_key: SecretStr | None = None
     vast_url: str = "https://console.vast.ai"
     fal_url: str = "https://api.fal.ai"
     nebula_url: str = "https://api.nebulablock.com"
+    runpod_url: str = "https://api.runpod.io"  # GraphQL at {url}/graphql
     vendor_timeout: float = 10.0
-    enabled_vendors: str = "vast,fal,nebula"
+    enabled_vendors: str = "vast,fal,nebula,runpod"
 
     # Sandbox vendors (used for vendors without a key).
     sandbox_seed: int = 0

@@ -53,6 +53,7 @@ VENDOR_CLOUD_INIT: dict[str, tuple[str, ...]] = {
     "vast": ("#!/",),  # containers without cloud-init: a script, run once as onstart
     "fal": (),  # an SSH key only
     "nebula": (),  # no user data
+    "runpod": (),  # containers started by their image: no user data
 }
 STATUS_IN_PROGRESS = "provisioning_in_progress"
 

@@ -24,6 +24,7 @@ VENDOR_MODULES: dict[str, tuple[str, str]] = {
     "vast": ("gpusupply.vendors.vast:VastAdapter", "gpusupply.sandbox.vast:VastSandbox"),
     "fal": ("gpusupply.vendors.fal:FalAdapter", "gpusupply.sandbox.fal:FalSandbox"),
     "nebula": ("gpusupply.vendors.nebula:NebulaAdapter", "gpusupply.sandbox.nebula:NebulaSandbox"),
+    "runpod": ("gpusupply.vendors.runpod:RunPodAdapter", "gpusupply.sandbox.runpod:RunPodSandbox"),
 }
 
 SANDBOX_KEY = "sandbox-key"  # the key our adapters use against in-process sandboxes

@@ -27,7 +27,7 @@ router = APIRouter(tags=["Resources"], responses=responses(401, 503))
 async def list_resources(
     offer_id: UUID | None = None,
     status: str | None = Query(None, description="pending, provisioning, running, ... deleted"),
-    vendor: str | None = Query(None, description="vast, fal or nebula"),
+    vendor: str | None = Query(None, description="vast, fal, nebula or runpod"),
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
     principal: Principal = Depends(get_principal),
