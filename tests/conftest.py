@@ -58,7 +58,7 @@ import httpx
 import pytest
 
 from gpusupply.db.session import Database
-from gpusupply.settings import Settings
+from gpusupply.settings import VENDORS, Settings
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGdmVWtle0ZvclRlc3RzT25seU5vdEFSZWFsS2V5MTIz test@gpusupply"
@@ -267,8 +267,9 @@ def make_test_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "vast_api_key": None,
         "fal_api_key": None,
         "nebula_api_key": None,
-        # GPUSUPPLY_TEST_VENDORS narrows the sandboxes for a local run (default: all three).
-        "enabled_vendors": os.environ.get("GPUSUPPLY_TEST_VENDORS", "vast,fal,nebula"),
+        "runpod_api_key": None,
+        # GPUSUPPLY_TEST_VENDORS narrows the sandboxes for a local run (default: all of them).
+        "enabled_vendors": os.environ.get("GPUSUPPLY_TEST_VENDORS", ",".join(VENDORS)),
         "sandbox_seed": 7,
         "sandbox_offers": 200,
         "sandbox_ready_after": 0.3,
@@ -317,7 +318,6 @@ class SwappableApp:
 def sandbox_servers() -> Iterator[dict[str, tuple[Any, SwappableApp]]]:
     """vendor -> (ServerThread on loopback, the app it serves), started once per session."""
     from gpusupply.sandbox.runner import ServerThread
-    from gpusupply.settings import VENDORS
 
     servers = {}
     for vendor in VENDORS:

@@ -80,6 +80,7 @@ def engine_settings(tmp_path: Path, db_url: str | None = None, **overrides: Any)
         "vast_api_key": None,
         "fal_api_key": None,
         "nebula_api_key": None,
+        "runpod_api_key": None,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

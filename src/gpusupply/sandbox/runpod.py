@@ -256,6 +256,7 @@ def graphql_error(message: str, code: str, *, status: int, headers: dict[str, st
 class RunPodSandbox(VendorSandbox):
     name = "runpod"
     rate_limits = ASSUMED_RATE_LIMITS
+    preempts_only_spot = True
 
     def __init__(self, config: SandboxConfig | None = None):
         super().__init__(config)
