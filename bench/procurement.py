@@ -1,7 +1,7 @@
 """Benchmark 4: procurement throughput against the vendors' rate limits.
 
-300 procurements by offer go through the real service (`POST /procure_offer` on the app, with the
-engine running in it) to the three sandbox vendors over HTTP on loopback, with the sandboxes' rate
+360 procurements by offer go through the real service (`POST /procure_offer` on the app, with the
+engine running in it) to the four sandbox vendors over HTTP on loopback, with the sandboxes' rate
 limits on at their configured (documented or assumed) rates. The wall time runs from the first
 POST until every resource is `running`.
 
@@ -12,6 +12,8 @@ procurement cannot do without, on the sandbox's own buckets (rate, burst):
 - Nebula: the create (`create`); its answer has no id, so the instance is found, and later seen
   running, in a listing of 100 per page (`list`).
 - fal: the create, and one listing page per 100 instances, all on fal's one `compute` bucket.
+- RunPod: the create (`create`: its answer carries the pod) and one read of the pod to see it
+  running (`read`).
 A bucket with `calls` calls needs at least (calls - burst) / rate seconds; the last create also
 needs the sandbox's ready time before it can be seen running. Each vendor's bound is the largest
 of these, the overall bound the largest over vendors (they are served in parallel).
@@ -41,10 +43,10 @@ from gpusupply.settings import Settings
 from gpusupply.vendors.registry import VendorSet
 
 NAME = "4 procurement throughput"
-SPLIT = {"vast": 60, "nebula": 60, "fal": 180}
-QUICK_SPLIT = {"vast": 4, "nebula": 4, "fal": 8}
+SPLIT = {"vast": 60, "nebula": 60, "fal": 180, "runpod": 60}
+QUICK_SPLIT = {"vast": 4, "nebula": 4, "fal": 8, "runpod": 4}
 READY_AFTER = 3.0  # seconds from create to running in every sandbox
-PLENTY = 10_000  # stock given to each Nebula product and fal type, so capacity never runs out
+PLENTY = 10_000  # stock given to each Nebula product, fal type and RunPod machine, so capacity never runs out
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ NEEDS = {
     "vast": VendorNeeds("create", {"create": 1, "ssh": 1}, ("show_instances", 25)),
     "nebula": VendorNeeds("create", {"create": 1}, ("list", 100)),
     "fal": VendorNeeds("compute", {"compute": 1}, ("compute", 100)),
+    "runpod": VendorNeeds("create", {"create": 1, "read": 1}, None),
 }
 
 
@@ -90,6 +93,7 @@ def bench_settings(root: Path) -> Settings:
         vast_api_key=None,
         fal_api_key=None,
         nebula_api_key=None,
+        runpod_api_key=None,
         enabled_vendors=",".join(SPLIT),
         vendor_timeout=10.0,
         # Running rows are re-read every 30 s and vendors reconciled every minute in production;
@@ -151,6 +155,8 @@ async def measure(split: dict[str, int], ready_after: float) -> dict[str, Any]:
         product.stock = PLENTY
     fal = vendors.sandboxes["fal"]
     fal.stock = dict.fromkeys(fal.stock, PLENTY)
+    for machine in vendors.sandboxes["runpod"].machines.values():
+        machine.size, machine.reserved = PLENTY, 0
     app = create_app(settings, run_engine=True, vendors=vendors)
     try:
         async with app.router.lifespan_context(app):

@@ -5,7 +5,7 @@ nothing leaked, nothing was created twice and no delete was lost, from the vendo
     python -m tests.chaos.soak --full          # `make chaos`: 1,000 operations and 3 kills on each database
     python -m tests.chaos.soak --db sqlite --ops 300 --kills 2 --seed 7
 
-Per database: three `gpusupply sandbox` processes (Vast, fal, Nebula) with faults on (429, 500,
+Per database: one `gpusupply sandbox` process per vendor (Vast, fal, Nebula, RunPod, ...) with faults on (429, 500,
 503, hangs past our timeout, lost create responses, malformed lists, preemption), and
 `gpusupply serve` (on PostgreSQL also two `gpusupply worker`s). Concurrent clients procure (by
 offer and by spec, with and without Idempotency-Key, retrying 5xx, timeouts and refused
@@ -38,6 +38,7 @@ from sqlalchemy import select
 from gpusupply.core.states import FINAL_STATUSES
 from gpusupply.db.models import Resource
 from gpusupply.db.session import Database
+from gpusupply.settings import VENDORS  # every registered vendor
 from tests.e2e.helpers import (
     SSH_KEY,
     VENDOR_KEY,
@@ -47,7 +48,6 @@ from tests.e2e.helpers import (
     service_env,
 )
 
-VENDORS = ("vast", "fal", "nebula")
 # Every vendor call draws 429/500/503/hang (about 25% together); creates also `lost`, lists also
 # `malformed`; a running instance is preempted with probability `preempt` per minute it runs.
 FAULTS = "429=0.12,500=0.08,503=0.07,hang=0.01,lost=0.08,malformed=0.08,preempt=1"
