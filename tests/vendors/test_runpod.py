@@ -474,9 +474,10 @@ async def test_429_storm_calls_still_succeed(served, adapter) -> None:
 
 
 async def test_pacing_keeps_a_burst_under_the_rate_limit() -> None:
-    with running_sandbox(rate_limits=True, rate_scale=4.0) as (sandbox, url):
-        adapter = make_adapter(url, rate_scale=4.0)
-        results = await asyncio.gather(*(adapter.list_instances() for _ in range(24)))
+    # Scale 2: one spare request of burst is a quarter second of jitter absorbed on a loaded machine.
+    with running_sandbox(rate_limits=True, rate_scale=2.0) as (sandbox, url):
+        adapter = make_adapter(url, rate_scale=2.0)
+        results = await asyncio.gather(*(adapter.list_instances() for _ in range(16)))
         await adapter.aclose()
         assert all(r == [] for r in results)
         assert sandbox.rate_limited == 0  # paced: the vendor never had to say 429

@@ -20,6 +20,9 @@ Inferred where RunPod documents nothing (the docs page says so):
 - Capacity is machines per data center: a pod takes its GPUs from one machine; a stop keeps them
   (RunPod keeps a stopped pod on its host), a terminate or a preemption frees them.
 - Only interruptible pods are preempted (the `preempt` fault); on-demand pods are never taken back.
+- The other faults: `lost` and `late_create` on the deploy mutations, `malformed` on `myself` and
+  `gpuTypes`, `phantom_404` on `pod(...)` (null although the pod exists), `ignored_delete` on
+  `podTerminate` (answered, nothing deleted).
 - A key is bad when it is not 8-128 characters of letters, digits, `_` and `-`, or starts with
   `revoked`.
 """
@@ -46,8 +49,12 @@ from graphql import (
     validate,
 )
 from graphql.language import FieldNode
+from graphql.utilities import value_from_ast_untyped
 
 from gpusupply.sandbox.common import (
+    CREATE_FAULTS,
+    DELETE_FAULTS,
+    READ_FAULTS,
     FaultInjector,
     Gate,
     Phase,
@@ -423,6 +430,8 @@ class RunPodSandbox(VendorSandbox):
         }
 
     def _pod(self, _root: Any, info: Any, input: dict[str, Any]) -> dict[str, Any] | None:
+        if info.context.get("fault") == "phantom_404":
+            return None  # "not found" although the pod exists (the list still shows it)
         pod = self.visible_pod(info.context["account"], input["podId"])
         return self.pod_json(pod) if pod is not None else None
 
@@ -514,7 +523,8 @@ class RunPodSandbox(VendorSandbox):
 
     def _terminate(self, _root: Any, info: Any, input: dict[str, Any]) -> None:
         pod = self._own(info, input["podId"])
-        self.record_delete(pod)
+        if info.context.get("fault") != "ignored_delete":  # acknowledged, but nothing deleted
+            self.record_delete(pod)
         return None
 
     # ----- HTTP ----------------------------------------------------------------------------------
@@ -573,12 +583,14 @@ class RunPodSandbox(VendorSandbox):
             if errors:
                 return JSONResponse({"errors": [{**e.formatted, "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}} for e in errors]},
                                     status_code=400)
-            group = operation_group(document, payload.get("operationName"))
-            extra = ("lost",) if group == "create" else ("malformed",) if group in ("list", "catalog") else ()
-            gate = await self.before_call(account, group, extra)
+            field = root_field(document, payload.get("operationName"))
+            group = OPERATION_GROUPS.get(field.name.value, "other") if field is not None else "other"
+            extra = FAULTS_BY_FIELD.get(field.name.value if field is not None else "", ())
+            pod_id = root_pod_id(field, variables) if extra in (READ_FAULTS, DELETE_FAULTS) else None
+            gate = await self.before_call(account, group, extra, instance_id=pod_id)
             if gate.response is not None:
                 return gate.response
-            context: dict[str, Any] = {"account": account}
+            context: dict[str, Any] = {"account": account, "fault": gate.fault}
             result = execute(self.schema, document, variable_values=variables, context_value=context,
                              operation_name=payload.get("operationName"))
             if gate.fault == "lost" and context.get("created"):
@@ -591,12 +603,39 @@ class RunPodSandbox(VendorSandbox):
         return app
 
 
-def operation_group(document: Any, operation_name: str | None) -> str:
-    """The rate-limit group of a document: that of its operation's first root field."""
+# The faults a call can take besides the generic ones, by the document's first root field.
+FAULTS_BY_FIELD: dict[str, tuple[str, ...]] = {
+    "podFindAndDeployOnDemand": CREATE_FAULTS,
+    "podRentInterruptable": CREATE_FAULTS,
+    "myself": ("malformed",),
+    "gpuTypes": ("malformed",),
+    "pod": READ_FAULTS,
+    "podTerminate": DELETE_FAULTS,
+}
+
+
+def root_field(document: Any, operation_name: str | None) -> FieldNode | None:
+    """The first root field of the document's operation (the one named, else the first)."""
     for definition in document.definitions:
         if isinstance(definition, OperationDefinitionNode) and (operation_name is None or (definition.name and definition.name.value == operation_name)):
             for selection in definition.selection_set.selections:
                 if isinstance(selection, FieldNode):
-                    return OPERATION_GROUPS.get(selection.name.value, "other")
-    return "other"
+                    return selection
+    return None
+
+
+def operation_group(document: Any, operation_name: str | None) -> str:
+    """The rate-limit group of a document: that of its operation's first root field."""
+    field = root_field(document, operation_name)
+    return OPERATION_GROUPS.get(field.name.value, "other") if field is not None else "other"
+
+
+def root_pod_id(field: FieldNode | None, variables: dict[str, Any]) -> str | None:
+    """`input.podId` of a root field, inline or from the variables (aimed faults name a pod)."""
+    for argument in field.arguments if field is not None else ():
+        if argument.name.value == "input":
+            value = value_from_ast_untyped(argument.value, variables)
+            pod_id = value.get("podId") if isinstance(value, dict) else None
+            return str(pod_id) if pod_id is not None else None
+    return None
 

@@ -498,8 +498,10 @@ class RunPodAdapter:
             raise VendorUnavailable(VENDOR, f"{field}: malformed pod ({exc}); outcome unknown") from None
 
     async def recover(self, request: CreateRequest) -> VendorInstance | None:
-        """The pod an earlier create of this request made: the one named with our marker."""
-        found = [i for i in await self.list_instances() if i.marker == request.marker]
+        """The pod an earlier create of this request made: the one named with our marker (its
+        current or pre-installation-id form). When a late create made two, the first listed: the
+        reconciler deletes the others as duplicates."""
+        found = [i for i in await self.list_instances() if request.is_ours(i.marker)]
         if len(found) > 1:
             log.warning("runpod: several pods carry one marker", extra={"vendor": VENDOR, "marker": request.marker, "count": len(found)})
         live = [i for i in found if i.state != InstanceState.TERMINATED]
