@@ -136,3 +136,21 @@ def test_accounts_are_separate_and_bad_keys_are_401(served) -> None:
     for bad in ("", "Bearer short", "Bearer revoked_0123456", "Basic abcdefghij"):
         answer = client.post("/graphql", json={"query": LIST_PODS}, headers={"Authorization": bad})
         assert answer.status_code == 401 and answer.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+def test_aimed_faults_find_the_pod_in_the_document_or_its_variables(served) -> None:
+    sandbox, client = served
+    pod_id = post(client, DEPLOY % ("NVIDIA H100 80GB HBM3", 1)).json()["data"]["podFindAndDeployOnDemand"]["id"]
+    read = "query P($p: String!) { pod(input: {podId: $p}) { id } }"
+    sandbox.arm("phantom_404", "some-other-pod")
+    assert post(client, read, {"p": pod_id}).json()["data"]["pod"] == {"id": pod_id}  # aimed elsewhere
+    sandbox.arm("phantom_404", pod_id)
+    assert post(client, read, {"p": pod_id}).json()["data"]["pod"] is None  # "not found", once
+    assert post(client, read, {"p": pod_id}).json()["data"]["pod"] == {"id": pod_id}
+    assert [p["id"] for p in post(client, LIST_PODS).json()["data"]["myself"]["pods"]] == [pod_id]  # the list still shows it
+    sandbox.arm("ignored_delete", pod_id)
+    assert post(client, 'mutation { podTerminate(input: {podId: "' + pod_id + '"}) }').json() == {"data": {"podTerminate": None}}
+    assert sandbox.visible_pod(KEY, pod_id) is not None and sandbox.state()["deletes"] == []  # acknowledged, nothing deleted
+    post(client, 'mutation { podTerminate(input: {podId: "' + pod_id + '"}) }')
+    assert sandbox.visible_pod(KEY, pod_id) is None
+    assert sandbox.faults.injected["phantom_404"] == 1 and sandbox.faults.injected["ignored_delete"] == 1
