@@ -1,7 +1,7 @@
 """Benchmark 4: procurement throughput against the vendors' rate limits.
 
-300 procurements by offer go through the real service (`POST /procure_offer` on the app, with the
-engine running in it) to the three sandbox vendors over HTTP on loopback, with the sandboxes' rate
+360 procurements by offer go through the real service (`POST /procure_offer` on the app, with the
+engine running in it) to the four sandbox vendors over HTTP on loopback, with the sandboxes' rate
 limits on at their configured (documented or assumed) rates. The wall time runs from the first
 POST until every resource is `running`.
 
@@ -12,6 +12,8 @@ procurement cannot do without, on the sandbox's own buckets (rate, burst):
 - Nebula: the create (`create`); its answer has no id, so the instance is found, and later seen
   running, in a listing of 100 per page (`list`).
 - fal: the create, and one listing page per 100 instances, all on fal's one `compute` bucket.
+- RunPod: the create (`create`: its answer carries the pod) and one read of the pod to see it
+  running (`read`).
 A bucket with `calls` calls needs at least (calls - burst) / rate seconds; the last create also
 needs the sandbox's ready time before it can be seen running. Each vendor's bound is the largest
 of these, the overall bound the largest over vendors (they are served in parallel).
@@ -42,10 +44,10 @@ from gpusupply.vendors.registry import VendorSet
 
 NAME = "4 procurement throughput"
 # Lambda launches 1 per 12 s (burst 2): 5 of them fit in the same minute Nebula and Vast need.
-SPLIT = {"vast": 60, "nebula": 60, "fal": 180, "lambda": 5}
-QUICK_SPLIT = {"vast": 4, "nebula": 4, "fal": 8, "lambda": 2}
+SPLIT = {"vast": 60, "nebula": 60, "fal": 180, "lambda": 5, "runpod": 60}
+QUICK_SPLIT = {"vast": 4, "nebula": 4, "fal": 8, "lambda": 2, "runpod": 4}
 READY_AFTER = 3.0  # seconds from create to running in every sandbox
-PLENTY = 10_000  # stock given to each Nebula product, fal type and Lambda type+region, so capacity never runs out
+PLENTY = 10_000  # stock given to each Nebula product, fal type, Lambda type+region and RunPod machine, so capacity never runs out
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ NEEDS = {
     # Lambda: every call also takes the key's 1/s ("api"); a launch, then a read of the new
     # instance; one listing holds every instance.
     "lambda": VendorNeeds("launch", {"launch": 1, "api": 2}, ("api", 10_000)),
+    "runpod": VendorNeeds("create", {"create": 1, "read": 1}, None),
 }
 
 
@@ -95,6 +98,7 @@ def bench_settings(root: Path) -> Settings:
         fal_api_key=None,
         nebula_api_key=None,
         lambda_api_key=None,
+        runpod_api_key=None,
         enabled_vendors=",".join(SPLIT),
         vendor_timeout=10.0,
         # Running rows are re-read every 30 s and vendors reconciled every minute in production;
@@ -158,6 +162,8 @@ async def measure(split: dict[str, int], ready_after: float) -> dict[str, Any]:
     fal.stock = dict.fromkeys(fal.stock, PLENTY)
     lam = vendors.sandboxes["lambda"]
     lam.capacity = dict.fromkeys(lam.capacity, PLENTY)
+    for machine in vendors.sandboxes["runpod"].machines.values():
+        machine.size, machine.reserved = PLENTY, 0
     app = create_app(settings, run_engine=True, vendors=vendors)
     try:
         async with app.router.lifespan_context(app):

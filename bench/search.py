@@ -2,8 +2,8 @@
 
 The catalog is the Vast sandbox's marketplace (55,500 asks, each an on-demand and a spot offer,
 about 100,000 rentable offers) mapped by the Vast adapter's own pure function, plus the Nebula
-sandbox's products, fal's price table and the Lambda sandbox's instance types x regions through
-their adapters' mappings, all offline. 1,000 seeded `get_offers` queries (family or
+sandbox's products, fal's price table, the Lambda sandbox's instance types x regions and the RunPod
+sandbox's GPU types through their adapters' mappings, all offline. 1,000 seeded `get_offers` queries (family or
 canonical name, counts, price caps, regions, contract types, vendor) each ask for the first page
 (100 offers) sorted by price. Four searchers answer the same queries in the same run:
 
@@ -32,17 +32,20 @@ from pathlib import Path
 from uuid import UUID, uuid5
 
 import numpy as np
+from graphql import graphql_sync
 
 from bench.table import Row
 from gpusupply.core.offers import Offer, OfferQuery, matches, price_key
+from gpusupply.sandbox.common import SandboxConfig
 from gpusupply.sandbox.lambdalabs import INSTANCE_TYPES as LAMBDA_TYPES
 from gpusupply.sandbox.lambdalabs import REGIONS as LAMBDA_REGIONS
 from gpusupply.sandbox.lambdalabs import build_capacity as lambda_capacity
 from gpusupply.sandbox.nebula import build_inventory as nebula_inventory
+from gpusupply.sandbox.runpod import RunPodSandbox
 from gpusupply.sandbox.vast import OfferTable
 from gpusupply.services.catalog import StoredOffer
 from gpusupply.services.offer_index import OfferIndex
-from gpusupply.vendors import fal, lambdalabs, nebula
+from gpusupply.vendors import fal, lambdalabs, nebula, runpod
 from gpusupply.vendors.vast import offers_from_rows
 
 PAGE = 100
@@ -63,7 +66,8 @@ def build_offers(asks: int, seed: int = 7) -> list[Offer]:
     vast_offers, _ = offers_from_rows(rows, now, STORAGE_GB)
     nebula_offers = [nebula.map_offer(p.as_json(), now) for p in nebula_inventory(seed).products]
     fal_offers = fal.offers_from_price_table(fal.DEFAULT_PRICE_TABLE, now)
-    return [o for o in [*vast_offers, *nebula_offers, *fal_offers, *lambda_offers(seed, now)] if o is not None and o.available]
+    return [o for o in [*vast_offers, *nebula_offers, *fal_offers, *lambda_offers(seed, now), *runpod_offers(seed, now)]
+            if o is not None and o.available]
 
 
 def lambda_offers(seed: int, now: datetime) -> list[Offer]:
@@ -75,6 +79,15 @@ def lambda_offers(seed: int, now: datetime) -> list[Offer]:
         for t in LAMBDA_TYPES
     ]
     return [offer for item in items for offer in lambdalabs.map_offers(item, now)]
+
+
+def runpod_offers(seed: int, now: datetime) -> list[Offer]:
+    """The RunPod sandbox's catalog answer (its GraphQL schema executed in-process, no HTTP) mapped
+    by the adapter's own pure function."""
+    sandbox = RunPodSandbox(SandboxConfig(seed=seed))
+    result = graphql_sync(sandbox.schema, runpod.catalog_query(), context_value={"account": "bench-catalog"})
+    assert result.errors is None and result.data is not None, result.errors
+    return [offer for gpu in result.data["gpuTypes"] for offer in runpod.map_offers(gpu, now)]
 
 
 def make_queries(offers: list[Offer], count: int, seed: int = 11) -> list[OfferQuery]:
@@ -91,7 +104,7 @@ def make_queries(offers: list[Offer], count: int, seed: int = 11) -> list[OfferQ
                 gpu_count=rng.choice((1, 1, 1, 2, 4, 8)),
                 max_price_per_gpu_hour=rng.choice((None, None, 0.5, 1.0, 2.0, 4.0)),
                 contract_type=rng.choice((None, "ondemand", "spot")),
-                vendor=rng.choice((None, None, None, "vast", "nebula", "fal", "lambda")),
+                vendor=rng.choice((None, None, None, "vast", "nebula", "fal", "lambda", "runpod")),
                 region=rng.choice((None, None, "US", "EU", "APAC", "Other")),
             )
         )

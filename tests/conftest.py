@@ -58,7 +58,7 @@ import httpx
 import pytest
 
 from gpusupply.db.session import Database
-from gpusupply.settings import Settings
+from gpusupply.settings import VENDORS, Settings
 
 pytest_plugins = ["tests.ci_skips"]
 
@@ -282,8 +282,9 @@ def make_test_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "fal_api_key": None,
         "nebula_api_key": None,
         "lambda_api_key": None,
+        "runpod_api_key": None,
         # GPUSUPPLY_TEST_VENDORS narrows the sandboxes for a local run (default: all of them).
-        "enabled_vendors": os.environ.get("GPUSUPPLY_TEST_VENDORS", "vast,fal,nebula,lambda"),
+        "enabled_vendors": os.environ.get("GPUSUPPLY_TEST_VENDORS", ",".join(VENDORS)),
         "sandbox_seed": 7,
         "sandbox_offers": 200,
         "sandbox_ready_after": 0.3,
@@ -332,7 +333,6 @@ class SwappableApp:
 def sandbox_servers() -> Iterator[dict[str, tuple[Any, SwappableApp]]]:
     """vendor -> (ServerThread on loopback, the app it serves), started once per session."""
     from gpusupply.sandbox.runner import ServerThread
-    from gpusupply.settings import VENDORS
 
     servers = {}
     for vendor in VENDORS:

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-VENDORS = ("vast", "fal", "nebula", "lambda")
+VENDORS = ("vast", "fal", "nebula", "lambda", "runpod")
 
 
 class Settings(BaseSettings):
@@ -32,12 +32,14 @@ class Settings(BaseSettings):
     fal_api_key: SecretStr | None = None
     nebula_api_key: SecretStr | None = None
     lambda_api_key: SecretStr | None = None
+    runpod_api_key: SecretStr | None = None
     vast_url: str = "https://console.vast.ai"
     fal_url: str = "https://api.fal.ai"
     nebula_url: str = "https://api.nebulablock.com"
     lambda_url: str = "https://cloud.lambda.ai"
+    runpod_url: str = "https://api.runpod.io"  # GraphQL at {url}/graphql
     vendor_timeout: float = 10.0
-    enabled_vendors: str = "vast,fal,nebula,lambda"
+    enabled_vendors: str = "vast,fal,nebula,lambda,runpod"
 
     # Sandbox vendors (used for vendors without a key).
     sandbox_seed: int = 0

@@ -6,7 +6,7 @@ nothing leaked, nothing was created twice and no delete was lost, from the vendo
     python -m tests.chaos.soak --db sqlite --ops 300 --kills 2 --seed 7
     python -m tests.chaos.soak --db-faults     # only the database outage runs (below)
 
-Per database: one `gpusupply sandbox` process per vendor (Vast, fal, Nebula, Lambda) with faults on (429, 500,
+Per database: one `gpusupply sandbox` process per vendor (every registered vendor) with faults on (429, 500,
 503, hangs past our timeout, lost create responses, creates that arrive after our timeout,
 "not found" reads of existing instances, deletes acknowledged but not done, malformed lists,
 preemption), and `gpusupply serve` (on PostgreSQL also two `gpusupply worker`s). A second
@@ -49,6 +49,7 @@ from sqlalchemy import select
 from gpusupply.core.states import FINAL_STATUSES
 from gpusupply.db.models import Resource
 from gpusupply.db.session import Database
+from gpusupply.settings import VENDORS  # every registered vendor
 from tests.e2e.helpers import (
     SSH_KEY,
     VENDOR_KEY,
@@ -58,7 +59,6 @@ from tests.e2e.helpers import (
     service_env,
 )
 
-VENDORS = ("vast", "fal", "nebula", "lambda")
 # Every vendor call draws 429/500/503/hang (about 25% together); creates also `lost`, lists also
 # `malformed`; a running instance is preempted with probability `preempt` per minute it runs.
 FAULTS = (
@@ -68,6 +68,9 @@ FAULTS = (
 VENDOR_TIMEOUT = 2.0
 HANG_SECONDS = VENDOR_TIMEOUT + 0.5  # a hang outlasts our timeout: the call's outcome is unknown
 LATE_SECONDS = VENDOR_TIMEOUT + 1.0  # a late create reaches the vendor after we gave up on it
+# The engine waits this long after a create's call failed before concluding nothing was made: longer
+# than a late create's delay past our timeout (docs/engine.md, rule 5); shorter would make duplicates.
+CREATE_VISIBILITY_SECONDS = 4
 OTHER_INSTALLATION_RESOURCES = 3  # kept running by the second installation during the run
 # An instance may outlive its resource's recorded end by this much (clocks read in two processes).
 END_TOLERANCE_SECONDS = 1.0
@@ -412,7 +415,7 @@ async def other_installation(root: Path, sandboxes: dict[str, SandboxProcess], f
     url = f"sqlite+aiosqlite:///{root / 'other-installation.db'}"
     env = service_env(
         url, root / "data-other", sandboxes,
-        GPUSUPPLY_VENDOR_TIMEOUT=VENDOR_TIMEOUT, GPUSUPPLY_ORPHAN_GRACE_SECONDS=4, GPUSUPPLY_RECONCILE_INTERVAL_SECONDS=2,
+        GPUSUPPLY_VENDOR_TIMEOUT=VENDOR_TIMEOUT, GPUSUPPLY_CREATE_VISIBILITY_SECONDS=CREATE_VISIBILITY_SECONDS, GPUSUPPLY_ORPHAN_GRACE_SECONDS=4, GPUSUPPLY_RECONCILE_INTERVAL_SECONDS=2,
         GPUSUPPLY_REFRESH_INTERVAL_SECONDS=3, GPUSUPPLY_OFFER_CACHE_SECONDS=20, GPUSUPPLY_OFFER_FETCH_TIMEOUT=5,
     )
     token = create_api_key(env)
@@ -440,7 +443,7 @@ async def run_one(config: SoakConfig, database_url: str, root: Path, server: Any
             await asyncio.to_thread(put, sandbox.url + "/_sandbox/config", {"hang_seconds": HANG_SECONDS, "late_seconds": LATE_SECONDS})
         env = service_env(
             database_url, root / "data", sandboxes,
-            GPUSUPPLY_VENDOR_TIMEOUT=VENDOR_TIMEOUT,
+            GPUSUPPLY_VENDOR_TIMEOUT=VENDOR_TIMEOUT, GPUSUPPLY_CREATE_VISIBILITY_SECONDS=CREATE_VISIBILITY_SECONDS,
             GPUSUPPLY_ORPHAN_GRACE_SECONDS=4,
             GPUSUPPLY_RECONCILE_INTERVAL_SECONDS=2,
             GPUSUPPLY_REFRESH_INTERVAL_SECONDS=3,

@@ -35,6 +35,7 @@ from gpusupply.client import (
     ServerError,
     WaitTimeoutError,
 )
+from gpusupply.settings import VENDORS
 from tests.client.helpers import FAMILIES, LiveService, live_markers, live_service
 from tests.conftest import SSH_KEY, free_port
 
@@ -196,7 +197,7 @@ def test_exit_codes_for_auth_not_found_and_unreachable(cli: CliRunner, live: Liv
 def test_discovery_commands(cli: CliRunner) -> None:
     assert "nvidia-h100-sxm5-80gb" in run(cli, "gpus").stdout
     vendors = json.loads(run(cli, "vendors", "--json").stdout)
-    assert {v["id"] for v in vendors} == {"vast", "fal", "nebula", "lambda"}
+    assert {v["id"] for v in vendors} == set(VENDORS)
     table = run(cli, "vendors").stdout
     assert "nebula" in table and "stop_start" in table and "sandbox" in table
 

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gpusupply.cli.main import app
+from gpusupply.settings import VENDORS
 from tests.conftest import free_port
 
 GPUSUPPLY = str(Path(sys.executable).parent / "gpusupply")
@@ -108,8 +109,7 @@ def test_serve_prints_the_banner_and_a_first_key(env: dict[str, str]) -> None:
         assert f"listening on http://127.0.0.1:{port}" in lines[0]
         assert any(line.startswith("database: sqlite+aiosqlite:///") for line in lines)
         vendor_lines = [line for line in lines if line.startswith("vendor ")]
-        assert [line.split(" (")[0] for line in vendor_lines] == [
-            "vendor vast: sandbox", "vendor fal: sandbox", "vendor nebula: sandbox", "vendor lambda: sandbox"]
+        assert [line.split(" (")[0] for line in vendor_lines] == [f"vendor {v}: sandbox" for v in VENDORS]
         # API-only: an in-process sandbox is not shared with the workers, and the banner says so.
         assert all("GPUSUPPLY_" in line and "_URL" in line for line in vendor_lines)
         vendors = httpx.get(f"http://127.0.0.1:{port}/available_vendors", headers={"Authorization": f"Bearer {token}"})

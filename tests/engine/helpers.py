@@ -81,6 +81,7 @@ def engine_settings(tmp_path: Path, db_url: str | None = None, **overrides: Any)
         "fal_api_key": None,
         "nebula_api_key": None,
         "lambda_api_key": None,
+        "runpod_api_key": None,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

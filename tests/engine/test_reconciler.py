@@ -204,6 +204,13 @@ async def foreign_instance(rig: Rig, vendor: str) -> str:
         instance = sandbox.new_instance(SANDBOX_KEY, "someone-elses-box", product, image)
         sandbox.record_create(instance)
         return instance.id
+    if vendor == "runpod":  # through RunPod's GraphQL API, as the runpod SDK would
+        gpu = (await rig.offers(vendor))[-1].vendor_data["gpu_type_id"]
+        document = 'mutation { podFindAndDeployOnDemand(input: {name: "someone-elses-box", imageName: "runpod/base", gpuTypeId: "%s"}) { id } }'
+        async with httpx.AsyncClient(base_url=rig.vendors.urls[vendor], headers={"Authorization": f"Bearer {SANDBOX_KEY}"}) as client:
+            response = await client.post("/graphql", json={"query": document % gpu})
+            response.raise_for_status()
+            return response.json()["data"]["podFindAndDeployOnDemand"]["id"]
     pytest.skip(f"no foreign-instance helper for {vendor}")
 
 

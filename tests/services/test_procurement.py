@@ -24,6 +24,7 @@ from gpusupply.services.procurement import (
     procure,
     request_hash,
 )
+from gpusupply.settings import VENDORS
 from tests.conftest import BACKENDS, SSH_KEY
 from tests.services.helpers import principal, some_offers
 
@@ -277,7 +278,7 @@ def test_cloud_init_per_vendor(vendor: str, cloud_init: str | None, ok: bool) ->
             check_cloud_init_for_vendor(vendor, cloud_init)
 
 
-@pytest.mark.parametrize("vendor", ["vast", "fal", "nebula"])
+@pytest.mark.parametrize("vendor", VENDORS)
 async def test_cloud_init_table_agrees_with_the_adapters(service: Any, vendor: str) -> None:
     # What we refuse up front, the vendor's adapter would refuse at create time (no HTTP needed).
     from gpusupply.core.errors import InvalidRequest

@@ -198,7 +198,7 @@ async def test_search_sorted_by_price_both_ways(service: Any) -> None:
         ({"gpu_type": "H100", "max_price_per_gpu_hour": "nan"}, "max_price_per_gpu_hour", "Enter a price in USD above 0"),
         ({"gpu_type": "Z80"}, "gpu_type", "unknown gpu_type 'Z80'; known families:"),
         ({"gpu_type": "H100", "region": "Mars"}, "region", "unknown region 'Mars'"),
-        ({"gpu_type": "H100", "vendor": "aws"}, "vendor", "Input should be 'vast', 'fal', 'nebula' or 'lambda'"),
+        ({"gpu_type": "H100", "vendor": "aws"}, "vendor", "Input should be 'vast', 'fal', 'nebula', 'lambda' or 'runpod'"),
         ({"gpu_type": "H100", "contract_type": "forever"}, "contract_type", "Input should be 'ondemand' or 'spot'"),
         ({"region": "US"}, "gpu_type", "Choose a GPU to search for."),
     ],

@@ -60,6 +60,7 @@ class VendorName(StrEnum):
     FAL = "fal"
     NEBULA = "nebula"
     LAMBDA = "lambda"
+    RUNPOD = "runpod"
 
 
 class WaitTarget(StrEnum):
@@ -410,7 +411,7 @@ def _act(action: str, target: WaitTarget, resource_id: str, wait: bool, timeout:
 
 def stop(resource_id: ResourceArgument, wait: WaitOption = False, timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
          url: UrlOption = None, api_key: ApiKeyOption = None, json_output: JsonOption = False) -> None:
-    """Stop a running resource (vendors that support it: vast, nebula)."""
+    """Stop a running resource (vendors that support it: vast, nebula, runpod)."""
     _act("stop", WaitTarget.STOPPED, resource_id, wait, timeout, url, api_key, json_output)
 
 

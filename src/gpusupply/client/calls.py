@@ -94,7 +94,7 @@ def offers_query(
     max_price_per_gpu_hour: float | None = None,
     region: str | None = None,
     contract_type: Literal["ondemand", "spot"] | None = None,
-    vendor: Literal["vast", "fal", "nebula", "lambda"] | None = None,
+    vendor: Literal["vast", "fal", "nebula", "lambda", "runpod"] | None = None,
 ) -> OffersRequest:
     """A get_offers document from keyword arguments (validated like the server does)."""
     compute: dict[str, Any] = {"gpu_type": gpu_type, "gpu_count": gpu_count}

@@ -82,7 +82,7 @@ FINAL = frozenset(str(status) for status in FINAL_STATUSES)
 NOT_BECOMING_READY = FINAL | {ResourceStatus.DELETING.value}
 
 Contract = Literal["ondemand", "spot"]
-Vendor = Literal["vast", "fal", "nebula", "lambda"]
+Vendor = Literal["vast", "fal", "nebula", "lambda", "runpod"]
 UpdateHook = Callable[[ResourceDetail], None]
 
 

@@ -216,6 +216,8 @@ class VendorSandbox:
     name = "vendor"
     # endpoint -> (requests per second, burst); vendor modules set their documented figures.
     rate_limits: dict[str, tuple[float, float]] = {}
+    # The "preempt" fault takes back any running instance, or (RunPod) only interruptible ones.
+    preempts_only_spot = False
 
     def __init__(self, config: SandboxConfig | None = None):
         self.config = config or SandboxConfig()

@@ -56,6 +56,7 @@ VENDOR_CLOUD_INIT: dict[str, tuple[str, ...]] = {
     "fal": (),  # an SSH key only
     "nebula": (),  # no user data
     "lambda": ("#cloud-config", "#!/"),  # user_data, run by cloud-init at first boot
+    "runpod": (),  # containers started by their image: no user data
 }
 STATUS_IN_PROGRESS = "provisioning_in_progress"
 

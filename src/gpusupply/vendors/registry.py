@@ -26,6 +26,7 @@ VENDOR_MODULES: dict[str, tuple[str, str]] = {
     "fal": ("gpusupply.vendors.fal:FalAdapter", "gpusupply.sandbox.fal:FalSandbox"),
     "nebula": ("gpusupply.vendors.nebula:NebulaAdapter", "gpusupply.sandbox.nebula:NebulaSandbox"),
     "lambda": ("gpusupply.vendors.lambdalabs:LambdaAdapter", "gpusupply.sandbox.lambdalabs:LambdaSandbox"),
+    "runpod": ("gpusupply.vendors.runpod:RunPodAdapter", "gpusupply.sandbox.runpod:RunPodSandbox"),
 }
 
 SANDBOX_KEY = "sandbox-key"  # the key our adapters use against in-process sandboxes

@@ -332,3 +332,19 @@ async def test_spec_with_no_match_fails_at_once(tmp_path) -> None:
         await rig.start_engine(catalog=catalog)
         row = await rig.wait_status(rid, "failed")
         assert "no offer matches" in (row.status_message or "")
+
+
+@pytest.mark.parametrize("vendor", [v for v in VENDORS if v in ("vast", "runpod")])
+async def test_procure_a_spot_offer_reaches_running(tmp_path, vendor: str) -> None:
+    """Interruptible contracts: Vast bids `min_bid`, RunPod rents with `bidPerGpu` at the minimum bid."""
+    async with engine_rig(tmp_path, vendors=[vendor]) as rig:
+        offers = await rig.vendors.adapters[vendor].list_offers()
+        spot = next(o for o in offers if o.available and o.contract_type == "spot")
+        rid = await rig.procure_offer(spot)
+        await rig.start_engine()
+        row = await rig.wait_status(rid, "running", "failed")
+        assert row.status == "running", row.status_message
+        assert row.price_per_hour == spot.total_price_per_hour and (row.external_ip or row.ssh_host)
+        await assert_exactly_one_create(rig, vendor, rid)
+        (create,) = [c for c in (await rig.state(vendor))["creates"] if str(rid) in (c["marker"] or "")]
+        assert create.get("interruptible", create.get("is_bid")) is True

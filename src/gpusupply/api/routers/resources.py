@@ -29,7 +29,7 @@ router = APIRouter(route_class=ApiRoute, tags=["Resources"], responses=responses
 async def list_resources(
     offer_id: UUID | None = None,
     status: Text | None = Query(None, description="pending, provisioning, running, ... deleted"),
-    vendor: Text | None = Query(None, description="vast, fal or nebula"),
+    vendor: Text | None = Query(None, description="vast, fal, nebula, lambda or runpod"),
     limit: Annotated[BoundedInt, Query(ge=1, le=1000)] = 100,
     offset: Annotated[BoundedInt, Query(ge=0, le=MAX_OFFSET)] = 0,
     principal: Principal = Depends(get_principal),
