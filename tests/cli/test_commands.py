@@ -150,10 +150,14 @@ def test_procure_wait_show_stop_start_reboot_delete(cli: CliRunner, live: LiveSe
 
 def test_procure_by_spec_then_wait(cli: CliRunner) -> None:
     family = first_offer(cli)["gpu_family"]
-    answer = json.loads(run(cli, "procure", "--gpu", family, "--max-price", "50", "--vendor", "nebula",
-                            "--ssh-key", SSH_KEY, "--json").stdout)
-    assert answer["offer_id"] is None and answer["status"] == "provisioning_in_progress"
-    rid = answer["resource_ids"][0]
+    cheapest = json.loads(run(cli, "offers", family, "--vendor", "nebula", "--limit", "1", "--json").stdout)["offers"][0]
+    procured = run(cli, "procure", "--gpu", family, "--max-price", "50", "--vendor", "nebula", "--ssh-key", SSH_KEY)
+    # It says what it is about to take, at what price, before it takes it.
+    announced, result = procured.stdout.splitlines()[:2]
+    assert announced.startswith(f"taking the cheapest match now: 1x {family} ({cheapest['gpu_type']}) on nebula, ")
+    assert output.money(cheapest["gpu_price_per_hour"]) + "/GPU-hour" in announced
+    rid = result.split()[2]
+    assert result == f"procured: resource {rid} (provisioning_in_progress)"
     waited = run(cli, "wait", rid, "--timeout", "60").stdout
     assert waited.splitlines()[-2] == f"{rid}: running" and waited.splitlines()[-1].startswith("ssh root@")
     timed_out = run(cli, "wait", rid, "--for", "stopped", "--timeout", "0", code=ExitCode.TIMEOUT)
@@ -177,6 +181,12 @@ def test_procure_usage_errors(cli: CliRunner, home: Path) -> None:
     assert "ssh_public_key" in one_error_line(bad_key)
     zero = run(cli, "procure", "--gpu", "H100", "--max-price", "0", code=ExitCode.USAGE)
     assert "max_price_per_gpu_hour" in one_error_line(zero)
+    nothing = run(cli, "procure", "--gpu", "H100", "--vendor", "nebula", "--max-price", "0.0001", "--ssh-key", SSH_KEY,
+                  code=ExitCode.API_ERROR)
+    assert "no offer matches the spec now (without --max-price " in one_error_line(nothing)
+    assert "--wait-for-capacity" in nothing.stderr and "HTTP 409" in nothing.stderr
+    alone = run(cli, "procure", offer_id, "--wait-for-capacity", code=ExitCode.USAGE)
+    assert "--wait-for-capacity goes with --gpu" in one_error_line(alone)
 
 
 def test_exit_codes_for_auth_not_found_and_unreachable(cli: CliRunner, live: LiveService) -> None:

@@ -266,6 +266,8 @@ def procure(
         "--auto-delete-after", help="Delete it this long after procurement: 3600, 90m, 2h, 1d.")] = None,
     spend_limit: Annotated[float | None, typer.Option(
         "--spend-limit", min=0, help="Delete it once its cost so far reaches this (USD).")] = None,
+    wait_for_capacity: Annotated[bool, typer.Option(
+        "--wait-for-capacity", help="With --gpu: accept it even when nothing matches now; the engine waits for capacity.")] = False,
     wait: WaitOption = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
     url: UrlOption = None,
@@ -278,14 +280,18 @@ def procure(
         raise UsageProblem("give an OFFER_ID or --gpu (with its filters), not both")
     if offer_id is None and gpu is None:
         raise UsageProblem("give an OFFER_ID (see `gpusupply offers`) or --gpu to procure the cheapest match")
+    if wait_for_capacity and gpu is None:
+        raise UsageProblem("--wait-for-capacity goes with --gpu (an OFFER_ID is there or not)")
     key, key_file = read_ssh_key(ssh_key)
     script = cloud_init.read_text(encoding="utf-8") if cloud_init is not None else None
     spec = _spec(gpu, count, max_price, region, spot, vendor) if gpu is not None else None
     limits = auto_delete_limits(auto_delete_after, spend_limit)
     with connect(url, api_key) as gs:
+        if not json_output:
+            _announce(gs, offer_id, spec)
         answer = gs.procure(
             offer_id, spec=spec, ssh_public_key=key, cloud_init=script, resource_name=name,
-            idempotency_key=idempotency_key, auto_delete=limits,
+            idempotency_key=idempotency_key, auto_delete=limits, wait_for_capacity=wait_for_capacity,
         )
         resource_id = str(answer.resource_ids[0])
         if not wait:
@@ -306,6 +312,19 @@ def procure(
     command = output.ssh_command(resource.access.ssh_command, private_key_for(key_file))
     out.print(f"ready: {resource.gpu_count}x {resource.gpu_type} on {resource.vendor} ({output.money(resource.pricing_total_hourly)}/h)")
     out.print(command or "(the vendor gave no SSH address)")
+
+
+def _announce(gs: GpuSupply, offer_id: str | None, spec: OffersRequest | None) -> None:
+    """Say which offer, at which price, the procurement is about to take."""
+    err = output.console()
+    if offer_id is not None:
+        offer = gs.get_offer(offer_id)
+        err.print(f"taking offer {output.offer_summary(offer)}", soft_wrap=True)
+        return
+    found = gs.get_offers(query=spec, limit=1)
+    if found.offers:
+        err.print(f"taking the cheapest match now: {output.offer_summary(found.offers[0])} "
+                  "(if it is gone by then, the next cheapest)", soft_wrap=True)
 
 
 # ----- resources -----------------------------------------------------------------------------------

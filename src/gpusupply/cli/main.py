@@ -13,6 +13,7 @@ app = typer.Typer(
     help="GPU Supply Service: search, procure, track and delete GPUs across clouds.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 

@@ -63,6 +63,24 @@ def exit_code_for(error: BaseException) -> ExitCode:
     return ExitCode.API_ERROR
 
 
+# The API's words for what the CLI calls a flag: an error about a field names the flag to change.
+CLI_WORDS = (
+    ("give compute.max_price_per_gpu_hour in the spec", "give --max-price"),
+    ("compute.max_price_per_gpu_hour", "--max-price"),
+    ("set wait_for_capacity: true", "pass --wait-for-capacity"),
+    ("compute.gpu_count", "--count"),
+    ("compute.contract_type", "--spot/--on-demand"),
+    ("without vendor ", "without --vendor "),
+    ("without region ", "without --region "),
+)
+
+
+def cli_words(message: str) -> str:
+    for api, flag in CLI_WORDS:
+        message = message.replace(api, flag)
+    return message
+
+
 def error_message(error: BaseException) -> str:
     """One line saying what went wrong (never a traceback)."""
     if isinstance(error, pydantic.ValidationError):
@@ -71,7 +89,7 @@ def error_message(error: BaseException) -> str:
     if isinstance(error, KeyboardInterrupt):
         return "interrupted (nothing was cancelled on the server)"
     if isinstance(error, ApiError):
-        return f"{error.message} (HTTP {error.status})"
+        return f"{cli_words(error.message)} (HTTP {error.status})"
     text = str(error).strip() or type(error).__name__
     return " ".join(text.split())
 
@@ -157,6 +175,13 @@ def offer_row(offer: OfferOut, now: datetime) -> list[str]:
         str(offer.offer_id),
         relative(offer.expires_at, now),
     ]
+
+
+def offer_summary(offer: Any) -> str:
+    """One line: what an offer is and what it costs (an OfferOut or OfferDetails)."""
+    place = region_text(offer.region, getattr(offer, "country", None))
+    return (f"{offer.gpu_count}x {offer.gpu_family} ({offer.gpu_type}) on {offer.vendor}, {place}, "
+            f"{money(offer.gpu_price_per_hour)}/GPU-hour, {money(offer.total_price_per_hour)}/h")
 
 
 def gpu_text(gpu_type: str | None, count: int | None) -> str:
