@@ -235,7 +235,7 @@ async def test_procure_shows_a_bad_ssh_key_at_the_field_then_procures(service: A
         )
         rid = good.headers["location"].rsplit("/", 1)[1]
         page = await follow(client, good)
-        assert flash(page.text).startswith("Procurement started")
+        assert flash(page.text).startswith("Procurement started") and 'id="flash-started"' in page.text
         assert "<h1>web-1</h1>" in page.text and statuses(page.text) == ["pending"]
         resource = (await service.alice.get(f"/resources/{rid}")).json()
         assert resource["offer_id"] == offer["offer_id"] and resource["name"] == "web-1"
@@ -308,6 +308,13 @@ async def test_resource_page_shows_the_timeline_to_its_tenant_only(service: Any)
         fresh = await client.get(live, headers=HX)
         assert statuses(fresh.text) == ["running"]
         assert 'hx-swap-oob="innerHTML">resource ' in fresh.text and "is running.</span>" in fresh.text
+        assert '<p id="flash-started" hx-swap-oob="delete">' in fresh.text  # the procurement banner goes
+        await set_row(service, rid, status="deleted", vendor_status="not found", external_ip=None, ssh_host=None,
+                      ssh_port=None, ended_at=utcnow())
+        ended = await client.get(live, headers=HX)
+        assert statuses(ended.text) == ["deleted"] and "(vendor last said “not found”)" in ended.text
+        assert "vendor says" not in ended.text and ">none<" not in ended.text and 'class="actions"' not in ended.text
+        assert "<dd>none (ended)</dd>" in ended.text
     async with console_client(service) as bob:
         await sign_in(bob, service.tenants["bob"].token)
         assert (await bob.get(f"/console/resources/{rid}")).status_code == 404
@@ -315,7 +322,7 @@ async def test_resource_page_shows_the_timeline_to_its_tenant_only(service: Any)
         token = await csrf_token(bob)
         refused = await bob.post(f"/console/resources/{rid}/delete", data={"csrf_token": token}, headers=SAME_ORIGIN)
         assert flash((await follow(bob, refused)).text) == f"Not done: resource {rid} not found."
-    assert (await service.alice.get(f"/resources/{rid}")).json()["status"] == "running"
+    assert (await service.alice.get(f"/resources/{rid}")).json()["status"] == "deleted"  # as alice's test left it
 
 
 async def test_actions_are_confirmed_then_done(service: Any) -> None:

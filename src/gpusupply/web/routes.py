@@ -137,17 +137,27 @@ def render_text(template: str, **context: Any) -> str:
     return environment.get_template(template).render(**context)
 
 
+PROCUREMENT_STARTED = "Procurement started: the instance is being created on the vendor. This page updates by itself."
+STARTING_STATUSES = frozenset({"pending", "provisioning"})
+# Removes the "Procurement started" banner once the resource is past starting (an out-of-band swap).
+DROP_STARTED_BANNER = '<p id="flash-started" hx-swap-oob="delete"></p>'
+
+
 def page(
-    request: Request, template: str, visitor: Visitor | None, *, status_code: int = 200, **context: Any
+    request: Request, template: str, visitor: Visitor | None, *, status_code: int = 200, stale_flash: str | None = None,
+    **context: Any,
 ) -> HTMLResponse:
-    """A whole page: the layout with the visitor, their CSRF token and the flash message, if any."""
+    """A whole page: the layout with the visitor, their CSRF token and the flash message, if any
+    (but not `stale_flash`, a message that no longer holds)."""
     flash = read_flash(request)
+    shown_flash = None if flash is not None and flash["message"] == stale_flash else flash
     context.setdefault("nav", None)
     html = render_text(
         template,
         visitor=visitor,
         csrf_token=visitor.session.csrf_token if visitor else "",
-        flash=flash,
+        flash=shown_flash,
+        flash_started=PROCUREMENT_STARTED,
         here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         **context,
     )
@@ -458,8 +468,7 @@ async def procure(offer_id: str, request: Request, visitor: Visitor = Depends(si
             status_code=exc.status_code,
         )
     resource_id = outcome.response["resource_ids"][0]
-    message = "Procurement started: the instance is being created on the vendor. This page updates by itself."
-    return redirect(f"{PREFIX}/resources/{resource_id}", flash=("ok", message))
+    return redirect(f"{PREFIX}/resources/{resource_id}", flash=("ok", PROCUREMENT_STARTED))
 
 
 # ----- resources ---------------------------------------------------------------------------------
@@ -576,6 +585,7 @@ async def resource_page(resource_id: str, request: Request, visitor: Visitor = D
         resource=resource,
         label=resource_label(resource.name, resource.id),
         live_html=versioned(live_html)[0],
+        stale_flash=None if resource.status in STARTING_STATUSES else PROCUREMENT_STARTED,
     )
 
 
@@ -588,6 +598,8 @@ async def resource_live(resource_id: str, request: Request, visitor: Visitor = D
         return secured(Response(status_code=404))
     view_label = resource_label(resource.name, resource.id)
     announcement = render_text("_announce.html", text=f"{view_label} is {resource.status}.")
+    if resource.status not in STARTING_STATUSES:
+        announcement += DROP_STARTED_BANNER
     return fragment(request, await _live_html(ctx, visitor, resource), extra=announcement)
 
 

@@ -53,4 +53,28 @@
     }
     openerId = null;
   }, true);
+
+  // Copy buttons beside SSH commands: shown only where the clipboard can be written.
+  function showCopyButtons(root) {
+    if (!navigator.clipboard) {
+      return;
+    }
+    root.querySelectorAll("button.copy[hidden]").forEach(function (button) {
+      button.hidden = false;
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("button.copy");
+    if (!button) {
+      return;
+    }
+    navigator.clipboard.writeText(button.getAttribute("data-copy")).then(function () {
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = "Copy"; }, 2000);
+    });
+  });
+
+  document.addEventListener("DOMContentLoaded", function () { showCopyButtons(document); });
+  document.addEventListener("htmx:afterSettle", function (event) { showCopyButtons(event.detail.elt); });
 })();
