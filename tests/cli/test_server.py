@@ -57,6 +57,24 @@ def test_keys_create_list_revoke(cli: CliRunner) -> None:
     assert bad.exit_code == 1 and "tenant name" in bad.output
 
 
+def test_server_commands_find_one_database_from_any_directory(env: dict[str, str], tmp_path: Path) -> None:
+    """Without GPUSUPPLY_DATA_DIR the database is the user's ($XDG_DATA_HOME/gpusupply), wherever
+    the command runs, and each command says which database it opened."""
+    env = {k: v for k, v in env.items() if k != "GPUSUPPLY_DATA_DIR"}
+    env.update(HOME=str(tmp_path / "home"), XDG_DATA_HOME="")
+    first, second = tmp_path / "one", tmp_path / "two"
+    first.mkdir(), second.mkdir()
+    created = subprocess.run([GPUSUPPLY, "keys", "create", "anywhere"], cwd=first, env=env, capture_output=True, text=True)
+    assert created.returncode == 0, created.stderr
+    database = tmp_path / "home" / ".local" / "share" / "gpusupply" / "gpusupply.db"
+    assert created.stderr.startswith(f"database: sqlite+aiosqlite:///{database} (new: no database there yet")
+    token = created.stdout.strip().splitlines()[-1]
+    listed = subprocess.run([GPUSUPPLY, "keys", "list"], cwd=second, env=env, capture_output=True, text=True)
+    assert listed.returncode == 0 and token[:12] in listed.stdout
+    assert listed.stderr.strip() == f"database: sqlite+aiosqlite:///{database}"
+    assert not (first / ".gpusupply").exists() and not (second / ".gpusupply").exists()
+
+
 def test_db_upgrade_and_bad_configuration(cli: CliRunner, env: dict[str, str]) -> None:
     result = cli.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0 and "newest revision" in result.output

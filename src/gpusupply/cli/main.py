@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from gpusupply import __version__
-from gpusupply.cli import commands, cost, server, webhooks
+from gpusupply.cli import commands, cost, gpus, server, ssh, webhooks
 
 app = typer.Typer(
     name="gpusupply",
@@ -33,5 +33,7 @@ def main(
 # One line per command module.
 server.register(app)
 commands.register(app)
+gpus.register(app)
+ssh.register(app)
 cost.register(app)
 webhooks.register(app)

@@ -175,14 +175,31 @@ def worker(
 def db_upgrade() -> None:
     """Bring the database schema to the newest revision."""
     settings = load_settings()
+    echo_database(settings)
     database, _ = asyncio.run(_prepare(settings, first_key=False))
     typer.echo(f"database {database} is at the newest revision")
+
+
+def echo_database(settings: Settings) -> None:
+    """Say which database a server-side command opens (on stderr: stdout stays the command's answer)."""
+    note = ""
+    if settings.is_sqlite and settings.database_url is None and not (settings.data_dir / "gpusupply.db").exists():
+        note = " (new: no database there yet; set GPUSUPPLY_DATA_DIR or GPUSUPPLY_DATABASE_URL to use another)"
+    typer.echo(f"database: {_display_url(settings.effective_database_url)}{note}", err=True)
+
+
+def _display_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 async def _with_db(action: Any) -> Any:
     from gpusupply.db.session import Database
 
-    db = Database(load_settings().effective_database_url)
+    settings = load_settings()
+    echo_database(settings)
+    db = Database(settings.effective_database_url)
     try:
         await db.migrate()
         return await action(db)
@@ -219,12 +236,13 @@ def keys_list() -> None:
     from gpusupply.services.keys import list_keys
 
     keys = _service_call(list_keys)
-    typer.echo(f"{'ID':36}  {'PREFIX':12}  {'NAME':20}  {'TENANT':20}  ADMIN  {'CREATED':25}  REVOKED")
-    for k in keys:
-        typer.echo(
-            f"{k.id!s:36}  {k.prefix:12}  {k.name[:20]:20}  {k.tenant[:20]:20}  {'yes' if k.is_admin else 'no':5}  "
-            f"{k.created_at[:25]:25}  {k.revoked_at or '-'}"
-        )
+    from gpusupply.cli.output import Column, render_table, width
+
+    columns = (Column("PREFIX", keep=9), Column("NAME", keep=9, flex=True), Column("TENANT", keep=8, flex=True),
+               Column("ADMIN", keep=6), Column("CREATED", keep=5), Column("REVOKED", keep=7), Column("ID", keep=1))
+    rows = [[k.prefix, k.name, k.tenant, "yes" if k.is_admin else "no", k.created_at[:19], (k.revoked_at or "-")[:19], str(k.id)]
+            for k in keys]
+    typer.echo(render_table(columns, rows, width=width()))
 
 
 @keys_app.command("revoke")
