@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     sandbox_offers: int = 3000
     sandbox_ready_after: float = 3.0
     sandbox_faults: str = ""
+    # Where in-process sandboxes keep their state across restarts (and lock it to one process);
+    # `gpusupply serve` and `worker` set <data_dir>/sandboxes; None keeps it in memory (tests).
+    sandbox_state_dir: Path | None = None
 
     # Offers.
     offer_cache_seconds: float = 180.0  # a vendor's catalog is refreshed when older than this

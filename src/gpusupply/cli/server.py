@@ -64,10 +64,32 @@ SHARED_SANDBOX_NOTE = (
 
 
 def echo_vendor_modes(settings: Settings, *, several_processes: bool) -> None:
-    """One banner line per vendor; warns when an in-process sandbox would not be shared."""
+    """One banner line per vendor; says a sandbox is simulated, and warns when it would not be shared."""
     for vendor, mode in vendor_modes(settings).items():
-        note = SHARED_SANDBOX_NOTE.format(vendor=vendor, upper=vendor.upper()) if several_processes and mode == "sandbox" else ""
+        note = ""
+        if mode == "sandbox":
+            note = f" (simulated: no real instances, no real charges; set GPUSUPPLY_{vendor.upper()}_API_KEY for the real one)"
+            if several_processes:
+                note += SHARED_SANDBOX_NOTE.format(vendor=vendor, upper=vendor.upper())
         typer.echo(f"vendor {vendor}: {mode}{note}")
+
+
+def claim_sandboxes(settings: Settings) -> Settings:
+    """With in-process sandboxes: keep their state in <data_dir>/sandboxes, locked to this process
+    (a second process on the same data directory is refused, naming the first one's pid)."""
+    if "sandbox" not in vendor_modes(settings).values():
+        return settings
+    from gpusupply.sandbox.state import SandboxDirectoryBusy, SandboxStore
+
+    directory = settings.sandbox_state_dir or settings.data_dir / "sandboxes"
+    try:
+        SandboxStore.open(directory)
+    except SandboxDirectoryBusy as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot use {directory} for the sandboxes' state: {exc}")
+    typer.echo(f"sandbox state: {directory.expanduser().absolute()} (simulated instances survive a restart)")
+    return settings.model_copy(update={"sandbox_state_dir": directory})
 
 
 async def _prepare(settings: Settings, *, first_key: bool) -> tuple[str, str | None]:
@@ -103,6 +125,7 @@ def serve(
     typer.echo(f"gpusupply listening on http://{settings.host}:{settings.port}")
     typer.echo(f"database: {database}")
     echo_vendor_modes(settings, several_processes=no_engine)
+    settings = claim_sandboxes(settings)
     typer.echo(f"engine: {'off (--no-engine)' if no_engine else 'on'}")
     if token is not None:
         typer.echo("created the first API key (tenant 'default', admin); it is shown only once:")
@@ -168,6 +191,7 @@ def worker(
     settings = load_settings(log_format=log_format)
     setup_logging(settings)
     echo_vendor_modes(settings, several_processes=True)
+    settings = claim_sandboxes(settings)
     asyncio.run(_run_worker(settings, metrics_port))
 
 
