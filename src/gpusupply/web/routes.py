@@ -34,6 +34,7 @@ from gpusupply.web.forms import (
     PAGE_SIZE,
     PROCURE_FIELDS,
     SEARCH_FIELDS,
+    SORT_KEYS,
     SearchForm,
     descending_window,
     field_errors,
@@ -334,9 +335,25 @@ class OfferPage:
     failed_vendors: dict[str, str]
 
 
+MAX_SCAN = 100_000  # matches read at most to sort by a column other than price
+
+
+def meets(offer: Any, minimums: Mapping[str, float]) -> bool:
+    return all((getattr(offer, attribute) or 0.0) >= amount for attribute, amount in minimums.items())
+
+
 async def find_offers(catalog: OfferCatalog, query: OfferQuery, form: SearchForm) -> OfferPage:
     """One page of matches, cheapest first, or most expensive first (read from the end of the
-    cheapest-first order, so every page of either order comes from the same index)."""
+    cheapest-first order, so every page of either order comes from the same index). Sorting by
+    another column, or minimums of memory or vCPUs, reads every match and orders it here."""
+    if form.sort_key != "price" or form.minimums:
+        result = await catalog.search(query, limit=MAX_SCAN, offset=0)
+        chosen = [s for s in result.offers if meets(s.offer, form.minimums)]
+        attribute = SORT_KEYS[form.sort_key]
+        # Stable: equal values keep the cheapest-first order; unknown sizes go last either way.
+        chosen.sort(key=lambda s: (getattr(s.offer, attribute) is None, (getattr(s.offer, attribute) or 0.0)
+                                   * (-1 if form.descending else 1)))
+        return OfferPage(chosen[form.offset : form.offset + PAGE_SIZE], len(chosen), result.failed_vendors)
     if not form.descending:
         result = await catalog.search(query, limit=PAGE_SIZE, offset=form.offset)
         return OfferPage(result.offers, result.total, result.failed_vendors)
@@ -427,7 +444,7 @@ async def procure_page(offer_id: str, request: Request, visitor: Visitor = Depen
         stored = await offers.get_offer(get_ctx(request).catalog, parsed)
     except NotFoundError:
         return error_page(request, visitor, 404, "This offer does not exist, or it expired and was cleaned up. Search again.")
-    values = {"ssh_public_key": "", "resource_name": "", "cloud_init": ""}
+    values = {"ssh_public_key": "", "resource_name": "", "cloud_init": "", "auto_delete_hours": "", "spend_limit": ""}
     return _procure_page(request, visitor, stored, values=values, errors={}, form_id=new_form_id())
 
 
@@ -439,6 +456,9 @@ async def procure(offer_id: str, request: Request, visitor: Visitor = Depends(si
     if parsed is None:
         return error_page(request, visitor, 404, "This offer does not exist.")
     body = {"offer_id": str(parsed), **form.values, "via": "console"}
+    if form.errors:
+        return _procure_page(request, visitor, await ctx.catalog.get(parsed), values=form.values, errors=form.errors,
+                             form_id=form.form_id or new_form_id(), status_code=422)
     try:
         outcome = await procurement.procure(
             ctx.db,
@@ -451,6 +471,7 @@ async def procure(offer_id: str, request: Request, visitor: Visitor = Depends(si
             resource_name=form.resource_name,
             idempotency_key=form.form_id,
             body=body,
+            auto_delete=form.auto_delete,
         )
     except ServiceError as exc:
         if isinstance(exc, UnprocessableError):
