@@ -341,7 +341,7 @@ async def test_resources_list_refreshes_only_when_something_changed(service: Any
         assert statuses(changed.text) == ["running"] and "<code>ssh root@203.0.113.9 -p 2222</code>" in changed.text
         # Cost so far from the cost service: 2 hours at $1.50/h, and the running time under it.
         assert '<td class="number wide-only">$1.50/h</td>' in changed.text
-        assert '<td class="number">$3.00<br><small>2 h 00 min</small></td>' in changed.text
+        assert '<td class="number">$3.00<br class="wide-only"><small class="wide-only">2 h 00 min</small></td>' in changed.text
         assert f'id="delete-{rid}"' in changed.text and f'id="stop-{rid}"' in changed.text
         filtered = await client.get("/console/resources", params={"status": "deleted"})
         assert statuses(filtered.text) == [] and "No resources with status deleted." in filtered.text
