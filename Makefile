@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Most tests wait on loopback I/O (sandbox vendors, subprocesses): 3 workers on 2 cores halve the wall time.
 TEST_WORKERS ?= 3
 
-.PHONY: run test bench chaos lint install clean postgres browser
+.PHONY: run test test-random bench chaos lint install clean postgres browser
 
 # `make run` installs the server only ($(SERVER_STAMP)); `make test` (and install) add the test extra.
 SERVER_STAMP := $(VENV)/.installed-server
@@ -30,6 +30,11 @@ run: $(SERVER_STAMP)
 
 test: $(STAMP) postgres browser
 	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -p no:randomly $(PYTEST_ARGS)
+
+# The same suite in a seeded random order (pytest-randomly prints the seed; repeat one with
+# PYTEST_ARGS=--randomly-seed=N), to catch tests that depend on another's leftovers.
+test-random: $(STAMP) postgres browser
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The PostgreSQL tests start a throwaway server from the machine's binaries; on a fresh Debian

@@ -60,6 +60,8 @@ import pytest
 from gpusupply.db.session import Database
 from gpusupply.settings import Settings
 
+pytest_plugins = ["tests.ci_skips"]
+
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGdmVWtle0ZvclRlc3RzT25seU5vdEFSZWFsS2V5MTIz test@gpusupply"
 

@@ -26,6 +26,9 @@ PROCUREMENT_ATTEMPTS = Counter(
 )
 PROCUREMENT_FAILOVERS = Counter("gpusupply_procurement_failovers_total", "Failovers to the next offer", ["vendor"])
 DELETION_RETRIES = Counter("gpusupply_deletion_retries_total", "Delete calls that had to be repeated", ["vendor"])
+FOREIGN_INSTANCES = Gauge(
+    "gpusupply_foreign_instances", "Instances another gpusupply installation made on this vendor account (left alone)", ["vendor"]
+)
 ORPHANS_FOUND = Counter("gpusupply_orphans_found_total", "Vendor instances with our marker and no live resource", ["vendor"])
 ORPHANS_TERMINATED = Counter("gpusupply_orphans_terminated_total", "Orphans deleted by the reconciler", ["vendor"])
 OFFER_CACHE_AGE = Gauge("gpusupply_offer_cache_age_seconds", "Age of the offer catalog per vendor", ["vendor"])

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = 60.0
     orphan_grace_seconds: float = 300.0
     create_visibility_seconds: float = 20.0  # how long a create with an unknown outcome may take to show
+    # A "not found" read ends a resource only if a second read this much later and a listing agree.
+    absence_confirm_seconds: float = 15.0
     max_failover_attempts: int = 10
     engine_poll_seconds: float = 1.0  # how long an idle pipeline waits before looking for work again
     provisioning_poll_seconds: float = 2.0  # how often a provisioning / stopping / starting instance is re-read

@@ -206,7 +206,8 @@ async def test_orphans_degraded_vendors_and_lease_takeovers_show_in_the_metrics(
     adapter = service.vendors.adapters["nebula"]
     offer = next(o for o in await adapter.list_offers() if o.available)
     before = await scrape(service)
-    await adapter.create(CreateRequest(uuid.uuid4(), offer, SSH_KEY, first_attempt_at=ctx.now()))  # no row: an orphan
+    # our installation's marker, no row: an orphan
+    await adapter.create(CreateRequest(uuid.uuid4(), offer, SSH_KEY, first_attempt_at=ctx.now(), installation_id=await ctx.installation()))
     assert (await reconcile_vendor(ctx, "nebula")).orphans_pending == 1
     found = await scrape(service)
     assert moved(before, found, "gpusupply_orphans_found_total", vendor="nebula") == 1

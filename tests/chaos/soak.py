@@ -6,8 +6,11 @@ nothing leaked, nothing was created twice and no delete was lost, from the vendo
     python -m tests.chaos.soak --db sqlite --ops 300 --kills 2 --seed 7
 
 Per database: three `gpusupply sandbox` processes (Vast, fal, Nebula) with faults on (429, 500,
-503, hangs past our timeout, lost create responses, malformed lists, preemption), and
-`gpusupply serve` (on PostgreSQL also two `gpusupply worker`s). Concurrent clients procure (by
+503, hangs past our timeout, lost create responses, creates that arrive after our timeout,
+"not found" reads of existing instances, deletes acknowledged but not done, malformed lists,
+preemption), and `gpusupply serve` (on PostgreSQL also two `gpusupply worker`s). A second
+installation (its own `serve` and SQLite database) shares the vendor accounts and keeps a few
+instances running the whole time: neither may touch the other's. Concurrent clients procure (by
 offer and by spec, with and without Idempotency-Key, retrying 5xx, timeouts and refused
 connections) and delete. A seeded killer SIGKILLs `serve` at random moments and restarts it; on
 PostgreSQL it also kills one worker for good. Then faults go off, everything still live is
@@ -50,9 +53,16 @@ from tests.e2e.helpers import (
 VENDORS = ("vast", "fal", "nebula")
 # Every vendor call draws 429/500/503/hang (about 25% together); creates also `lost`, lists also
 # `malformed`; a running instance is preempted with probability `preempt` per minute it runs.
-FAULTS = "429=0.12,500=0.08,503=0.07,hang=0.01,lost=0.08,malformed=0.08,preempt=1"
+FAULTS = (
+    "429=0.12,500=0.08,503=0.07,hang=0.01,lost=0.08,malformed=0.08,preempt=1,"
+    "phantom_404=0.1,ignored_delete=0.15,late_create=0.03"
+)
 VENDOR_TIMEOUT = 2.0
 HANG_SECONDS = VENDOR_TIMEOUT + 0.5  # a hang outlasts our timeout: the call's outcome is unknown
+LATE_SECONDS = VENDOR_TIMEOUT + 1.0  # a late create reaches the vendor after we gave up on it
+OTHER_INSTALLATION_RESOURCES = 3  # kept running by the second installation during the run
+# An instance may outlive its resource's recorded end by this much (clocks read in two processes).
+END_TOLERANCE_SECONDS = 1.0
 FAMILIES = ("RTX4090", "L40S", "A100", "H100", "RTX3090", "A6000")
 FINAL = {str(status) for status in FINAL_STATUSES}
 
@@ -74,6 +84,9 @@ class Figures:
     duplicates: list[str] = field(default_factory=list)
     lost_deletes: list[str] = field(default_factory=list)
     stuck: list[str] = field(default_factory=list)
+    deleted_unasked: list[str] = field(default_factory=list)  # live instances deleted without a user's delete
+    billing_past_end: list[str] = field(default_factory=list)  # instances alive after their resource ended
+    other_installation: Counter[str] = field(default_factory=Counter)
     resources: Counter[str] = field(default_factory=Counter)
     settle_seconds: float = 0.0
     wall_seconds: float = 0.0
@@ -94,6 +107,8 @@ class Figures:
             "lost deletes": len(self.lost_deletes),
             "5xx answers": self.server_errors,
             "stuck resources": len(self.stuck),
+            "live instances deleted without a user's delete": len(self.deleted_unasked),
+            "instances billing beyond their resource's end": len(self.billing_past_end),
         }
 
     @property
@@ -238,29 +253,68 @@ def requests_served(sandboxes: dict[str, SandboxProcess]) -> int:
     return sum(sandbox.state()["requests"] for sandbox in sandboxes.values())
 
 
-async def settle(clients: Clients, sandboxes: dict[str, SandboxProcess], database_url: str, within: float) -> bool:
-    """Delete everything still live; wait until no resource is live and no instance is left."""
+async def settle(installations: list[tuple[Clients, str]], sandboxes: dict[str, SandboxProcess], within: float) -> bool:
+    """Delete everything still live in every installation (its clients, its database); wait until no
+    resource is live and no instance is left."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        resources = await read_resources(database_url)
-        live = [r for r in resources if r.status not in FINAL]
-        for resource in live:
-            if resource.status != "deleting":
-                await clients.call("DELETE", f"/resources/{resource.id}")
+        live_anywhere = 0
+        for clients, database_url in installations:
+            live = [r for r in await read_resources(database_url) if r.status not in FINAL]
+            live_anywhere += len(live)
+            for resource in live:
+                if resource.status != "deleting":
+                    await clients.call("DELETE", f"/resources/{resource.id}")
         instances = await asyncio.to_thread(lambda: sum(len(live_instances(s, s.state())) for s in sandboxes.values()))
-        if not live and instances == 0:
+        if not live_anywhere and instances == 0:
             return True
         await asyncio.sleep(1.0)
     return False
 
 
-async def judge(figures: Figures, sandboxes: dict[str, SandboxProcess], database_url: str) -> None:
-    resources = await read_resources(database_url)
+def judge_instance(figures: Figures, vendor: str, instance: dict[str, Any], owners: dict[tuple[str, str], Resource],
+                   by_id: dict[str, Resource]) -> None:
+    """The two rules about one vendor instance and the resource that owns it.
+
+    - Nothing the user did not delete is deleted: an instance deleted while its resource was ended
+      on an observation (`terminated`), or before anyone asked to delete its resource.
+    - No instance bills beyond its resource's recorded end."""
+    from gpusupply.core.markers import resource_id_from_marker
+
+    owner = owners.get((vendor, str(instance["id"])))
+    if owner is None:
+        rid = resource_id_from_marker(instance["marker"])
+        owner = by_id.get(str(rid)) if rid is not None else None
+        if owner is not None and owner.vendor_instance_id not in (None, str(instance["id"])):
+            return  # a duplicate of a resource that records another instance: counted as a duplicate
+    if owner is None:
+        return  # no resource: counted as leaked while live
+    ended = instance.get("ended_at")
+    what = f"{vendor} instance {instance['id']} of resource {owner.id} ({owner.status})"
+    if instance["phase"] == "deleted" and ended is not None:
+        if owner.status == "terminated":
+            figures.deleted_unasked.append(f"{what}: deleted, but nobody deleted its resource")
+        elif owner.status == "deleted" and owner.delete_requested_at is not None and ended < owner.delete_requested_at.timestamp() - END_TOLERANCE_SECONDS:
+            figures.deleted_unasked.append(f"{what}: deleted {owner.delete_requested_at.timestamp() - ended:.1f} s before its delete was asked")
+    if owner.status in FINAL:
+        end_of_resource = (owner.ended_at or owner.updated_at).timestamp()
+        end_of_instance = ended if ended is not None else time.time()
+        if end_of_instance > end_of_resource + END_TOLERANCE_SECONDS:
+            figures.billing_past_end.append(f"{what}: alive {end_of_instance - end_of_resource:.1f} s after its resource ended")
+
+
+async def judge(figures: Figures, sandboxes: dict[str, SandboxProcess], database_urls: list[str]) -> None:
+    per_database = [await read_resources(url) for url in database_urls]
+    resources = [r for rows in per_database for r in rows]
     by_id = {str(r.id): r for r in resources}
-    figures.resources = Counter(r.status for r in resources)
+    figures.resources = Counter(r.status for r in per_database[0])
+    figures.other_installation = Counter(r.status for rows in per_database[1:] for r in rows)
     live_instance_ids = {(r.vendor, r.vendor_instance_id) for r in resources if r.status not in FINAL}
+    owners = {(r.vendor, r.vendor_instance_id): r for r in resources if r.vendor and r.vendor_instance_id}
     for vendor, sandbox in sandboxes.items():
         state = sandbox.state()
+        for instance in state["instances"]:
+            judge_instance(figures, vendor, instance, owners, by_id)
         figures.faults_injected.update(state["injected"])
         figures.faults_injected["preempt"] += sum(1 for i in state["instances"] if i["phase"] == "preempted")
         figures.vendor_rate_limited += state["rate_limited"]
@@ -280,6 +334,24 @@ async def judge(figures: Figures, sandboxes: dict[str, SandboxProcess], database
     figures.stuck = [f"{r.id}: {r.status}" for r in resources if r.status not in FINAL]
 
 
+async def other_installation(root: Path, sandboxes: dict[str, SandboxProcess], figures: Figures, rng: random.Random) -> tuple[ServiceProcess, Clients, str]:
+    """A second gpusupply on the same vendor accounts (a staging next to a production): its own
+    database and installation id, a few instances that run through the whole soak."""
+    url = f"sqlite+aiosqlite:///{root / 'other-installation.db'}"
+    env = service_env(
+        url, root / "data-other", sandboxes,
+        GPUSUPPLY_VENDOR_TIMEOUT=VENDOR_TIMEOUT, GPUSUPPLY_ORPHAN_GRACE_SECONDS=4, GPUSUPPLY_RECONCILE_INTERVAL_SECONDS=2,
+        GPUSUPPLY_REFRESH_INTERVAL_SECONDS=3, GPUSUPPLY_OFFER_CACHE_SECONDS=20, GPUSUPPLY_OFFER_FETCH_TIMEOUT=5,
+    )
+    token = create_api_key(env)
+    serve = ServiceProcess.serve(env, root / "serve-other.log").start()
+    clients = Clients(serve.url, token, figures, rng)
+    for n in range(OTHER_INSTALLATION_RESOURCES):
+        spec = {"compute": {"gpu_type": FAMILIES[n % len(FAMILIES)], "gpu_count": 1, "max_price_per_gpu_hour": 50}, "vendor": VENDORS[n % len(VENDORS)]}
+        await clients.call("POST", "/procure_offer", json={"ssh_public_key": SSH_KEY, "spec": spec})
+    return serve, clients, url
+
+
 async def run_one(config: SoakConfig, database_url: str, root: Path) -> Figures:
     figures = Figures(config.database)
     rng = random.Random(config.seed)
@@ -292,7 +364,7 @@ async def run_one(config: SoakConfig, database_url: str, root: Path) -> Figures:
     try:
         for sandbox in sandboxes.values():
             sandbox.start()
-            await asyncio.to_thread(put, sandbox.url + "/_sandbox/config", {"hang_seconds": HANG_SECONDS})
+            await asyncio.to_thread(put, sandbox.url + "/_sandbox/config", {"hang_seconds": HANG_SECONDS, "late_seconds": LATE_SECONDS})
         env = service_env(
             database_url, root / "data", sandboxes,
             GPUSUPPLY_VENDOR_TIMEOUT=VENDOR_TIMEOUT,
@@ -311,6 +383,8 @@ async def run_one(config: SoakConfig, database_url: str, root: Path) -> Figures:
         if config.database == "postgres":
             workers = [ServiceProcess.worker(env, root / f"worker-{n}.log").start() for n in (1, 2)]
             processes.extend(workers)
+        other_serve, other_clients, other_url = await other_installation(root, sandboxes, figures, random.Random(rng.getrandbits(64)))
+        processes.append(other_serve)
         before_faults = await asyncio.to_thread(requests_served, sandboxes)
         await asyncio.to_thread(set_faults, sandboxes, FAULTS)  # faults on once everything runs
         clients = Clients(serve.url, token, figures, rng)
@@ -324,14 +398,16 @@ async def run_one(config: SoakConfig, database_url: str, root: Path) -> Figures:
             settle_started = time.monotonic()
             # Everything still live is deleted with the faults still on (the engine's work runs
             # under them too); then faults go off so the end state can be reached and judged.
-            await settle(clients, sandboxes, database_url, config.faulty_settle)
+            installations = [(clients, database_url), (other_clients, other_url)]
+            await settle(installations, sandboxes, config.faulty_settle)
             await asyncio.to_thread(set_faults, sandboxes, "")
             figures.vendor_requests = await asyncio.to_thread(requests_served, sandboxes) - before_faults
-            await settle(clients, sandboxes, database_url, config.settle_timeout)
+            await settle(installations, sandboxes, config.settle_timeout)
             figures.settle_seconds = time.monotonic() - settle_started
-            await judge(figures, sandboxes, database_url)
+            await judge(figures, sandboxes, [database_url, other_url])
         finally:
             await clients.aclose()
+            await other_clients.aclose()
     finally:
         for process in processes:
             process.stop()
@@ -372,11 +448,12 @@ def report(runs: list[Figures], command: str, console: Console) -> None:
     row("kills (SIGKILL)", [len(f.kills) for f in runs])
     row("vendor requests while faults were on", [f.vendor_requests for f in runs])
     row("  failed by injected faults", [f"{f.fault_rate:.1%}" for f in runs])
-    for fault in ("429", "500", "503", "hang", "lost", "malformed"):
+    for fault in ("429", "500", "503", "hang", "lost", "late_create", "phantom_404", "ignored_delete", "malformed"):
         row(f"  {fault}", [f.faults_injected[fault] for f in runs])
     row("instances preempted", [f.faults_injected["preempt"] for f in runs])
     row("vendor rate-limit answers (real limits)", [f.vendor_rate_limited for f in runs])
     row("resources by final status", [", ".join(f"{k} {v}" for k, v in sorted(f.resources.items())) for f in runs])
+    row("second installation's resources", [", ".join(f"{k} {v}" for k, v in sorted(f.other_installation.items())) for f in runs])
     row("settle time (s)", [f"{f.settle_seconds:.0f}" for f in runs])
     row("wall time (s)", [f"{f.wall_seconds:.0f}" for f in runs])
     console.print(table)
@@ -384,7 +461,9 @@ def report(runs: list[Figures], command: str, console: Console) -> None:
         for kill in figures.kills:
             console.print(f"[dim]{figures.database}: killed {kill}[/dim]")
         for name, items in (("leaked", figures.leaked), ("duplicate", figures.duplicates),
-                            ("lost delete", figures.lost_deletes), ("stuck", figures.stuck)):
+                            ("lost delete", figures.lost_deletes), ("stuck", figures.stuck),
+                            ("deleted without a user's delete", figures.deleted_unasked),
+                            ("billing past its end", figures.billing_past_end)):
             for item in items[:20]:
                 console.print(f"[red]{figures.database}: {name}: {item}[/red]")
 

@@ -23,7 +23,7 @@ def test_short_soak_loses_nothing(database: str, tmp_path: Path, request: pytest
     figures = asyncio.run(run_one(config, url, tmp_path))
 
     assert figures.must_be_zero() == dict.fromkeys(figures.must_be_zero(), 0), (
-        figures.leaked, figures.duplicates, figures.lost_deletes, figures.stuck
+        figures.leaked, figures.duplicates, figures.lost_deletes, figures.stuck, figures.deleted_unasked, figures.billing_past_end
     )
     assert figures.total_operations >= 100
     assert any(kill.startswith("serve") for kill in figures.kills)
@@ -32,6 +32,8 @@ def test_short_soak_loses_nothing(database: str, tmp_path: Path, request: pytest
     # The run was really faulty, and work really happened.
     assert sum(n for name, n in figures.faults_injected.items() if name != "preempt") > 0
     assert figures.resources["deleted"] > 0 and len(figures.deletes_answered) > 0
+    # The second installation shared the vendor accounts the whole time, and ended as its user asked.
+    assert sum(figures.other_installation.values()) >= 3 and set(figures.other_installation) <= {"deleted", "failed", "terminated"}
 
 
 def test_the_report_names_every_figure(capsys: pytest.CaptureFixture[str]) -> None:

@@ -36,7 +36,11 @@ S = ResourceStatus
         (S.DELETING, S.FAILED, True),
         (S.DELETING, S.RUNNING, False),
         (S.DELETED, S.DELETING, False),
-        (S.TERMINATED, S.RUNNING, False),
+        (S.TERMINATED, S.RUNNING, True),  # revived: its instance showed up again (engine/reconciler.py)
+        (S.TERMINATED, S.STOPPED, True),
+        (S.TERMINATED, S.DELETING, False),
+        (S.DELETED, S.RUNNING, False),  # what the user deleted never comes back
+        (S.FAILED, S.RUNNING, False),
         (S.RUNNING, S.RUNNING, True),  # no change is always allowed
     ],
 )
@@ -45,8 +49,11 @@ def test_transitions(src: ResourceStatus, dst: ResourceStatus, allowed: bool) ->
 
 
 def test_final_statuses_go_nowhere() -> None:
+    """Except the revival of a `terminated` resource whose instance shows up again (engine/reconciler.py)."""
+    revival = {S.RUNNING, S.STOPPED}
     for final in FINAL_STATUSES:
-        assert not any(can_transition(final, dst) for dst in ResourceStatus if dst != final)
+        allowed = {dst for dst in ResourceStatus if dst != final and can_transition(final, dst)}
+        assert allowed == (revival if final == S.TERMINATED else set()), final
 
 
 def test_every_live_status_can_be_deleted() -> None:

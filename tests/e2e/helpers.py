@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -32,10 +33,23 @@ BIN = Path(sys.executable).parent / "gpusupply"
 VENDOR_KEY = "e2e-account-key"
 
 
+# Ports for servers that are killed and restarted on the same port: below the kernel's ephemeral
+# range, so that no outgoing connection can take the port while the server is down (a restart then
+# failed with "address already in use").
+LISTEN_PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    chooser = random.SystemRandom()
+    for _ in range(200):
+        port = chooser.choice(LISTEN_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {LISTEN_PORTS}")
 
 
 def wait_for(predicate: Any, *, within: float, what: str, every: float = 0.1) -> Any:

@@ -29,21 +29,35 @@ OLD = NOW - timedelta(hours=1)
 GRACE, VISIBILITY = 300.0, 20.0
 
 R1, R2, R3 = (uuid.UUID(int=n) for n in (1, 2, 3))
+INST, OTHER_INST = "0a1b2c3d", "99887766"  # this installation, and another sharing the account
 
 
 def vi(iid: str, rid: uuid.UUID | None = None, state: InstanceState = InstanceState.RUNNING, marker: str | None = None) -> VendorInstance:
-    return VendorInstance(iid, state, state.value, marker=marker if marker is not None else (marker_for(rid) if rid else None))
+    return VendorInstance(iid, state, state.value, marker=marker if marker is not None else (marker_for(rid, INST) if rid else None))
 
 
 def known(rid: uuid.UUID, status: S, iid: str | None, since: datetime = OLD) -> KnownResource:
     return KnownResource(rid, None, status, "v", iid, since)
 
 
-def plan(listing, resources=(), marker_rows=None, candidates=None, now=NOW):
+def plan(listing, resources=(), marker_rows=None, candidates=None, now=NOW, id_rows=None):
     rows = list(resources)
     if marker_rows is None:
         marker_rows = {r.id: r for r in rows}
-    return plan_reconcile(listing, rows, marker_rows, candidates or {}, now=now, listed_at=now, grace_seconds=GRACE, visibility_seconds=VISIBILITY)
+    return plan_reconcile(
+        listing, rows, marker_rows, candidates or {}, now=now, listed_at=now, grace_seconds=GRACE, visibility_seconds=VISIBILITY,
+        installation_id=INST, id_rows=id_rows,
+    )
+
+
+def outcome(p) -> str:
+    """What a plan does with the one listed instance "a"."""
+    found = [name for name, hit in (
+        ("orphan", bool(p.newly_found)), ("duplicate", bool(p.duplicates)), ("revive", bool(p.revive)),
+        ("foreign", p.foreign == 1), ("unmatched", p.unmatched == 1),
+    ) if hit]
+    assert len(found) <= 1, found
+    return found[0] if found else "none"
 
 
 def test_matched_instances_need_nothing() -> None:
@@ -62,20 +76,56 @@ def test_orphan_with_unknown_resource_waits_for_its_grace_then_is_terminated() -
 
 
 @pytest.mark.parametrize(
-    ("row", "orphan"),
+    ("row", "expected"),
     [
-        (known(R1, S.DELETED, "a"), True),  # its resource is final
-        (known(R1, S.FAILED, None), True),
-        (known(R1, S.TERMINATED, "a"), True),
-        (known(R1, S.RUNNING, "other"), True),  # a duplicate: the resource owns another instance
-        (known(R1, S.PENDING, None), False),  # a create in flight: its pipeline will claim it
-        (known(R1, S.DELETING, None), False),  # being recovered for deletion
+        (known(R1, S.DELETED, "a"), "orphan"),  # the user deleted it: its instance must go
+        (known(R1, S.FAILED, None), "orphan"),
+        (known(R1, S.TERMINATED, "a"), "revive"),  # ended on an observation: the instance is back
+        (known(R1, S.TERMINATED, None), "revive"),
+        (known(R1, S.TERMINATED, "other"), "duplicate"),  # it records another instance
+        (known(R1, S.RUNNING, "other"), "duplicate"),  # a late create: deleted at once, no grace
+        (known(R1, S.DELETING, "other"), "duplicate"),
+        (known(R1, S.PENDING, None), "none"),  # a create in flight: its pipeline will claim it
+        (known(R1, S.DELETING, None), "none"),  # being recovered for deletion
     ],
 )
-def test_orphan_by_marker(row: KnownResource, orphan: bool) -> None:
+def test_orphan_by_marker(row: KnownResource, expected: str) -> None:
     live = [row] if row.status not in (S.DELETED, S.FAILED, S.TERMINATED) else []
     p = plan([vi("a", R1)], live, marker_rows={R1: row}, now=NOW)
-    assert bool(p.newly_found) is orphan
+    assert outcome(p) == expected
+    if expected == "duplicate":
+        assert [i.vendor_instance_id for i in p.duplicates] == ["a"] and p.terminate == [] and p.candidates == {}
+    if expected == "revive":
+        assert p.revive == [(R1, vi("a", R1))]
+
+
+@pytest.mark.parametrize(
+    ("marker", "rows", "expected"),
+    [
+        (marker_for(R1, OTHER_INST), {}, "foreign"),  # another installation's: never touched
+        (marker_for(R1, OTHER_INST), {R1: known(R1, S.DELETED, "a")}, "foreign"),
+        (marker_for(R1), {}, "foreign"),  # an old marker (no installation) that is not in our database
+        (marker_for(R1), {R1: known(R1, S.DELETED, "a")}, "orphan"),  # an old marker of ours
+        (marker_for(R1, INST), {}, "orphan"),  # ours, with no such resource
+        ("someone-elses-box", {}, "unmatched"),
+    ],
+)
+def test_installations_sharing_an_account(marker: str, rows: dict, expected: str) -> None:
+    p = plan([vi("a", marker=marker)], [], marker_rows=rows)
+    assert outcome(p) == expected
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        (None, "unmatched"),  # fal: no marker, and no row of ours ever held this id
+        (known(R1, S.DELETED, "a"), "orphan"),
+        (known(R1, S.TERMINATED, "a"), "revive"),
+    ],
+)
+def test_instances_without_a_marker_are_ours_when_a_row_holds_their_id(row: KnownResource | None, expected: str) -> None:
+    p = plan([vi("a")], [], marker_rows={}, id_rows={"a": row} if row else {})
+    assert outcome(p) == expected
 
 
 def test_instances_without_our_marker_are_never_touched() -> None:
@@ -171,7 +221,9 @@ async def orphan_round_trip(tmp_path, vendor: str, db_url: str | None) -> None:
         ctx = rig.engine_for_steps().ctx
         offer = (await rig.offers(vendor))[0]
         ghost = uuid.uuid4()  # a resource id we have no row for (a crash, a restored backup...)
-        created = await rig.vendors.adapters[vendor].create(CreateRequest(ghost, offer, SSH_KEY, first_attempt_at=rig.clock()))
+        created = await rig.vendors.adapters[vendor].create(
+            CreateRequest(ghost, offer, SSH_KEY, first_attempt_at=rig.clock(), installation_id=await ctx.installation())
+        )
         foreign = await foreign_instance(rig, vendor)
         found_before = ORPHANS_FOUND.labels(vendor)._value.get()
         terminated_before = ORPHANS_TERMINATED.labels(vendor)._value.get()
@@ -198,17 +250,21 @@ async def orphan_round_trip(tmp_path, vendor: str, db_url: str | None) -> None:
 
 
 @pytest.mark.parametrize("vendor", MARKER_VENDORS)
-async def test_duplicate_instance_of_a_live_resource_is_an_orphan(tmp_path, vendor: str) -> None:
-    async with engine_rig(tmp_path, vendors=[vendor], reconcile_interval_seconds=3600, orphan_grace_seconds=0) as rig:
+async def test_duplicate_instance_of_a_live_resource_is_deleted_at_once(tmp_path, vendor: str) -> None:
+    async with engine_rig(tmp_path, vendors=[vendor], reconcile_interval_seconds=3600) as rig:  # default orphan grace (300 s)
         await rig.start_engine()
         [rid] = await running(rig, vendor, 1)
         offer = (await rig.offers(vendor))[1]
-        await rig.vendors.adapters[vendor].create(CreateRequest(rid, offer, SSH_KEY))  # a second create for the same row
-        report = await reconcile_vendor(rig.engines[0].ctx, vendor)
-        assert len(report.orphans_terminated) == 1
+        ctx = rig.engines[0].ctx
+        # a second create for the same row (a create that reached the vendor late)
+        await rig.vendors.adapters[vendor].create(CreateRequest(rid, offer, SSH_KEY, installation_id=await ctx.installation()))
+        report = await reconcile_vendor(ctx, vendor)
+        assert len(report.duplicates_deleted) == 1 and report.orphans_terminated == [] and report.orphans_pending == 0
         row = await rig.resource(rid)
-        assert row.status == "running" and row.vendor_instance_id not in report.orphans_terminated
+        assert row.status == "running" and row.vendor_instance_id not in report.duplicates_deleted
         assert [i["id"] for i in await rig.live_instances(vendor)] == [row.vendor_instance_id]
+        [event] = await rig.events(kind="duplicate_terminated")
+        assert event.resource_id == rid and f"records instance {row.vendor_instance_id}" in (event.reason or "")
 
 
 @pytest.mark.parametrize("vendor", VENDORS)
@@ -218,10 +274,17 @@ async def test_vanished_instance_marks_the_row_terminated(tmp_path, vendor: str)
         kept, lost = await running(rig, vendor, 2)
         await engine.stop()  # no refresh racing the reconciler
         await rig.vendors.adapters[vendor].delete((await rig.resource(lost)).vendor_instance_id or "")
+        # The list does not show it and a read says not found: one observation, not yet an end.
+        first = await reconcile_vendor(engine.ctx, vendor)
+        assert first.vanished == []
+        row = await rig.resource(lost)
+        assert row.status == "running" and row.absent_since is not None and "confirming" in (row.status_message or "")
+        # A second read after the delay, and the list, agree: gone.
+        rig.clock.advance(rig.settings.absence_confirm_seconds)
         report = await reconcile_vendor(engine.ctx, vendor)
         assert report.vanished == [lost]
         row = await rig.resource(lost)
-        assert row.status == "terminated" and "absent from the vendor's instance list" in (row.status_message or "")
+        assert row.status == "terminated" and "not found twice" in (row.status_message or "")
         assert (await rig.resource(kept)).status == "running"
 
 
@@ -298,3 +361,10 @@ async def test_one_process_at_a_time_runs_a_reconcile_round(tmp_path) -> None:
         release.set()
         assert await running_a is True
         assert await job_b.run_once() is False  # ran a moment ago: not due for an hour
+
+
+def test_an_instance_a_row_took_after_the_live_rows_were_read_is_its_own() -> None:
+    """The round reads live rows, then rows by listed ids: a create answered in between shows the row
+    pending in one and holding the instance in the other. Never an orphan (fal has no marker)."""
+    p = plan([vi("a")], [known(R1, S.PENDING, None)], marker_rows={}, id_rows={"a": known(R1, S.PROVISIONING, "a")})
+    assert outcome(p) == "none"

@@ -98,8 +98,12 @@ async def test_refresh_resource_reads_the_vendor_and_skips_leased_rows(tmp_path)
         fresh = await rig.resource(rid)
         assert fresh.last_synced_at is not None and synced is not None and fresh.last_synced_at > synced
         assert fresh.lock_token is None
-        # the instance vanishes on the vendor (deleted elsewhere): the refresh sees it
+        # the instance vanishes on the vendor (deleted elsewhere): the refresh sees it, and ends the
+        # row once a second read after the delay and the list agree
         await rig.vendors.adapters[vendor].delete(fresh.vendor_instance_id or "")
+        await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, now=rig.clock())
+        assert (await rig.resource(rid)).status == "running"
+        rig.clock.advance(rig.settings.absence_confirm_seconds)
         await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, now=rig.clock())
         gone = await rig.resource(rid)
         assert gone.status == "terminated"

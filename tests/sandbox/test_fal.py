@@ -38,7 +38,8 @@ from .fal_helpers import (
     strip_docs,
 )
 
-SEEDS = Path("/work/shared/seeds")
+# The seed pages sit in ../shared beside the repository (as on CI's clean clone).
+SEEDS = Path(__file__).resolve().parents[3] / "shared" / "seeds"
 ONE_X = {"instance_type": "gpu_1x_h100_sxm5", "ssh_key": SSH_KEY}
 EIGHT_X = {"instance_type": "gpu_8x_h100_sxm5", "ssh_key": SSH_KEY}
 NOT_FOUND_BODY = {"error": {"type": "not_found", "message": "Resource not found"}}
@@ -49,7 +50,7 @@ ACCESS_DENIED_BODY = {"error": {"type": "authorization_error", "message": "Acces
 def _seed_openapi(prefix: str) -> dict[str, Any]:
     path = next(SEEDS.glob(f"{prefix}_*.txt"), None)
     if path is None:
-        pytest.skip("seed pages not present on this machine")
+        pytest.skip(f"seed pages not present in {SEEDS}")
     text = path.read_text()
     block = text.split("````yaml", 1)[1].split("\n", 1)[1].split("````", 1)[0]
     return yaml.safe_load(block)

@@ -7,11 +7,17 @@ ids, names or secrets. The console (cookie sessions) is checked the same way."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
+from fastapi.routing import _IncludedRouter  # how FastAPI 0.16x keeps an included router
+from starlette.routing import Mount
 
 from gpusupply.services.keys import create_key, revoke_key
+from gpusupply.web.routes import FLASH_COOKIE
+from gpusupply.web.session import SESSION_COOKIE, decode_session
 from tests.conftest import SSH_KEY
 
 # What bob (another tenant) gets for alice's objects, per route. "own" means the route answers
@@ -44,6 +50,35 @@ OTHER_TENANT: dict[tuple[str, str], int | str] = {
     ("GET", "/webhooks/{webhook_id}/deliveries"): 404,
 }
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
+# Routes outside the OpenAPI document that need no key: the probes' neighbours, the documentation,
+# the console's entry, sign-in and static files. Anything else outside the document is a console page.
+PUBLIC_UNDOCUMENTED = {
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/redoc"),
+    ("GET", "/"),  # a redirect to the console
+    ("MOUNT", "/console/static"),
+    ("GET", "/console/sign-in"),
+    ("POST", "/console/sign-in"),
+}
+# What bob, signed in to the console, gets for alice's objects, per console route: a status, "own"
+# (his own data only), or "refused" (a redirect whose flash says the resource was not found).
+CONSOLE: dict[tuple[str, str], int | str] = {
+    ("GET", "/console"): "own",
+    ("GET", "/console/"): "own",
+    ("POST", "/console/sign-out"): "own",
+    ("GET", "/console/offers"): "own",
+    ("GET", "/console/offers/{offer_id}"): "own",  # the shared catalog (alice's offer shows as taken)
+    ("POST", "/console/offers/{offer_id}/procure"): 409,
+    ("GET", "/console/resources"): "own",
+    ("GET", "/console/resources/rows"): "own",
+    ("GET", "/console/resources/{resource_id}"): 404,
+    ("GET", "/console/resources/{resource_id}/live"): 404,
+    ("GET", "/console/resources/{resource_id}/confirm/{action}"): 404,
+    ("POST", "/console/resources/{resource_id}/{action}"): "refused",
+}
 # Admin-only parameters: a tenant key naming another tenant gets 404 (the tenant is not revealed).
 ADMIN_ONLY = [("GET", "/usage?tenant=alice"), ("GET", "/budget?tenant=alice"), ("PUT", "/budget?tenant=alice")]
 BAD_KEYS = {
@@ -105,6 +140,19 @@ def alice_markers(world: dict[str, str]) -> list[str]:
     return [world["resource_id"], world["webhook_id"], world["webhook_secret"], "alice-secret-name", "alice-hook", "31337.77"]
 
 
+def app_routes(routes: Iterable[Any]) -> set[tuple[str, str]]:
+    """Every (method, path) the app serves, included routers flattened; mounts as ("MOUNT", path)."""
+    found: set[tuple[str, str]] = set()
+    for route in routes:
+        if isinstance(route, _IncludedRouter):
+            found |= app_routes(route.effective_candidates())
+        elif isinstance(route, Mount):
+            found.add(("MOUNT", route.path))
+        else:
+            found |= {(method, route.path) for method in route.methods or () if method != "HEAD"}
+    return found
+
+
 def routes(service: Any) -> list[tuple[str, str]]:
     spec = service.app.openapi()
     return [(method.upper(), path) for path, operations in spec["paths"].items() for method in operations]
@@ -113,6 +161,25 @@ def routes(service: Any) -> list[tuple[str, str]]:
 async def test_every_route_is_in_the_matrix(service: Any) -> None:
     listed = set(OTHER_TENANT) | PUBLIC
     assert set(routes(service)) == listed, "a route was added or removed: update OTHER_TENANT"
+
+
+async def test_every_route_outside_the_api_document_is_classified(service: Any) -> None:
+    served = app_routes(service.app.routes)
+    assert len(served) > len(OTHER_TENANT) + len(CONSOLE), "the route walk found too little"
+    unlisted = served - set(OTHER_TENANT) - PUBLIC - PUBLIC_UNDOCUMENTED - set(CONSOLE)
+    assert not unlisted, f"routes nobody said who may call: {sorted(unlisted)}; add them to CONSOLE or PUBLIC_UNDOCUMENTED"
+    gone = (set(CONSOLE) | PUBLIC_UNDOCUMENTED) - served
+    assert not gone, f"listed routes the app no longer serves: {sorted(gone)}"
+
+
+async def test_public_routes_carry_no_tenant_data(service: Any, alice_world: dict[str, str]) -> None:
+    for method, path in sorted(PUBLIC | PUBLIC_UNDOCUMENTED):
+        if method != "GET":
+            continue
+        response = await service.anonymous.get(path, follow_redirects=False)
+        assert response.status_code in (200, 303, 307), (path, response.status_code)
+        leaked = [marker for marker in alice_markers(alice_world) if marker in response.text]
+        assert not leaked, (path, leaked)
 
 
 async def test_bad_keys_get_401_everywhere(service: Any, alice_world: dict[str, str]) -> None:
@@ -178,21 +245,59 @@ async def test_tenant_keys_cannot_name_another_tenant(service: Any, alice_world:
         assert (await ops.get("/budget?tenant=alice")).json()["monthly_budget"] == 31337.77
 
 
-async def test_the_console_is_isolated_too(service: Any, alice_world: dict[str, str]) -> None:
-    pages = ["/console/offers", "/console/resources", f"/console/resources/{alice_world['resource_id']}"]
-    for page in pages:  # signed out: to the sign-in page, nothing else
-        response = await service.anonymous.get(page, follow_redirects=False)
-        assert response.status_code == 303 and "/console/sign-in" in response.headers["location"], (page, response.status_code)
+def console_form(method: str, template: str, csrf_token: str) -> dict[str, str] | None:
+    """A valid form for a console post, so that what is refused is the visitor, never the input."""
+    if method != "POST":
+        return None
+    form = {"csrf_token": csrf_token}
+    if template.endswith("/procure"):
+        form |= {"ssh_public_key": SSH_KEY, "resource_name": "bob-try", "form_id": "bob-form-1"}
+    return form
+
+
+async def test_signed_out_console_routes_redirect_to_sign_in(service: Any, alice_world: dict[str, str]) -> None:
+    ids = {**alice_world, "action": "delete"}
+    for method, template in CONSOLE:
+        path = concrete(template, ids)
+        response = await service.anonymous.request(
+            method, path, data=console_form(method, template, "x"), headers={"Origin": "http://service"},
+            follow_redirects=False,
+        )
+        where = (method, path, response.status_code)
+        assert response.status_code == 303, where
+        assert response.headers["location"].startswith("/console/sign-in"), where
+        assert not any(marker in response.text for marker in alice_markers(alice_world)), where
+
+
+async def test_another_tenants_console_gets_404_or_only_its_own_data(service: Any, alice_world: dict[str, str]) -> None:
     signed_in = await service.anonymous.post(
         "/console/sign-in", data={"api_key": service.tenants["bob"].token}, headers={"Origin": "http://service"},
         follow_redirects=False,
     )
     assert signed_in.status_code == 303, signed_in.text
     cookies = signed_in.cookies
-    mine = await service.anonymous.get("/console/resources", cookies=cookies)
-    assert mine.status_code == 200 and not any(marker in mine.text for marker in alice_markers(alice_world))
-    theirs = await service.anonymous.get(f"/console/resources/{alice_world['resource_id']}", cookies=cookies)
-    assert theirs.status_code == 404 and "alice-secret-name" not in theirs.text
+    session = decode_session(cookies[SESSION_COOKIE])
+    assert session is not None
+    ids = {**alice_world, "action": "delete"}
+    for (method, template), expected in sorted(CONSOLE.items(), key=lambda item: item[0][1] == "/console/sign-out"):
+        path = concrete(template, ids)
+        response = await service.anonymous.request(
+            method, path, cookies=cookies, data=console_form(method, template, session.csrf_token),
+            headers={"Origin": "http://service"}, follow_redirects=False,
+        )
+        where = (method, path, response.status_code, response.text[:300])
+        if expected == "own":
+            assert response.status_code in (200, 303), where
+        elif expected == "refused":  # back where it came from, saying the resource was not found
+            assert response.status_code == 303 and not response.headers["location"].startswith("/console/sign-in"), where
+            assert "not found" in unquote(response.cookies.get(FLASH_COOKIE, "")), where
+        else:
+            assert response.status_code == expected, where
+        leaked = [marker for marker in alice_markers(alice_world) if marker in response.text and marker not in path]
+        assert not leaked, (where, leaked)
+    # Alice's resource is untouched by bob's attempts (the console's delete included).
+    resource = await service.alice.get(f"/resources/{alice_world['resource_id']}")
+    assert resource.status_code == 200 and resource.json()["status"] not in ("deleting", "deleted")
 
 
 def test_matrix_is_json_serializable() -> None:

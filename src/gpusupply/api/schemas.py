@@ -62,6 +62,9 @@ class VendorInfo(BaseModel):
     degraded_since: datetime | None = None
     capabilities: VendorCapabilities
     catalog: VendorCatalogInfo
+    foreign_instances: int = Field(
+        0, description="Instances another gpusupply installation made on this vendor account, as the last listing showed: never touched."
+    )
 
 
 # ----- offers -----------------------------------------------------------------------------------

@@ -66,7 +66,9 @@ _ALLOWED: dict[ResourceStatus, frozenset[ResourceStatus]] = {
     ResourceStatus.DELETING: frozenset({ResourceStatus.DELETED, ResourceStatus.FAILED}),
     ResourceStatus.DELETED: frozenset(),
     ResourceStatus.FAILED: frozenset(),
-    ResourceStatus.TERMINATED: frozenset(),
+    # Only the reconciler's revival: the instance of a resource ended on an observation shows up
+    # again on the vendor (engine/reconciler.py). `deleted` and `failed` never come back.
+    ResourceStatus.TERMINATED: frozenset({ResourceStatus.RUNNING, ResourceStatus.STOPPED}),
 }
 
 

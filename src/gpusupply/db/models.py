@@ -163,6 +163,12 @@ class Resource(LeaseMixin, Base):
     cloud_init: Mapped[str | None] = mapped_column(Text, default=None)
     # Engine bookkeeping.
     create_attempted_at: Mapped[datetime | None] = mapped_column(default=None)  # a create may have committed
+    # When the create call returned without an answer (timeout, 5xx, lost): the create may still be in
+    # transit, so "nothing exists" is only concluded a visibility window after this (engine.md).
+    create_unknown_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The first "not found" read of an instance that no other observation has confirmed yet: the row
+    # ends only when a listing and a second read after a delay agree (engine/absence.py).
+    absent_since: Mapped[datetime | None] = mapped_column(default=None)
     attempts: Mapped[list[Any]] = mapped_column(JSON, default=list)  # offers tried (spec procurement)
     pending_action: Mapped[str | None] = mapped_column(String(20), default=None)  # start|stop|reboot
     retry_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -210,6 +216,19 @@ class VendorState(Base):
     last_reconciled_at: Mapped[datetime | None] = mapped_column(default=None)
     # Marker-carrying instances first seen without a live resource: instance id -> first seen (ISO).
     orphan_candidates: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Instances another gpusupply installation made on this account (their markers name it): counted
+    # and shown, never touched.
+    foreign_instances: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Installation(Base):
+    """This installation's identity: one row, made at first start, shared by every process on this
+    database. Vendor markers carry its id (vendors/base.py `marker_for`)."""
+
+    __tablename__ = "installation"
+    singleton: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
+    id: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class JobLease(Base):

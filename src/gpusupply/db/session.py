@@ -52,6 +52,8 @@ class Database:
         self.read_sessions = async_sessionmaker(readers, expire_on_commit=False, autoflush=False)
         # SQLite has one writer: the engine serializes its claims through this lock (see engine/leases.py).
         self.claim_lock = asyncio.Lock()
+        # This installation's id once read (db/installation.py).
+        self.installation_id: str | None = None
 
     @property
     def display_url(self) -> str:

@@ -18,8 +18,7 @@ import weakref
 from collections import Counter
 from typing import Any
 
-from gpusupply.core.errors import VendorError
-from gpusupply.engine.sync import read_instance
+from gpusupply.core.errors import NotFound, VendorError
 from gpusupply.vendors.base import VendorInstance
 
 # List only when the gets it replaces are at least this many times its pages (a page is often a
@@ -27,6 +26,15 @@ from gpusupply.vendors.base import VendorInstance
 LIST_COST_FACTOR = 2
 
 Answer = VendorInstance | None | BaseException
+
+
+async def read_instance(adapter: Any, vendor_instance_id: str) -> VendorInstance | None:
+    """The instance, or None when the vendor answers "not found" (one answer: see engine/absence.py
+    before ending anything on it). Other vendor errors propagate."""
+    try:
+        return await adapter.get(vendor_instance_id)
+    except NotFound:
+        return None
 
 
 def page_size_of(adapter: Any) -> int | None:
@@ -56,6 +64,37 @@ class InstanceReader:
         self.calls: Counter[str] = Counter()  # "list" / "get": how asks were served
         self._queue: list[tuple[str, asyncio.Future[VendorInstance | None]]] = []
         self._worker: asyncio.Task[None] | None = None
+        self._list_waiters: list[asyncio.Future[list[VendorInstance]]] = []
+        self._lister: asyncio.Task[None] | None = None
+
+    async def listing(self) -> list[VendorInstance]:
+        """A complete listing that started after this ask; asks made while one is in flight share
+        the next one. Vendor errors propagate."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[VendorInstance]] = loop.create_future()
+        if self._lister is not None and self._lister.get_loop() is not loop:
+            self._lister, self._list_waiters = None, []
+        self._list_waiters.append(future)
+        if self._lister is None or self._lister.done():
+            self._lister = loop.create_task(self._serve_listings(), name=f"instance-lists:{getattr(self.adapter, 'vendor', '?')}")
+        return await future
+
+    async def _serve_listings(self) -> None:
+        await asyncio.sleep(0)  # asks made in this same moment join this listing
+        while self._list_waiters:
+            batch, self._list_waiters = self._list_waiters, []
+            self.calls["list"] += 1
+            try:
+                instances: list[VendorInstance] | BaseException = await self.adapter.list_instances()
+            except Exception as exc:  # never leave a step waiting forever
+                instances = exc
+            for future in batch:
+                if future.done():
+                    continue
+                if isinstance(instances, BaseException):
+                    future.set_exception(instances)
+                else:
+                    future.set_result(instances)
 
     async def read(self, instance_id: str) -> VendorInstance | None:
         """The instance, or None when the vendor says it is gone; vendor errors propagate."""
@@ -114,6 +153,11 @@ def reader_for(adapter: Any) -> InstanceReader:
     if reader is None:
         reader = _readers[adapter] = InstanceReader(adapter)
     return reader
+
+
+async def shared_listing(adapter: Any) -> list[VendorInstance]:
+    """`adapter.list_instances()`, shared with the other steps that need a fresh listing now."""
+    return await reader_for(adapter).listing()
 
 
 async def read_instance_batched(adapter: Any, instance_id: str) -> VendorInstance | None:

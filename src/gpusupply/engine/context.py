@@ -42,6 +42,12 @@ class EngineContext:
     def now(self) -> datetime:
         return self.clock()
 
+    async def installation(self) -> str:
+        """This installation's id (db/installation.py): our markers carry it."""
+        from gpusupply.db.installation import installation_id
+
+        return await installation_id(self.db)
+
     def adapter(self, vendor: str | None) -> VendorAdapter | None:
         if vendor is None:
             return None

@@ -11,16 +11,18 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gpusupply.core.errors import NotFound, VendorError
+from gpusupply.core.errors import VendorError
 from gpusupply.core.states import InstanceState, ResourceStatus
 from gpusupply.db.models import Resource, utcnow
 from gpusupply.db.session import Database
 from gpusupply.engine import leases
+from gpusupply.engine.absence import Sighting, sight
+from gpusupply.engine.batch_reads import read_instance
 from gpusupply.services.events import change_status
 from gpusupply.vendors.base import VendorInstance
 
@@ -108,26 +110,24 @@ def merge_observation(session: AsyncSession, row: Resource, result: SyncResult, 
     return False
 
 
-async def read_instance(adapter: Any, vendor_instance_id: str) -> VendorInstance | None:
-    """The instance, or None when the vendor says it is gone. Other vendor errors propagate."""
-    try:
-        return await adapter.get(vendor_instance_id)
-    except NotFound:
-        return None
-
-
 REFRESH_PIPELINE = "refresh"
 
 
 async def refresh_leased(
-    db: Database, adapter: Any, lease: leases.Lease, row: Resource, *, now: datetime, next_refresh: datetime
+    db: Database, adapter: Any, lease: leases.Lease, row: Resource, *, now: datetime, next_refresh: datetime, confirm_seconds: float
 ) -> SyncResult | None:
     """Re-read a running/stopped resource we hold the lease on, and apply what the vendor shows.
 
-    Returns the result, or None when the vendor could not be read (the row keeps its status)."""
+    A "not found" ends the row only once confirmed (engine/absence.py); until then the row keeps
+    its status and is read again after `confirm_seconds`. Returns the result, or None when the
+    vendor could not be read or the absence is not confirmed yet (the row keeps its status)."""
     status = ResourceStatus(row.status)
+    instance_id = row.vendor_instance_id or ""
     try:
-        instance = await read_instance(adapter, row.vendor_instance_id or "")
+        sighting = await sight(
+            adapter, instance_id, await read_instance(adapter, instance_id),
+            absent_since=row.absent_since, now=now, confirm_seconds=confirm_seconds,
+        )
     except VendorError as exc:
         log.info("refresh: vendor read failed", extra={"resource_id": str(row.id), "error": str(exc)})
 
@@ -136,7 +136,10 @@ async def refresh_leased(
 
         await leases.apply(db, lease, keep)
         return None
-    result = observe(status, instance, now=now, running_since=row.running_since)
+    if sighting.unconfirmed:
+        await leases.apply(db, lease, note_absence(sighting, confirm_seconds))
+        return None
+    result = observe_sighting(status, sighting, now=now, running_since=row.running_since)
 
     async def merge(session: AsyncSession, fresh: Resource) -> None:
         merge_observation(session, fresh, result, computed_for=status, now=now)
@@ -144,6 +147,32 @@ async def refresh_leased(
 
     await leases.apply(db, lease, merge)
     return result
+
+
+def observe_sighting(status: ResourceStatus, sighting: Sighting, *, now: datetime, running_since: datetime | None) -> SyncResult:
+    """`observe` for a sighting that is not `unconfirmed`: seen (absence cleared) or confirmed gone."""
+    result = observe(status, None if sighting.gone and sighting.instance is None else sighting.instance, now=now, running_since=running_since)
+    if sighting.gone and sighting.note and sighting.instance is None:
+        result.reason = f"instance vanished on the vendor ({sighting.note})"
+    if not sighting.gone:
+        result.fields["absent_since"] = None
+        if sighting.note and result.reason is None:
+            result.reason = sighting.note
+    return result
+
+
+def note_absence(sighting: Sighting, confirm_seconds: float) -> Any:
+    """The merge for an unconfirmed "not found": record it and look again after the delay."""
+    assert sighting.absent_since is not None
+    recheck = sighting.absent_since + timedelta(seconds=confirm_seconds)
+
+    async def merge(session: AsyncSession, fresh: Resource) -> None:
+        if fresh.absent_since is None:
+            fresh.absent_since = sighting.absent_since
+        fresh.status_message = sighting.note
+        fresh.next_attempt_at = recheck
+
+    return merge
 
 
 async def refresh_resource(
@@ -165,7 +194,6 @@ async def refresh_resource(
         from gpusupply.settings import get_settings
 
         settings = get_settings()
-    from datetime import timedelta
 
     now = now or utcnow()
     claimed = await leases.claim(
@@ -188,7 +216,10 @@ async def refresh_resource(
         if row is None or adapter is None or not row.vendor_instance_id:
             await leases.release(db, [lease])
             return
-        await refresh_leased(db, adapter, lease, row, now=now, next_refresh=now + timedelta(seconds=settings.refresh_interval_seconds))
+        await refresh_leased(
+            db, adapter, lease, row, now=now, next_refresh=now + timedelta(seconds=settings.refresh_interval_seconds),
+            confirm_seconds=settings.absence_confirm_seconds,
+        )
     except leases.LeaseLost:
         return
     except BaseException:

@@ -8,7 +8,8 @@ the same seed and the same sequence of requests give the same run.
 Admin routes (not part of any vendor API; under /_sandbox):
     GET  /_sandbox/state           every instance that exists, every committed create, faults injected
     GET  /_sandbox/faults          PUT /_sandbox/faults {"429": 0.2, ...}   (same names as --faults)
-    PUT  /_sandbox/config          {"latency": s, "ready_after": s, "rate_limits": bool, "hang_seconds": s}
+    POST /_sandbox/arm             {"fault": "phantom_404", "instance_id": "12"}   one call takes that fault, once
+    PUT  /_sandbox/config          {"latency": s, "ready_after": s, "rate_limits": bool, "hang_seconds": s, "late_seconds": s}
     POST /_sandbox/clock/advance   {"seconds": n}   moves the sandbox clock forward
 """
 
@@ -27,9 +28,18 @@ from fastapi.responses import JSONResponse, Response
 
 from gpusupply.core.ratelimit import Gcra
 
-FAULT_NAMES = ("429", "500", "503", "hang", "lost", "malformed", "preempt")
-# Faults drawn for every vendor API call; the others apply only where they make sense.
+FAULT_NAMES = ("429", "500", "503", "hang", "lost", "malformed", "preempt", "phantom_404", "ignored_delete", "late_create")
+# Faults drawn for every vendor API call; the others apply only where they make sense:
+#   lost            create: committed, but the answer never reaches the client
+#   late_create     create: reaches the vendor `late_seconds` late (after the client gave up), then commits
+#   malformed       lists: a broken page
+#   phantom_404     one-instance read: "not found" although the instance exists (the list still shows it)
+#   ignored_delete  delete: acknowledged, but nothing is deleted
+#   preempt         running instances disappear
 GENERIC_FAULTS = ("429", "500", "503", "hang")
+CREATE_FAULTS = ("lost", "late_create")
+READ_FAULTS = ("phantom_404",)
+DELETE_FAULTS = ("ignored_delete",)
 
 
 def parse_fault_spec(spec: str | None) -> dict[str, float]:
@@ -71,6 +81,7 @@ class SandboxConfig:
     latency: float = 0.0  # seconds added to every vendor API call
     hang_seconds: float = 30.0  # how long a "hang" fault (or a lost response) holds the request
     id_base: int = 0  # added to instance sequence numbers; a persisted sandbox draws one per process (state.py)
+    late_seconds: float = 25.0  # how late a "late_create" reaches the vendor
 
 
 class SandboxClock:
@@ -218,6 +229,22 @@ class VendorSandbox:
         self.rate_limited = 0
         self._limiters: dict[tuple[str, str], Gcra] = {}
         self._ids = itertools.count(1)
+        # One-shot faults aimed at one call: (fault, instance id or None for the next such call).
+        self.armed: list[tuple[str, str | None]] = []
+
+    def arm(self, fault: str, instance_id: str | None = None) -> None:
+        """Make the next call that can take `fault` (about `instance_id`, when given) take it, once."""
+        if fault not in FAULT_NAMES:
+            raise ValueError(f"unknown fault {fault!r}; expected one of {', '.join(FAULT_NAMES)}")
+        self.armed.append((fault, instance_id))
+
+    def _take_armed(self, applicable: tuple[str, ...], instance_id: str | None) -> str | None:
+        for n, (fault, target) in enumerate(self.armed):
+            if fault in applicable and target in (None, instance_id):
+                del self.armed[n]
+                self.faults.injected[fault] = self.faults.injected.get(fault, 0) + 1
+                return fault
+        return None
 
     # ----- shared behaviour for vendor routes -------------------------------------------------
     def now(self) -> float:
@@ -252,7 +279,7 @@ class VendorSandbox:
         self.rate_limited += 1
         return wait
 
-    async def before_call(self, account: str, endpoint: str, extra_faults: tuple[str, ...] = ()) -> Gate:
+    async def before_call(self, account: str, endpoint: str, extra_faults: tuple[str, ...] = (), *, instance_id: str | None = None) -> Gate:
         """Latency, rate limit and fault draw for one vendor API call.
 
         `gate.response`, when set, is sent instead of the real answer. `extra_faults` names the
@@ -265,7 +292,10 @@ class VendorSandbox:
         wait = self.check_rate(account, endpoint)
         if wait is not None:
             return Gate(self.error_response(429, "rate_limited", retry_after=wait, endpoint=endpoint))
-        fault = self.faults.draw(GENERIC_FAULTS + extra_faults)
+        fault = self._take_armed(extra_faults, instance_id) or self.faults.draw(GENERIC_FAULTS + extra_faults)
+        if fault == "late_create":
+            # In transit longer than the client waits: the client gives up, then the create arrives.
+            await asyncio.sleep(self.config.late_seconds)
         if fault == "429":
             return Gate(self.error_response(429, "rate_limited", retry_after=1.0, endpoint=endpoint))
         if fault in ("500", "503"):
@@ -322,6 +352,8 @@ class VendorSandbox:
                     "marker": i.marker,
                     "phase": i.phase(now, self.faults),
                     "created_at": i.created_at,
+                    # when it stopped existing (deleted or preempted), read after `phase` settles it
+                    "ended_at": i.deleted_at if i.deleted_at is not None else i.preempted,
                 }
                 for i in self.instances.values()
             ],
@@ -356,10 +388,19 @@ class VendorSandbox:
             self.faults.faults = faults
             return faults
 
+        @router.post("/arm")
+        async def arm(request: Request) -> dict[str, Any]:
+            body = dict(await request.json())
+            try:
+                self.arm(str(body.get("fault")), None if body.get("instance_id") is None else str(body["instance_id"]))
+            except ValueError as exc:
+                raise HTTPException(400, str(exc)) from None
+            return {"armed": [{"fault": f, "instance_id": i} for f, i in self.armed]}
+
         @router.put("/config")
         async def put_config(request: Request) -> dict[str, Any]:
             body = dict(await request.json())
-            for key in ("latency", "ready_after", "hang_seconds", "rate_scale"):
+            for key in ("latency", "ready_after", "hang_seconds", "late_seconds", "rate_scale"):
                 if key in body:
                     setattr(self.config, key, float(body[key]))
             if "rate_limits" in body:

@@ -30,6 +30,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpusupply.sandbox.common import (
+    CREATE_FAULTS,
+    DELETE_FAULTS,
+    READ_FAULTS,
     Phase,
     SandboxConfig,
     SimInstance,
@@ -293,10 +296,10 @@ class FalSandbox(VendorSandbox):
             if denied is not None:
                 return denied
             assert account is not None
-            gate = await self.before_call(account, RATE_BUCKET)
+            gate = await self.before_call(account, RATE_BUCKET, READ_FAULTS, instance_id=instance_id)
             if gate.response is not None:
                 return gate.response
-            inst = self.live_instance(account, instance_id)
+            inst = None if gate.fault == "phantom_404" else self.live_instance(account, instance_id)
             if inst is None:
                 return fal_error(404, "not_found", MSG_NOT_FOUND)
             return JSONResponse(self.render(inst))
@@ -307,7 +310,7 @@ class FalSandbox(VendorSandbox):
             if denied is not None:
                 return denied
             assert account is not None
-            gate = await self.before_call(account, RATE_BUCKET, ("lost",))
+            gate = await self.before_call(account, RATE_BUCKET, CREATE_FAULTS)
             if gate.response is not None:
                 return gate.response
             try:
@@ -349,13 +352,14 @@ class FalSandbox(VendorSandbox):
             if denied is not None:
                 return denied
             assert account is not None
-            gate = await self.before_call(account, RATE_BUCKET)
+            gate = await self.before_call(account, RATE_BUCKET, DELETE_FAULTS, instance_id=instance_id)
             if gate.response is not None:
                 return gate.response
             inst = self.live_instance(account, instance_id)
             if inst is None:
                 return fal_error(404, "not_found", MSG_NOT_FOUND)
-            self.record_delete(inst)
+            if gate.fault != "ignored_delete":
+                self.record_delete(inst)
             return Response(status_code=204)
 
         return app

@@ -33,7 +33,16 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gpusupply.sandbox.common import Gate, Phase, SandboxConfig, SimInstance, VendorSandbox
+from gpusupply.sandbox.common import (
+    CREATE_FAULTS,
+    DELETE_FAULTS,
+    READ_FAULTS,
+    Gate,
+    Phase,
+    SandboxConfig,
+    SimInstance,
+    VendorSandbox,
+)
 from gpusupply.sandbox.inventory import SIM_GPUS, SimGpu, price
 
 API_PREFIX = "/api/v1"
@@ -438,7 +447,7 @@ class NebulaSandbox(VendorSandbox):
             account = account_of(request)
             if account is None:
                 return failed(401, MSG_UNAUTHORIZED)
-            gate = await self.before_call(account, "create", ("lost",))
+            gate = await self.before_call(account, "create", CREATE_FAULTS)
             if gate.response is not None:
                 return gate.response
             body = await json_body(request)
@@ -507,10 +516,10 @@ class NebulaSandbox(VendorSandbox):
             account = account_of(request)
             if account is None:
                 return failed(401, MSG_UNAUTHORIZED)
-            gate = await self.before_call(account, "detail")
+            gate = await self.before_call(account, "detail", READ_FAULTS, instance_id=instance_id)
             if gate.response is not None:
                 return gate.response
-            inst = self.live_instance(account, instance_id)
+            inst = None if gate.fault == "phantom_404" else self.live_instance(account, instance_id)
             if inst is None:
                 return failed(404, MSG_INSTANCE_NOT_FOUND)
             return JSONResponse(envelope(MSG_DETAIL, [self.instance_detail(inst)]))
@@ -520,12 +529,14 @@ class NebulaSandbox(VendorSandbox):
             account = account_of(request)
             if account is None:
                 return failed(401, MSG_UNAUTHORIZED)
-            gate = await self.before_call(account, "delete")
+            gate = await self.before_call(account, "delete", DELETE_FAULTS, instance_id=instance_id)
             if gate.response is not None:
                 return gate.response
             inst = self.live_instance(account, instance_id)
             if inst is None:
                 return failed(404, MSG_INSTANCE_NOT_FOUND)
+            if gate.fault == "ignored_delete":
+                return JSONResponse(envelope(MSG_DELETED, include_data=False))
             self.close_run(inst)
             self.record_delete(inst)
             product = self.products.get(inst.data["product_id"])

@@ -39,7 +39,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gpusupply.sandbox.common import Phase, SandboxConfig, SimInstance, VendorSandbox
+from gpusupply.sandbox.common import (
+    CREATE_FAULTS,
+    DELETE_FAULTS,
+    READ_FAULTS,
+    Phase,
+    SandboxConfig,
+    SimInstance,
+    VendorSandbox,
+)
 from gpusupply.sandbox.inventory import SIM_GPUS, SIM_LOCATIONS
 
 API_V0 = "/api/v0"
@@ -907,7 +915,8 @@ class VastSandbox(VendorSandbox):
         return account
 
     async def open_call(
-        self, request: Request, endpoint: str, extra_faults: tuple[str, ...] = (), *, anonymous: str | None = None
+        self, request: Request, endpoint: str, extra_faults: tuple[str, ...] = (), *, anonymous: str | None = None,
+        instance_id: str | None = None,
     ) -> Call | Response:
         """Authenticate, then latency / rate limit / fault draw. `anonymous` names the 401 answer for a
         missing key: None means a key is required; "allow" lets the call through as the client IP."""
@@ -920,7 +929,7 @@ class VastSandbox(VendorSandbox):
             if anonymous is None:
                 return vast_error(401, "auth_error", MSG_INVALID_KEY)
             key = f"anonymous:{request.client.host if request.client else 'unknown'}"
-        gate = await self.before_call(key, endpoint, extra_faults)
+        gate = await self.before_call(key, endpoint, extra_faults, instance_id=instance_id)
         if gate.response is not None:
             return gate.response
         return Call(key, gate.fault)
@@ -1263,7 +1272,7 @@ class VastSandbox(VendorSandbox):
         # ----- create ------------------------------------------------------------------------------
         @route(API_V0 + "/asks/{ask_id}/", ["PUT"])
         async def accept_ask(ask_id: str, request: Request) -> Response:
-            call = await self.open_call(request, "create", ("lost",))
+            call = await self.open_call(request, "create", CREATE_FAULTS)
             if isinstance(call, Response):
                 return call
             body, ok = await body_of(request)
@@ -1355,12 +1364,12 @@ class VastSandbox(VendorSandbox):
 
         @route(API_V0 + "/instances/{instance_id}/", ["GET"])
         async def show_instance(instance_id: str, request: Request) -> Response:
-            call = await self.open_call(request, "show_instance")
+            call = await self.open_call(request, "show_instance", READ_FAULTS, instance_id=instance_id)
             if isinstance(call, Response):
                 return call
             if _parse_int(instance_id) is None:
                 return vast_error(400, "invalid_args", "invalid instance_id")
-            inst = self.live_instance(call.account, instance_id)
+            inst = None if call.fault == "phantom_404" else self.live_instance(call.account, instance_id)
             return vast_json({"instances": self.instance_row(inst) if inst is not None else None})
 
         @route(API_V0 + "/instances/{instance_id}/", ["PUT"])
@@ -1399,7 +1408,7 @@ class VastSandbox(VendorSandbox):
 
         @route(API_V0 + "/instances/{instance_id}/", ["DELETE"])
         async def destroy_instance(instance_id: str, request: Request) -> Response:
-            call = await self.open_call(request, "destroy")
+            call = await self.open_call(request, "destroy", DELETE_FAULTS, instance_id=instance_id)
             if isinstance(call, Response):
                 return call
             if _parse_int(instance_id) is None:
@@ -1407,7 +1416,8 @@ class VastSandbox(VendorSandbox):
             inst = self.live_instance(call.account, instance_id)
             if inst is None:
                 return vast_error(404, "not_found", "Instance not found")
-            self.record_delete(inst)
+            if call.fault != "ignored_delete":
+                self.record_delete(inst)
             return vast_json({"success": True, "msg": f"Instance {instance_id} destroyed."})
 
         # ----- SSH keys ----------------------------------------------------------------------------

@@ -484,6 +484,7 @@ class VendorDescription:
     degraded_since: datetime | None
     capabilities: dict[str, bool]
     catalog: VendorCatalogStatus
+    foreign_instances: int = 0  # another installation's instances on this account (left alone)
 
 
 async def describe_vendors(db: Database, vendors: VendorSet, catalog: OfferCatalog) -> list[VendorDescription]:
@@ -503,6 +504,7 @@ async def describe_vendors(db: Database, vendors: VendorSet, catalog: OfferCatal
                 degraded_since=state.degraded_since if state else None,
                 capabilities=dataclasses.asdict(adapter.capabilities),
                 catalog=catalogs.get(vendor) or VendorCatalogStatus(vendor, None, 0, None),
+                foreign_instances=state.foreign_instances if state else 0,
             )
         )
     return described

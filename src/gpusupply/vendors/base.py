@@ -20,26 +20,18 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
+from gpusupply.core.markers import (
+    INSTALLATION_ID_LEN,
+    MARKER_PREFIX,
+    Marker,
+    marker_for,
+    parse_marker,
+    resource_id_from_marker,
+)
 from gpusupply.core.offers import Offer
 from gpusupply.core.states import InstanceState
 
-MARKER_PREFIX = "gpusupply-"
-
-
-def marker_for(resource_id: UUID) -> str:
-    """The name/label we put on a vendor instance so that listing can find it and match it to us."""
-    return f"{MARKER_PREFIX}{resource_id}"
-
-
-def resource_id_from_marker(marker: str | None) -> UUID | None:
-    """Our resource id from a vendor name/label, or None when the instance is not ours."""
-    if not marker or not marker.startswith(MARKER_PREFIX):
-        return None
-    try:
-        return UUID(marker[len(MARKER_PREFIX) : len(MARKER_PREFIX) + 36])
-    except ValueError:
-        return None
-
+__all__ = ["INSTALLATION_ID_LEN", "MARKER_PREFIX", "Marker", "marker_for", "parse_marker", "resource_id_from_marker"]
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
@@ -71,6 +63,11 @@ class VendorInstance:
     def resource_id(self) -> UUID | None:
         return resource_id_from_marker(self.marker)
 
+    @property
+    def installation_id(self) -> str | None:
+        parsed = parse_marker(self.marker)
+        return parsed.installation_id if parsed is not None else None
+
 
 @dataclass(frozen=True, slots=True)
 class CreateRequest:
@@ -82,10 +79,23 @@ class CreateRequest:
     # When a create of this request was first sent, if ever: recovery through an idempotency key
     # only works inside the vendor's replay window (fal: 10 minutes).
     first_attempt_at: datetime | None = None
+    installation_id: str | None = None  # this installation's id, carried by the marker
 
     @property
     def marker(self) -> str:
-        return marker_for(self.resource_id)
+        return marker_for(self.resource_id, self.installation_id)
+
+    def is_ours(self, marker: str | None) -> bool:
+        """Whether a vendor name/label is this request's marker, in its current form or the form used
+        before installations were named (a create sent before an upgrade is still recovered)."""
+        parsed = parse_marker(marker)
+        return parsed is not None and parsed.resource_id == self.resource_id and parsed.installation_id in (None, self.installation_id)
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """Every marker `is_ours` accepts, for vendors that filter by exact name on the server."""
+        legacy = marker_for(self.resource_id)
+        return (self.marker,) if self.marker == legacy else (self.marker, legacy)
 
     @property
     def idempotency_key(self) -> str:

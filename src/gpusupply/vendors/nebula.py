@@ -484,22 +484,22 @@ class NebulaAdapter:
         # The answer carries no id: look the instance up by its name. The create did happen, so a
         # failed lookup is no error here; the engine's recover finds it later.
         try:
-            return await self._find_by_marker(request.marker, include_deleted=False)
+            return await self._find_by_marker(request, include_deleted=False)
         except VendorError as exc:
             log.info("nebula create accepted; lookup deferred", extra={"vendor": VENDOR, "error": type(exc).__name__})
             return None
 
     async def recover(self, request: CreateRequest) -> VendorInstance | None:
-        return await self._find_by_marker(request.marker, include_deleted=True)
+        return await self._find_by_marker(request, include_deleted=True)
 
-    async def _find_by_marker(self, marker: str, *, include_deleted: bool) -> VendorInstance | None:
+    async def _find_by_marker(self, request: CreateRequest, *, include_deleted: bool) -> VendorInstance | None:
         paths = ("computing/instances", "computing/deleted-instances") if include_deleted else ("computing/instances",)
         for path in paths:
-            matches = [row for row in await self._list_all(path) if row.get("host_name") == marker]
+            matches = [row for row in await self._list_all(path) if request.is_ours(row.get("host_name"))]
             if len(matches) > 1:
-                log.warning("nebula: several instances carry one marker", extra={"vendor": VENDOR, "marker": marker, "count": len(matches)})
-            if matches:
-                return map_instance(matches[0])
+                log.warning("nebula: several instances carry one marker", extra={"vendor": VENDOR, "marker": request.marker, "count": len(matches)})
+            if matches:  # the oldest, when a late create made two: the reconciler deletes the others
+                return map_instance(min(matches, key=lambda row: (len(str(row.get("id"))), str(row.get("id")))))
         return None
 
     async def _product_location(self, product_id: str) -> tuple[str, Any]:

@@ -537,9 +537,10 @@ class VastAdapter:
         _expect_success(parse_json(VENDOR, response), "attach SSH key")
 
     async def recover(self, request: CreateRequest) -> VendorInstance | None:
-        """The instance an earlier create of this request made: the one whose label is our marker."""
+        """The instance an earlier create of this request made: the one whose label is our marker (the
+        oldest, when a late create made two: the reconciler deletes the others as duplicates)."""
         marker = request.marker
-        found = sorted((i for i in await self._list({"label": {"in": [marker]}}) if i.marker == marker),
+        found = sorted((i for i in await self._list({"label": {"in": list(request.markers)}}) if request.is_ours(i.marker)),
                        key=lambda i: int(i.vendor_instance_id))
         if not found:
             return None

@@ -31,6 +31,7 @@ async def available_vendors(ctx: ServiceContext = Depends(service_context)) -> l
             degraded_since=d.degraded_since,
             capabilities=schemas.VendorCapabilities(**d.capabilities),
             catalog=schemas.VendorCatalogInfo(fetched_at=d.catalog.fetched_at, offers=d.catalog.offers, error=d.catalog.error),
+            foreign_instances=d.foreign_instances,
         )
         for d in described
     ]

@@ -18,9 +18,10 @@ from gpusupply.core.errors import InvalidRequest, NotFound, RateLimited, Unsuppo
 from gpusupply.core.states import InstanceState, ResourceStatus
 from gpusupply.db.models import Resource
 from gpusupply.engine import leases
+from gpusupply.engine.absence import Sighting, sight
 from gpusupply.engine.context import EngineContext
 from gpusupply.engine.pipelines.common import age, backoff_seconds, entered_status_at, retry_later
-from gpusupply.engine.sync import SyncResult, merge_observation, observe, read_instance
+from gpusupply.engine.sync import SyncResult, merge_observation, note_absence, observe_sighting, read_instance
 from gpusupply.services.events import change_status
 from gpusupply.vendors.base import VendorInstance
 
@@ -59,17 +60,22 @@ async def step(ctx: EngineContext, lease: leases.Lease, row: Resource) -> None:
         await _revert(ctx, lease, status, f"{ACTION[status]} not possible: no vendor instance known")
         return
     try:
-        instance = await read_instance(adapter, row.vendor_instance_id)
+        sighting = await _sight(ctx, adapter, row, await read_instance(adapter, row.vendor_instance_id))
     except VendorError as exc:
         await retry_later(ctx, lease, backoff_seconds(row.retry_count or 0, retry_after=getattr(exc, "retry_after", None)), message=f"{ACTION[status]}: {exc.message}")
         return
-    if instance is None or instance.state == InstanceState.TERMINATED:
-        await _apply_observation(ctx, lease, status, observe(status, instance, now=now, running_since=row.running_since))
+    if sighting.unconfirmed:
+        await leases.apply(ctx.db, lease, note_absence(sighting, ctx.settings.absence_confirm_seconds))
         return
+    if sighting.gone:
+        await _apply_observation(ctx, lease, status, observe_sighting(status, sighting, now=now, running_since=row.running_since))
+        return
+    instance = sighting.instance
+    assert instance is not None
     if row.pending_action and not already_done(status, instance) and not already_sent(status, instance):
         await _send(ctx, lease, row, status, adapter)
         return
-    result = observe(status, instance, now=now, running_since=row.running_since)
+    result = observe_sighting(status, sighting, now=now, running_since=row.running_since)
     if result.status is None:
         since = await entered_status_at(ctx.db, row.id, row.status) or row.updated_at
         timeout = ctx.settings.provisioning_timeout_seconds
@@ -77,6 +83,13 @@ async def step(ctx: EngineContext, lease: leases.Lease, row: Resource) -> None:
             await _revert(ctx, lease, status, f"{ACTION[status]} did not complete within {timeout:.0f} s (vendor status {instance.raw_status})", fields=result.fields)
             return
     await _apply_observation(ctx, lease, status, result)
+
+
+async def _sight(ctx: EngineContext, adapter: object, row: Resource, answer: VendorInstance | None) -> Sighting:
+    return await sight(
+        adapter, row.vendor_instance_id or "", answer,
+        absent_since=row.absent_since, now=ctx.now(), confirm_seconds=ctx.settings.absence_confirm_seconds,
+    )
 
 
 async def _send(ctx: EngineContext, lease: leases.Lease, row: Resource, status: ResourceStatus, adapter: object) -> None:
@@ -88,7 +101,15 @@ async def _send(ctx: EngineContext, lease: leases.Lease, row: Resource, status: 
         await _revert(ctx, lease, status, f"{action} refused by the vendor: {exc.vendor_message}")
         return
     except NotFound:
-        await _apply_observation(ctx, lease, status, observe(status, None, now=ctx.now(), running_since=row.running_since))
+        try:
+            sighting = await _sight(ctx, adapter, row, None)
+        except VendorError as exc:
+            await retry_later(ctx, lease, backoff_seconds(row.retry_count or 0, retry_after=getattr(exc, "retry_after", None)), message=f"{action}: {exc.message}")
+            return
+        if sighting.unconfirmed:
+            await leases.apply(ctx.db, lease, note_absence(sighting, ctx.settings.absence_confirm_seconds))
+        else:  # gone (confirmed), or shown after all: the next step sends the action again if needed
+            await _apply_observation(ctx, lease, status, observe_sighting(status, sighting, now=ctx.now(), running_since=row.running_since))
         return
     except VendorError as exc:
         retry_after = exc.retry_after if isinstance(exc, RateLimited) else None

@@ -28,8 +28,8 @@ def backoff_seconds(retries: int, *, base: float = 1.0, cap: float = 60.0, retry
     return delay
 
 
-def create_request(row: Resource) -> CreateRequest:
-    """The vendor create for a row; the same on every retry and in every process."""
+def create_request(row: Resource, installation_id: str | None) -> CreateRequest:
+    """The vendor create for a row; the same on every retry and in every process of an installation."""
     from gpusupply.services.catalog import offer_from_dict
 
     if row.offer_snapshot is None:
@@ -41,6 +41,7 @@ def create_request(row: Resource) -> CreateRequest:
         cloud_init=row.cloud_init,
         name=row.name,
         first_attempt_at=row.create_attempted_at,
+        installation_id=installation_id,
     )
 
 
@@ -70,6 +71,24 @@ async def entered_status_at(db: Database, resource_id: Any, status: str) -> date
 
 def age(now: datetime, since: datetime | None) -> float:
     return (now - since).total_seconds() if since is not None else 0.0
+
+
+def create_settles_in(row: Resource, settings: Any, now: datetime) -> float:
+    """Seconds until an earlier create of `row`, if it committed, must show on the vendor (<= 0: now).
+
+    A create may still be in transit after we sent it: our request stays open up to `vendor_timeout`,
+    and a request whose answer was lost (`create_unknown_at`) may reach the vendor late. The
+    vendor's visibility window (`create_visibility_seconds`) is counted from the latest of these, not
+    from when the create was sent, so a slow network does not make us conclude "nothing exists" and
+    create a second instance. A create delayed longer still is a duplicate that the reconciler
+    deletes at its next round (docs/engine.md)."""
+    if row.create_attempted_at is None:
+        return 0.0
+    in_transit_until = row.create_attempted_at + timedelta(seconds=settings.vendor_timeout)
+    if row.create_unknown_at is not None and row.create_unknown_at > in_transit_until:
+        in_transit_until = row.create_unknown_at
+    settles_at = in_transit_until + timedelta(seconds=settings.create_visibility_seconds)
+    return (settles_at - now).total_seconds()
 
 
 def hand_to_deletion(session: AsyncSession, row: Resource, reason: str, *, now: datetime, final_status: ResourceStatus) -> None:

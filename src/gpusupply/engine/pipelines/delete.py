@@ -3,8 +3,10 @@
 - No vendor id but a create may have committed (`create_attempted_at`): recover the instance first
   (marker / idempotency key), then delete it. Only when the vendor shows nothing after the
   visibility window is the row finished without a vendor call.
-- Gone means: the delete answered not found, or a read afterwards answers not found / terminated.
-  Anything else (terminating, still running, errors) is "not yet": retry with backoff.
+- Gone means: a read after the delete answers the instance terminated, or answers "not found" and
+  the vendor's instance list does not show it either (a delete the vendor acknowledged but did not
+  carry out is not taken for done). Anything else (terminating, still running, errors) is "not
+  yet": the delete is sent again, with backoff.
 - Past `delete_alert_after_seconds`, one `alert` event, and retries continue every minute.
   The row is never finished without the vendor's confirmation.
 """
@@ -24,12 +26,19 @@ from gpusupply.core.errors import (
     VendorError,
     VendorUnavailable,
 )
-from gpusupply.core.states import InstanceState, ResourceStatus
+from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import Resource
 from gpusupply.engine import leases
+from gpusupply.engine.absence import confirm_deleted
 from gpusupply.engine.context import EngineContext
 from gpusupply.engine.crash import crash_point
-from gpusupply.engine.pipelines.common import age, backoff_seconds, create_request, note_event
+from gpusupply.engine.pipelines.common import (
+    age,
+    backoff_seconds,
+    create_request,
+    create_settles_in,
+    note_event,
+)
 from gpusupply.engine.sync import read_instance
 from gpusupply.metrics import DELETION_RETRIES
 from gpusupply.services.events import change_status
@@ -61,7 +70,7 @@ async def recover_then_delete(ctx: EngineContext, lease: leases.Lease, row: Reso
     """A create may have committed without us learning the id: find it before concluding."""
     now = ctx.now()
     try:
-        instance = await adapter.recover(create_request(row))
+        instance = await adapter.recover(create_request(row, await ctx.installation()))
     except NotFound:
         instance = None
     except (RateLimited, VendorUnavailable, AuthFailed) as exc:
@@ -82,11 +91,11 @@ async def recover_then_delete(ctx: EngineContext, lease: leases.Lease, row: Reso
 
         await leases.apply(ctx.db, lease, merge)
         return
-    waited = age(now, row.create_attempted_at)
-    if waited < ctx.settings.create_visibility_seconds:
-        await not_yet(ctx, lease, row, None, delay=min(ctx.settings.provisioning_poll_seconds, ctx.settings.create_visibility_seconds - waited), count=False)
+    remaining = create_settles_in(row, ctx.settings, now)
+    if remaining > 0:
+        await not_yet(ctx, lease, row, None, delay=min(ctx.settings.provisioning_poll_seconds, remaining), count=False)
         return
-    await finish(ctx, lease, f"no instance found for the create after {waited:.0f} s: nothing to delete")
+    await finish(ctx, lease, f"no instance found for the create after {age(now, row.create_attempted_at):.0f} s: nothing to delete")
 
 
 async def delete_instance(ctx: EngineContext, lease: leases.Lease, row: Resource) -> None:
@@ -107,15 +116,16 @@ async def delete_instance(ctx: EngineContext, lease: leases.Lease, row: Resource
     crash_point("delete.after_vendor")
     try:
         instance = await read_instance(adapter, instance_id)
+        gone, vendor_status = await confirm_deleted(adapter, instance_id, instance)
     except VendorError as exc:
         DELETION_RETRIES.labels(adapter.vendor).inc()
         await not_yet(ctx, lease, row, f"could not confirm the delete: {exc.message}", retry_after=getattr(exc, "retry_after", None))
         return
-    if instance is None or instance.state == InstanceState.TERMINATED:
-        await finish(ctx, lease, "vendor confirmed the instance is gone", vendor_status=instance.raw_status if instance else None)
+    if gone:
+        await finish(ctx, lease, "vendor confirmed the instance is gone", vendor_status=vendor_status)
         return
     DELETION_RETRIES.labels(adapter.vendor).inc()
-    await not_yet(ctx, lease, row, f"vendor still shows the instance ({instance.raw_status})", delay=ctx.settings.provisioning_poll_seconds)
+    await not_yet(ctx, lease, row, f"vendor still shows the instance ({vendor_status})", delay=ctx.settings.provisioning_poll_seconds)
 
 
 NOT_FOUND = "not found"

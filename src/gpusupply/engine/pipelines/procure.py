@@ -41,6 +41,7 @@ from gpusupply.engine.pipelines.common import (
     age,
     backoff_seconds,
     create_request,
+    create_settles_in,
     degraded_vendors,
     hand_to_deletion,
     note_event,
@@ -194,7 +195,7 @@ def _merge_choose(ctx: EngineContext, candidate: attempts_.Candidate, skipped: l
 
 async def create(ctx: EngineContext, lease: leases.Lease, row: Resource, adapter: VendorAdapter, *, is_spec: bool) -> None:
     attempted_at = ctx.now()
-    request = create_request(row)
+    request = create_request(row, await ctx.installation())
     offer_id = str(row.offer_id) if row.offer_id else None
 
     async def mark(session: AsyncSession, fresh: Resource) -> bool:
@@ -246,6 +247,7 @@ async def _refused_for_now(ctx: EngineContext, lease: leases.Lease, delay: float
 
     async def merge(session: AsyncSession, fresh: Resource) -> None:
         fresh.create_attempted_at = None
+        fresh.create_unknown_at = None
         fresh.next_attempt_at = when
         fresh.retry_count = (fresh.retry_count or 0) + 1
 
@@ -257,6 +259,7 @@ async def _outcome_unknown(ctx: EngineContext, lease: leases.Lease, reason: str,
 
     async def merge(session: AsyncSession, fresh: Resource) -> None:
         fresh.next_attempt_at = now
+        fresh.create_unknown_at = now
         if count:
             fresh.retry_count = (fresh.retry_count or 0) + 1
             note_event(session, fresh, "attempt", reason, now=now, data={"offer_id": str(fresh.offer_id), "vendor": fresh.vendor})
@@ -296,7 +299,7 @@ async def recover(ctx: EngineContext, lease: leases.Lease, row: Resource, adapte
     now = ctx.now()
     settings = ctx.settings
     try:
-        instance = await adapter.recover(create_request(row))
+        instance = await adapter.recover(create_request(row, await ctx.installation()))
     except NotFound:
         instance = None
     except (RateLimited, VendorUnavailable, AuthFailed) as exc:
@@ -315,11 +318,11 @@ async def recover(ctx: EngineContext, lease: leases.Lease, row: Resource, adapte
     if instance is not None:
         await record_created(ctx, lease, instance)
         return
-    waited = age(now, row.create_attempted_at)
-    if waited < settings.create_visibility_seconds:
-        await retry_later(ctx, lease, min(settings.provisioning_poll_seconds, settings.create_visibility_seconds - waited), count=False)
+    remaining = create_settles_in(row, settings, now)
+    if remaining > 0:
+        await retry_later(ctx, lease, min(settings.provisioning_poll_seconds, remaining), count=False)
         return
-    await _nothing_created(ctx, lease, row, waited, is_spec=is_spec)
+    await _nothing_created(ctx, lease, row, age(now, row.create_attempted_at), is_spec=is_spec)
 
 
 async def _nothing_created(ctx: EngineContext, lease: leases.Lease, row: Resource, waited: float, *, is_spec: bool) -> None:
@@ -336,6 +339,7 @@ async def _nothing_created(ctx: EngineContext, lease: leases.Lease, row: Resourc
 
     async def merge(session: AsyncSession, fresh: Resource) -> None:
         fresh.create_attempted_at = None
+        fresh.create_unknown_at = None
         attempts = [dict(a) for a in (fresh.attempts or [])]
         for attempt in reversed(attempts):
             if attempt.get("offer_id") == offer_id and attempt.get("outcome") == attempts_.TRYING:
@@ -361,7 +365,7 @@ def _unknown_outcomes(row: Resource) -> int:
 async def wait_for_healthy_vendor(ctx: EngineContext, lease: leases.Lease, row: Resource, reason: str, *, is_spec: bool) -> None:
     """A degraded vendor gets no new creates (fail closed). By spec: skip to another vendor."""
     if is_spec:
-        offer = create_request(row).offer
+        offer = create_request(row, None).offer
         skip = attempts_.attempt_record(str(row.offer_id), offer, at=ctx.now(), outcome=attempts_.SKIPPED, reason=f"vendor degraded: {reason}")
         await _release_offer(ctx, lease, row, skip, failover=False)
         return
@@ -380,7 +384,7 @@ async def fail_attempt(ctx: EngineContext, lease: leases.Lease, row: Resource, r
     now = ctx.now()
     vendor = row.vendor or "unknown"
     if is_spec and attempts_.failed_count(row.attempts or []) + 1 < ctx.settings.max_failover_attempts:
-        offer = create_request(row).offer
+        offer = create_request(row, None).offer
         record = attempts_.attempt_record(offer_id or "", offer, at=now, outcome=attempts_.FAILED, reason=reason)
         record["error"] = error_name
         if await _release_offer(ctx, lease, row, record, failover=True):

@@ -1,7 +1,8 @@
 """Provisioning: poll the vendor until the instance runs with an address.
 
 - running with an address -> `running` (`running_since` = when the vendor first showed it running)
-- gone (not found / terminated) after the visibility grace -> `terminated` with the reason
+- gone (terminated, or "not found" confirmed as engine/absence.py says) after the visibility grace
+  -> `terminated` with the reason
 - error state on the vendor, or no success within `provisioning_timeout_seconds` -> `deleting`
   with final status `failed`: the delete pipeline removes it and confirms before `failed`
 """
@@ -16,11 +17,12 @@ from gpusupply.core.errors import RateLimited, VendorError
 from gpusupply.core.states import InstanceState, ResourceStatus
 from gpusupply.db.models import Resource
 from gpusupply.engine import leases
+from gpusupply.engine.absence import sight
 from gpusupply.engine.batch_reads import read_instance_batched
 from gpusupply.engine.context import EngineContext
 from gpusupply.engine.crash import crash_point
 from gpusupply.engine.pipelines.common import age, backoff_seconds, hand_to_deletion, retry_later
-from gpusupply.engine.sync import merge_observation, observe
+from gpusupply.engine.sync import merge_observation, note_absence, observe_sighting
 
 PROVISIONING = ResourceStatus.PROVISIONING
 PIPELINE = "provision"
@@ -39,6 +41,14 @@ async def step(ctx: EngineContext, lease: leases.Lease, row: Resource) -> None:
         return
     try:
         instance = await read_instance_batched(adapter, row.vendor_instance_id)  # polls of many instances share a listing
+        if instance is None and waited < settings.create_visibility_seconds:
+            # Just created: some vendors show a new instance a moment late. Not gone yet.
+            await retry_later(ctx, lease, settings.provisioning_poll_seconds, count=False)
+            return
+        sighting = await sight(
+            adapter, row.vendor_instance_id, instance,
+            absent_since=row.absent_since, now=now, confirm_seconds=settings.absence_confirm_seconds,
+        )
     except VendorError as exc:
         if waited > timeout:
             await _to_deletion(ctx, lease, f"provisioning timed out after {timeout:.0f} s (vendor unreadable: {exc.message})")
@@ -46,11 +56,11 @@ async def step(ctx: EngineContext, lease: leases.Lease, row: Resource) -> None:
         retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
         await retry_later(ctx, lease, backoff_seconds(row.retry_count or 0, base=settings.provisioning_poll_seconds, cap=30.0, retry_after=retry_after))
         return
-    result = observe(PROVISIONING, instance, now=now, running_since=row.running_since)
-    if result.gone and waited < settings.create_visibility_seconds:
-        # Just created: some vendors list a new instance a moment late. Not gone yet.
-        await retry_later(ctx, lease, settings.provisioning_poll_seconds, count=False)
+    if sighting.unconfirmed:
+        await leases.apply(ctx.db, lease, note_absence(sighting, settings.absence_confirm_seconds))
         return
+    instance = sighting.instance
+    result = observe_sighting(PROVISIONING, sighting, now=now, running_since=row.running_since)
     if instance is not None and instance.state == InstanceState.ERROR:
         await _to_deletion(ctx, lease, f"vendor reports an error while provisioning ({instance.raw_status})")
         return

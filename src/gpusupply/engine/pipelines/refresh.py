@@ -1,6 +1,7 @@
 """Refresh: running and stopped resources are re-read every `refresh_interval_seconds`, so status,
-address and `last_synced_at` stay true. A vanished instance (not found / terminated on the
-vendor: preempted, deleted elsewhere) moves the row to `terminated` with the reason."""
+address and `last_synced_at` stay true. A vanished instance (terminated on the vendor: preempted,
+deleted elsewhere; or "not found" confirmed as engine/absence.py says) moves the row to
+`terminated` with the reason."""
 
 from __future__ import annotations
 
@@ -20,4 +21,6 @@ async def step(ctx: EngineContext, lease: leases.Lease, row: Resource) -> None:
     if adapter is None or not row.vendor_instance_id:
         await retry_later(ctx, lease, ctx.settings.refresh_interval_seconds, message=f"vendor {row.vendor} is not enabled here", count=False)
         return
-    await refresh_leased(ctx.db, adapter, lease, row, now=ctx.now(), next_refresh=next_refresh(ctx))
+    await refresh_leased(
+        ctx.db, adapter, lease, row, now=ctx.now(), next_refresh=next_refresh(ctx), confirm_seconds=ctx.settings.absence_confirm_seconds
+    )
