@@ -8,15 +8,24 @@ TEST_WORKERS ?= 3
 
 .PHONY: run test test-random bench chaos lint install clean postgres browser
 
+# `make run` installs the server only ($(SERVER_STAMP)); `make test` (and install) add the test extra.
+SERVER_STAMP := $(VENV)/.installed-server
+
+$(SERVER_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $(SERVER_STAMP)
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(SERVER_STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(SERVER_STAMP)
 	$(BIN)/gpusupply serve $(ARGS)
 
 test: $(STAMP) postgres browser

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -11,11 +12,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 VENDORS = ("vast", "fal", "nebula", "lambda", "runpod")
 
 
+def default_data_dir() -> Path:
+    """Per user, so every command finds the same database from any directory:
+    $XDG_DATA_HOME/gpusupply, else ~/.local/share/gpusupply."""
+    base = os.environ.get("XDG_DATA_HOME", "")
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
+    return root / "gpusupply"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GPUSUPPLY_", extra="ignore")
 
-    # Where the embedded database and generated secrets live.
-    data_dir: Path = Path(".gpusupply")
+    # Where the embedded database, generated secrets and the sandboxes' state live.
+    data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None  # default: sqlite+aiosqlite:///<data_dir>/gpusupply.db
     db_pool_size: int = 10
     db_max_overflow: int = 20
@@ -46,6 +55,9 @@ class Settings(BaseSettings):
     sandbox_offers: int = 3000
     sandbox_ready_after: float = 3.0
     sandbox_faults: str = ""
+    # Where in-process sandboxes keep their state across restarts (and lock it to one process);
+    # `gpusupply serve` and `worker` set <data_dir>/sandboxes; None keeps it in memory (tests).
+    sandbox_state_dir: Path | None = None
 
     # Offers.
     offer_cache_seconds: float = 180.0  # a vendor's catalog is refreshed when older than this

@@ -57,6 +57,11 @@ async def test_procure_stop_start_delete(service: Any) -> None:
     assert (await client.delete(f"/resources/{rid}")).status_code == 200
     await until_status(client, rid, "deleted")
     assert not any(m and rid in m for m in live_markers(service, "nebula"))
+    # Ended: no address to an instance that is gone, and the vendor status is what the vendor last said.
+    ended = (await client.get(f"/resources/{rid}")).json()
+    assert ended["access"] == {"external_ip": None, "internal_ip": None, "ssh_command": None, "ssh_port": None}
+    assert ended["vendor_status"] not in ("running", "RUNNING", None), ended["vendor_status"]
+    assert (await client.get(f"/offers/{offer['offer_id']}/status")).json()["instances"][0]["ssh_command"] is None
     assert (await client.delete(f"/resources/{rid}")).status_code == 409
     events = (await client.get(f"/resources/{rid}/events")).json()["events"]
     path = [e["to_status"] for e in events if e["kind"] == "status_change"]

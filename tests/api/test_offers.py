@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from gpusupply.db.models import OfferRow, utcnow
 from tests.api.helpers import YAML, search
-from tests.conftest import migrated_url, start_service
+from tests.conftest import SSH_KEY, migrated_url, start_service
 
 DOC = "compute:\n  gpu_type: H100\n"
 
@@ -53,6 +53,24 @@ async def test_filters(service: Any) -> None:
             "nebula", "US", "nvidia-h100-sxm5-80gb", "ondemand",
         )
         assert offer["gpu_price_per_hour"] <= 10
+
+
+@pytest.mark.parametrize("spelling", ["RTX 4090", "rtx-4090", "RTX_4090", "4090", "GeForce RTX 4090"])
+async def test_gpu_spellings_are_read_like_the_family(service: Any, spelling: str) -> None:
+    canonical = await search(service.alice, "compute:\n  gpu_type: RTX4090\n", limit=1000)
+    body = await search(service.alice, json.dumps({"compute": {"gpu_type": spelling}}), limit=1000)
+    assert body["filters_applied"]["gpu_family"] == "RTX4090"
+    assert [o["offer_id"] for o in body["offers"]] == [o["offer_id"] for o in canonical["offers"]]
+    assert body["offers"]
+
+
+async def test_unknown_gpu_names_get_a_did_you_mean(service: Any) -> None:
+    response = await service.alice.post("/get_offers", content="compute:\n  gpu_type: RTX 4O90\n", headers=YAML)
+    assert response.status_code == 422
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == ["body", "compute", "gpu_type"]
+    assert problem["msg"].startswith("unknown gpu_type 'RTX 4O90'; known families:")
+    assert problem["msg"].endswith("did you mean RTX4090, RTX5090 or RTX3090?")
 
 
 async def busiest_family(service: Any) -> str:
@@ -138,6 +156,11 @@ async def test_a_failing_vendor_gives_partial_results(vendor_set: Any, test_sett
         assert body["offers"] and all(o["vendor"] != "nebula" for o in body["offers"])
         vendors = {v["id"]: v for v in (await svc.alice.get("/available_vendors")).json()}
         assert vendors["nebula"]["catalog"]["error"] and vendors["nebula"]["catalog"]["offers"] == 0
+        # A procurement by spec that only the unreadable vendor could serve: not refused as empty, a 503.
+        spec = {"spec": {"compute": {"gpu_type": "H100"}, "vendor": "nebula"}, "ssh_public_key": SSH_KEY}
+        unreadable = await svc.alice.post("/procure_offer", json=spec)
+        assert unreadable.status_code == 503 and unreadable.headers["Retry-After"] == "30"
+        assert "some vendors' offers cannot be read now (nebula: " in unreadable.json()["detail"]
 
 
 async def test_get_offer(service: Any) -> None:

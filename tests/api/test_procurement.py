@@ -114,6 +114,34 @@ async def test_procure_by_spec(service: Any) -> None:
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "spec", "compute", "gpu_type"]
 
 
+async def test_a_spec_matching_nothing_is_refused_at_once_unless_asked_to_wait(service: Any) -> None:
+    spec = {"compute": {"gpu_type": "H100", "max_price_per_gpu_hour": 0.0001}, "vendor": "nebula"}
+    body = {"spec": spec, "ssh_public_key": SSH_KEY}
+    refused = await service.alice.post("/procure_offer", json=body)
+    assert refused.status_code == 409, refused.text
+    detail = refused.json()["detail"]
+    assert detail.startswith("no offer matches the spec now (without compute.max_price_per_gpu_hour ")
+    assert "cheapest: 1x H100 on nebula at $" in detail and "wait_for_capacity: true" in detail
+    assert await count_rows(service) == (0, 0)
+    waiting = await service.alice.post("/procure_offer", json={**body, "wait_for_capacity": True})
+    assert waiting.status_code == 200, waiting.text
+    resource = (await service.alice.get(f"/resources/{waiting.json()['resource_ids'][0]}")).json()
+    assert resource["status"] == "pending"
+    assert await count_rows(service) == (1, 1)
+
+
+async def test_a_spec_no_vendor_lists_says_so(service: Any) -> None:
+    from gpusupply.core.gpus import families
+    from gpusupply.core.offers import OfferQuery
+
+    absent = [f for f in families() if not (await service.catalog.search(OfferQuery(gpu_family=f), limit=1)).total]
+    assert absent, "the sandboxes list every family; this test needs one they do not"
+    refused = await service.alice.post("/procure_offer", json={"spec": {"compute": {"gpu_type": absent[0]}},
+                                                               "ssh_public_key": SSH_KEY})
+    assert refused.status_code == 409
+    assert f"(no vendor lists {absent[0]} offers now)" in refused.json()["detail"]
+
+
 async def test_offer_status(service: Any) -> None:
     offer = await first_offer(service.alice)
     unprocured = (await service.bob.get(f"/offers/{offer['offer_id']}/status")).json()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -91,7 +93,7 @@ def test_offers_table_and_json(cli: CliRunner) -> None:
     prices = [o["gpu_price_per_hour"] for o in found["offers"]]
     assert prices and prices == sorted(prices) and found["total_count"] >= len(prices)
     table = run(cli, "offers", "RTX4090", "--limit", "5").stdout.splitlines()
-    assert table[0].split() == ["GPU", "COUNT", "VENDOR", "REGION", "$/GPU-H", "$/H", "SPOT", "OFFER", "ID", "EXPIRES"]
+    assert table[0].split() == ["GPU", "VENDOR", "REGION", "$/GPU-H", "$/H", "SPOT", "OFFER", "ID", "EXPIRES"]
     assert found["offers"][0]["offer_id"] in table[1]
     assert table[-1].startswith(f"5 of {found['total_count']} offers")
 
@@ -124,7 +126,8 @@ def test_procure_wait_show_stop_start_reboot_delete(cli: CliRunner, live: LiveSe
     rid = mine["resource_id"]
     assert mine["status"] == "running" and mine["offer_id"] == offer["offer_id"]
     table = run(cli, "resources").stdout
-    assert rid in table and "cli-life" in table and "running" in table
+    assert rid[:8] in table and rid not in table and "cli-life" in table and "running" in table
+    assert rid in run(cli, "resources", "--wide").stdout and rid in run(cli, "resources", "-o", "wide").stdout
 
     shown = run(cli, "show", rid).stdout
     assert "cli-life" in shown and "pending -> provisioning" in shown and "provisioning -> running" in shown
@@ -142,19 +145,23 @@ def test_procure_wait_show_stop_start_reboot_delete(cli: CliRunner, live: LiveSe
     assert not [m for m in live_markers(live, "nebula") if rid in m]
     again = run(cli, "delete", rid, code=ExitCode.API_ERROR)
     assert "already deleted" in one_error_line(again) and "HTTP 409" in again.stderr
-    assert rid not in run(cli, "resources").stdout  # ended: only with --all
-    assert rid in run(cli, "resources", "--all").stdout
-    assert rid in run(cli, "resources", "--status", "deleted").stdout
+    assert rid[:8] not in run(cli, "resources").stdout  # ended: only with --all
+    assert rid[:8] in run(cli, "resources", "--all").stdout
+    assert rid[:8] in run(cli, "resources", "--status", "deleted").stdout
     failed = run(cli, "wait", rid, "--for", "running", code=ExitCode.FAILED)
     assert "is deleted" in failed.stderr
 
 
 def test_procure_by_spec_then_wait(cli: CliRunner) -> None:
     family = first_offer(cli)["gpu_family"]
-    answer = json.loads(run(cli, "procure", "--gpu", family, "--max-price", "50", "--vendor", "nebula",
-                            "--ssh-key", SSH_KEY, "--json").stdout)
-    assert answer["offer_id"] is None and answer["status"] == "provisioning_in_progress"
-    rid = answer["resource_ids"][0]
+    cheapest = json.loads(run(cli, "offers", family, "--vendor", "nebula", "--limit", "1", "--json").stdout)["offers"][0]
+    procured = run(cli, "procure", "--gpu", family, "--max-price", "50", "--vendor", "nebula", "--ssh-key", SSH_KEY)
+    # It says what it is about to take, at what price, before it takes it.
+    announced, result = procured.stdout.splitlines()[:2]
+    assert announced.startswith(f"taking the cheapest match now: 1x {family} ({cheapest['gpu_type']}) on nebula, ")
+    assert output.money(cheapest["gpu_price_per_hour"]) + "/GPU-hour" in announced
+    rid = result.split()[2]
+    assert result == f"procured: resource {rid} (provisioning_in_progress)"
     waited = run(cli, "wait", rid, "--timeout", "60").stdout
     assert waited.splitlines()[-2] == f"{rid}: running" and waited.splitlines()[-1].startswith("ssh root@")
     timed_out = run(cli, "wait", rid, "--for", "stopped", "--timeout", "0", code=ExitCode.TIMEOUT)
@@ -178,6 +185,12 @@ def test_procure_usage_errors(cli: CliRunner, home: Path) -> None:
     assert "ssh_public_key" in one_error_line(bad_key)
     zero = run(cli, "procure", "--gpu", "H100", "--max-price", "0", code=ExitCode.USAGE)
     assert "max_price_per_gpu_hour" in one_error_line(zero)
+    nothing = run(cli, "procure", "--gpu", "H100", "--vendor", "nebula", "--max-price", "0.0001", "--ssh-key", SSH_KEY,
+                  code=ExitCode.API_ERROR)
+    assert "no offer matches the spec now (without --max-price " in one_error_line(nothing)
+    assert "--wait-for-capacity" in nothing.stderr and "HTTP 409" in nothing.stderr
+    alone = run(cli, "procure", offer_id, "--wait-for-capacity", code=ExitCode.USAGE)
+    assert "--wait-for-capacity goes with --gpu" in one_error_line(alone)
 
 
 def test_exit_codes_for_auth_not_found_and_unreachable(cli: CliRunner, live: LiveService) -> None:
@@ -187,15 +200,16 @@ def test_exit_codes_for_auth_not_found_and_unreachable(cli: CliRunner, live: Liv
     assert "HTTP 401" in one_error_line(refused) and "gsk_" not in refused.stderr
     no_key = run(cli, "resources", env={"GPUSUPPLY_API_KEY": None}, code=ExitCode.AUTH)
     assert "no API key" in one_error_line(no_key)
-    down = run(cli, "gpus", "--url", f"http://127.0.0.1:{free_port()}", code=ExitCode.UNREACHABLE)
-    assert "could not connect" in one_error_line(down)
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    down = run(cli, "vendors", "--url", nowhere, code=ExitCode.UNREACHABLE)
+    assert "could not connect" in one_error_line(down) and f"at {nowhere} (is `gpusupply serve` running there?" in down.stderr
     as_json = run(cli, "show", unknown, "--json", code=ExitCode.NOT_FOUND)
     error = json.loads(as_json.stderr)
     assert error["status"] == 404 and error["exit_code"] == 4 and error["request_id"] and as_json.stdout == ""
 
 
 def test_discovery_commands(cli: CliRunner) -> None:
-    assert "nvidia-h100-sxm5-80gb" in run(cli, "gpus").stdout
+    assert "nvidia-h100-sxm5-80gb" in run(cli, "gpus", "--wide", "--all").stdout
     vendors = json.loads(run(cli, "vendors", "--json").stdout)
     assert {v["id"] for v in vendors} == set(VENDORS)
     table = run(cli, "vendors").stdout
@@ -358,3 +372,163 @@ def test_event_transition_text() -> None:
     assert output.event_row(event) == ["2026-11-22 12:00:00", "status_change", "- -> pending", "procured"]
     alert = EventOut(id=2, at=NOW, kind="alert", from_status=None, to_status=None, reason=None, data=None)
     assert output.transition(alert) == "-"
+
+
+# ----- a terminal of 80 columns --------------------------------------------------------------------
+@pytest.fixture
+def narrow(cli: CliRunner) -> CliRunner:
+    cli.env["COLUMNS"] = "80"
+    return cli
+
+
+def fits(text: str, width: int = 80) -> list[str]:
+    lines = text.splitlines()
+    assert lines and all(len(line) <= width for line in lines), "\n".join(line for line in lines if len(line) > width)
+    return lines
+
+
+PRICE = re.compile(r"\$\d[\d,]*\.\d{2,3}")
+
+
+def test_render_table_drops_and_cuts_by_width_never_a_price() -> None:
+    columns = (output.Column("ID", keep=9), output.Column("NOTE", keep=4, flex=True),
+               output.Column("$/H", keep=9, right=True), output.Column("EXTRA", keep=1), output.Column("MORE", wide_only=True))
+    rows = [["a" * 8, "n" * 60, "$1,234.50", "x" * 20, "m"], ["b" * 8, "short", "$0.125", "y", "m"]]
+    narrow = output.render_table(columns, rows, width=40).splitlines()
+    assert narrow[0].split() == ["ID", "NOTE", "$/H"] and all(len(line) <= 40 for line in narrow)
+    assert narrow[1].endswith("...  $1,234.50") and narrow[2].endswith("   $0.125")
+    roomy = output.render_table(columns, rows, width=200).splitlines()
+    assert roomy[0].split() == ["ID", "NOTE", "$/H", "EXTRA"] and "n" * 60 in roomy[1]
+    wide = output.render_table(columns, rows, width=40, wide=True).splitlines()
+    assert wide[0].split() == ["ID", "NOTE", "$/H", "EXTRA", "MORE"] and "n" * 60 in wide[1]
+
+
+def test_offers_and_resources_fit_80_columns(narrow: CliRunner, home: Path) -> None:
+    table = fits(run(narrow, "offers", "H100", "--limit", "8").stdout)
+    assert table[0].split()[:4] == ["GPU", "VENDOR", "REGION", "$/GPU-H"] and "OFFER ID" in table[0]
+    found = json.loads(run(narrow, "offers", "H100", "--limit", "8", "--json").stdout)["offers"]
+    for line, offer in zip(table[1:], found, strict=False):
+        assert offer["offer_id"] in line and output.money(offer["gpu_price_per_hour"]) in PRICE.findall(line)
+    wide = run(narrow, "offers", "H100", "--limit", "3", "--wide").stdout.splitlines()
+    assert "EXPIRES" in wide[0] and "MODEL" in wide[0] and "nvidia-h100" in wide[1]
+
+    offer = first_offer(narrow)
+    run(narrow, "procure", offer["offer_id"], "--name", "narrow-one", "--wait", "--timeout", "60")
+    listed = fits(run(narrow, "resources").stdout)
+    assert listed[0].split()[:3] == ["ID", "NAME", "STATUS"]
+    (row,) = [line for line in listed if "narrow-one" in line]
+    assert PRICE.search(row) and "running" in row
+    shown = fits(run(narrow, "show", row.split()[0]).stdout)  # the 8 characters the table shows
+    assert any("narrow-one" in line for line in shown)
+    for command in (("gpus",), ("vendors",), ("usage",)):
+        fits(run(narrow, *command).stdout)
+    run(narrow, "delete", "narrow-one", "--wait")
+
+
+def test_help_keeps_flag_names_whole_at_80_columns(narrow: CliRunner) -> None:
+    for command, flags in (("procure", ("--auto-delete-after", "--idempotency-key", "--wait-for-capacity")),
+                           ("budget", ("--max-hourly-spend", "--delete-on-exhaustion")), ("resources", ("--wide", "--output"))):
+        text = fits(run(narrow, command, "--help").stdout)
+        for flag in flags:
+            assert any(flag in line for line in text), (command, flag)
+
+
+def test_resources_by_unique_prefix_or_name(cli: CliRunner, live: LiveService) -> None:
+    rids = []
+    for _ in range(2):
+        answer = json.loads(run(cli, "procure", first_offer(cli)["offer_id"], "--name", "twin", "--json").stdout)
+        rids.append(answer["resource_ids"][0])
+    for rid in rids:
+        assert json.loads(run(cli, "show", rid[:6], "--json").stdout)["resource"]["resource_id"] == rid
+    ambiguous = run(cli, "show", "twin", code=ExitCode.USAGE)
+    assert "'twin' matches 2 resources" in one_error_line(ambiguous) and rids[0] in ambiguous.stderr
+    missing = run(cli, "show", "zz-no-such", code=ExitCode.NOT_FOUND)
+    assert "no resource has an id starting with 'zz-no-such'" in one_error_line(missing)
+    run(cli, "delete", rids[0][:8], "--wait")
+    # One of the two "twin"s is live: the name means that one.
+    assert json.loads(run(cli, "wait", "twin", "--json").stdout)["resource_id"] == rids[1]
+    assert "deleted" in run(cli, "delete", "twin", "--wait").stdout
+
+
+def test_gpu_spellings_and_suggestions_in_the_cli(cli: CliRunner) -> None:
+    canonical = json.loads(run(cli, "offers", "RTX4090", "--json").stdout)["offers"]
+    for spelling in ("RTX 4090", "rtx-4090", "RTX_4090", "4090"):
+        assert json.loads(run(cli, "offers", spelling, "--json").stdout)["offers"] == canonical
+    wrong = run(cli, "offers", "RTX 4O90", code=ExitCode.API_ERROR)
+    assert "did you mean RTX4090" in one_error_line(wrong)
+
+
+def test_gpus_overview(narrow: CliRunner) -> None:
+    summary = json.loads(run(narrow, "gpus", "--json").stdout)
+    by_family = {row["family"]: row for row in summary}
+    offers = json.loads(run(narrow, "offers", "RTX4090", "--limit", "1000", "--json").stdout)["offers"]
+    rtx = by_family["RTX4090"]
+    assert rtx["offers"] == len(offers) and rtx["vendors"] == sorted({o["vendor"] for o in offers})
+    assert rtx["min_price_per_gpu_hour"] == min(o["gpu_price_per_hour"] for o in offers)
+    assert rtx["max_price_per_gpu_hour"] == max(o["gpu_price_per_hour"] for o in offers)
+    prices = [row["min_price_per_gpu_hour"] for row in summary]
+    assert prices == sorted(prices) and all(row["offers"] for row in summary)
+    table = fits(run(narrow, "gpus").stdout)
+    assert table[0].split() == ["GPU", "MEMORY", "$/GPU-HOUR", "OFFERS", "VENDORS"]
+    (line,) = [t for t in table if t.startswith("RTX4090 ")]
+    assert f"{output.money(rtx['min_price_per_gpu_hour'])}-{output.money(rtx['max_price_per_gpu_hour'])}" in line
+    big = {row["family"] for row in json.loads(run(narrow, "gpus", "--memory", "80", "--json").stdout)}
+    assert "RTX4090" not in big and big and all(by_family[f]["max_gpu_memory_gb"] >= 80 for f in big)
+    us = {row["family"]: row for row in json.loads(run(narrow, "gpus", "--region", "us", "--json").stdout)}
+    assert all(row["offers"] <= by_family[f]["offers"] for f, row in us.items())
+    every = json.loads(run(narrow, "gpus", "--all", "--json").stdout)
+    assert len(every) == 16 and len(every) >= len(summary)
+
+
+# ----- ssh ------------------------------------------------------------------------------------------
+def test_ssh_command_parsing_and_config_text() -> None:
+    from gpusupply.cli.ssh import SshTarget, parse_ssh_command, ssh_argv, with_include
+
+    target = parse_ssh_command("ssh root@203.0.113.7 -p 10007")
+    assert target == SshTarget("root", "203.0.113.7", 10007)
+    assert parse_ssh_command("ssh ubuntu@h.sandbox.invalid") == SshTarget("ubuntu", "h.sandbox.invalid", None)
+    assert parse_ssh_command(None) is None and parse_ssh_command("ssh") is None
+    assert ssh_argv(target, Path("/k/id"), ["nvidia-smi"]) == ["ssh", "-i", "/k/id", "-p", "10007", "root@203.0.113.7", "nvidia-smi"]
+    included = with_include("Host x\n  User y\n", Path("/c/ssh_config"))
+    assert included.splitlines()[0].startswith("Include /c/ssh_config") and included.endswith("Host x\n  User y\n")
+    assert with_include(included, Path("/c/ssh_config")) == included
+
+
+def test_ssh_and_ssh_config(cli: CliRunner, live: LiveService, home: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    answer = json.loads(run(cli, "procure", first_offer(cli)["offer_id"], "--name", "sshbox", "--wait", "--json").stdout)
+    resource = answer["resource"]
+    rid = resource["resource_id"]
+    from gpusupply.cli.ssh import parse_ssh_command
+
+    target = parse_ssh_command(resource["access"]["ssh_command"])
+    assert target is not None
+    # `gpusupply ssh` runs ssh itself: a stand-in ssh on PATH records its arguments.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$SSH_ARGS_FILE"\nexit 7\n')
+    (bin_dir / "ssh").chmod(0o755)
+    recorded = tmp_path / "args"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(home), "SSH_ARGS_FILE": str(recorded),
+           "GPUSUPPLY_URL": live.url, "GPUSUPPLY_API_KEY": live.tokens["alice"]}
+    gpusupply = str(Path(sys.executable).parent / "gpusupply")
+    done = subprocess.run([gpusupply, "ssh", "sshbox", "--", "nvidia-smi", "-L"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 7, done.stderr  # ssh's own exit code: the process became ssh
+    assert recorded.read_text().splitlines() == [
+        "-i", str(home / ".ssh" / "id_ed25519"), "-p", str(target.port), f"root@{target.host}", "nvidia-smi", "-L"]
+
+    written = run(cli, "ssh-config").stdout
+    path = home / ".config" / "gpusupply" / "ssh_config"
+    assert "wrote " in written and f"ssh gpusupply-{rid[:8]}" in written
+    config = path.read_text()
+    assert f"Host gpusupply-{rid[:8]} sshbox\n  HostName {target.host}\n  User root\n  Port {target.port}\n" in config
+    assert f"IdentityFile {home / '.ssh' / 'id_ed25519'}" in config
+    assert (home / ".ssh" / "config").read_text().startswith(f"Include {path}")
+    run(cli, "delete", rid, "--wait")
+    ended = run(cli, "ssh", rid, code=ExitCode.USAGE)
+    assert f"resource {rid} is deleted: no SSH address" in one_error_line(ended)
+    run(cli, "ssh-config")
+    assert f"gpusupply-{rid[:8]}" not in path.read_text()

@@ -103,3 +103,16 @@ def test_durations(text: str, seconds: int) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
         output.duration_seconds(text)
+
+
+def test_setting_one_limit_keeps_the_others(cli: CliRunner) -> None:
+    run(cli, "budget", "--monthly-budget", "500", "--delete-on-exhaustion")
+    hourly = json.loads(run(cli, "budget", "--max-hourly-spend", "0.6", "--json").stdout)
+    assert (hourly["max_hourly_spend"], hourly["monthly_budget"], hourly["delete_on_exhaustion"]) == (0.6, 500.0, True)
+    monthly = json.loads(run(cli, "budget", "--monthly-budget", "800", "--json").stdout)
+    assert (monthly["max_hourly_spend"], monthly["monthly_budget"], monthly["delete_on_exhaustion"]) == (0.6, 800.0, True)
+    removed = json.loads(run(cli, "budget", "--no-monthly-budget", "--json").stdout)
+    assert (removed["max_hourly_spend"], removed["monthly_budget"], removed["delete_on_exhaustion"]) == (0.6, None, False)
+    both = run(cli, "budget", "--no-max-hourly-spend", "--max-hourly-spend", "1", code=ExitCode.USAGE)
+    assert "not both" in both.stderr
+    assert json.loads(run(cli, "budget", "--clear", "--json").stdout)["max_hourly_spend"] is None

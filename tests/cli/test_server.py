@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 
 from gpusupply.cli.main import app
 from gpusupply.settings import VENDORS
-from tests.conftest import free_port
+from tests.conftest import SSH_KEY, free_port
 
 GPUSUPPLY = str(Path(sys.executable).parent / "gpusupply")
 
@@ -56,6 +57,24 @@ def test_keys_create_list_revoke(cli: CliRunner) -> None:
     assert unknown.exit_code == 1 and "no API key" in unknown.output
     bad = cli.invoke(app, ["keys", "create", "x", "--tenant", "no spaces please"])
     assert bad.exit_code == 1 and "tenant name" in bad.output
+
+
+def test_server_commands_find_one_database_from_any_directory(env: dict[str, str], tmp_path: Path) -> None:
+    """Without GPUSUPPLY_DATA_DIR the database is the user's ($XDG_DATA_HOME/gpusupply), wherever
+    the command runs, and each command says which database it opened."""
+    env = {k: v for k, v in env.items() if k != "GPUSUPPLY_DATA_DIR"}
+    env.update(HOME=str(tmp_path / "home"), XDG_DATA_HOME="")
+    first, second = tmp_path / "one", tmp_path / "two"
+    first.mkdir(), second.mkdir()
+    created = subprocess.run([GPUSUPPLY, "keys", "create", "anywhere"], cwd=first, env=env, capture_output=True, text=True)
+    assert created.returncode == 0, created.stderr
+    database = tmp_path / "home" / ".local" / "share" / "gpusupply" / "gpusupply.db"
+    assert created.stderr.startswith(f"database: sqlite+aiosqlite:///{database} (new: no database there yet")
+    token = created.stdout.strip().splitlines()[-1]
+    listed = subprocess.run([GPUSUPPLY, "keys", "list"], cwd=second, env=env, capture_output=True, text=True)
+    assert listed.returncode == 0 and token[:12] in listed.stdout
+    assert listed.stderr.strip() == f"database: sqlite+aiosqlite:///{database}"
+    assert not (first / ".gpusupply").exists() and not (second / ".gpusupply").exists()
 
 
 def test_db_upgrade_and_bad_configuration(cli: CliRunner, env: dict[str, str]) -> None:
@@ -162,3 +181,78 @@ def test_sandbox_serves_one_vendor(env: dict[str, str]) -> None:
     assert bad.returncode == 2 and "unknown vendor" in bad.stderr
     bad = subprocess.run([GPUSUPPLY, "sandbox", "fal", "--port", "1", "--faults", "boom=1"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown fault" in bad.stderr
+
+
+def banner_token(proc: subprocess.Popen[str]) -> list[str]:
+    """The banner's lines up to the first API key (printed on a first start)."""
+    lines: list[str] = []
+    for line in proc.stdout or []:
+        lines.append(line.strip())
+        if line.startswith("gsk_"):
+            break
+    return lines
+
+
+def test_sandboxes_survive_a_restart_and_belong_to_one_process(env: dict[str, str]) -> None:
+    env = {**env, "GPUSUPPLY_REFRESH_INTERVAL_SECONDS": "0.5", "GPUSUPPLY_ENGINE_POLL_SECONDS": "0.1",
+           "GPUSUPPLY_PROVISIONING_POLL_SECONDS": "0.2", "GPUSUPPLY_ENABLED_VENDORS": "nebula,vast"}
+    port = free_port()
+    proc = start(["serve", "--port", str(port)], env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+        lines = banner_token(proc)
+        token = lines[-1]
+        assert "vendor nebula: sandbox (simulated: no real instances" in "\n".join(lines)
+        state_dir = Path(env["GPUSUPPLY_DATA_DIR"]) / "sandboxes"
+        assert f"sandbox state: {state_dir}" in "\n".join(lines)
+        # A second process on the same data directory is refused, naming the first.
+        second = subprocess.run([GPUSUPPLY, "serve", "--port", str(free_port())], env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert second.returncode == 1
+        assert f"the sandbox vendors of {state_dir.parent} are run by another process (pid {proc.pid})" in second.stderr
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        rids = []
+        for vendor in ("nebula", "vast"):
+            offers = api.post("/get_offers", json={"compute": {"gpu_type": "RTX4090"}, "vendor": vendor},
+                              params={"limit": 1}).json()["offers"]
+            offers = offers or api.post("/get_offers", json={"compute": {"gpu_type": "H100"}, "vendor": vendor},
+                                        params={"limit": 1}).json()["offers"]
+            answer = api.post("/procure_offer", json={"offer_id": offers[0]["offer_id"], "ssh_public_key": SSH_KEY})
+            rids.append(answer.json()["resource_ids"][0])
+        before = {rid: until(api, rid, "running") for rid in rids}
+        for resource in before.values():  # simulated hosts cannot be mistaken for real ones
+            host = resource["access"]["ssh_command"].split("@")[1].split()[0]
+            assert host.endswith(".sandbox.invalid") or any(
+                ipaddress.ip_address(host) in ipaddress.ip_network(net) for net in DOCUMENTATION_NETWORKS), host
+    finally:
+        out = stop(proc)
+    assert proc.returncode == 0, out
+    port = free_port()
+    proc = start(["serve", "--port", str(port)], env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        for rid, earlier in before.items():
+            again = api.get(f"/resources/{rid}", params={"force_refresh": "true"}).json()
+            assert again["status"] == "running" and again["access"] == earlier["access"], again
+        time.sleep(1.5)  # three refresh intervals of the engine: still running  # noqa: ASYNC251
+        for rid in rids:
+            events = api.get(f"/resources/{rid}/events").json()["events"]
+            assert [e["to_status"] for e in events if e["kind"] == "status_change"][-1] == "running", events
+            assert api.delete(f"/resources/{rid}").status_code == 200
+            until(api, rid, "deleted")
+    finally:
+        stop(proc)
+
+
+DOCUMENTATION_NETWORKS = ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")  # RFC 5737
+
+
+def until(api: httpx.Client, rid: str, status: str, within: float = 60.0) -> dict:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        resource = api.get(f"/resources/{rid}").json()
+        if resource["status"] == status:
+            return resource
+        time.sleep(0.2)
+    raise AssertionError(f"{rid} is {resource['status']}, not {status}")

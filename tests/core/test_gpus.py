@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from gpusupply.core.gpus import canonical_model, families, normalize_gpu, resolve_gpu_query
+from gpusupply.core.gpus import (
+    canonical_model,
+    families,
+    normalize_gpu,
+    resolve_gpu_query,
+    suggest_gpu_names,
+    unknown_gpu_message,
+)
 
 
 @pytest.mark.parametrize(
@@ -73,11 +80,41 @@ def test_families_list_every_canonical_once() -> None:
         ("h100", ("H100", None)),
         (" rtx4090 ", ("RTX4090", None)),
         ("nvidia-h100-sxm5-80gb", (None, "nvidia-h100-sxm5-80gb")),
-        ("NVIDIA-H100-SXM5-80GB", (None, None)),  # canonical names are exact
-        ("H100 SXM", (None, None)),  # a vendor spelling is neither
+        ("NVIDIA-H100-SXM5-80GB", (None, "nvidia-h100-sxm5-80gb")),
+        ("H100 SXM", (None, "nvidia-h100-sxm5-80gb")),  # a model's spelling names that model
+        ("h100-pcie", (None, "nvidia-h100-pcie-80gb")),
+        ("RTX 4090", ("RTX4090", None)),
+        ("rtx-4090", ("RTX4090", None)),
+        ("RTX_4090", ("RTX4090", None)),
+        ("GeForce RTX 4090", ("RTX4090", None)),
+        ("4090", ("RTX4090", None)),  # a bare number names the one family that carries it
+        ("6000", (None, None)),  # A6000 and RTX6000ADA: ambiguous
+        ("rtx 6000 ada", ("RTX6000ADA", None)),
+        ("l40s", ("L40S", None)),
         ("B300", (None, None)),
+        ("RTX 4O90", (None, None)),
         ("", (None, None)),
+        ("  ", (None, None)),
     ],
 )
 def test_resolve_gpu_query(query: str, expected: tuple[str | None, str | None]) -> None:
     assert resolve_gpu_query(query) == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "first"),
+    [("RTX 4O90", "RTX4090"), ("H1000", "H100"), ("6000", "A6000"), ("nvidia-h100-sxm-80gb", "nvidia-h100-sxm5-80gb")],
+)
+def test_suggestions_name_the_nearest_known_names(query: str, first: str) -> None:
+    assert suggest_gpu_names(query)[0] == first
+    assert len(suggest_gpu_names(query)) <= 3
+
+
+def test_unknown_message_keeps_its_form_and_adds_the_suggestion() -> None:
+    assert suggest_gpu_names("Z80") == [] and suggest_gpu_names("") == []
+    plain = unknown_gpu_message("Z80")
+    assert plain.startswith("unknown gpu_type 'Z80'; known families: A10, A100,") and "did you mean" not in plain
+    near = unknown_gpu_message("RTX 4O90")
+    assert near.startswith("unknown gpu_type 'RTX 4O90'; known families:")
+    assert near.endswith("did you mean RTX4090, RTX5090 or RTX3090?")
+    assert unknown_gpu_message("6000").endswith("did you mean A6000 or RTX6000ADA?")

@@ -521,7 +521,7 @@ def test_lifecycle_through_the_sandbox_clock() -> None:
         assert isinstance(row["start_date"], float) and row["extra_env"] == []
         advance(client, 31)
         row = show(client, "k1", instance_id)
-        assert row is not None and row["actual_status"] == "loading" and row["ssh_host"].endswith(".vast.ai")
+        assert row is not None and row["actual_status"] == "loading" and row["ssh_host"].endswith(".vast.sandbox.invalid")
         advance(client, 30)
         row = show(client, "k1", instance_id)
         assert row is not None and row["actual_status"] == "running"

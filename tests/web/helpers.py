@@ -54,7 +54,7 @@ def field_error(page: str, field: str) -> str | None:
 
 
 def flash(page: str) -> str | None:
-    match = re.search(r'<p class="flash" data-tone="\w+" role="\w+">\s*<span aria-hidden="true">[^<]*</span>\s*([^<]*)', page)
+    match = re.search(r'<p class="flash" data-tone="\w+" role="\w+"[^>]*>\s*<span aria-hidden="true">[^<]*</span>\s*([^<]*)', page)
     return html.unescape(match.group(1).strip()) if match else None
 
 

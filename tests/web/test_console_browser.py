@@ -75,6 +75,7 @@ def test_sign_in_search_procure_run_delete(page: Any, console: Console) -> None:
     expect(live).to_contain_text("ssh root@")
     expect(page.locator("#resource-announcer")).to_have_text("trainer-1 is running.")
     expect(live.locator("ol.timeline")).to_contain_text("provisioning → running")
+    expect(page.get_by_text("Procurement started")).to_have_count(0)  # the banner went once it ran
     console.screenshot(page, "resource")
 
     page.get_by_role("link", name="Resources", exact=True).click()

@@ -9,6 +9,7 @@ import pytest
 
 from gpusupply.web.forms import (
     FORM_ERROR,
+    MINIMUM_FIELDS,
     PROCURE_FIELDS,
     SEARCH_FIELDS,
     descending_window,
@@ -50,7 +51,7 @@ def test_read_search_form(params: dict[str, str], document: dict[str, Any] | Non
     form = read_search_form(params)
     assert form.document == document
     assert form.errors == errors
-    assert set(form.values) == set(SEARCH_FIELDS)
+    assert set(form.values) == set(SEARCH_FIELDS) | set(MINIMUM_FIELDS)
 
 
 @pytest.mark.parametrize(
@@ -63,11 +64,26 @@ def test_read_search_form(params: dict[str, str], document: dict[str, Any] | Non
         ({"page": "99999999999"}, 20001, 1_000_000, False, "price"),  # stays inside the service's offset bound
         ({"sort": "-price"}, 1, 0, True, "-price"),
         ({"sort": "name"}, 1, 0, False, "price"),
+        ({"sort": "-vcpus"}, 1, 0, True, "-vcpus"),
+        ({"sort": "ram"}, 1, 0, False, "ram"),
+        ({"sort": "-gpu_memory"}, 1, 0, True, "-gpu_memory"),
     ],
 )
 def test_paging_and_sorting(params: dict[str, str], page: int, offset: int, descending: bool, sort: str) -> None:
     form = read_search_form(params)
     assert (form.page, form.offset, form.descending, form.sort) == (page, offset, descending, sort)
+
+
+def test_minimums_and_sort_links() -> None:
+    form = read_search_form({"gpu_type": "H100", "min_vcpus": "16", "min_ram": "64.5", "min_gpu_memory": ""})
+    assert form.minimums == {"vcpu_count": 16.0, "memory_gb": 64.5} and not form.errors
+    bad = read_search_form({"gpu_type": "H100", "min_gpu_memory": "lots", "min_vcpus": "-1"})
+    assert bad.errors == {"min_gpu_memory": "Enter a number, 0 or more.", "min_vcpus": "Enter a number, 0 or more."}
+    assert bad.document is None
+    by_price = read_search_form({"gpu_type": "H100"})
+    assert (by_price.sort_link_value("price"), by_price.sort_link_value("vcpus")) == ("-price", "-vcpus")
+    by_vcpus = read_search_form({"gpu_type": "H100", "sort": "-vcpus"})
+    assert (by_vcpus.sort_link_value("vcpus"), by_vcpus.sort_link_value("price")) == ("vcpus", "price")
 
 
 @pytest.mark.parametrize(
@@ -127,4 +143,14 @@ def test_field_errors(errors: list[dict[str, Any]], fields: tuple[str, ...], exp
 def test_read_procure_form(form: dict[str, str], key: str, name: str | None, cloud_init: str | None, form_id: str | None) -> None:
     read = read_procure_form(form)
     assert (read.ssh_public_key, read.resource_name, read.cloud_init, read.form_id) == (key, name, cloud_init, form_id)
-    assert read.values == {"ssh_public_key": key, "resource_name": name or "", "cloud_init": cloud_init or ""}
+    assert read.values == {"ssh_public_key": key, "resource_name": name or "", "cloud_init": cloud_init or "",
+                           "auto_delete_hours": "", "spend_limit": ""}
+    assert read.auto_delete is None and read.errors == {}
+
+
+def test_procure_form_limits() -> None:
+    read = read_procure_form({"ssh_public_key": "k", "auto_delete_hours": "0.5", "spend_limit": "20"})
+    assert read.auto_delete == {"ttl_seconds": 1800, "spend_limit": 20.0} and read.errors == {}
+    wrong = read_procure_form({"auto_delete_hours": "0", "spend_limit": "-3"})
+    assert set(wrong.errors) == {"auto_delete_hours", "spend_limit"} and wrong.auto_delete is None
+    assert "auto_delete_hours" in PROCURE_FIELDS and "spend_limit" in PROCURE_FIELDS

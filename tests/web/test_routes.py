@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,7 +36,7 @@ SAME_ORIGIN = {"Origin": ORIGIN}
 
 def prices(page: str) -> list[float]:
     """The price-per-GPU-hour column of an offers page."""
-    rows = re.findall(r"<tr>\s*<td>.*?</tr>", page, flags=re.S)
+    rows = re.findall(r"<tr>\s*<td[ >].*?</tr>", page, flags=re.S)
     return [float(re.findall(r'<td class="number">\$([0-9.,]+)</td>', row)[0].replace(",", "")) for row in rows]
 
 
@@ -189,6 +189,60 @@ async def test_search_sorted_by_price_both_ways(service: Any) -> None:
         assert expected["offers"] and offer_ids(narrowed.text) == [o["offer_id"] for o in expected["offers"]]
 
 
+def column(page: str, index: int) -> list[float]:
+    """The numbers of an offers page's `index`-th number column (0: $/GPU-h, 1: $/h, 2: GPU mem, 3: vCPU, 4: RAM)."""
+    rows = re.findall(r"<tr>\s*<td[ >].*?</tr>", page, flags=re.S)
+    cells = [re.findall(r'<td class="number[^"]*">([^<]*)</td>', row)[index] for row in rows]
+    return [float(re.sub(r"[^0-9.]", "", cell) or "nan") for cell in cells]
+
+
+@pytest.mark.parametrize("settings_overrides", [{"sandbox_offers": 1000}])
+async def test_offers_sort_by_memory_vcpus_and_ram_with_minimums(service: Any) -> None:
+    api = (await service.alice.post("/get_offers", json={"compute": {"gpu_type": "RTX4090"}}, params={"limit": 1000})).json()
+    async with console_client(service) as client:
+        await sign_in(client, service.tenants["alice"].token)
+        for sort, index in (("-vcpus", 3), ("-ram", 4), ("gpu_memory", 2), ("vcpus", 3)):
+            page = await client.get("/console/offers", params={"gpu_type": "RTX4090", "sort": sort})
+            values = column(page.text, index)
+            assert len(values) == 50 and values == sorted(values, reverse=sort.startswith("-")), (sort, values)
+            assert 'aria-sort="' + ("descending" if sort.startswith("-") else "ascending") + '"' in page.text
+        # At least 16 vCPUs and 64 GB RAM: the same offers as the API's, filtered, in price order.
+        wanted = [o for o in api["offers"] if (o["vcpu_count"] or 0) >= 16 and (o["memory_in_gb"] or 0) >= 64]
+        narrowed = await client.get("/console/offers", params={"gpu_type": "RTX4090", "min_vcpus": "16", "min_ram": "64"})
+        assert f"{len(wanted)} offers" in narrowed.text or (len(wanted) == 1 and "1 offer" in narrowed.text)
+        assert offer_ids(narrowed.text) == [o["offer_id"] for o in wanted][:50]
+        assert 'value="16"' in narrowed.text and 'value="64"' in narrowed.text  # kept in the form
+        huge = await client.get("/console/offers", params={"gpu_type": "RTX4090", "min_gpu_memory": "25"})
+        assert "No offers" in huge.text  # every RTX 4090 has 24 GB
+        bad = await client.get("/console/offers", params={"gpu_type": "RTX4090", "min_ram": "-1"})
+        assert bad.status_code == 422 and field_error(bad.text, "min_ram") == "Enter a number, 0 or more."
+        # Sorting links keep the filters and the other column's direction starts largest first.
+        assert "sort=-vcpus" in narrowed.text and "min_vcpus=16" in narrowed.text
+
+
+async def test_procure_form_sets_auto_delete_and_a_spend_limit(service: Any) -> None:
+    offer = await first_offer(service.alice, "nebula")
+    async with console_client(service) as client:
+        await sign_in(client, service.tenants["alice"].token)
+        form = await client.get(f"/console/offers/{offer['offer_id']}")
+        assert 'data-remember="ssh_public_key"' in form.text and 'id="auto_delete_hours"' in form.text
+        fields = {"csrf_token": hidden(form.text, "csrf_token"), "form_id": hidden(form.text, "form_id"),
+                  "ssh_public_key": SSH_KEY}
+        wrong = await client.post(f"/console/offers/{offer['offer_id']}/procure",
+                                  data={**fields, "auto_delete_hours": "-2", "spend_limit": "lots"}, headers=SAME_ORIGIN)
+        assert wrong.status_code == 422
+        assert field_error(wrong.text, "auto_delete_hours").startswith("Enter hours above 0")
+        assert field_error(wrong.text, "spend_limit") == "Enter an amount in USD above 0, for example 20."
+        assert (await service.alice.get("/resources")).json()["total_count"] == 0
+        done = await client.post(f"/console/offers/{offer['offer_id']}/procure",
+                                 data={**fields, "auto_delete_hours": "1.5", "spend_limit": "12"}, headers=SAME_ORIGIN)
+        rid = done.headers["location"].rsplit("/", 1)[1]
+    resource = (await service.alice.get(f"/resources/{rid}")).json()
+    assert resource["auto_delete"]["spend_limit"] == 12
+    delete_at = datetime.fromisoformat(resource["auto_delete"]["delete_at"])
+    assert abs((delete_at - datetime.fromisoformat(resource["created_at"])).total_seconds() - 5400) < 5
+
+
 @pytest.mark.parametrize(
     ("params", "field", "message"),
     [
@@ -235,7 +289,7 @@ async def test_procure_shows_a_bad_ssh_key_at_the_field_then_procures(service: A
         )
         rid = good.headers["location"].rsplit("/", 1)[1]
         page = await follow(client, good)
-        assert flash(page.text).startswith("Procurement started")
+        assert flash(page.text).startswith("Procurement started") and 'id="flash-started"' in page.text
         assert "<h1>web-1</h1>" in page.text and statuses(page.text) == ["pending"]
         resource = (await service.alice.get(f"/resources/{rid}")).json()
         assert resource["offer_id"] == offer["offer_id"] and resource["name"] == "web-1"
@@ -274,7 +328,7 @@ async def test_resources_list_refreshes_only_when_something_changed(service: Any
         await sign_in(client, service.tenants["alice"].token)
         page = await client.get("/console/resources")
         assert page.status_code == 200 and statuses(page.text) == ["pending"]  # bob's is not listed
-        assert "Cost so far" in page.text and "not yet" in page.text and "$0.00" in page.text
+        assert '<th scope="col" class="number">Cost</th>' in page.text and "not yet" in page.text and "$0.00" in page.text
         poll = re.search(r'hx-get="(/console/resources/rows[^"]*)"', page.text).group(1).replace("&amp;", "&")
         unchanged = await client.get(poll, headers=HX)
         assert unchanged.status_code == 204
@@ -286,8 +340,8 @@ async def test_resources_list_refreshes_only_when_something_changed(service: Any
         assert changed.status_code == 200 and changed.text.lstrip().startswith("<tbody")
         assert statuses(changed.text) == ["running"] and "<code>ssh root@203.0.113.9 -p 2222</code>" in changed.text
         # Cost so far from the cost service: 2 hours at $1.50/h, and the running time under it.
-        assert '<td class="number">$1.50/h</td>' in changed.text
-        assert '<td class="number">$3.00<br><small>2 h 00 min</small></td>' in changed.text
+        assert '<td class="number wide-only">$1.50/h</td>' in changed.text
+        assert '<td class="number">$3.00<br class="wide-only"><small class="wide-only">2 h 00 min</small></td>' in changed.text
         assert f'id="delete-{rid}"' in changed.text and f'id="stop-{rid}"' in changed.text
         filtered = await client.get("/console/resources", params={"status": "deleted"})
         assert statuses(filtered.text) == [] and "No resources with status deleted." in filtered.text
@@ -308,6 +362,13 @@ async def test_resource_page_shows_the_timeline_to_its_tenant_only(service: Any)
         fresh = await client.get(live, headers=HX)
         assert statuses(fresh.text) == ["running"]
         assert 'hx-swap-oob="innerHTML">resource ' in fresh.text and "is running.</span>" in fresh.text
+        assert '<p id="flash-started" hx-swap-oob="delete">' in fresh.text  # the procurement banner goes
+        await set_row(service, rid, status="deleted", vendor_status="not found", external_ip=None, ssh_host=None,
+                      ssh_port=None, ended_at=utcnow())
+        ended = await client.get(live, headers=HX)
+        assert statuses(ended.text) == ["deleted"] and "(vendor last said “not found”)" in ended.text
+        assert "vendor says" not in ended.text and ">none<" not in ended.text and 'class="actions"' not in ended.text
+        assert "<dd>none (ended)</dd>" in ended.text
     async with console_client(service) as bob:
         await sign_in(bob, service.tenants["bob"].token)
         assert (await bob.get(f"/console/resources/{rid}")).status_code == 404
@@ -315,7 +376,7 @@ async def test_resource_page_shows_the_timeline_to_its_tenant_only(service: Any)
         token = await csrf_token(bob)
         refused = await bob.post(f"/console/resources/{rid}/delete", data={"csrf_token": token}, headers=SAME_ORIGIN)
         assert flash((await follow(bob, refused)).text) == f"Not done: resource {rid} not found."
-    assert (await service.alice.get(f"/resources/{rid}")).json()["status"] == "running"
+    assert (await service.alice.get(f"/resources/{rid}")).json()["status"] == "deleted"  # as alice's test left it
 
 
 async def test_actions_are_confirmed_then_done(service: Any) -> None:

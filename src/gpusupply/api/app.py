@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from gpusupply import __version__, web
-from gpusupply.api import errors, observability
+from gpusupply.api import docs, errors, observability
 from gpusupply.api.deps import ServiceContext
 from gpusupply.api.routers import budgets, discovery, health, offers, procurement, resources, usage, webhooks
 from gpusupply.db.ratelimits import DatabaseBuckets
@@ -102,8 +102,11 @@ def create_app(
         summary="GPU Supply Service: search, procure, track and delete GPUs across clouds",
         version=__version__,
         lifespan=lifespan,
+        docs_url=None,  # served offline by api/docs.py
+        redoc_url=None,
     )
     errors.install(app)
+    docs.install(app)
     for router in (health.router, discovery.router, offers.router, procurement.router, resources.router,
                    usage.router, budgets.router, webhooks.router):
         app.include_router(router)

@@ -154,6 +154,11 @@ class ProcureRequest(CheckedModel):
     resource_name: str | None = Field(None, max_length=200)
     cluster_name: str | None = Field(None, max_length=200, description="Accepted for compatibility; no cluster offers yet.")
     auto_delete: AutoDeleteIn | None = Field(None, description="Delete the resource at a time or spend (extension, docs/cost.md).")
+    wait_for_capacity: bool = Field(
+        False,
+        description="With spec: accept it even when no offer matches now; the engine waits for capacity "
+        "until the provisioning timeout (extension). Without it such a spec is a 409.",
+    )
 
 
 class ProcureResponse(BaseModel):

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
+from uuid import UUID
 
 import click
 import typer
@@ -27,6 +28,7 @@ from gpusupply.cli import output
 from gpusupply.cli.config import (
     ClientConfig,
     MissingKey,
+    NoMatch,
     UsageProblem,
     config_file,
     private_key_for,
@@ -36,7 +38,7 @@ from gpusupply.cli.config import (
     write_config_file,
 )
 from gpusupply.cli.output import ExitCode
-from gpusupply.client import GpuSupply
+from gpusupply.client import ApiConnectionError, GpuSupply
 from gpusupply.client.calls import offers_query
 from gpusupply.client.client import FINAL, NOT_BECOMING_READY, normalize_url
 from gpusupply.core.gpus import families
@@ -97,7 +99,24 @@ WaitOption = Annotated[bool, typer.Option("--wait", help="Wait (with a progress 
 TimeoutOption = Annotated[
     float, typer.Option("--timeout", min=0, help="Seconds to wait at most (with --wait); exit code 5 after.")
 ]
-ResourceArgument = Annotated[str, typer.Argument(help="The resource id (a UUID).", show_default=False)]
+ResourceArgument = Annotated[str, typer.Argument(
+    help="The resource: its id, a unique prefix of it (as `resources` shows), or its name.", show_default=False)]
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    WIDE = "wide"
+    JSON = "json"
+
+
+WideOption = Annotated[bool, typer.Option("--wide", "-w", help="Every column, whole ids, however wide.")]
+OutputOption = Annotated[OutputFormat | None, typer.Option(
+    "--output", "-o", case_sensitive=False, help="table (fits the terminal), wide (every column), or json.")]
+
+
+def shape(wide: bool, output_format: OutputFormat | None, json_output: bool) -> tuple[bool, bool]:
+    """(wide, json) from --wide, -o and --json."""
+    return wide or output_format is OutputFormat.WIDE, json_output or output_format is OutputFormat.JSON
 
 
 # ----- plumbing ------------------------------------------------------------------------------------
@@ -125,14 +144,20 @@ def fail(error: BaseException, *, json_output: bool) -> None:
         typer.echo(json.dumps(output.jsonable(document), default=str), err=True)
     else:
         message = output.error_message(error)
+        if isinstance(error, ApiConnectionError) and _server_url:
+            message += f" at {_server_url[0]} (is `gpusupply serve` running there? set --url or GPUSUPPLY_URL)"
         if not output.is_known_failure(error):
             message = f"unexpected {type(error).__name__}: {message}"
         typer.echo(f"error: {message}", err=True)
     raise typer.Exit(int(code))
 
 
+_server_url: list[str] = []  # the URL of the last connect(), for a connection error's message
+
+
 def connect(url: str | None, api_key: str | None) -> GpuSupply:
     config: ClientConfig = resolve(url, api_key)
+    _server_url[:] = [config.url]
     if config.api_key is None:
         raise MissingKey(
             "no API key: pass --api-key, set GPUSUPPLY_API_KEY, or store one with `gpusupply configure --api-key gsk_...`"
@@ -144,13 +169,35 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def table(columns: Collection[str], rows: list[list[str]], *, no_wrap: Collection[str] = ()) -> Table:
-    grid = Table(show_edge=False, box=None, pad_edge=False, header_style="bold")
-    for column in columns:
-        grid.add_column(column, no_wrap=column in no_wrap, overflow="fold")
-    for row in rows:
-        grid.add_row(*row)
-    return grid
+def print_table(columns: Sequence[output.Column], rows: Sequence[Sequence[str]], *, wide: bool = False) -> None:
+    """A table that fits the terminal (COLUMNS), never wrapping a cell; `wide`: every column, whole."""
+    typer.echo(output.render_table(columns, rows, width=output.width(), wide=wide))
+
+
+def resolve_resource(gs: GpuSupply, ref: str) -> str:
+    """A resource id from what the user typed: the id, a unique prefix of it, or a unique name
+    (a name several resources share is taken when exactly one of them is live)."""
+    text = ref.strip()
+    try:
+        return str(UUID(text))
+    except ValueError:
+        pass
+    if not text:
+        raise UsageProblem("give a resource id, a prefix of it, or its name")
+    every = list(gs.iter_resources())
+    by_id = [r for r in every if str(r.resource_id).startswith(text.lower())]
+    by_name = [r for r in every if r.name == text]
+    if len(by_id) == 1 and not by_name:
+        return str(by_id[0].resource_id)
+    if by_name and not by_id:
+        live = [r for r in by_name if r.status not in FINAL]
+        if len(by_name) == 1 or len(live) == 1:
+            return str((by_name if len(by_name) == 1 else live)[0].resource_id)
+    found = by_id + [r for r in by_name if r not in by_id]
+    if not found:
+        raise NoMatch(f"no resource has an id starting with {text!r} or the name {text!r} (see `gpusupply resources --all`)")
+    shown = ", ".join(f"{r.resource_id} ({r.name or '-'}, {r.status})" for r in found[:5])
+    raise UsageProblem(f"{text!r} matches {len(found)} resources: {shown}; give more of the id")
 
 
 def follow(gs: GpuSupply, resource_id: str, target: WaitTarget, *, timeout: float, json_output: bool) -> ResourceDetail:
@@ -210,11 +257,14 @@ def offers(
     spot: Annotated[bool | None, typer.Option("--spot/--on-demand", help="Only spot, or only on-demand offers.")] = None,
     vendor: Annotated[VendorName | None, typer.Option("--vendor", case_sensitive=False, help="Only this vendor.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="Show at most this many.")] = 20,
+    wide: WideOption = False,
+    output_format: OutputOption = None,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Search offers across vendors, cheapest per GPU-hour first."""
+    wide, json_output = shape(wide, output_format, json_output)
     with connect(url, api_key) as gs:
         found = gs.get_offers(query=_spec(gpu, count, max_price, region, spot, vendor), limit=limit)
     if json_output:
@@ -230,7 +280,7 @@ def offers(
     at = now()
     out = output.console()
     rows = [output.offer_row(offer, at) for offer in found.offers]
-    out.print(table(output.OFFER_COLUMNS, rows, no_wrap=("OFFER ID", "GPU")))
+    print_table(output.OFFER_COLUMNS, rows, wide=wide)
     out.print(f"{len(found.offers)} of {found.total_count} offers, cheapest per GPU-hour first")
 
 
@@ -268,6 +318,8 @@ def procure(
         "--auto-delete-after", help="Delete it this long after procurement: 3600, 90m, 2h, 1d.")] = None,
     spend_limit: Annotated[float | None, typer.Option(
         "--spend-limit", min=0, help="Delete it once its cost so far reaches this (USD).")] = None,
+    wait_for_capacity: Annotated[bool, typer.Option(
+        "--wait-for-capacity", help="With --gpu: accept it even when nothing matches now; the engine waits for capacity.")] = False,
     wait: WaitOption = False,
     timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
     url: UrlOption = None,
@@ -280,14 +332,18 @@ def procure(
         raise UsageProblem("give an OFFER_ID or --gpu (with its filters), not both")
     if offer_id is None and gpu is None:
         raise UsageProblem("give an OFFER_ID (see `gpusupply offers`) or --gpu to procure the cheapest match")
+    if wait_for_capacity and gpu is None:
+        raise UsageProblem("--wait-for-capacity goes with --gpu (an OFFER_ID is there or not)")
     key, key_file = read_ssh_key(ssh_key)
     script = cloud_init.read_text(encoding="utf-8") if cloud_init is not None else None
     spec = _spec(gpu, count, max_price, region, spot, vendor) if gpu is not None else None
     limits = auto_delete_limits(auto_delete_after, spend_limit)
     with connect(url, api_key) as gs:
+        if not json_output:
+            _announce(gs, offer_id, spec)
         answer = gs.procure(
             offer_id, spec=spec, ssh_public_key=key, cloud_init=script, resource_name=name,
-            idempotency_key=idempotency_key, auto_delete=limits,
+            idempotency_key=idempotency_key, auto_delete=limits, wait_for_capacity=wait_for_capacity,
         )
         resource_id = str(answer.resource_ids[0])
         if not wait:
@@ -310,17 +366,33 @@ def procure(
     out.print(command or "(the vendor gave no SSH address)")
 
 
+def _announce(gs: GpuSupply, offer_id: str | None, spec: OffersRequest | None) -> None:
+    """Say which offer, at which price, the procurement is about to take."""
+    err = output.console()
+    if offer_id is not None:
+        offer = gs.get_offer(offer_id)
+        err.print(f"taking offer {output.offer_summary(offer)}", soft_wrap=True)
+        return
+    found = gs.get_offers(query=spec, limit=1)
+    if found.offers:
+        err.print(f"taking the cheapest match now: {output.offer_summary(found.offers[0])} "
+                  "(if it is gone by then, the next cheapest)", soft_wrap=True)
+
+
 # ----- resources -----------------------------------------------------------------------------------
 def resources(
     status: Annotated[str | None, typer.Option("--status", help="Only this status.", autocompletion=complete_status)] = None,
     vendor: Annotated[VendorName | None, typer.Option("--vendor", case_sensitive=False, help="Only this vendor.")] = None,
     offer: Annotated[str | None, typer.Option("--offer", help="Only the resources of this offer.")] = None,
     all_: Annotated[bool, typer.Option("--all", "-a", help="Also ended ones (deleted, failed, terminated).")] = False,
+    wide: WideOption = False,
+    output_format: OutputOption = None,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Your resources, newest first (live ones unless --all or --status)."""
+    wide, json_output = shape(wide, output_format, json_output)
     with connect(url, api_key) as gs:
         found = [
             r
@@ -334,19 +406,22 @@ def resources(
         output.console(stderr=True).print("no resources" + ("" if all_ or status else " (--all shows ended ones)"))
         return
     at = now()
-    out = output.console()
-    out.print(table(output.RESOURCE_COLUMNS, [output.resource_row(r, at) for r in found], no_wrap=("RESOURCE ID",)))
+    print_table(output.RESOURCE_COLUMNS, [output.resource_row(r, at, wide) for r in found], wide=wide)
 
 
 def show(
     resource_id: ResourceArgument,
     refresh: Annotated[bool, typer.Option("--refresh", help="Re-read the vendor first.")] = False,
+    wide: WideOption = False,
+    output_format: OutputOption = None,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """One resource and its history."""
+    wide, json_output = shape(wide, output_format, json_output)
     with connect(url, api_key) as gs:
+        resource_id = resolve_resource(gs, resource_id)
         resource = gs.get_resource(resource_id, force_refresh=refresh)
         events = list(gs.iter_events(resource_id))
     if json_output:
@@ -360,7 +435,7 @@ def show(
         facts.add_row(label, value)
     out.print(facts)
     out.print()
-    out.print(table(output.EVENT_COLUMNS, [output.event_row(e) for e in events], no_wrap=("TIME",)))
+    print_table(output.EVENT_COLUMNS, [output.event_row(e) for e in events], wide=wide)
 
 
 def delete(
@@ -374,6 +449,7 @@ def delete(
 ) -> None:
     """Delete a resource: the engine deletes it on the vendor and confirms it is gone."""
     with connect(url, api_key) as gs:
+        resource_id = resolve_resource(gs, resource_id)
         answer = gs.delete_resource(resource_id, force=force)
         if not wait:
             if json_output:
@@ -393,6 +469,7 @@ def delete(
 def _act(action: str, target: WaitTarget, resource_id: str, wait: bool, timeout: float,
          url: str | None, api_key: str | None, json_output: bool) -> None:
     with connect(url, api_key) as gs:
+        resource_id = resolve_resource(gs, resource_id)
         answer = getattr(gs, f"{action}_resource")(resource_id)
         if not wait:
             if json_output:
@@ -437,7 +514,7 @@ def wait(
 ) -> None:
     """Wait until a resource is running (or stopped, or deleted); exit 5 on timeout, 6 if it fails."""
     with connect(url, api_key) as gs:
-        resource = follow(gs, resource_id, until, timeout=timeout, json_output=json_output)
+        resource = follow(gs, resolve_resource(gs, resource_id), until, timeout=timeout, json_output=json_output)
     if json_output:
         output.print_json(resource)
         return
@@ -448,16 +525,6 @@ def wait(
 
 
 # ----- discovery and configuration -----------------------------------------------------------------
-def gpus(url: UrlOption = None, api_key: ApiKeyOption = None, json_output: JsonOption = False) -> None:
-    """GPU families and their canonical names."""
-    with connect(url, api_key) as gs:
-        known = gs.available_gpus()
-    if json_output:
-        output.print_json(known)
-        return
-    output.console().print(table(("FAMILY", "CANONICAL NAMES"), [[f, ", ".join(names)] for f, names in known.items()]))
-
-
 def vendors(url: UrlOption = None, api_key: ApiKeyOption = None, json_output: JsonOption = False) -> None:
     """Enabled vendors: mode, health, what they can do, catalog size."""
     with connect(url, api_key) as gs:
@@ -470,7 +537,9 @@ def vendors(url: UrlOption = None, api_key: ApiKeyOption = None, json_output: Js
         can = [name for name, yes in v.capabilities.model_dump().items() if yes and name in ("stop_start", "reboot", "spot")]
         health = f"degraded: {v.degraded_reason or 'yes'}" if v.degraded else "ok"
         rows.append([v.id, v.mode, health, ", ".join(can) or "-", str(v.catalog.offers)])
-    output.console().print(table(("VENDOR", "MODE", "HEALTH", "CAN", "OFFERS"), rows))
+    columns = (output.Column("VENDOR", keep=9), output.Column("MODE", keep=8), output.Column("HEALTH", keep=7, flex=True),
+               output.Column("CAN", keep=5, flex=True), output.Column("OFFERS", keep=6, right=True))
+    print_table(columns, rows)
 
 
 def configure(
@@ -510,7 +579,6 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "start": start,
     "reboot": reboot,
     "wait": wait,
-    "gpus": gpus,
     "vendors": vendors,
     "configure": configure,
 }

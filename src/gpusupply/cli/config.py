@@ -31,6 +31,10 @@ class UsageProblem(Exception):
     """The command cannot run as given (exit code 2)."""
 
 
+class NoMatch(UsageProblem):
+    """Nothing matches what the user named (exit code 4, like a 404)."""
+
+
 class MissingKey(UsageProblem):
     """No API key anywhere (exit code 3, like a refused key)."""
 

@@ -18,7 +18,8 @@ from gpusupply.cli.commands import (
     connect,
     handled,
     now,
-    table,
+    print_table,
+    resolve_resource,
 )
 from gpusupply.cli.config import UsageProblem
 
@@ -56,29 +57,46 @@ def usage(
         return
     columns, rows = output.usage_rows(report)
     out = output.console()
-    out.print(table(columns, rows))
+    print_table(columns, rows)
     out.print(f"total {output.money(report.total_cost)} from {output.timestamp(report.from_)} to {output.timestamp(report.to)}")
 
 
 def budget(
     max_hourly_spend: Annotated[float | None, typer.Option("--max-hourly-spend", min=0, help="USD/h cap on live resources.")] = None,
     monthly_budget: Annotated[float | None, typer.Option("--monthly-budget", min=0, help="USD per calendar month (UTC).")] = None,
-    delete_on_exhaustion: Annotated[bool, typer.Option(
-        "--delete-on-exhaustion/--keep-on-exhaustion", help="At 100% of the monthly budget, delete running resources.")] = False,
+    delete_on_exhaustion: Annotated[bool | None, typer.Option(
+        "--delete-on-exhaustion/--keep-on-exhaustion", show_default=False,
+        help="At 100% of the monthly budget, delete running resources [default: as it is].")] = None,
+    no_max_hourly_spend: Annotated[bool, typer.Option("--no-max-hourly-spend", help="Remove the hourly cap only.")] = False,
+    no_monthly_budget: Annotated[bool, typer.Option("--no-monthly-budget", help="Remove the monthly budget only.")] = False,
     clear: Annotated[bool, typer.Option("--clear", help="Remove every limit.")] = False,
     tenant: Annotated[str | None, typer.Option("--tenant", help="Another tenant's budget (admin keys).")] = None,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Show the budget; with limits (or --clear), replace it: a limit left out is removed."""
-    setting = clear or max_hourly_spend is not None or monthly_budget is not None
-    if clear and (max_hourly_spend is not None or monthly_budget is not None):
+    """Show the budget, or change the limits given: a limit left out stays as it is."""
+    changes = {
+        "max_hourly_spend": None if no_max_hourly_spend else max_hourly_spend,
+        "monthly_budget": None if no_monthly_budget else monthly_budget,
+    }
+    given = {name for name, value in changes.items() if value is not None}
+    given |= {name for name, removed in (("max_hourly_spend", no_max_hourly_spend), ("monthly_budget", no_monthly_budget)) if removed}
+    if no_max_hourly_spend and max_hourly_spend is not None or no_monthly_budget and monthly_budget is not None:
+        raise UsageProblem("give a limit or remove it (--no-...), not both")
+    if clear and (given or delete_on_exhaustion is not None):
         raise UsageProblem("give limits or --clear, not both")
     with connect(url, api_key) as gs:
-        if setting:
-            current = gs.set_budget(max_hourly_spend=max_hourly_spend, monthly_budget=monthly_budget,
-                                    delete_on_exhaustion=delete_on_exhaustion and not clear, tenant=tenant)
+        if clear:
+            current = gs.set_budget(max_hourly_spend=None, monthly_budget=None, delete_on_exhaustion=False, tenant=tenant)
+        elif given or delete_on_exhaustion is not None:
+            # The API replaces the whole budget: start from what is set, so one limit never clears another.
+            before = gs.get_budget(tenant=tenant)
+            limits = {"max_hourly_spend": before.max_hourly_spend, "monthly_budget": before.monthly_budget}
+            limits.update({name: changes[name] for name in given})
+            keep_deleting = before.delete_on_exhaustion if delete_on_exhaustion is None else delete_on_exhaustion
+            current = gs.set_budget(**limits, delete_on_exhaustion=keep_deleting and limits["monthly_budget"] is not None,
+                                    tenant=tenant)
         else:
             current = gs.get_budget(tenant=tenant)
     if json_output:
@@ -103,7 +121,7 @@ def auto_delete(
     if clear == (limits is not None):
         raise UsageProblem("give --after and/or --spend-limit, or --clear")
     with connect(url, api_key) as gs:
-        resource = gs.set_auto_delete(resource_id, limits)
+        resource = gs.set_auto_delete(resolve_resource(gs, resource_id), limits)
     if json_output:
         output.print_json(resource)
         return

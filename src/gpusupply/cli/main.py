@@ -6,13 +6,14 @@ from __future__ import annotations
 import typer
 
 from gpusupply import __version__
-from gpusupply.cli import commands, cost, server, webhooks
+from gpusupply.cli import commands, cost, gpus, server, ssh, webhooks
 
 app = typer.Typer(
     name="gpusupply",
     help="GPU Supply Service: search, procure, track and delete GPUs across clouds.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
@@ -32,5 +33,7 @@ def main(
 # One line per command module.
 server.register(app)
 commands.register(app)
+gpus.register(app)
+ssh.register(app)
 cost.register(app)
 webhooks.register(app)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
@@ -16,7 +18,7 @@ from rich.console import Console
 
 from gpusupply.api.schemas import EventOut, OfferOut, ResourceDetail, ResourceSummary
 from gpusupply.api.schemas_cost import BudgetOut, UsageReportOut
-from gpusupply.cli.config import MissingKey, UsageProblem
+from gpusupply.cli.config import MissingKey, NoMatch, UsageProblem
 from gpusupply.client import (
     ApiConnectionError,
     ApiError,
@@ -48,7 +50,7 @@ class ExitCode(IntEnum):
 def exit_code_for(error: BaseException) -> ExitCode:
     if isinstance(error, AuthenticationError | PermissionDeniedError | MissingKey):
         return ExitCode.AUTH
-    if isinstance(error, NotFoundError):
+    if isinstance(error, NotFoundError | NoMatch):
         return ExitCode.NOT_FOUND
     if isinstance(error, WaitTimeoutError):
         return ExitCode.TIMEOUT
@@ -63,6 +65,24 @@ def exit_code_for(error: BaseException) -> ExitCode:
     return ExitCode.API_ERROR
 
 
+# The API's words for what the CLI calls a flag: an error about a field names the flag to change.
+CLI_WORDS = (
+    ("give compute.max_price_per_gpu_hour in the spec", "give --max-price"),
+    ("compute.max_price_per_gpu_hour", "--max-price"),
+    ("set wait_for_capacity: true", "pass --wait-for-capacity"),
+    ("compute.gpu_count", "--count"),
+    ("compute.contract_type", "--spot/--on-demand"),
+    ("without vendor ", "without --vendor "),
+    ("without region ", "without --region "),
+)
+
+
+def cli_words(message: str) -> str:
+    for api, flag in CLI_WORDS:
+        message = message.replace(api, flag)
+    return message
+
+
 def error_message(error: BaseException) -> str:
     """One line saying what went wrong (never a traceback)."""
     if isinstance(error, pydantic.ValidationError):
@@ -71,7 +91,7 @@ def error_message(error: BaseException) -> str:
     if isinstance(error, KeyboardInterrupt):
         return "interrupted (nothing was cancelled on the server)"
     if isinstance(error, ApiError):
-        return f"{error.message} (HTTP {error.status})"
+        return f"{cli_words(error.message)} (HTTP {error.status})"
     text = str(error).strip() or type(error).__name__
     return " ".join(text.split())
 
@@ -139,24 +159,98 @@ def ssh_command(command: str | None, identity: Path | None = None) -> str | None
     return f"{program} -i {shown} {rest}".strip()
 
 
+# ----- tables ------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A table column. `keep`: lower is dropped first when the table is wider than the terminal;
+    `flex`: may be cut short (with ...) instead; `right`: numbers, aligned right."""
+
+    name: str
+    keep: int = 5
+    flex: bool = False
+    right: bool = False
+    wide_only: bool = False  # shown only with --wide
+
+
+GAP = "  "
+MIN_FLEX = 8
+
+
+def render_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], *, width: int, wide: bool = False) -> str:
+    """Rows as aligned text that never wraps: lines fit `width` (unless `wide`). Columns with the
+    lowest `keep` go first, then flexible columns are cut short. Pure."""
+    chosen = [i for i, column in enumerate(columns) if wide or not column.wide_only]
+    sizes = {i: max([len(columns[i].name), *(len(row[i]) for row in rows)]) for i in chosen}
+
+    def total(*, cut: bool = False) -> int:
+        """The table's width; with `cut`, flexible columns count at their shortest."""
+        shortest = {i: min(sizes[i], max(MIN_FLEX, len(columns[i].name))) if cut and columns[i].flex else sizes[i] for i in chosen}
+        return sum(shortest.values()) + len(GAP) * (len(chosen) - 1)
+
+    if not wide:
+        for i in sorted(chosen, key=lambda i: (columns[i].keep, -i)):
+            if total(cut=True) <= width:
+                break
+            if columns[i].keep < 9:  # 9: never dropped (ids, names)
+                chosen.remove(i)
+        flexible = [i for i in chosen if columns[i].flex]
+        while total() > width and flexible:
+            widest = max(flexible, key=lambda i: sizes[i])
+            over = total() - width
+            sizes[widest] = max(MIN_FLEX, len(columns[widest].name), sizes[widest] - over)
+            flexible.remove(widest)
+
+    def line(cells: Sequence[str]) -> str:
+        parts = []
+        for i in chosen:
+            text = cells[i]
+            if len(text) > sizes[i]:
+                text = text[: max(sizes[i] - 3, 1)] + "..."
+            parts.append(text.rjust(sizes[i]) if columns[i].right else text.ljust(sizes[i]))
+        return GAP.join(parts).rstrip()
+
+    return "\n".join([line([c.name for c in columns]), *(line(row) for row in rows)])
+
+
+def short_id(value: Any, wide: bool = False) -> str:
+    """Ids as `docker ps` shows them: the first 8 characters (every command takes a unique prefix)."""
+    text = str(value)
+    return text if wide else text[:8]
+
+
 # ----- rows --------------------------------------------------------------------------------------
-OFFER_COLUMNS = ("GPU", "COUNT", "VENDOR", "REGION", "$/GPU-H", "$/H", "SPOT", "OFFER ID", "EXPIRES")
-RESOURCE_COLUMNS = ("RESOURCE ID", "NAME", "STATUS", "GPU", "VENDOR", "REGION", "$/H", "COST", "CREATED", "SSH")
-EVENT_COLUMNS = ("TIME", "EVENT", "STATUS", "REASON")
+OFFER_COLUMNS = (
+    Column("GPU", keep=9), Column("VENDOR", keep=8), Column("REGION", keep=6, flex=True),
+    Column("$/GPU-H", keep=9, right=True), Column("$/H", keep=5, right=True), Column("SPOT", keep=3),
+    Column("OFFER ID", keep=9), Column("EXPIRES", keep=2), Column("MODEL", wide_only=True),
+)
+RESOURCE_COLUMNS = (
+    Column("ID", keep=9), Column("NAME", keep=9, flex=True), Column("STATUS", keep=9), Column("GPU", keep=8),
+    Column("VENDOR", keep=7), Column("REGION", keep=2), Column("$/H", keep=6, right=True),
+    Column("COST", keep=6, right=True), Column("CREATED", keep=3), Column("SSH", keep=1),
+)
+EVENT_COLUMNS = (Column("TIME", keep=9), Column("EVENT", keep=8), Column("STATUS", keep=8), Column("REASON", keep=9, flex=True))
 
 
 def offer_row(offer: OfferOut, now: datetime) -> list[str]:
     return [
-        offer.gpu_type,
-        str(offer.gpu_count),
+        gpu_text(offer.gpu_family, offer.gpu_count),
         offer.vendor,
         region_text(offer.region, offer.country),
         money(offer.gpu_price_per_hour),
         money(offer.total_price_per_hour),
         "yes" if offer.contract_type == "spot" else "no",
-        str(offer.offer_id),
+        str(offer.offer_id),  # whole: `procure` needs the whole offer id
         relative(offer.expires_at, now),
+        offer.gpu_type,
     ]
+
+
+def offer_summary(offer: Any) -> str:
+    """One line: what an offer is and what it costs (an OfferOut or OfferDetails)."""
+    place = region_text(offer.region, getattr(offer, "country", None))
+    return (f"{offer.gpu_count}x {offer.gpu_family} ({offer.gpu_type}) on {offer.vendor}, {place}, "
+            f"{money(offer.gpu_price_per_hour)}/GPU-hour, {money(offer.total_price_per_hour)}/h")
 
 
 def gpu_text(gpu_type: str | None, count: int | None) -> str:
@@ -165,9 +259,9 @@ def gpu_text(gpu_type: str | None, count: int | None) -> str:
     return f"{count}x {gpu_type}" if count else gpu_type
 
 
-def resource_row(resource: ResourceSummary, now: datetime) -> list[str]:
+def resource_row(resource: ResourceSummary, now: datetime, wide: bool = False) -> list[str]:
     return [
-        str(resource.resource_id),
+        short_id(resource.resource_id, wide),
         resource.name or "-",
         resource.status,
         gpu_text(resource.gpu_type, resource.gpu_count),
@@ -202,10 +296,13 @@ def duration_seconds(text: str) -> int:
     return total
 
 
-USAGE_COLUMNS = ("COST", "RUNNING H", "STOPPED H", "GPU H", "RESOURCES")
+USAGE_COLUMNS = (
+    Column("COST", keep=9, right=True), Column("RUNNING H", keep=5, right=True), Column("STOPPED H", keep=4, right=True),
+    Column("GPU H", keep=6, right=True), Column("RESOURCES", keep=3, right=True),
+)
 
 
-def usage_rows(report: UsageReportOut) -> tuple[list[str], list[list[str]]]:
+def usage_rows(report: UsageReportOut) -> tuple[list[Column], list[list[str]]]:
     """(columns, rows) of a usage report: one column per group key, then the numbers."""
     keys = list(report.group_by)
     rows = [
@@ -213,7 +310,7 @@ def usage_rows(report: UsageReportOut) -> tuple[list[str], list[list[str]]]:
         + [money(row.cost), f"{row.running_hours:.2f}", f"{row.stopped_hours:.2f}", f"{row.gpu_hours:.2f}", str(row.resources)]
         for row in report.rows
     ]
-    return [key.upper() for key in keys] + list(USAGE_COLUMNS), rows
+    return [Column(key.upper(), keep=9) for key in keys] + list(USAGE_COLUMNS), rows
 
 
 def budget_facts(budget: BudgetOut) -> list[tuple[str, str]]:
@@ -273,6 +370,11 @@ def resource_facts(resource: ResourceDetail, now: datetime) -> list[tuple[str, s
 
 
 # ----- consoles ----------------------------------------------------------------------------------
+def width() -> int:
+    """The terminal's width (COLUMNS when set); WIDE when stdout is not a terminal."""
+    return console().width
+
+
 def console(*, stderr: bool = False) -> Console:
     """A console on the current stdout/stderr; wide when not a terminal (pipes, files, tests)."""
     made = Console(stderr=stderr, highlight=False)

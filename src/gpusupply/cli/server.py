@@ -64,10 +64,32 @@ SHARED_SANDBOX_NOTE = (
 
 
 def echo_vendor_modes(settings: Settings, *, several_processes: bool) -> None:
-    """One banner line per vendor; warns when an in-process sandbox would not be shared."""
+    """One banner line per vendor; says a sandbox is simulated, and warns when it would not be shared."""
     for vendor, mode in vendor_modes(settings).items():
-        note = SHARED_SANDBOX_NOTE.format(vendor=vendor, upper=vendor.upper()) if several_processes and mode == "sandbox" else ""
+        note = ""
+        if mode == "sandbox":
+            note = f" (simulated: no real instances, no real charges; set GPUSUPPLY_{vendor.upper()}_API_KEY for the real one)"
+            if several_processes:
+                note += SHARED_SANDBOX_NOTE.format(vendor=vendor, upper=vendor.upper())
         typer.echo(f"vendor {vendor}: {mode}{note}")
+
+
+def claim_sandboxes(settings: Settings) -> Settings:
+    """With in-process sandboxes: keep their state in <data_dir>/sandboxes, locked to this process
+    (a second process on the same data directory is refused, naming the first one's pid)."""
+    if "sandbox" not in vendor_modes(settings).values():
+        return settings
+    from gpusupply.sandbox.state import SandboxDirectoryBusy, SandboxStore
+
+    directory = settings.sandbox_state_dir or settings.data_dir / "sandboxes"
+    try:
+        SandboxStore.open(directory)
+    except SandboxDirectoryBusy as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot use {directory} for the sandboxes' state: {exc}")
+    typer.echo(f"sandbox state: {directory.expanduser().absolute()} (simulated instances survive a restart)")
+    return settings.model_copy(update={"sandbox_state_dir": directory})
 
 
 async def _prepare(settings: Settings, *, first_key: bool) -> tuple[str, str | None]:
@@ -103,6 +125,7 @@ def serve(
     typer.echo(f"gpusupply listening on http://{settings.host}:{settings.port}")
     typer.echo(f"database: {database}")
     echo_vendor_modes(settings, several_processes=no_engine)
+    settings = claim_sandboxes(settings)
     typer.echo(f"engine: {'off (--no-engine)' if no_engine else 'on'}")
     if token is not None:
         typer.echo("created the first API key (tenant 'default', admin); it is shown only once:")
@@ -170,6 +193,7 @@ def worker(
     settings = load_settings(log_format=log_format)
     setup_logging(settings)
     echo_vendor_modes(settings, several_processes=True)
+    settings = claim_sandboxes(settings)
     asyncio.run(_run_worker(settings, metrics_port))
 
 
@@ -177,14 +201,31 @@ def worker(
 def db_upgrade() -> None:
     """Bring the database schema to the newest revision."""
     settings = load_settings()
+    echo_database(settings)
     database, _ = asyncio.run(_prepare(settings, first_key=False))
     typer.echo(f"database {database} is at the newest revision")
+
+
+def echo_database(settings: Settings) -> None:
+    """Say which database a server-side command opens (on stderr: stdout stays the command's answer)."""
+    note = ""
+    if settings.is_sqlite and settings.database_url is None and not (settings.data_dir / "gpusupply.db").exists():
+        note = " (new: no database there yet; set GPUSUPPLY_DATA_DIR or GPUSUPPLY_DATABASE_URL to use another)"
+    typer.echo(f"database: {_display_url(settings.effective_database_url)}{note}", err=True)
+
+
+def _display_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 async def _with_db(action: Any) -> Any:
     from gpusupply.db.session import Database
 
-    db = Database(load_settings().effective_database_url)
+    settings = load_settings()
+    echo_database(settings)
+    db = Database(settings.effective_database_url)
     try:
         await db.migrate()
         return await action(db)
@@ -221,12 +262,13 @@ def keys_list() -> None:
     from gpusupply.services.keys import list_keys
 
     keys = _service_call(list_keys)
-    typer.echo(f"{'ID':36}  {'PREFIX':12}  {'NAME':20}  {'TENANT':20}  ADMIN  {'CREATED':25}  REVOKED")
-    for k in keys:
-        typer.echo(
-            f"{k.id!s:36}  {k.prefix:12}  {k.name[:20]:20}  {k.tenant[:20]:20}  {'yes' if k.is_admin else 'no':5}  "
-            f"{k.created_at[:25]:25}  {k.revoked_at or '-'}"
-        )
+    from gpusupply.cli.output import Column, render_table, width
+
+    columns = (Column("PREFIX", keep=9), Column("NAME", keep=9, flex=True), Column("TENANT", keep=8, flex=True),
+               Column("ADMIN", keep=6), Column("CREATED", keep=5), Column("REVOKED", keep=7), Column("ID", keep=1))
+    rows = [[k.prefix, k.name, k.tenant, "yes" if k.is_admin else "no", k.created_at[:19], (k.revoked_at or "-")[:19], str(k.id)]
+            for k in keys]
+    typer.echo(render_table(columns, rows, width=width()))
 
 
 @keys_app.command("revoke")

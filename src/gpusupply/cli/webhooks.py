@@ -13,11 +13,18 @@ import typer
 
 from gpusupply.api.schemas_cost import DeliveryOut, WebhookOut
 from gpusupply.cli import output
-from gpusupply.cli.commands import ApiKeyOption, JsonOption, UrlOption, connect, handled, now, table
+from gpusupply.cli.commands import ApiKeyOption, JsonOption, UrlOption, connect, handled, now, print_table
 
 PANEL = "Cost and guardrails"
-WEBHOOK_COLUMNS = ("WEBHOOK ID", "URL", "EVENTS", "DESCRIPTION", "CREATED")
-DELIVERY_COLUMNS = ("DELIVERY ID", "EVENT", "STATUS", "ATTEMPTS", "LAST ANSWER", "CREATED", "NEXT TRY")
+WEBHOOK_COLUMNS = (
+    output.Column("WEBHOOK ID", keep=9), output.Column("URL", keep=9, flex=True), output.Column("EVENTS", keep=6, flex=True),
+    output.Column("DESCRIPTION", keep=3, flex=True), output.Column("CREATED", keep=2),
+)
+DELIVERY_COLUMNS = (
+    output.Column("DELIVERY ID", keep=9), output.Column("EVENT", keep=8), output.Column("STATUS", keep=9),
+    output.Column("ATTEMPTS", keep=4, right=True), output.Column("LAST ANSWER", keep=6, flex=True),
+    output.Column("CREATED", keep=3), output.Column("NEXT TRY", keep=2),
+)
 
 WebhookArgument = Annotated[str, typer.Argument(help="The webhook id (a UUID).", show_default=False)]
 
@@ -61,7 +68,7 @@ def list_webhooks(url: UrlOption = None, api_key: ApiKeyOption = None, json_outp
         output.console(stderr=True).print("no webhooks; add one with `gpusupply webhooks add URL`")
         return
     at = now()
-    output.console().print(table(WEBHOOK_COLUMNS, [webhook_row(w, at) for w in found.webhooks], no_wrap=("WEBHOOK ID",)))
+    print_table(WEBHOOK_COLUMNS, [webhook_row(w, at) for w in found.webhooks])
 
 
 def add(
@@ -116,7 +123,7 @@ def deliveries(
         return
     at = now()
     out = output.console()
-    out.print(table(DELIVERY_COLUMNS, [delivery_row(d, at) for d in found.deliveries], no_wrap=("DELIVERY ID",)))
+    print_table(DELIVERY_COLUMNS, [delivery_row(d, at) for d in found.deliveries])
     out.print(f"{len(found.deliveries)} of {found.total_count} deliveries, newest first")
 
 
@@ -127,7 +134,8 @@ def events(url: UrlOption = None, api_key: ApiKeyOption = None, json_output: Jso
     if json_output:
         output.print_json(known)
         return
-    output.console().print(table(("EVENT", "MEANING"), [[name, meaning] for name, meaning in known.items()]))
+    print_table((output.Column("EVENT", keep=9), output.Column("MEANING", keep=9, flex=True)),
+                [[name, meaning] for name, meaning in known.items()])
 
 
 COMMANDS = {"list": list_webhooks, "add": add, "delete": delete, "deliveries": deliveries, "events": events}

@@ -125,7 +125,7 @@ def procure(body: ProcureRequest, *, idempotency_key: str) -> Call[ProcureRespon
         Request(
             "POST",
             "/procure_offer",
-            json=body.model_dump(mode="json", exclude_none=True),
+            json=body.model_dump(mode="json", exclude_none=True, exclude=None if body.wait_for_capacity else {"wait_for_capacity"}),
             headers={IDEMPOTENCY_HEADER: idempotency_key},
         ),
         ProcureResponse,

@@ -161,6 +161,7 @@ class _ClientBase:
         resource_name: str | None,
         idempotency_key: str | None,
         auto_delete: AutoDeleteIn | None = None,
+        wait_for_capacity: bool = False,
     ) -> Call[ProcureResponse]:
         if (offer_id is None) == (spec is None):
             raise ValueError("give exactly one of offer_id (procure that offer) and spec (the cheapest match)")
@@ -171,6 +172,7 @@ class _ClientBase:
             cloud_init=cloud_init,
             resource_name=resource_name,
             auto_delete=auto_delete,
+            wait_for_capacity=wait_for_capacity,
         )
         # A key per call: the retries of this call are one procurement, a new call is another.
         return calls.procure(body, idempotency_key=idempotency_key or f"sdk-{uuid.uuid4()}")
@@ -381,15 +383,19 @@ class GpuSupply(_ClientBase):
         resource_name: str | None = None,
         idempotency_key: str | None = None,
         auto_delete: AutoDeleteIn | None = None,
+        wait_for_capacity: bool = False,
     ) -> ProcureResponse:
         """Procure an offer, or (with `spec`) the cheapest offer matching a get_offers document.
 
         Answers at once; the resource provisions in the background (see `wait_ready`). Sent with
         an Idempotency-Key (yours, or a new one per call), so the SDK's retries never procure twice.
         `auto_delete` (e.g. `AutoDeleteIn(ttl_seconds=3600, spend_limit=20)`) deletes it at a time or
-        spend. A procurement the budget does not allow raises BudgetExceededError (402).
+        spend. A procurement the budget does not allow raises BudgetExceededError (402); a spec no
+        offer matches now raises ConflictError (409) unless `wait_for_capacity`.
         """
-        call = self._procure_call(offer_id, spec, ssh_public_key, cloud_init, resource_name, idempotency_key, auto_delete)
+        call = self._procure_call(
+            offer_id, spec, ssh_public_key, cloud_init, resource_name, idempotency_key, auto_delete, wait_for_capacity
+        )
         return self._call(call)
 
     # ----- resources -----------------------------------------------------------------------------
@@ -676,8 +682,11 @@ class AsyncGpuSupply(_ClientBase):
         resource_name: str | None = None,
         idempotency_key: str | None = None,
         auto_delete: AutoDeleteIn | None = None,
+        wait_for_capacity: bool = False,
     ) -> ProcureResponse:
-        call = self._procure_call(offer_id, spec, ssh_public_key, cloud_init, resource_name, idempotency_key, auto_delete)
+        call = self._procure_call(
+            offer_id, spec, ssh_public_key, cloud_init, resource_name, idempotency_key, auto_delete, wait_for_capacity
+        )
         return await self._call(call)
 
     # ----- resources -----------------------------------------------------------------------------

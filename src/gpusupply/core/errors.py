@@ -94,6 +94,15 @@ class UnsupportedMediaType(ServiceError):
     status_code = 415
 
 
+class ServiceUnavailable(ServiceError):
+    """A dependency (a vendor's catalog) cannot answer now; retry after `retry_after` seconds."""
+
+    status_code = 503
+
+    def __init__(self, detail: str, *, retry_after: int = 30):
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
 class UnprocessableError(ServiceError):
     """Well-formed but invalid input. `loc` says where, as in FastAPI's 422 answers."""
 

@@ -7,6 +7,7 @@ family (`H100`). Unknown names are kept, flagged `known=False`, and never raise.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -114,19 +115,71 @@ def families() -> dict[str, list[str]]:
     return {family: list(names) for family, names in _FAMILIES.items()}
 
 
+def _folded(name: str) -> str:
+    """A user's spelling without case, separators or vendor prefix: `RTX 4090`, `rtx-4090`,
+    `RTX_4090` and `GeForce RTX 4090` all fold to `rtx4090`."""
+    return _alias_key(name).replace(" ", "")
+
+
+_FAMILY_BY_FOLD: dict[str, str] = {_folded(family): family for family in _FAMILIES}
+# Canonical names and the aliases that name one model, folded (a family's fold wins over an alias).
+_CANONICAL_BY_FOLD: dict[str, str] = {}
+for _canonical, _family, _mem, _aliases in _MODELS:
+    for _alias in (_canonical, *_aliases):
+        _CANONICAL_BY_FOLD.setdefault(_folded(_alias), _canonical)
+# "4090" alone: the families whose only number it is.
+_FAMILIES_BY_NUMBER: dict[str, list[str]] = {}
+for _family in _FAMILIES:
+    _FAMILIES_BY_NUMBER.setdefault("".join(re.findall(r"\d+", _family)), []).append(_family)
+
+
 def resolve_gpu_query(gpu_type: str) -> tuple[str | None, str | None]:
-    """Read a user's `gpu_type`: a family ("H100") or a canonical name ("nvidia-h100-sxm5-80gb").
+    """Read a user's `gpu_type`: a family ("H100") or a model ("nvidia-h100-sxm5-80gb", "H100 SXM").
 
     Returns (family, canonical); exactly one is set, or both are None when the name is unknown.
-    Family names match case-insensitively.
+    Case, spaces, hyphens, underscores and an NVIDIA/GeForce/Tesla prefix do not matter
+    (`RTX 4090`, `rtx-4090`, `RTX_4090`); a bare number names the one family that carries it
+    (`4090`). A family wins over a model alias (`H100` is the family, not the SXM5 model).
     """
     text = gpu_type.strip()
+    if not text:
+        return None, None
     if text in _BY_CANONICAL:
         return None, text
-    for family in _FAMILIES:
-        if family.lower() == text.lower():
-            return family, None
+    key = _folded(text)
+    if key in _FAMILY_BY_FOLD:
+        return _FAMILY_BY_FOLD[key], None
+    if key in _CANONICAL_BY_FOLD:
+        return None, _CANONICAL_BY_FOLD[key]
+    if key.isdigit() and len(_FAMILIES_BY_NUMBER.get(key, ())) == 1:
+        return _FAMILIES_BY_NUMBER[key][0], None
     return None, None
+
+
+def suggest_gpu_names(gpu_type: str, limit: int = 3) -> list[str]:
+    """The known names nearest an unknown spelling (families first), for a did-you-mean."""
+    key = _folded(gpu_type)
+    if not key:
+        return []
+    shown = {fold: family for fold, family in _FAMILY_BY_FOLD.items()}
+    for canonical in _BY_CANONICAL:
+        shown.setdefault(_folded(canonical), canonical)
+    near = difflib.get_close_matches(key, list(shown), n=limit, cutoff=0.6)
+    if key.isdigit():  # "6000": every family with that number
+        near = [_folded(f) for f in _FAMILIES_BY_NUMBER.get(key, [])] + near
+    names = list(dict.fromkeys(shown[fold] for fold in near))
+    return names[:limit]
+
+
+def unknown_gpu_message(gpu_type: str) -> str:
+    """The 422 text for a name `resolve_gpu_query` does not know (with the nearest names)."""
+    known = ", ".join(sorted(_FAMILIES))
+    message = f"unknown gpu_type {gpu_type!r}; known families: {known} (or a canonical name from GET /available_gpus)"
+    near = suggest_gpu_names(gpu_type)
+    if not near:
+        return message
+    choices = near[0] if len(near) == 1 else f"{', '.join(near[:-1])} or {near[-1]}"
+    return f"{message}; did you mean {choices}?"
 
 
 def canonical_model(canonical: str) -> GpuModel | None:

@@ -82,9 +82,7 @@ def observe(status: ResourceStatus, instance: VendorInstance | None, *, now: dat
         reason = "instance vanished on the vendor (not found)" if instance is None else (
             f"vendor reports the instance terminated ({instance.raw_status or 'terminated'})"
         )
-        fields: dict[str, Any] = {"last_synced_at": now}
-        if instance is not None:
-            fields["vendor_status"] = instance.raw_status
+        fields: dict[str, Any] = {"last_synced_at": now, "vendor_status": instance.raw_status if instance else "not found"}
         return SyncResult(S.TERMINATED, reason, gone=True, fields=fields)
     fields = {"last_synced_at": now, "vendor_status": instance.raw_status}
     if instance.state == I.RUNNING and _has_address(instance):

@@ -81,6 +81,7 @@ class SandboxConfig:
     latency: float = 0.0  # seconds added to every vendor API call
     hang_seconds: float = 30.0  # how long a "hang" fault (or a lost response) holds the request
     stock: int | None = None  # units of every product / instance type (None: the seeded inventory)
+    id_base: int = 0  # added to instance sequence numbers; a persisted sandbox draws one per process (state.py)
     late_seconds: float = 25.0  # how late a "late_create" reaches the vendor
 
 
@@ -253,7 +254,19 @@ class VendorSandbox:
         return self.clock.now()
 
     def next_seq(self) -> int:
-        return next(self._ids)
+        return self.config.id_base + next(self._ids)
+
+    def id_rng(self) -> random.Random:
+        """Random instance ids of this process' id space (the same seed in another process or a
+        later run draws other ids)."""
+        return random.Random(f"{self.name}-ids:{self.config.seed}:{self.config.id_base}")
+
+    # ----- persistence (sandbox/state.py): vendor state beyond instances and ledgers ----------------
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def restore_extra(self, state: dict[str, Any]) -> None:
+        return None
 
     def check_rate(self, account: str, endpoint: str) -> float | None:
         """None if the call is within the limit, else the seconds until it would be."""

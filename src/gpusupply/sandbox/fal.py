@@ -127,6 +127,7 @@ class FalSandbox(VendorSandbox):
     def __init__(self, config: SandboxConfig | None = None, *, rate_limit: tuple[float, float] = DEFAULT_RATE_LIMIT):
         super().__init__(config)
         self.rate_limits = {RATE_BUCKET: rate_limit}
+        self._ids_rng = self.id_rng() if self.config.id_base else self.rng  # seeded runs keep their ids
         inventory = random.Random(f"fal-inventory:{self.config.seed}")
         # Stock grows a little with the configured marketplace size, so big runs are not starved.
         extra = self.config.offers // 1000
@@ -198,7 +199,7 @@ class FalSandbox(VendorSandbox):
     def _new_id(self) -> str:
         alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
         while True:
-            candidate = "inst_" + "".join(self.rng.choice(alphabet) for _ in range(12))
+            candidate = "inst_" + "".join(self._ids_rng.choice(alphabet) for _ in range(12))
             if candidate not in self.instances:
                 return candidate
 

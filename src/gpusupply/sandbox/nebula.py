@@ -290,7 +290,7 @@ class NebulaSandbox(VendorSandbox):
                 product.stock = self.config.stock
         self.images: dict[str, Image] = {i.id: i for i in inventory.images}
         self.ssh_keys: dict[str, list[SshKey]] = {}  # account -> keys
-        self._id_rng = random.Random(f"nebula-ids:{self.config.seed}")
+        self._id_rng = random.Random(f"nebula-ids:{self.config.seed}") if not self.config.id_base else self.id_rng()
         self._ssh_key_ids = iter(range(70, 10**9))
         self._malformed_served = 0
 

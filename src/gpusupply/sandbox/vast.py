@@ -1077,7 +1077,7 @@ class VastSandbox(VendorSandbox):
                 "price": spec.price,
                 "dph_total": round(price + disk_hour, 6),
                 "storage_hour": disk_hour,
-                "ssh_host": f"ssh{1 + instance_id % 9}.vast.ai",
+                "ssh_host": f"ssh{1 + instance_id % 9}.vast.sandbox.invalid",  # never a real host
                 "ssh_idx": str(1 + instance_id % 9),
                 "ssh_port": 10_000 + (instance_id * 7) % 50_000,
                 "direct_port": 20_000 + instance_id % 40_000 if offer["direct_port_count"] else 0,

@@ -45,6 +45,9 @@ def add_event(
     return event
 
 
+ENDED_ON_VENDOR = frozenset({ResourceStatus.DELETED, ResourceStatus.TERMINATED})
+
+
 def change_status(
     session: AsyncSession,
     resource: Resource,
@@ -69,6 +72,9 @@ def change_status(
         resource.status_message = reason
     if new_status in FINAL_STATUSES and resource.ended_at is None and resource.running_since is not None:
         resource.ended_at = now
+    if new_status in ENDED_ON_VENDOR:
+        # The instance is gone: its address would point at someone else's machine, or nowhere.
+        resource.external_ip = resource.ssh_host = resource.ssh_port = None
     event = add_event(session, kind="status_change", resource=resource, reason=reason, data=data, at=now)
     event.from_status, event.to_status = old.value, new_status.value
     return True

@@ -17,7 +17,7 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from gpusupply.core.errors import NotFoundError, PayloadTooLarge, UnprocessableError, UnsupportedMediaType
-from gpusupply.core.gpus import families, resolve_gpu_query
+from gpusupply.core.gpus import resolve_gpu_query, unknown_gpu_message
 from gpusupply.core.inputs import MAX_INT_DIGITS, TOO_LARGE, CheckedModel, loads_json
 from gpusupply.core.offers import OfferQuery
 from gpusupply.core.regions import REGION_GROUPS, parse_region_group
@@ -161,12 +161,7 @@ def parse_offer_query(document: Any, *, loc: tuple[str | int, ...] = ("body",)) 
 def query_from_request(request: OffersRequest, *, loc: tuple[str | int, ...] = ("body",)) -> OfferQuery:
     family, canonical = resolve_gpu_query(request.compute.gpu_type)
     if family is None and canonical is None:
-        known = ", ".join(sorted(families()))
-        raise UnprocessableError(
-            f"unknown gpu_type {request.compute.gpu_type!r}; known families: {known} "
-            "(or a canonical name from GET /available_gpus)",
-            loc=(*loc, "compute", "gpu_type"),
-        )
+        raise UnprocessableError(unknown_gpu_message(request.compute.gpu_type), loc=(*loc, "compute", "gpu_type"))
     region = None
     if request.region is not None:
         region = parse_region_group(request.region)

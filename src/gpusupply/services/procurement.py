@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -24,10 +24,17 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gpusupply.core.errors import ConflictError, GoneError, NotFoundError, ServiceError, UnprocessableError
+from gpusupply.core.errors import (
+    ConflictError,
+    GoneError,
+    NotFoundError,
+    ServiceError,
+    ServiceUnavailable,
+    UnprocessableError,
+)
 from gpusupply.core.gpus import canonical_model
 from gpusupply.core.inputs import require_text
-from gpusupply.core.offers import Offer
+from gpusupply.core.offers import Offer, OfferQuery
 from gpusupply.core.states import ProcurementStatus, ResourceStatus, procurement_status
 from gpusupply.db.models import OfferRow, Procurement, Resource, utcnow
 from gpusupply.db.session import Database
@@ -161,9 +168,12 @@ async def procure(
     idempotency_key: str | None,
     body: dict[str, Any],
     auto_delete: dict[str, Any] | None = None,
+    wait_for_capacity: bool = False,
 ) -> ProcureOutcome:
     """Procure one offer, or (with `spec`) the cheapest offer matching a get_offers document.
-    `auto_delete`: {delete_at | ttl_seconds, spend_limit} (services/budgets.py)."""
+    `auto_delete`: {delete_at | ttl_seconds, spend_limit} (services/budgets.py). A spec that
+    matches no offer now is refused (409, or 503 while a vendor's catalog cannot be read) unless
+    `wait_for_capacity`: then the engine keeps looking until the provisioning timeout."""
     if (offer_id is None) == (spec is None):
         raise UnprocessableError("give exactly one of offer_id or spec", loc=("body",))
     # Also reached from the console's form, which has no request model to check the text.
@@ -178,6 +188,8 @@ async def procure(
         replay = await _replay(db, principal, idem, fingerprint)
         if replay is not None:
             return replay
+    if spec is not None and not wait_for_capacity:
+        await check_capacity(catalog, query_from_request(spec, loc=("body", "spec")))
     try:
         async with db.transaction() as session:
             if offer_id is not None:
@@ -198,6 +210,49 @@ async def procure(
         catalog.discard(offer_id)
     hint()
     return ProcureOutcome(response, replayed=False)
+
+
+# Loosening one condition at a time tells the caller which one leaves the spec without offers.
+_RELAXATIONS: tuple[tuple[str, str], ...] = (
+    ("max_price_per_gpu_hour", "compute.max_price_per_gpu_hour"),
+    ("vendor", "vendor"),
+    ("region", "region"),
+    ("contract_type", "compute.contract_type"),
+    ("gpu_count", "compute.gpu_count"),
+)
+
+
+async def check_capacity(catalog: OfferCatalog, query: OfferQuery) -> None:
+    """Refuse a spec that matches no offer now, saying which condition empties it."""
+    found = await catalog.search(query, limit=1)
+    if found.total:
+        return
+    wanted = query.gpu_canonical or query.gpu_family
+    if found.partial:
+        failing = "; ".join(f"{vendor}: {why}" for vendor, why in sorted(found.failed_vendors.items()))
+        raise ServiceUnavailable(
+            f"no offer matches the spec among the catalogs read, and some vendors' offers cannot be read now ({failing}); "
+            "retry later, or set wait_for_capacity: true to let the engine wait for capacity"
+        )
+    reasons = []
+    for field, name in _RELAXATIONS:
+        if getattr(query, field) is None:
+            continue
+        loosened = await catalog.search(_without(query, field), limit=1)
+        if loosened.total:
+            cheapest = loosened.offers[0].offer
+            reasons.append(
+                f"without {name} {loosened.total} would (cheapest: {cheapest.gpu_count}x {cheapest.gpu_family} on "
+                f"{cheapest.vendor} at ${cheapest.gpu_price_per_hour:.3f}/GPU-hour)"
+            )
+    why = "; ".join(reasons) if reasons else f"no vendor lists {wanted} offers now"
+    raise ConflictError(
+        f"no offer matches the spec now ({why}); change the spec, or set wait_for_capacity: true to wait for capacity"
+    )
+
+
+def _without(query: OfferQuery, field: str) -> OfferQuery:
+    return replace(query, **{field: None})
 
 
 async def _replay(db: Database, principal: Principal, key: str, fingerprint: str) -> ProcureOutcome | None:

@@ -7,6 +7,7 @@ served in-process on a loopback port and the same real adapter is pointed at it,
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ class VendorSet:
     urls: dict[str, str]
     sandboxes: dict[str, Any] = field(default_factory=dict)  # vendor -> VendorSandbox (sandbox mode)
     _servers: list[ServerTask] = field(default_factory=list)
+    store: Any = None  # sandbox.state.SandboxStore when the sandboxes' state is kept on disk
+    _saver: asyncio.Task[None] | None = None
 
     def share_buckets(self, shared: SharedBuckets | None) -> None:
         """Pace every adapter through rate-limit buckets shared with the other processes (None:
@@ -63,10 +66,25 @@ class VendorSet:
                 http.share_buckets(shared)
 
     async def aclose(self) -> None:
+        if self._saver is not None:
+            self._saver.cancel()
         for adapter in self.adapters.values():
             await adapter.aclose()
         for server in self._servers:
             await server.stop()
+        if self.store is not None:
+            for sandbox in self.sandboxes.values():
+                self.store.save(sandbox)
+
+    async def keep_saving(self, every: float = 2.0) -> None:
+        """Write the sandboxes' state while they run (a crash loses at most `every` seconds)."""
+        while True:
+            await asyncio.sleep(every)
+            for sandbox in self.sandboxes.values():
+                try:
+                    self.store.save(sandbox)
+                except OSError as exc:
+                    log.warning("cannot save the sandbox state", extra={"vendor": sandbox.name, "error": str(exc)})
 
 
 async def build_vendors(settings: Settings, *, start_sandboxes: bool = True) -> VendorSet:
@@ -76,6 +94,7 @@ async def build_vendors(settings: Settings, *, start_sandboxes: bool = True) -> 
     urls: dict[str, str] = {}
     sandboxes: dict[str, Any] = {}
     servers: list[ServerTask] = []
+    store = None
     for vendor in settings.vendors:
         adapter_path, sandbox_path = VENDOR_MODULES[vendor]
         key = settings.vendor_key(vendor)
@@ -88,7 +107,14 @@ async def build_vendors(settings: Settings, *, start_sandboxes: bool = True) -> 
                 ready_after=settings.sandbox_ready_after,
                 faults=parse_fault_spec(settings.sandbox_faults),
             )
+            if settings.sandbox_state_dir is not None:
+                from gpusupply.sandbox.state import SandboxStore
+
+                store = SandboxStore.open(settings.sandbox_state_dir)  # raises if another process has it
+                config.id_base = store.new_id_base(vendor)
             sandbox = load(sandbox_path)(config)
+            if store is not None:
+                store.restore(sandbox)
             server = await ServerTask(sandbox.create_app()).start()
             servers.append(server)
             sandboxes[vendor] = sandbox
@@ -97,4 +123,7 @@ async def build_vendors(settings: Settings, *, start_sandboxes: bool = True) -> 
             continue
         adapters[vendor] = load(adapter_path)(url, api_key, timeout=settings.vendor_timeout, **adapter_options(vendor, settings))
         urls[vendor] = url
-    return VendorSet(adapters, modes, urls, sandboxes, servers)
+    vendor_set = VendorSet(adapters, modes, urls, sandboxes, servers, store)
+    if store is not None and sandboxes:
+        vendor_set._saver = asyncio.create_task(vendor_set.keep_saving())
+    return vendor_set

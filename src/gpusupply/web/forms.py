@@ -12,11 +12,15 @@ from urllib.parse import urlencode
 from gpusupply.services.offers import MAX_OFFSET
 
 SEARCH_FIELDS = ("gpu_type", "gpu_count", "max_price_per_gpu_hour", "contract_type", "vendor", "region")
-PROCURE_FIELDS = ("ssh_public_key", "resource_name", "cloud_init")
+# Filters the console applies on top of the get_offers document (at least this much).
+MINIMUM_FIELDS = {"min_gpu_memory": "gpu_memory_gb", "min_vcpus": "vcpu_count", "min_ram": "memory_gb"}
+PROCURE_FIELDS = ("ssh_public_key", "resource_name", "cloud_init", "auto_delete_hours", "spend_limit")
 PAGE_SIZE = 50
+MAX_AUTO_DELETE_HOURS = 366 * 24
 MAX_GPU_COUNT = 1024
 FORM_ERROR = "_form"  # errors that belong to no one field
-SORTS = {"price": False, "-price": True}  # sort parameter -> descending
+# sort parameter (a leading "-": descending) -> the offer attribute it orders by
+SORT_KEYS = {"price": "gpu_price_per_hour", "gpu_memory": "gpu_memory_gb", "vcpus": "vcpu_count", "ram": "memory_gb"}
 
 
 @dataclass(slots=True)
@@ -26,6 +30,8 @@ class SearchForm:
     page: int  # 1-based
     errors: dict[str, str] = field(default_factory=dict)
     document: dict[str, Any] | None = None  # the get_offers document; None when there is nothing to search
+    sort_key: str = "price"
+    minimums: dict[str, float] = field(default_factory=dict)  # offer attribute -> at least
 
     @property
     def offset(self) -> int:
@@ -33,7 +39,14 @@ class SearchForm:
 
     @property
     def sort(self) -> str:
-        return "-price" if self.descending else "price"
+        return f"{'-' if self.descending else ''}{self.sort_key}"
+
+    def sort_link_value(self, key: str) -> str:
+        """The sort parameter of a column's header link: that column, reversed when it is the current one
+        (prices start cheapest first, sizes largest first)."""
+        if key == self.sort_key:
+            return key if self.descending else f"-{key}"
+        return key if key == "price" else f"-{key}"
 
 
 def read_search_form(params: Mapping[str, str]) -> SearchForm:
@@ -42,10 +55,20 @@ def read_search_form(params: Mapping[str, str]) -> SearchForm:
     A form without a GPU is a first visit, not an error. Types and ranges the browser may let
     through are checked here; the document is then validated by the same code as the API's.
     """
-    values = {name: (params.get(name) or "").strip() for name in SEARCH_FIELDS}
-    descending = SORTS.get(params.get("sort") or "price", False)
+    values = {name: (params.get(name) or "").strip() for name in (*SEARCH_FIELDS, *MINIMUM_FIELDS)}
+    sort = (params.get("sort") or "price").strip()
+    descending, key = sort.startswith("-"), sort.lstrip("-")
+    if key not in SORT_KEYS:
+        descending, key = False, "price"
     page = _page(params.get("page"))
-    form = SearchForm(values, descending, page)
+    form = SearchForm(values, descending, page, sort_key=key)
+    for name, attribute in MINIMUM_FIELDS.items():
+        if values[name]:
+            amount = _number(values[name])
+            if amount is None or amount < 0:
+                form.errors[name] = "Enter a number, 0 or more."
+            else:
+                form.minimums[attribute] = amount
     if not values["gpu_type"]:
         if any(values[name] for name in ("max_price_per_gpu_hour", "contract_type", "vendor", "region")):
             form.errors["gpu_type"] = "Choose a GPU to search for."
@@ -133,12 +156,16 @@ def field_errors(errors: Iterable[Mapping[str, Any]], fields: Iterable[str]) -> 
     return by_field
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProcureForm:
     ssh_public_key: str
     resource_name: str | None
     cloud_init: str | None
     form_id: str | None  # sent as the Idempotency-Key: a double submit procures once
+    auto_delete_hours: str = ""
+    spend_limit: str = ""
+    errors: dict[str, str] = field(default_factory=dict)
+    auto_delete: dict[str, Any] | None = None  # the API's auto_delete body, when a limit was given
 
     @property
     def values(self) -> dict[str, str]:
@@ -146,6 +173,8 @@ class ProcureForm:
             "ssh_public_key": self.ssh_public_key,
             "resource_name": self.resource_name or "",
             "cloud_init": self.cloud_init or "",
+            "auto_delete_hours": self.auto_delete_hours,
+            "spend_limit": self.spend_limit,
         }
 
 
@@ -158,9 +187,26 @@ def read_procure_form(form: Mapping[str, str]) -> ProcureForm:
     name = text("resource_name").strip()
     cloud_init = text("cloud_init")
     form_id = (form.get("form_id") or "").strip()
-    return ProcureForm(
+    read = ProcureForm(
         ssh_public_key=text("ssh_public_key").strip(),
         resource_name=name or None,
         cloud_init=cloud_init if cloud_init.strip() else None,
         form_id=form_id or None,
+        auto_delete_hours=text("auto_delete_hours").strip(),
+        spend_limit=text("spend_limit").strip(),
     )
+    limits: dict[str, Any] = {}
+    if read.auto_delete_hours:
+        hours = _number(read.auto_delete_hours)
+        if hours is None or not 0 < hours <= MAX_AUTO_DELETE_HOURS:
+            read.errors["auto_delete_hours"] = f"Enter hours above 0, at most {MAX_AUTO_DELETE_HOURS} (366 days), for example 2 or 0.5."
+        else:
+            limits["ttl_seconds"] = max(1, round(hours * 3600))
+    if read.spend_limit:
+        amount = _number(read.spend_limit)
+        if amount is None or amount <= 0:
+            read.errors["spend_limit"] = "Enter an amount in USD above 0, for example 20."
+        else:
+            limits["spend_limit"] = amount
+    read.auto_delete = limits or None
+    return read

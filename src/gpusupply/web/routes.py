@@ -34,6 +34,7 @@ from gpusupply.web.forms import (
     PAGE_SIZE,
     PROCURE_FIELDS,
     SEARCH_FIELDS,
+    SORT_KEYS,
     SearchForm,
     descending_window,
     field_errors,
@@ -137,17 +138,27 @@ def render_text(template: str, **context: Any) -> str:
     return environment.get_template(template).render(**context)
 
 
+PROCUREMENT_STARTED = "Procurement started: the instance is being created on the vendor. This page updates by itself."
+STARTING_STATUSES = frozenset({"pending", "provisioning"})
+# Removes the "Procurement started" banner once the resource is past starting (an out-of-band swap).
+DROP_STARTED_BANNER = '<p id="flash-started" hx-swap-oob="delete"></p>'
+
+
 def page(
-    request: Request, template: str, visitor: Visitor | None, *, status_code: int = 200, **context: Any
+    request: Request, template: str, visitor: Visitor | None, *, status_code: int = 200, stale_flash: str | None = None,
+    **context: Any,
 ) -> HTMLResponse:
-    """A whole page: the layout with the visitor, their CSRF token and the flash message, if any."""
+    """A whole page: the layout with the visitor, their CSRF token and the flash message, if any
+    (but not `stale_flash`, a message that no longer holds)."""
     flash = read_flash(request)
+    shown_flash = None if flash is not None and flash["message"] == stale_flash else flash
     context.setdefault("nav", None)
     html = render_text(
         template,
         visitor=visitor,
         csrf_token=visitor.session.csrf_token if visitor else "",
-        flash=flash,
+        flash=shown_flash,
+        flash_started=PROCUREMENT_STARTED,
         here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         **context,
     )
@@ -329,9 +340,25 @@ class OfferPage:
     failed_vendors: dict[str, str]
 
 
+MAX_SCAN = 100_000  # matches read at most to sort by a column other than price
+
+
+def meets(offer: Any, minimums: Mapping[str, float]) -> bool:
+    return all((getattr(offer, attribute) or 0.0) >= amount for attribute, amount in minimums.items())
+
+
 async def find_offers(catalog: OfferCatalog, query: OfferQuery, form: SearchForm) -> OfferPage:
     """One page of matches, cheapest first, or most expensive first (read from the end of the
-    cheapest-first order, so every page of either order comes from the same index)."""
+    cheapest-first order, so every page of either order comes from the same index). Sorting by
+    another column, or minimums of memory or vCPUs, reads every match and orders it here."""
+    if form.sort_key != "price" or form.minimums:
+        result = await catalog.search(query, limit=MAX_SCAN, offset=0)
+        chosen = [s for s in result.offers if meets(s.offer, form.minimums)]
+        attribute = SORT_KEYS[form.sort_key]
+        # Stable: equal values keep the cheapest-first order; unknown sizes go last either way.
+        chosen.sort(key=lambda s: (getattr(s.offer, attribute) is None, (getattr(s.offer, attribute) or 0.0)
+                                   * (-1 if form.descending else 1)))
+        return OfferPage(chosen[form.offset : form.offset + PAGE_SIZE], len(chosen), result.failed_vendors)
     if not form.descending:
         result = await catalog.search(query, limit=PAGE_SIZE, offset=form.offset)
         return OfferPage(result.offers, result.total, result.failed_vendors)
@@ -422,7 +449,7 @@ async def procure_page(offer_id: str, request: Request, visitor: Visitor = Depen
         stored = await offers.get_offer(get_ctx(request).catalog, parsed)
     except NotFoundError:
         return error_page(request, visitor, 404, "This offer does not exist, or it expired and was cleaned up. Search again.")
-    values = {"ssh_public_key": "", "resource_name": "", "cloud_init": ""}
+    values = {"ssh_public_key": "", "resource_name": "", "cloud_init": "", "auto_delete_hours": "", "spend_limit": ""}
     return _procure_page(request, visitor, stored, values=values, errors={}, form_id=new_form_id())
 
 
@@ -434,6 +461,9 @@ async def procure(offer_id: str, request: Request, visitor: Visitor = Depends(si
     if parsed is None:
         return error_page(request, visitor, 404, "This offer does not exist.")
     body = {"offer_id": str(parsed), **form.values, "via": "console"}
+    if form.errors:
+        return _procure_page(request, visitor, await ctx.catalog.get(parsed), values=form.values, errors=form.errors,
+                             form_id=form.form_id or new_form_id(), status_code=422)
     try:
         outcome = await procurement.procure(
             ctx.db,
@@ -446,6 +476,7 @@ async def procure(offer_id: str, request: Request, visitor: Visitor = Depends(si
             resource_name=form.resource_name,
             idempotency_key=form.form_id,
             body=body,
+            auto_delete=form.auto_delete,
         )
     except ServiceError as exc:
         if isinstance(exc, UnprocessableError):
@@ -463,8 +494,7 @@ async def procure(offer_id: str, request: Request, visitor: Visitor = Depends(si
             status_code=exc.status_code,
         )
     resource_id = outcome.response["resource_ids"][0]
-    message = "Procurement started: the instance is being created on the vendor. This page updates by itself."
-    return redirect(f"{PREFIX}/resources/{resource_id}", flash=("ok", message))
+    return redirect(f"{PREFIX}/resources/{resource_id}", flash=("ok", PROCUREMENT_STARTED))
 
 
 # ----- resources ---------------------------------------------------------------------------------
@@ -581,6 +611,7 @@ async def resource_page(resource_id: str, request: Request, visitor: Visitor = D
         resource=resource,
         label=resource_label(resource.name, resource.id),
         live_html=versioned(live_html)[0],
+        stale_flash=None if resource.status in STARTING_STATUSES else PROCUREMENT_STARTED,
     )
 
 
@@ -593,6 +624,8 @@ async def resource_live(resource_id: str, request: Request, visitor: Visitor = D
         return secured(Response(status_code=404))
     view_label = resource_label(resource.name, resource.id)
     announcement = render_text("_announce.html", text=f"{view_label} is {resource.status}.")
+    if resource.status not in STARTING_STATUSES:
+        announcement += DROP_STARTED_BANNER
     return fragment(request, await _live_html(ctx, visitor, resource), extra=announcement)
 
 

@@ -62,6 +62,7 @@ ACTION_TEXT: dict[str, ActionText] = {
     ),
 }
 ACTIONS = tuple(ACTION_TEXT)
+ENDED = frozenset(status.value for status in FINAL_STATUSES)
 IN_FLIGHT = frozenset({ResourceStatus.STOPPING, ResourceStatus.STARTING, ResourceStatus.REBOOTING})
 
 
@@ -155,6 +156,7 @@ class ResourceView:
     status_message: str | None
     vendor_status: str | None
     pending_action: str | None
+    ended: bool  # deleted, terminated or failed: no address, no actions
 
 
 def gpu_text(gpu_family: str | None, gpu_type: str | None, gpu_count: int | None) -> str:
@@ -193,4 +195,5 @@ def resource_view(
         status_message=resource.status_message,
         vendor_status=resource.vendor_status,
         pending_action=resource.pending_action,
+        ended=resource.status in ENDED,
     )

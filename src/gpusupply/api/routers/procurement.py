@@ -24,9 +24,10 @@ router = APIRouter(route_class=ApiRoute, tags=["Procurement"], responses=respons
         "Poll `GET /offers/{offer_id}/status` or `GET /resources/{id}`. With an `Idempotency-Key` header a "
         "retried request gets the first answer again (header `Idempotent-Replayed: true`); the same key with a "
         "different body is a 422. A procurement your budget does not allow is a 402 naming the limit and the "
-        "numbers (docs/cost.md)."
+        "numbers (docs/cost.md). A `spec` that matches no offer now is a 409 saying which condition empties it "
+        "(503 with Retry-After while a vendor's catalog cannot be read), unless `wait_for_capacity: true`."
     ),
-    responses=responses(402, 404, 409, 410, 413, 422),
+    responses=responses(402, 404, 409, 410, 413, 422, 503),
 )
 async def procure_offer(
     body: schemas.ProcureRequest,
@@ -45,13 +46,23 @@ async def procure_offer(
         cloud_init=body.cloud_init,
         resource_name=body.resource_name,
         idempotency_key=idempotency_key,
-        # (auto_delete left out when absent: the fingerprint of older requests stays the same)
-        body=body.model_dump(mode="json", exclude={"auto_delete"} if body.auto_delete is None else None),
+        # (auto_delete and wait_for_capacity left out when unset: older requests' fingerprints stay the same)
+        body=body.model_dump(mode="json", exclude=_unset_extensions(body)),
         auto_delete=body.auto_delete.model_dump(exclude_unset=True) if body.auto_delete is not None else None,
+        wait_for_capacity=body.wait_for_capacity,
     )
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return outcome.response
+
+
+def _unset_extensions(body: schemas.ProcureRequest) -> set[str]:
+    unset = set()
+    if body.auto_delete is None:
+        unset.add("auto_delete")
+    if not body.wait_for_capacity:
+        unset.add("wait_for_capacity")
+    return unset
 
 
 @router.get(

@@ -128,6 +128,9 @@ async def delete_instance(ctx: EngineContext, lease: leases.Lease, row: Resource
     await not_yet(ctx, lease, row, f"vendor still shows the instance ({vendor_status})", delay=ctx.settings.provisioning_poll_seconds)
 
 
+NOT_FOUND = "not found"
+
+
 async def finish(ctx: EngineContext, lease: leases.Lease, reason: str, *, vendor_status: str | None = None) -> None:
     now = ctx.now()
 
@@ -135,6 +138,8 @@ async def finish(ctx: EngineContext, lease: leases.Lease, reason: str, *, vendor
         final = ResourceStatus(fresh.final_status or ResourceStatus.DELETED.value)
         if vendor_status is not None:
             fresh.vendor_status = vendor_status
+        elif fresh.vendor_instance_id:
+            fresh.vendor_status = NOT_FOUND  # what the vendor last said: the instance is not there
         fresh.last_synced_at = now
         fresh.ended_at = fresh.ended_at or now
         change_status(session, fresh, final, _final_reason(fresh, reason), at=now)

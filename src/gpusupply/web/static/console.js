@@ -53,4 +53,51 @@
     }
     openerId = null;
   }, true);
+
+  // Copy buttons beside SSH commands: shown only where the clipboard can be written.
+  function showCopyButtons(root) {
+    if (!navigator.clipboard) {
+      return;
+    }
+    root.querySelectorAll("button.copy[hidden]").forEach(function (button) {
+      button.hidden = false;
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("button.copy");
+    if (!button) {
+      return;
+    }
+    navigator.clipboard.writeText(button.getAttribute("data-copy")).then(function () {
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = "Copy"; }, 2000);
+    });
+  });
+
+  document.addEventListener("DOMContentLoaded", function () { showCopyButtons(document); });
+  document.addEventListener("htmx:afterSettle", function (event) { showCopyButtons(event.detail.elt); });
+
+  // The procure form's SSH key: this browser remembers the last one sent (localStorage, this
+  // origin only; it is a public key) and fills it in next time.
+  var REMEMBERED = "gpusupply.ssh_public_key";
+
+  function fillRemembered() {
+    document.querySelectorAll("textarea[data-remember]").forEach(function (field) {
+      var stored = null;
+      try { stored = window.localStorage.getItem(REMEMBERED); } catch (e) { return; }
+      if (stored && !field.value) {
+        field.value = stored;
+      }
+    });
+  }
+
+  document.addEventListener("submit", function (event) {
+    var field = event.target.querySelector("textarea[data-remember]");
+    if (field && field.value.trim()) {
+      try { window.localStorage.setItem(REMEMBERED, field.value.trim()); } catch (e) { /* storage off */ }
+    }
+  });
+
+  document.addEventListener("DOMContentLoaded", fillRemembered);
 })();
