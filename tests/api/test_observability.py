@@ -305,7 +305,9 @@ def test_a_worker_serves_its_metrics(tmp_path: Path) -> None:
         assert {labels["status"] for labels in labels_of(text, "gpusupply_resources")} >= {"pending", "running"}
         assert total(text, "gpusupply_vendor_requests_total", outcome="ok") > 0
         assert httpx.get(f"http://127.0.0.1:{port}/resources", timeout=5).status_code == 404  # nothing but /metrics
-        taken = subprocess.run([GPUSUPPLY, "worker", "--metrics-port", str(port)], env=env, capture_output=True,
+        # A second worker, with a data directory of its own (the first holds its in-process sandboxes).
+        other_env = {**env, "GPUSUPPLY_DATA_DIR": str(tmp_path / "other")}
+        taken = subprocess.run([GPUSUPPLY, "worker", "--metrics-port", str(port)], env=other_env, capture_output=True,
                                text=True, timeout=60)
         assert taken.returncode == 1 and "Traceback" not in taken.stderr
         assert f"error: cannot serve metrics on 127.0.0.1:{port}" in taken.stderr

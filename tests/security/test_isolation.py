@@ -56,8 +56,7 @@ PUBLIC_UNDOCUMENTED = {
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
-    ("GET", "/docs/oauth2-redirect"),
-    ("GET", "/redoc"),
+    ("MOUNT", "/docs/assets"),  # Swagger UI's files, served from the package
     ("GET", "/"),  # a redirect to the console
     ("MOUNT", "/console/static"),
     ("GET", "/console/sign-in"),

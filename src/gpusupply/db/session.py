@@ -53,14 +53,15 @@ class Database:
         else:
             kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
-        if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas(round(busy_timeout * 1000)))
+        pragmas = _sqlite_pragmas(round(busy_timeout * 1000)) if self.is_sqlite else None
+        if pragmas is not None:
+            event.listen(self.engine.sync_engine, "connect", pragmas)
         # expire_on_commit=False: rows stay readable after commit; autoflush=False: no surprise writes.
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         # Reads that need no transaction (PostgreSQL): no BEGIN and ROLLBACK round trips around them.
         readers = self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.read_sessions = async_sessionmaker(readers, expire_on_commit=False, autoflush=False)
-        self._reader = Reader(self.engine, sqlite_pragmas=_sqlite_pragmas if self.is_sqlite else None)
+        self._reader = Reader(self.engine, sqlite_pragmas=pragmas)
         # SQLite has one writer: the engine serializes its claims through this lock (see engine/leases.py).
         self.claim_lock = asyncio.Lock()
         # This installation's id once read (db/installation.py).
