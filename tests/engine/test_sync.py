@@ -112,3 +112,16 @@ async def test_refresh_resource_reads_the_vendor_and_skips_leased_rows(tmp_path)
         pending = await rig.procure_offer((await rig.offers(vendor))[1])
         await refresh_resource(rig.db, rig.vendors, pending, settings=rig.settings)
         assert (await rig.resource(pending)).status == "pending"
+
+
+def test_the_vendor_login_is_kept_and_shown_in_the_ssh_command() -> None:
+    """Lambda's images log in as ubuntu, Nebula says per instance: the command must name that user."""
+    from gpusupply.services.resources import ssh_command
+
+    running = VendorInstance("i-1", I.RUNNING, "active", external_ip="198.51.100.3", ssh_port=22, extra={"ssh_user": "ubuntu"})
+    result = observe(S.PROVISIONING, running, now=NOW, running_since=None)
+    assert result.fields["ssh_user"] == "ubuntu"
+    assert ssh_command("198.51.100.3", None, 22, result.fields["ssh_user"]) == "ssh ubuntu@198.51.100.3 -p 22"
+    assert ssh_command("198.51.100.3", None, 22) == "ssh root@198.51.100.3 -p 22"  # no word from the vendor: root
+    plain = observe(S.PROVISIONING, VendorInstance("i-2", I.RUNNING, "running", external_ip="192.0.2.1"), now=NOW, running_since=None)
+    assert "ssh_user" not in plain.fields

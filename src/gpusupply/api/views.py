@@ -82,7 +82,7 @@ def _access(resource: Resource) -> schemas.Access:
     return schemas.Access(
         external_ip=resource.external_ip,
         internal_ip=None,
-        ssh_command=ssh_command(resource.external_ip, resource.ssh_host, resource.ssh_port),
+        ssh_command=ssh_command(resource.external_ip, resource.ssh_host, resource.ssh_port, getattr(resource, "ssh_user", None)),
         ssh_port=resource.ssh_port,
     )
 

@@ -154,6 +154,8 @@ class Resource(LeaseMixin, Base):
     external_ip: Mapped[str | None] = mapped_column(String(100), default=None)
     ssh_host: Mapped[str | None] = mapped_column(String(200), default=None)
     ssh_port: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The login the vendor's image takes (Lambda: ubuntu; Nebula says per instance); None: root.
+    ssh_user: Mapped[str | None] = mapped_column(String(64), default=None)
     gpu_type: Mapped[str | None] = mapped_column(String(100), default=None)
     gpu_family: Mapped[str | None] = mapped_column(String(50), default=None)
     gpu_count: Mapped[int | None] = mapped_column(Integer, default=None)

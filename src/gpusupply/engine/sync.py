@@ -87,6 +87,8 @@ def observe(status: ResourceStatus, instance: VendorInstance | None, *, now: dat
     fields = {"last_synced_at": now, "vendor_status": instance.raw_status}
     if instance.state == I.RUNNING and _has_address(instance):
         fields.update(external_ip=instance.external_ip, ssh_host=instance.ssh_host, ssh_port=instance.ssh_port)
+        if instance.extra.get("ssh_user"):
+            fields["ssh_user"] = str(instance.extra["ssh_user"])
     if instance.vendor_region:
         fields["vendor_region"] = instance.vendor_region
     new_status, reason = _next_status(status, instance)

@@ -44,7 +44,7 @@ RESOURCE_COLUMNS = tuple(
     _resources.c[name]
     for name in (
         "id", "tenant_id", "procurement_id", "offer_id", "name", "status", "status_message", "vendor", "vendor_region",
-        "region", "vendor_instance_id", "vendor_status", "external_ip", "ssh_host", "ssh_port", "gpu_type", "gpu_family",
+        "region", "vendor_instance_id", "vendor_status", "external_ip", "ssh_host", "ssh_port", "ssh_user", "gpu_type", "gpu_family",
         "gpu_count", "price_per_hour", "offer_snapshot", "attempts", "pending_action", "delete_requested_at",
         "created_at", "running_since", "ended_at", "last_synced_at", "updated_at", "auto_delete_at", "spend_limit",
     )
@@ -55,7 +55,7 @@ SUMMARY_COLUMNS = (
     *(
         _resources.c[name]
         for name in (
-            "id", "name", "status", "vendor", "vendor_region", "region", "external_ip", "ssh_host", "ssh_port",
+            "id", "name", "status", "vendor", "vendor_region", "region", "external_ip", "ssh_host", "ssh_port", "ssh_user",
             "gpu_type", "gpu_family", "gpu_count", "offer_id", "price_per_hour", "created_at", "running_since",
             "ended_at", "updated_at",
         )
@@ -199,7 +199,7 @@ _FIRST_PROCUREMENT = (
 # What the status shows of each resource (views.offer_status_out, procurement._status_view).
 _STATUS_RESOURCE_COLUMNS = tuple(
     _resources.c[name]
-    for name in ("id", "status", "status_message", "external_ip", "ssh_host", "ssh_port", "running_since", "vendor_instance_id")
+    for name in ("id", "status", "status_message", "external_ip", "ssh_host", "ssh_port", "ssh_user", "running_since", "vendor_instance_id")
 )
 _ONE = select(literal_column("1").label("one")).subquery("one")
 # One row per resource of the tenant's procurement of the offer (or one row of NULLs for them),

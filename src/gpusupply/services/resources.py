@@ -50,12 +50,14 @@ ACTIONS: dict[str, tuple[ResourceStatus, ResourceStatus, str]] = {
 }
 
 
-def ssh_command(external_ip: str | None, ssh_host: str | None, ssh_port: int | None) -> str | None:
-    """`ssh root@IP -p PORT`; through the vendor's SSH host when it proxies SSH."""
+def ssh_command(external_ip: str | None, ssh_host: str | None, ssh_port: int | None, ssh_user: str | None = None) -> str | None:
+    """`ssh USER@IP -p PORT` (root unless the vendor's image logs in as another user); through the
+    vendor's SSH host when it proxies SSH."""
     host = ssh_host or external_ip
     if not host:
         return None
-    return f"ssh root@{host} -p {ssh_port}" if ssh_port else f"ssh root@{host}"
+    user = ssh_user or "root"
+    return f"ssh {user}@{host} -p {ssh_port}" if ssh_port else f"ssh {user}@{host}"
 
 
 def needs_refresh(resource: Resource, *, force: bool, now: datetime) -> bool:

@@ -508,7 +508,7 @@ def _views(ctx: ServiceContext, rows: list[Resource], cost: Mapping[UUID, float]
                 resource,
                 adapter.capabilities if adapter else None,
                 now,
-                address=ssh_command(resource.external_ip, resource.ssh_host, resource.ssh_port),
+                address=ssh_command(resource.external_ip, resource.ssh_host, resource.ssh_port, resource.ssh_user),
                 cost_so_far=cost.get(resource.id),
             )
         )
