@@ -421,7 +421,7 @@ async def other_installation(root: Path, sandboxes: dict[str, SandboxProcess], f
     token = create_api_key(env)
     serve = ServiceProcess.serve(env, root / "serve-other.log").start()
     clients = Clients(serve.url, token, figures, rng)
-    for n in range(OTHER_INSTALLATION_RESOURCES):
+    for _ in range(OTHER_INSTALLATION_RESOURCES):
         # H100s, which every vendor offers (a spec nothing matches is refused at once)
         spec = {"compute": {"gpu_type": "H100", "gpu_count": 1, "max_price_per_gpu_hour": 50}}
         answer = await clients.call("POST", "/procure_offer", json={"ssh_public_key": SSH_KEY, "spec": spec})
