@@ -214,7 +214,8 @@ async def test_sqlite_locked_by_another_process_answers_503_and_loses_nothing(se
     assert first.status_code == 200, first.text
     path = service.db.engine.url.database
     assert path is not None
-    locker = sqlite3.connect(path, timeout=0.1, isolation_level=None)
+    # Waits for a moment's writer (the catalog refresh books rate-limit slots), then holds the lock.
+    locker = sqlite3.connect(path, timeout=30, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
     try:
         assert_unavailable(await procure(service.alice, offers[1]["offer_id"]))

@@ -164,7 +164,7 @@ def test_procure_by_spec_then_wait(cli: CliRunner) -> None:
     rid = result.split()[2]
     assert result == f"procured: resource {rid} (provisioning_in_progress)"
     waited = run(cli, "wait", rid, "--timeout", "60").stdout
-    assert waited.splitlines()[-2] == f"{rid}: running" and waited.splitlines()[-1].startswith("ssh root@")
+    assert waited.splitlines()[-2] == f"{rid}: running" and re.match(r"ssh [a-z]+@", waited.splitlines()[-1])  # the vendor's login
     timed_out = run(cli, "wait", rid, "--for", "stopped", "--timeout", "0", code=ExitCode.TIMEOUT)
     assert "gave up waiting for stopped after 0 s; it is running" in one_error_line(timed_out)
     gone = json.loads(run(cli, "delete", rid, "--wait", "--json").stdout)
@@ -519,13 +519,13 @@ def test_ssh_and_ssh_config(cli: CliRunner, live: LiveService, home: Path, tmp_p
                           timeout=60)
     assert done.returncode == 7, done.stderr  # ssh's own exit code: the process became ssh
     assert recorded.read_text().splitlines() == [
-        "-i", str(home / ".ssh" / "id_ed25519"), "-p", str(target.port), f"root@{target.host}", "nvidia-smi", "-L"]
+        "-i", str(home / ".ssh" / "id_ed25519"), "-p", str(target.port), f"{target.user}@{target.host}", "nvidia-smi", "-L"]
 
     written = run(cli, "ssh-config").stdout
     path = home / ".config" / "gpusupply" / "ssh_config"
     assert "wrote " in written and f"ssh gpusupply-{rid[:8]}" in written
     config = path.read_text()
-    assert f"Host gpusupply-{rid[:8]} sshbox\n  HostName {target.host}\n  User root\n  Port {target.port}\n" in config
+    assert f"Host gpusupply-{rid[:8]} sshbox\n  HostName {target.host}\n  User {target.user}\n  Port {target.port}\n" in config
     assert f"IdentityFile {home / '.ssh' / 'id_ed25519'}" in config
     assert (home / ".ssh" / "config").read_text().startswith(f"Include {path}")
     run(cli, "delete", rid, "--wait")
