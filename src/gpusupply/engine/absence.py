@@ -56,6 +56,16 @@ def shown_in(listing: Sequence[VendorInstance], vendor_instance_id: str) -> Vend
     return None
 
 
+async def listed(adapter: Any, vendor_instance_id: str, confirming: str) -> VendorInstance | None:
+    """The instance as a fresh, complete listing shows it (None: not shown). A listing that cannot be
+    trusted confirms nothing: it raises VendorUnavailable, like the vendor's other errors."""
+    listing = await shared_listing(adapter)
+    problem = listing_problem(listing)
+    if problem:
+        raise VendorUnavailable(adapter.vendor, f"the instance list cannot confirm {confirming}: {problem}")
+    return shown_in(listing, vendor_instance_id)
+
+
 @dataclass(frozen=True, slots=True)
 class Sighting:
     """What the vendor shows of one instance, once absence rules are applied."""
@@ -90,11 +100,7 @@ async def judge_not_found(
     if absent_since is None or (now - absent_since).total_seconds() < confirm_seconds:
         return Sighting(None, False, absent_since or now, "the vendor answered not found; confirming before ending the resource")
     if not listed_absent:
-        listing = await shared_listing(adapter)
-        problem = listing_problem(listing)
-        if problem:
-            raise VendorUnavailable(adapter.vendor, f"the instance list cannot confirm an absence: {problem}")
-        shown = shown_in(listing, vendor_instance_id)
+        shown = await listed(adapter, vendor_instance_id, "an absence")
         if shown is not None:
             log.warning("vendor answered not found for an instance its list shows", extra={"vendor": adapter.vendor, "instance": vendor_instance_id})
             return Sighting(shown, False, None, "the vendor answered not found, but its instance list shows the instance")
@@ -125,11 +131,7 @@ async def confirm_deleted(adapter: Any, vendor_instance_id: str, answer: VendorI
     acknowledged but not carried out would otherwise be taken for done). Vendor errors propagate."""
     if answer is not None:
         return answer.state in GONE_STATES, answer.raw_status
-    listing = await shared_listing(adapter)
-    problem = listing_problem(listing)
-    if problem:
-        raise VendorUnavailable(adapter.vendor, f"the instance list cannot confirm the delete: {problem}")
-    shown = shown_in(listing, vendor_instance_id)
+    shown = await listed(adapter, vendor_instance_id, "the delete")
     if shown is not None:
         log.warning("vendor answered not found after a delete, but still lists the instance", extra={"vendor": adapter.vendor, "instance": vendor_instance_id})
         return False, shown.raw_status
