@@ -16,11 +16,15 @@ Contract, for every adapter:
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
+from gpusupply.core.errors import InvalidRequest
 from gpusupply.core.markers import (
     INSTALLATION_ID_LEN,
     MARKER_PREFIX,
@@ -136,3 +140,18 @@ class VendorAdapter(Protocol):
     async def reboot(self, vendor_instance_id: str) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+def ssh_key_identity(vendor: str, public_key: str) -> tuple[str, str]:
+    """(comparable form "type base64", key name derived from the fingerprint) of an OpenSSH public
+    key, for vendors that keep keys registered by name (Nebula, Lambda): the same key always gets
+    the same name, so it is registered once and reused. Raises InvalidRequest when it is not one."""
+    parts = public_key.strip().split()
+    if len(parts) < 2:
+        raise InvalidRequest(vendor, "ssh public key is not in OpenSSH format ('type base64 [comment]')")
+    key_type, blob = parts[0], parts[1]
+    try:
+        raw = base64.b64decode(blob, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(vendor, "ssh public key: the key body is not base64") from None
+    return f"{key_type} {blob}", f"gpusupply-{hashlib.sha256(raw).hexdigest()[:16]}"

@@ -22,9 +22,6 @@ tests/vendors/test_lambdalabs.py.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
 import json
 import logging
 import re
@@ -50,6 +47,7 @@ from gpusupply.core.offers import Offer
 from gpusupply.core.regions import RegionGroup, country_from_geolocation, group_for_country
 from gpusupply.core.states import InstanceState
 from gpusupply.vendors.base import Capabilities, CreateRequest, VendorInstance
+from gpusupply.vendors.base import ssh_key_identity as base_ssh_key_identity
 from gpusupply.vendors.http import RetryPolicy, VendorHttp, parse_json, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -335,17 +333,8 @@ def map_instance(row: Mapping[str, Any]) -> VendorInstance:
 
 
 def ssh_key_identity(public_key: str) -> tuple[str, str]:
-    """(comparable form "type base64", key name derived from the fingerprint) of an OpenSSH public
-    key; raises InvalidRequest when it is not one."""
-    parts = public_key.strip().split()
-    if len(parts) < 2:
-        raise InvalidRequest(VENDOR, "ssh public key is not in OpenSSH format ('type base64 [comment]')")
-    key_type, blob = parts[0], parts[1]
-    try:
-        raw = base64.b64decode(blob, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest(VENDOR, "ssh public key: the key body is not base64") from None
-    return f"{key_type} {blob}", f"gpusupply-{hashlib.sha256(raw).hexdigest()[:16]}"
+    """`vendors.base.ssh_key_identity` for this vendor's errors."""
+    return base_ssh_key_identity(VENDOR, public_key)
 
 
 def comparable_key(public_key: Any) -> str | None:

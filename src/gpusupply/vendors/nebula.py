@@ -17,9 +17,6 @@ map_instance, map_state, parse_*), tested table-driven in tests/vendors/test_neb
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
 import logging
 import re
 import time
@@ -44,6 +41,7 @@ from gpusupply.core.offers import Offer
 from gpusupply.core.regions import RegionGroup, country_from_geolocation, group_for_country
 from gpusupply.core.states import InstanceState
 from gpusupply.vendors.base import Capabilities, CreateRequest, VendorInstance
+from gpusupply.vendors.base import ssh_key_identity as base_ssh_key_identity
 from gpusupply.vendors.http import RetryPolicy, VendorHttp, parse_json, parse_retry_after, vendor_message
 
 log = logging.getLogger(__name__)
@@ -365,18 +363,8 @@ def map_instance(row: Mapping[str, Any]) -> VendorInstance:
 
 
 def ssh_key_identity(public_key: str) -> tuple[str, str]:
-    """(comparable form "type base64", key name derived from the fingerprint) of an OpenSSH public
-    key; raises InvalidRequest when it is not one."""
-    parts = public_key.strip().split()
-    if len(parts) < 2:
-        raise InvalidRequest(VENDOR, "ssh public key is not in OpenSSH format ('type base64 [comment]')")
-    key_type, blob = parts[0], parts[1]
-    try:
-        raw = base64.b64decode(blob, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest(VENDOR, "ssh public key: the key body is not base64") from None
-    fingerprint = hashlib.sha256(raw).hexdigest()
-    return f"{key_type} {blob}", f"gpusupply-{fingerprint[:16]}"
+    """`vendors.base.ssh_key_identity` for this vendor's errors."""
+    return base_ssh_key_identity(VENDOR, public_key)
 
 
 # ----- the adapter ---------------------------------------------------------------------------------
