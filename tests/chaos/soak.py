@@ -94,7 +94,8 @@ class Figures:
     faults_injected: Counter[str] = field(default_factory=Counter)
     vendor_rate_limited: int = 0  # the sandboxes' own rate limits
     leaked: list[str] = field(default_factory=list)
-    duplicates: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)  # two instances of one marker alive at once
+    recreated: int = 0  # creates repeated after the first instance was gone (not a duplicate)
     lost_deletes: list[str] = field(default_factory=list)
     stuck: list[str] = field(default_factory=list)
     deleted_unasked: list[str] = field(default_factory=list)  # live instances deleted without a user's delete
@@ -116,7 +117,7 @@ class Figures:
     def must_be_zero(self) -> dict[str, int]:
         return {
             "leaked instances": len(self.leaked),
-            "duplicate creates": len(self.duplicates),
+            "duplicate instances (alive at once)": len(self.duplicates),
             "lost deletes": len(self.lost_deletes),
             "5xx answers": self.server_errors,
             "stuck resources": len(self.stuck),
@@ -347,6 +348,24 @@ async def settle(installations: list[tuple[Clients, str]], sandboxes: dict[str, 
     return False
 
 
+def overlapping_instances(state: dict[str, Any], account: str) -> list[str]:
+    """Markers (or fal idempotency keys) with two instances alive at the same time: a duplicate that
+    billed twice. A second create after the first instance was gone (preempted before the engine
+    learned its id, so recovery found nothing) is a legitimate re-create, counted apart."""
+    by_marker: dict[str, list[dict[str, Any]]] = {}
+    for instance in state["instances"]:
+        if instance["account"] == account and instance["marker"]:
+            by_marker.setdefault(instance["marker"], []).append(instance)
+    found = []
+    for marker, instances in by_marker.items():
+        instances.sort(key=lambda i: i["created_at"])
+        for earlier, later in zip(instances, instances[1:], strict=False):
+            if earlier.get("ended_at") is None or later["created_at"] < earlier["ended_at"]:
+                found.append(f"{len(instances)} instances for {marker}, {earlier['id']} and {later['id']} alive at once")
+                break
+    return found
+
+
 def judge_instance(figures: Figures, vendor: str, instance: dict[str, Any], owners: dict[tuple[str, str], Resource],
                    by_id: dict[str, Resource]) -> None:
     """The two rules about one vendor instance and the resource that owns it.
@@ -399,8 +418,9 @@ async def judge(figures: Figures, sandboxes: dict[str, SandboxProcess], database
         from gpusupply.sandbox.common import account_fingerprint
 
         account = account_fingerprint(VENDOR_KEY)
+        figures.duplicates.extend(f"{vendor}: {d}" for d in overlapping_instances(state, account))
         creates = Counter(c["marker"] for c in state["creates"] if c["account"] == account and c["marker"])
-        figures.duplicates.extend(f"{vendor}: {n} creates for {marker}" for marker, n in creates.items() if n > 1)
+        figures.recreated += sum(n - 1 for n in creates.values() if n > 1)
     for resource_id in figures.deletes_answered:
         resource = by_id.get(resource_id)
         if resource is None or resource.status != "deleted":
@@ -526,6 +546,7 @@ def report(runs: list[Figures], command: str, console: Console) -> None:
     for kind in sorted({k for f in runs for k in f.operations}):
         row(f"  {kind}", [f.operations[kind] for f in runs])
     row("deletes answered 200", [len(f.deletes_answered) for f in runs])
+    row("creates repeated after the first instance was gone", [f.recreated for f in runs])
     row("refused connections (service down)", [f.refused_connections for f in runs])
     row("kills (SIGKILL)", [len(f.kills) for f in runs])
     row("vendor requests while faults were on", [f.vendor_requests for f in runs])

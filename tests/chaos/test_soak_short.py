@@ -46,7 +46,8 @@ def test_the_report_names_every_figure(capsys: pytest.CaptureFixture[str]) -> No
     assert not bad.ok and bad.must_be_zero()["5xx answers"] == 2
     report([bad], "python -m tests.chaos.soak", Console(width=160, force_terminal=False))
     out = capsys.readouterr().out
-    for figure in ("leaked instances", "duplicate creates", "lost deletes", "5xx answers", "stuck resources"):
+    for figure in ("leaked instances", "duplicate instances (alive at once)", "lost deletes", "5xx answers", "stuck resources",
+                   "creates repeated after the first instance was gone"):
         assert figure in out
     assert "leaked: vast instance 1" in out
 
@@ -78,3 +79,17 @@ def test_short_soak_survives_a_database_outage(fault: str, seconds: float, tmp_p
     assert len(figures.db_outages) == 1, figures.db_outages
     assert figures.total_operations >= 60
     assert figures.resources["deleted"] > 0 and len(figures.deletes_answered) > 0
+
+
+def test_duplicates_are_instances_of_one_marker_alive_at_once() -> None:
+    from tests.chaos.soak import overlapping_instances
+
+    def instance(iid: str, created: float, ended: float | None, marker: str = "m") -> dict:
+        return {"id": iid, "account": "a", "marker": marker, "created_at": created, "ended_at": ended}
+
+    recreated = {"instances": [instance("1", 0, 5), instance("2", 6, None)]}  # the first was gone: a re-create
+    overlapping = {"instances": [instance("1", 0, 9), instance("2", 6, None)]}
+    still_alive = {"instances": [instance("1", 0, None), instance("2", 6, 8)]}
+    others = {"instances": [instance("1", 0, None), instance("2", 6, None, marker="n")]}
+    assert overlapping_instances(recreated, "a") == [] and overlapping_instances(others, "a") == []
+    assert len(overlapping_instances(overlapping, "a")) == 1 and len(overlapping_instances(still_alive, "a")) == 1

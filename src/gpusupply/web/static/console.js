@@ -46,6 +46,9 @@
     if (event.target !== dialog()) {
       return;
     }
+    if (event.target.open) {
+      return; // a newer confirmation opened before this close was handled: keep it
+    }
     document.getElementById("confirm-body").replaceChildren();
     var opener = openerId ? document.getElementById(openerId) : null;
     if (opener) {
