@@ -153,7 +153,7 @@ async def refresh_leased(
 
 def observe_sighting(status: ResourceStatus, sighting: Sighting, *, now: datetime, running_since: datetime | None) -> SyncResult:
     """`observe` for a sighting that is not `unconfirmed`: seen (absence cleared) or confirmed gone."""
-    result = observe(status, None if sighting.gone and sighting.instance is None else sighting.instance, now=now, running_since=running_since)
+    result = observe(status, sighting.instance, now=now, running_since=running_since)
     if sighting.gone and sighting.note and sighting.instance is None:
         result.reason = f"instance vanished on the vendor ({sighting.note})"
     if not sighting.gone:
