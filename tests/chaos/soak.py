@@ -125,6 +125,13 @@ class Figures:
             "instances billing beyond their resource's end": len(self.billing_past_end),
         }
 
+    def problems(self) -> dict[str, list[str]]:
+        """Each must-be-0 row's items, by the row's short name (empty lists left out)."""
+        named = {"leaked": self.leaked, "duplicate": self.duplicates, "lost delete": self.lost_deletes,
+                 "stuck": self.stuck, "deleted without a user's delete": self.deleted_unasked,
+                 "billing past its end": self.billing_past_end}
+        return {name: items for name, items in named.items() if items}
+
     @property
     def ok(self) -> bool:
         return not any(self.must_be_zero().values())
@@ -565,10 +572,7 @@ def report(runs: list[Figures], command: str, console: Console) -> None:
             console.print(f"[dim]{figures.database}: killed {kill}[/dim]")
         for outage in figures.db_outages:
             console.print(f"[dim]{figures.database}: {outage}[/dim]")
-        for name, items in (("leaked", figures.leaked), ("duplicate", figures.duplicates),
-                            ("lost delete", figures.lost_deletes), ("stuck", figures.stuck),
-                            ("deleted without a user's delete", figures.deleted_unasked),
-                            ("billing past its end", figures.billing_past_end)):
+        for name, items in figures.problems().items():
             for item in items[:20]:
                 console.print(f"[red]{figures.database}: {name}: {item}[/red]")
 
