@@ -136,9 +136,14 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
+def postgres_server(*, crash_safe: bool = False) -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL from the machine's binaries (run as `postgres` when we are root),
-    stopped and removed on exit. Also used outside pytest (the chaos soak)."""
+    stopped and removed on exit. Also used outside pytest (the chaos soak).
+
+    Tuned for speed: no fsync (the machine does not crash under a test) and, unless `crash_safe`,
+    asynchronous commits. An asynchronous commit is acknowledged before its WAL reaches the kernel,
+    so a server crash (`pg_ctl stop -m immediate`) loses the last acknowledged transactions: a
+    test that crashes the server asks for `crash_safe`, which a real deployment also is."""
     bindir = find_pg_bindir()
     if bindir is None:
         raise FileNotFoundError("PostgreSQL binaries (initdb, pg_ctl) not found; `make test` installs them on Debian")
@@ -159,7 +164,8 @@ def postgres_server() -> Iterator[PostgresServer]:
         capture_output=True,
     )
     options = (
-        f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
+        f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
+        f"-c synchronous_commit={'on' if crash_safe else 'off'} "
         "-c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB"
     )
     subprocess.run(

@@ -64,7 +64,7 @@ def outage_pg() -> Iterator[PostgresServer]:
     """A PostgreSQL server of this module only: its tests stop and start it."""
     if find_pg_bindir() is None:
         pytest.skip("PostgreSQL binaries not found")
-    with postgres_server() as server:
+    with postgres_server(crash_safe=True) as server:
         yield server
 
 

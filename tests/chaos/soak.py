@@ -47,7 +47,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from gpusupply.core.states import FINAL_STATUSES
-from gpusupply.db.models import Resource
+from gpusupply.db.models import Event, Resource
 from gpusupply.db.session import Database
 from gpusupply.settings import VENDORS  # every registered vendor
 from tests.e2e.helpers import (
@@ -100,6 +100,8 @@ class Figures:
     stuck: list[str] = field(default_factory=list)
     deleted_unasked: list[str] = field(default_factory=list)  # live instances deleted without a user's delete
     billing_past_end: list[str] = field(default_factory=list)  # instances alive after their resource ended
+    # For each resource named in a must-be-0 row: its event history and its instances' sandbox records.
+    stories: dict[str, list[str]] = field(default_factory=dict)
     other_installation: Counter[str] = field(default_factory=Counter)
     resources: Counter[str] = field(default_factory=Counter)
     settle_seconds: float = 0.0
@@ -395,13 +397,31 @@ def judge_instance(figures: Figures, vendor: str, instance: dict[str, Any], owne
     if instance["phase"] == "deleted" and ended is not None:
         if owner.status == "terminated":
             figures.deleted_unasked.append(f"{what}: deleted, but nobody deleted its resource")
+            figures.stories.setdefault(str(owner.id), []).append(f"{vendor} instance {instance}")
         elif owner.status == "deleted" and owner.delete_requested_at is not None and ended < owner.delete_requested_at.timestamp() - END_TOLERANCE_SECONDS:
             figures.deleted_unasked.append(f"{what}: deleted {owner.delete_requested_at.timestamp() - ended:.1f} s before its delete was asked")
+            figures.stories.setdefault(str(owner.id), []).append(f"{vendor} instance {instance}")
     if owner.status in FINAL:
         end_of_resource = (owner.ended_at or owner.updated_at).timestamp()
         end_of_instance = ended if ended is not None else time.time()
         if end_of_instance > end_of_resource + END_TOLERANCE_SECONDS:
             figures.billing_past_end.append(f"{what}: alive {end_of_instance - end_of_resource:.1f} s after its resource ended")
+            figures.stories.setdefault(str(owner.id), []).append(f"{vendor} instance {instance}")
+
+
+async def tell_stories(figures: Figures, database_urls: list[str]) -> None:
+    """Add each problem resource's event history to its story (from whichever database holds it)."""
+    wanted = {uuid.UUID(rid) for rid in figures.stories}
+    for url in database_urls if wanted else ():
+        db = Database(url)
+        try:
+            async with db.session() as session:
+                events = (await session.scalars(select(Event).where(Event.resource_id.in_(wanted)).order_by(Event.id))).all()
+        finally:
+            await db.dispose()
+        for event in events:
+            figures.stories[str(event.resource_id)].append(
+                f"{event.at.isoformat()} {event.kind} {event.from_status or ''}->{event.to_status or ''} {event.reason or ''}")
 
 
 async def judge(figures: Figures, sandboxes: dict[str, SandboxProcess], database_urls: list[str]) -> None:
@@ -434,6 +454,10 @@ async def judge(figures: Figures, sandboxes: dict[str, SandboxProcess], database
             status = resource.status if resource else "missing"
             figures.lost_deletes.append(f"{resource_id}: {status}")
     figures.stuck = [f"{r.id}: {r.status}" for r in resources if r.status not in FINAL]
+    for resource in resources:
+        if f"{resource.id}: {resource.status}" in figures.stuck:
+            figures.stories.setdefault(str(resource.id), [])
+    await tell_stories(figures, database_urls)
 
 
 async def other_installation(root: Path, sandboxes: dict[str, SandboxProcess], figures: Figures, rng: random.Random) -> tuple[ServiceProcess, Clients, str]:
@@ -531,7 +555,7 @@ def database_for(kind: str, root: Path) -> Any:
         return
     from tests.conftest import postgres_server
 
-    with postgres_server() as server:
+    with postgres_server(crash_safe=True) as server:  # the database faults include server crashes
         name = server.create_database()
         yield server.url(name), server
 

@@ -245,6 +245,32 @@ async def test_expired_offers_say_so(sqlite_db: Database, vendor_set: Any, test_
         await catalog.aclose()
 
 
+async def test_closing_while_a_refresh_takes_its_lease_starts_no_read(
+    sqlite_db: Database, vendor_set: Any, test_settings: Settings
+) -> None:
+    """A refresh that was taking its lease when the catalog closed must not start a vendor read
+    afterwards: nothing would cancel it, and closing would wait for it (10 s under load)."""
+    catalog = OfferCatalog(sqlite_db, vendor_set, test_settings)
+    taking, proceed = asyncio.Event(), asyncio.Event()
+    take_lease = catalog._take_lease
+
+    async def held_take(vendor: str) -> Any:
+        taking.set()
+        await proceed.wait()
+        return await take_lease(vendor)
+
+    catalog._take_lease = held_take  # type: ignore[method-assign]
+    refresh = catalog._start_refresh("vast", force=True)
+    await taking.wait()
+    closing = asyncio.create_task(catalog.aclose())
+    await asyncio.sleep(0)  # aclose runs to its first wait: closed, waiting for the refresh
+    assert catalog._closed
+    proceed.set()
+    await closing
+    assert refresh.done() and refresh.exception() is None
+    assert catalog._state["vast"].read is None and catalog._state["vast"].snapshot_id is None
+
+
 class _Clock:
     """The catalog's `now`, moved by the test."""
 

@@ -294,6 +294,8 @@ class OfferCatalog:
             state.error, state.failed_at = f"catalog refresh failed: {type(exc).__name__}", time.monotonic()
 
     async def _read_vendor(self, vendor: str) -> None:
+        if self._closed:
+            return  # closed while this refresh took its lease: a read started now would never be cancelled
         state = self._state[vendor]
         adapter = self.vendors.adapters[vendor]
         fetched_at = utcnow()
