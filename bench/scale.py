@@ -276,7 +276,7 @@ def sandbox_limits() -> dict[str, dict[str, tuple[float, float]]]:
 
 async def measure(quick: bool) -> list[Row]:
     split = QUICK_SPLIT if quick else SPLIT
-    plan = [(1, False), (2, True)] if quick else [(1, False), (2, False), (4, False), (4, True)]
+    plan = [(2, True)] if quick else [(1, False), (2, False), (4, False), (4, True)]
     total = sum(split.values())
     limits = sandbox_limits()
     bounds = {v: vendor_bound(NEEDS[v], n, limits[v], READY_AFTER) for v, n in split.items()}

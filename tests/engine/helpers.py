@@ -259,6 +259,23 @@ class Rig:
             row = await self.resource(resource_id)
         return row
 
+    async def wait_ended(self, resource_id: uuid.UUID, status: str, within: float = 30.0) -> Resource:
+        """`wait_status` for an instance that vanished: each time the engine notes it absent, engine
+        time moves past the absence confirmation window instead of the test sleeping through it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        advanced_for = None
+        row = await self.resource(resource_id)
+        while row.status != status:
+            if loop.time() > deadline:
+                raise AssertionError(f"resource {resource_id} is {row.status} ({row.status_message}), expected {status}")
+            if row.absent_since is not None and row.absent_since != advanced_for:
+                advanced_for = row.absent_since
+                self.clock.advance(self.settings.absence_confirm_seconds)
+            await asyncio.sleep(0.02)
+            row = await self.resource(resource_id)
+        return row
+
 
 async def insert_resources(db: Database, count: int, *, status: str = "pending", **fields: Any) -> list[uuid.UUID]:
     """Bare rows for lease tests (no vendor behind them)."""

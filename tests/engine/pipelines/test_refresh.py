@@ -22,7 +22,7 @@ async def test_preempted_instance_becomes_terminated_with_the_reason(tmp_path, v
         assert row.status == "running"
         rig.set_faults(vendor, {"preempt": 1.0})
         rig.sandbox(vendor).clock.advance(120)  # within this minute of sandbox time, it is preempted
-        row = await rig.wait_status(rid, "terminated", within=30)
+        row = await rig.wait_ended(rid, "terminated")
         assert "vanished" in (row.status_message or "") or "terminated" in (row.status_message or "")
         assert row.ended_at is not None
         assert await rig.live_instances(vendor) == []
@@ -47,7 +47,7 @@ async def test_refresh_keeps_rows_true(tmp_path, vendor: str) -> None:
             row = await rig.wait_status(rid, "stopped", within=30)
             assert "stopped" in (row.status_message or "")
         await adapter.delete((await rig.resource(rid)).vendor_instance_id or "")  # deleted outside gpusupply
-        row = await rig.wait_status(rid, "terminated", within=30)
+        row = await rig.wait_ended(rid, "terminated")
         assert row.status_message
 
 
