@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     lambda_url: str = "https://cloud.lambda.ai"
     runpod_url: str = "https://api.runpod.io"  # GraphQL at {url}/graphql
     vendor_timeout: float = 10.0
+    # Multiplies every vendor's documented rate limits in our pacing, and the in-process sandboxes'
+    # limits alike: for sandboxes run faster than the real vendor (`gpusupply sandbox --rate-scale`,
+    # the tests). Against a real vendor keep 1: above it, the vendor answers 429s.
+    vendor_rate_scale: float = Field(default=1.0, gt=0, le=1000)
     enabled_vendors: str = "vast,fal,nebula,lambda,runpod"
 
     # Sandbox vendors (used for vendors without a key).

@@ -171,16 +171,19 @@ def test_worker_runs_until_signalled(env: dict[str, str]) -> None:
 
 def test_sandbox_serves_one_vendor(env: dict[str, str]) -> None:
     port = free_port()
-    proc = start(["sandbox", "fal", "--port", str(port), "--seed", "3", "--faults", "429=0.5"], env)
+    proc = start(["sandbox", "fal", "--port", str(port), "--seed", "3", "--faults", "429=0.5", "--rate-scale", "4"], env)
     try:
         state = wait_http(f"http://127.0.0.1:{port}/_sandbox/state", proc).json()
         assert state["vendor"] == "fal" and state["seed"] == 3 and state["faults"] == {"429": 0.5}
+        assert httpx.put(f"http://127.0.0.1:{port}/_sandbox/config", json={}).json()["rate_scale"] == 4
     finally:
         stop(proc)
     bad = subprocess.run([GPUSUPPLY, "sandbox", "aws", "--port", "1"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown vendor" in bad.stderr
     bad = subprocess.run([GPUSUPPLY, "sandbox", "fal", "--port", "1", "--faults", "boom=1"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown fault" in bad.stderr
+    bad = subprocess.run([GPUSUPPLY, "sandbox", "fal", "--port", "1", "--rate-scale", "0"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "--rate-scale" in bad.stderr
 
 
 def banner_token(proc: subprocess.Popen[str]) -> list[str]:

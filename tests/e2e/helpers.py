@@ -71,6 +71,7 @@ class SandboxProcess:
     offers: int = 80
     ready_after: float = 0.3
     stock_each: int | None = None  # --stock: units of every Nebula product / fal type
+    rate_scale: float = 1.0  # --rate-scale; service_env paces the adapters alike
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -81,7 +82,7 @@ class SandboxProcess:
     def start(self) -> SandboxProcess:
         cmd = [
             str(BIN), "sandbox", self.vendor, "--port", str(self.port), "--seed", str(self.seed),
-            "--offers", str(self.offers), "--ready-after", str(self.ready_after),
+            "--offers", str(self.offers), "--ready-after", str(self.ready_after), "--rate-scale", str(self.rate_scale),
         ]
         if self.stock_each is not None:
             cmd += ["--stock", str(self.stock_each)]
@@ -139,6 +140,10 @@ def service_env(database_url: str, data_dir: Path, sandboxes: dict[str, SandboxP
         GPUSUPPLY_VENDOR_TIMEOUT="5",
         GPUSUPPLY_LOG_LEVEL="warning",
     )
+    scales = {sandbox.rate_scale for sandbox in sandboxes.values()}
+    if len(scales) > 1:
+        raise ValueError(f"sandboxes run at different rate scales {scales}: one GPUSUPPLY_VENDOR_RATE_SCALE cannot pace them all")
+    env["GPUSUPPLY_VENDOR_RATE_SCALE"] = str(scales.pop() if scales else 1.0)
     for vendor, sandbox in sandboxes.items():
         env[f"GPUSUPPLY_{vendor.upper()}_URL"] = sandbox.url
         env[f"GPUSUPPLY_{vendor.upper()}_API_KEY"] = VENDOR_KEY

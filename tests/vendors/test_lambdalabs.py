@@ -527,6 +527,36 @@ async def test_pacing_keeps_launches_and_reads_under_the_documented_limits() -> 
         assert sandbox.rate_limited == 0 and len(account_creates(sandbox)) == 3
 
 
+async def test_the_rate_scale_setting_paces_the_adapter_and_its_sandbox_alike() -> None:
+    """GPUSUPPLY_VENDOR_RATE_SCALE through the registry: the in-process sandbox's limits and the
+    adapter's pacing are both 10x, so 3 launches at once go through and the sandbox never says 429."""
+    from gpusupply.settings import Settings
+    from gpusupply.vendors import registry
+
+    settings = Settings(enabled_vendors="lambda", lambda_api_key=None, sandbox_ready_after=0.2, sandbox_offers=60,
+                        vendor_rate_scale=10.0)
+    vendors = await registry.build_vendors(settings)
+    try:
+        sandbox, adapter = vendors.sandboxes["lambda"], vendors.adapters["lambda"]
+        assert sandbox.config.rate_scale == 10.0 and sandbox.config.rate_limits
+        assert adapter._http._rates["launch"] == pacing(DOCUMENTED_LAUNCH_LIMIT, 10.0)
+        offers = await adapter.list_offers()
+        created = await asyncio.gather(*(adapter.create(request_for(roomiest(sandbox, offers))) for _ in range(3)))
+        assert len({c.vendor_instance_id for c in created}) == 3 and sandbox.rate_limited == 0
+    finally:
+        await vendors.aclose()
+
+
+async def test_rate_scale_setting_is_bounded() -> None:
+    from pydantic import ValidationError
+
+    from gpusupply.settings import Settings
+
+    for bad in (0, -1, 1001):
+        with pytest.raises(ValidationError, match="vendor_rate_scale"):
+            Settings(vendor_rate_scale=bad)
+
+
 async def test_without_pacing_the_limit_bites_and_reads_still_succeed() -> None:
     with running_sandbox(rate_limits=True, rate_scale=10.0) as (sandbox, url):
         adapter = make_adapter(url, rate_scale=1000.0, retry=RetryPolicy(attempts=40, base_delay=0.01, max_delay=0.1))

@@ -289,6 +289,9 @@ def sandbox(
     ready_after: float = typer.Option(3.0, help="Seconds from create to running."),
     faults: str = typer.Option("", help="Fault probabilities, e.g. '429=0.2,500=0.05,lost=0.1'."),
     stock: int = typer.Option(None, min=0, help="Units of every product / instance type (Nebula, fal); default: seeded."),
+    rate_scale: float = typer.Option(
+        1.0, min=0.001, max=1000, help="Multiplies the documented rate limits (a client sets GPUSUPPLY_VENDOR_RATE_SCALE alike)."
+    ),
 ) -> None:
     """Serve one simulated vendor API standalone (any non-empty key is an account)."""
     import uvicorn
@@ -299,7 +302,8 @@ def sandbox(
     if vendor not in VENDOR_MODULES:
         fail(f"unknown vendor {vendor!r}; one of {', '.join(VENDOR_MODULES)}", 2)
     try:
-        config = SandboxConfig(seed=seed, offers=offers, ready_after=ready_after, faults=parse_fault_spec(faults), stock=stock)
+        config = SandboxConfig(seed=seed, offers=offers, ready_after=ready_after, faults=parse_fault_spec(faults), stock=stock,
+                               rate_scale=rate_scale)
     except ValueError as exc:
         fail(str(exc), 2)
     simulated = load(VENDOR_MODULES[vendor][1])(config)

@@ -106,6 +106,7 @@ async def build_vendors(settings: Settings, *, start_sandboxes: bool = True) -> 
                 offers=settings.sandbox_offers,
                 ready_after=settings.sandbox_ready_after,
                 faults=parse_fault_spec(settings.sandbox_faults),
+                rate_scale=settings.vendor_rate_scale,
             )
             if settings.sandbox_state_dir is not None:
                 from gpusupply.sandbox.state import SandboxStore
@@ -121,7 +122,9 @@ async def build_vendors(settings: Settings, *, start_sandboxes: bool = True) -> 
             url, api_key, modes[vendor] = server.url, SANDBOX_KEY, "sandbox"
         else:
             continue
-        adapters[vendor] = load(adapter_path)(url, api_key, timeout=settings.vendor_timeout, **adapter_options(vendor, settings))
+        adapters[vendor] = load(adapter_path)(
+            url, api_key, timeout=settings.vendor_timeout, rate_scale=settings.vendor_rate_scale, **adapter_options(vendor, settings)
+        )
         urls[vendor] = url
     vendor_set = VendorSet(adapters, modes, urls, sandboxes, servers, store)
     if store is not None and sandboxes:
