@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -83,10 +84,23 @@ def find_pg_bindir() -> Path | None:
     return Path(found).parent if found and shutil.which("pg_ctl") else None
 
 
+# Ports for test servers: below the kernel's ephemeral range, so that no outgoing connection takes
+# a chosen port before its server binds it (or while a restarted server is down); random, so that
+# parallel test workers rarely choose alike (the process helpers retry when they do).
+LISTEN_PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    chooser = random.SystemRandom()
+    for _ in range(200):
+        port = chooser.choice(LISTEN_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {LISTEN_PORTS}")
 
 
 @dataclass

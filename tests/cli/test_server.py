@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from gpusupply.cli.main import app
 from gpusupply.settings import VENDORS
 from tests.conftest import SSH_KEY, free_port
+from tests.e2e.helpers import listens_on
 
 GPUSUPPLY = str(Path(sys.executable).parent / "gpusupply")
 
@@ -97,6 +98,9 @@ def wait_http(url: str, proc: subprocess.Popen[str], within: float = 60.0) -> ht
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"process exited with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
+        if not listens_on(proc.pid, httpx.URL(url).port or 80):
+            time.sleep(0.1)  # not bound yet (an answer now could come from another server on the port)
+            continue
         try:
             return httpx.get(url, timeout=2)
         except httpx.TransportError:

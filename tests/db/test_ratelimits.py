@@ -134,3 +134,25 @@ async def test_no_database_no_vendor_call(vendor_set: Any, tmp_path: Any) -> Non
         await adapter.aclose()
         await broken.dispose()
     assert sandbox.requests == 0
+
+
+async def test_a_cancelled_booking_never_leaves_the_database_locked(tmp_path: Any) -> None:
+    """A vendor call cancelled while it books its slot (a catalog read timing out, a shutdown): the
+    booking still ends, and the next writer gets the SQLite write lock at once. Cancelled at every
+    point of the booking in turn (after 0, 1, 2, ... loop turns)."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'buckets.db'}", busy_timeout=0.5)
+    await db.migrate()
+    buckets = DatabaseBuckets(db)
+    unlimited = [Bucket("r", rate=1e9, burst=1e9), Bucket(KEY_ROUTE, rate=1e9, burst=1e9)]
+    try:
+        await buckets.reserve("v", "k", unlimited)
+        for turns in range(60):
+            booking = asyncio.create_task(buckets.reserve("v", "k", unlimited))
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            booking.cancel()
+            await asyncio.gather(booking, return_exceptions=True)
+            async with db.transaction() as session:  # "database is locked" after 0.5 s if the lock leaked
+                await session.execute(text("UPDATE rate_buckets SET tat = tat"))
+    finally:
+        await db.dispose()

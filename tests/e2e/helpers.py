@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,32 +22,39 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from gpusupply.sandbox.common import account_fingerprint
 
+from ..conftest import free_port
 from ..engine.helpers import SSH_KEY, available_vendors
 
 BIN = Path(sys.executable).parent / "gpusupply"
 VENDOR_KEY = "e2e-account-key"
 
 
-# Ports for servers that are killed and restarted on the same port: below the kernel's ephemeral
-# range, so that no outgoing connection can take the port while the server is down (a restart then
-# failed with "address already in use").
-LISTEN_PORTS = range(20000, 32000)
 
 
-def free_port() -> int:
-    chooser = random.SystemRandom()
-    for _ in range(200):
-        port = chooser.choice(LISTEN_PORTS)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {LISTEN_PORTS}")
+class PortTaken(Exception):
+    """The port `free_port` chose was taken by another process before ours could bind it."""
+
+
+START_ATTEMPTS = 4  # each on a fresh port, when the chosen one was taken meanwhile
+
+
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process `pid` itself holds the listening socket on `port`: an answer on the port may
+    come from another test's server that took the port between `free_port` and our bind."""
+    with contextlib.suppress(psutil.Error):
+        return any(
+            c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+            for c in psutil.Process(pid).net_connections(kind="tcp")
+        )
+    return False
+
+
+def exited_on_taken_port(proc: subprocess.Popen[bytes], output: str) -> bool:
+    return proc.poll() is not None and "address already in use" in output
 
 
 def wait_for(predicate: Any, *, within: float, what: str, every: float = 0.1) -> Any:
@@ -80,6 +85,14 @@ class SandboxProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> SandboxProcess:
+        for _ in range(START_ATTEMPTS):
+            try:
+                return self._start_once()
+            except PortTaken:
+                self.port = free_port()
+        raise AssertionError(f"the {self.vendor} sandbox found no free port in {START_ATTEMPTS} tries")
+
+    def _start_once(self) -> SandboxProcess:
         cmd = [
             str(BIN), "sandbox", self.vendor, "--port", str(self.port), "--seed", str(self.seed),
             "--offers", str(self.offers), "--ready-after", str(self.ready_after), "--rate-scale", str(self.rate_scale),
@@ -93,7 +106,12 @@ class SandboxProcess:
     def _up(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(f"{self.vendor} sandbox exited: {self.log.read_text()[-2000:]}")
+            output = self.log.read_text(errors="replace")
+            if exited_on_taken_port(self.proc, output):
+                raise PortTaken(self.port)
+            raise AssertionError(f"{self.vendor} sandbox exited: {output[-2000:]}")
+        if not listens_on(self.proc.pid, self.port):
+            return False
         with contextlib.suppress(httpx.HTTPError):
             return httpx.get(self.url + "/_sandbox/state", timeout=2).status_code == 200
         return False
@@ -160,6 +178,7 @@ class ServiceProcess:
     log: Path
     port: int | None = None
     proc: subprocess.Popen[bytes] | None = None
+    _log_start: int = 0  # where this start's output begins in the (appended) log
 
     @classmethod
     def serve(cls, env: dict[str, str], log: Path, *, engine: bool = True) -> ServiceProcess:
@@ -177,6 +196,16 @@ class ServiceProcess:
 
     def start(self, *, crash_at: str | None = None) -> ServiceProcess:
         """Start it; wait until it serves, unless it is meant to crash (it may do so while starting)."""
+        for _ in range(START_ATTEMPTS):
+            try:
+                return self._start_once(crash_at)
+            except PortTaken:
+                self.port = free_port()
+                self.args[self.args.index("--port") + 1] = str(self.port)
+        raise AssertionError(f"`gpusupply {' '.join(self.args)}` found no free port in {START_ATTEMPTS} tries")
+
+    def _start_once(self, crash_at: str | None) -> ServiceProcess:
+        self._log_start = self.log.stat().st_size if self.log.exists() else 0
         env = dict(self.env)
         if crash_at:
             env["GPUSUPPLY_TEST_CRASH_AT"] = crash_at
@@ -192,11 +221,18 @@ class ServiceProcess:
     def _alive(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
+            with self.log.open("rb") as log:  # this start's output only: the log is shared by restarts
+                log.seek(self._log_start)
+                if self.port is not None and exited_on_taken_port(self.proc, log.read().decode(errors="replace")):
+                    raise PortTaken(self.port)
             raise AssertionError(f"`gpusupply {' '.join(self.args)}` exited {self.proc.returncode}: {self.log.read_text(errors='replace')[-3000:]}")
         return True
 
     def _up(self) -> bool:
         self._alive()
+        assert self.proc is not None and self.port is not None
+        if not listens_on(self.proc.pid, self.port):
+            return False
         with contextlib.suppress(httpx.HTTPError):
             return httpx.get(self.url + "/healthz", timeout=2).status_code == 200
         return False

@@ -276,13 +276,17 @@ class OfferCatalog:
 
     async def _refresh_vendor(self, vendor: str, *, force: bool) -> None:
         state = self._state[vendor]
+        # Once closed, a refresh in flight starts no further step (each is a database write that
+        # closing would wait for); it only releases the lease it holds, for the other replicas.
         try:
+            if self._closed:
+                return
             token = await self._take_lease(vendor)
             if token is None:
                 await self._await_foreign_refresh(vendor)
                 return
             try:
-                if not force and await self._load_newer_snapshot(vendor, fresh_only=True):
+                if self._closed or (not force and await self._load_newer_snapshot(vendor, fresh_only=True)):
                     return
                 await self._read_vendor(vendor)
             finally:
@@ -295,7 +299,7 @@ class OfferCatalog:
 
     async def _read_vendor(self, vendor: str) -> None:
         if self._closed:
-            return  # closed while this refresh took its lease: a read started now would never be cancelled
+            return  # a read started now would never be cancelled
         state = self._state[vendor]
         adapter = self.vendors.adapters[vendor]
         fetched_at = utcnow()
@@ -315,11 +319,14 @@ class OfferCatalog:
             state.error, state.failed_at = f"{type(exc).__name__}: {exc.message}", time.monotonic()
             log.warning("vendor catalog read failed", extra={"vendor": vendor, "error": state.error})
             return
+        if self._closed:
+            return
         expires_at = fetched_at + timedelta(seconds=self.settings.offer_validity_seconds)
         stored = [StoredOffer(uuid4(), offer, expires_at, "available") for offer in offers]
         snapshot_id = await self._store_snapshot(vendor, stored, fetched_at)
         self._install(vendor, snapshot_id, fetched_at, expires_at, stored)
-        await self._cleanup()
+        if not self._closed:
+            await self._cleanup()
         log.info("vendor catalog refreshed", extra={"vendor": vendor, "offers": len(stored)})
 
     def _install(
