@@ -120,11 +120,13 @@ def test_procure_wait_show_stop_start_reboot_delete(cli: CliRunner, live: LiveSe
     procured = run(cli, "procure", offer["offer_id"], "--ssh-key", str(home / ".ssh" / "id_ed25519.pub"),
                    "--name", "cli-life", "--wait", "--timeout", "60").stdout
     assert "running" in procured and f"ready: 1x {offer['gpu_type']} on nebula" in procured
-    assert "ssh -i ~/.ssh/id_ed25519 root@" in procured  # the private key next to the .pub
 
     listed = json.loads(run(cli, "resources", "--json").stdout)["resources"]
     (mine,) = [r for r in listed if r["name"] == "cli-life"]
     rid = mine["resource_id"]
+    # The private key next to the .pub, and the login Nebula reports (root in a container, ubuntu on a VM).
+    login = mine["access"]["ssh_command"].split("@")[0].split()[-1]
+    assert login in ("root", "ubuntu") and f"ssh -i ~/.ssh/id_ed25519 {login}@" in procured
     assert mine["status"] == "running" and mine["offer_id"] == offer["offer_id"]
     table = run(cli, "resources").stdout
     assert rid[:8] in table and rid not in table and "cli-life" in table and "running" in table
