@@ -32,10 +32,12 @@ test: $(STAMP) postgres browser
 	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -p no:randomly $(PYTEST_ARGS)
 
-# The same suite in a seeded random order (pytest-randomly prints the seed; repeat one with
-# PYTEST_ARGS=--randomly-seed=N), to catch tests that depend on another's leftovers.
+# The same suite in a seeded random order, to catch tests that depend on another's leftovers.
+# The seed is printed first; repeat an order with `make test-random SEED=N`.
+SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
 test-random: $(STAMP) postgres browser
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	@echo "random order seed: $(SEED) (repeat: make test-random SEED=$(SEED))"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -p randomly --randomly-seed=$(SEED) $(PYTEST_ARGS)
 
 # The PostgreSQL tests start a throwaway server from the machine's binaries; on a fresh Debian
 # machine (CI, as root) install them when missing.
