@@ -34,7 +34,9 @@ test: $(STAMP) postgres browser
 
 # The same suite in a seeded random order, to catch tests that depend on another's leftovers.
 # The seed is printed first; repeat an order with `make test-random SEED=N`.
-SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+ifndef SEED
+SEED := $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+endif
 test-random: $(STAMP) postgres browser
 	@echo "random order seed: $(SEED) (repeat: make test-random SEED=$(SEED))"
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -p randomly --randomly-seed=$(SEED) $(PYTEST_ARGS)
