@@ -86,7 +86,8 @@ async def hung_search(offers: int, fetch_timeout: float) -> dict[str, Any]:
 
 async def measure(quick: bool) -> list[Row]:
     offers = 200 if quick else 3000
-    fetch_timeout = 1.5 if quick else 3.0
+    # Quick (the smoke test, correctness only): room for the healthy vendors on a loaded machine.
+    fetch_timeout = 6.0 if quick else 3.0
     alone, alone_counts = await timed_refresh(offers, SLOWEST)
     together, counts = await timed_refresh(offers, None)
     if counts[SLOWEST] != alone_counts[SLOWEST] or any(counts[v] == 0 for v in LATENCIES):

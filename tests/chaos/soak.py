@@ -599,6 +599,10 @@ def report(runs: list[Figures], command: str, console: Console) -> None:
         for name, items in figures.problems().items():
             for item in items[:20]:
                 console.print(f"[red]{figures.database}: {name}: {item}[/red]")
+        for resource_id, story in figures.stories.items():
+            console.print(f"{figures.database}: story of resource {resource_id}:", markup=False)
+            for line in story:
+                console.print(f"  {line}", markup=False, soft_wrap=True)
 
 
 async def soak(configs: list[SoakConfig]) -> list[Figures]:
