@@ -235,3 +235,29 @@ async def test_sandbox_arm_refuses_an_unknown_fault(tmp_path) -> None:
             ok = await client.post("/_sandbox/arm", json={"fault": "phantom_404", "instance_id": "7"})
             assert ok.status_code == 200 and ok.json()["armed"] == [{"fault": "phantom_404", "instance_id": "7"}]
 
+
+
+async def test_an_interrupted_pod_kept_by_runpod_does_not_confirm_an_ignored_delete(tmp_path) -> None:
+    """RunPod keeps an interrupted spot pod (EXITED, without GPUs) until it is deleted. When the user's
+    delete was acknowledged but not carried out and the pod was interrupted meanwhile, the read after
+    the delete shows it ended, yet it still exists: the delete is sent again, and the row ends only
+    once the pod is gone (a full chaos soak found the pod outliving its deleted resource)."""
+    vendor = "runpod"
+    if vendor not in VENDORS:
+        pytest.skip("RunPod is not enabled in this run")
+    async with engine_rig(tmp_path, vendors=[vendor], refresh_interval_seconds=3600, reconcile_interval_seconds=3600) as rig:
+        await rig.start_engine()
+        spot = next(o for o in await rig.vendors.adapters[vendor].list_offers() if o.available and o.contract_type == "spot")
+        rid = await rig.procure_offer(spot)
+        assert (await rig.wait_status(rid, "running", "failed")).status == "running"
+        instance_id = (await rig.resource(rid)).vendor_instance_id
+        sandbox = rig.sandbox(vendor)
+        sandbox.arm("ignored_delete", instance_id)
+        rig.set_faults(vendor, {"preempt": 1.0})
+        sandbox.clock.advance(120)  # interrupted within this minute of sandbox time
+        await rig.request_delete(rid)
+        row = await rig.wait_status(rid, "deleted", "failed")
+        assert row.status == "deleted" and sandbox.faults.injected["ignored_delete"] == 1
+        state = await rig.state(vendor)
+        (pod,) = [i for i in state["instances"] if i["id"] == instance_id]
+        assert pod["phase"] == "deleted" and [d["instance_id"] for d in state["deletes"]] == [instance_id]

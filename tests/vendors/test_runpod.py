@@ -117,11 +117,11 @@ def test_map_pod() -> None:
     assert pod.resource_id == UUID(MARKER.removeprefix("gpusupply-"))
     assert (pod.external_ip, pod.ssh_port, pod.gpu_name, pod.gpu_count, pod.price_per_hour) == (
         "203.0.113.9", 40022, "nvidia-h100-sxm5-80gb", 2, 5.98)
-    assert pod.extra["ssh_user"] == "root" and pod.extra["preempted"] is False
+    assert pod.extra["ssh_user"] == "root" and pod.extra["preempted"] is False and not pod.lingers
     stopped = map_pod({**POD, "desiredStatus": "EXITED"})
     assert stopped.state == IS.STOPPED and stopped.external_ip is None  # no address unless running
     taken = map_pod({**POD, "desiredStatus": "EXITED", "podType": "INTERRUPTABLE", "gpuCount": 0, "runtime": None})
-    assert taken.state == IS.TERMINATED and taken.raw_status == "EXITED (interrupted)" and taken.extra["preempted"]
+    assert taken.state == IS.TERMINATED and taken.raw_status == "EXITED (interrupted)" and taken.extra["preempted"] and taken.lingers
     assert map_pod({**POD, "name": ""}).marker is None
     for broken in ({**POD, "id": None}, {**POD, "id": ""}, {"name": MARKER}):
         with pytest.raises(MalformedAnswer):

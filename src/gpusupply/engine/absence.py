@@ -127,10 +127,11 @@ async def confirm_deleted(adapter: Any, vendor_instance_id: str, answer: VendorI
     """After the vendor accepted a delete: (confirmed gone, the vendor's last word on it).
 
     `answer` is a read made after the delete (None: not found). Terminated is the vendor's own
-    confirmation; "not found" must be confirmed by a listing that does not show it either (a delete
+    confirmation, unless the instance lingers (ended, but kept until deleted: the delete was not
+    carried out); "not found" must be confirmed by a listing that does not show it either (a delete
     acknowledged but not carried out would otherwise be taken for done). Vendor errors propagate."""
     if answer is not None:
-        return answer.state in GONE_STATES, answer.raw_status
+        return answer.state in GONE_STATES and not answer.lingers, answer.raw_status
     shown = await listed(adapter, vendor_instance_id, "the delete")
     if shown is not None:
         log.warning("vendor answered not found after a delete, but still lists the instance", extra={"vendor": adapter.vendor, "instance": vendor_instance_id})

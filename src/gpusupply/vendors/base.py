@@ -62,6 +62,9 @@ class VendorInstance:
     gpu_name: str | None = None
     gpu_count: int | None = None
     price_per_hour: float | None = None
+    # An ended instance the vendor keeps (RunPod's interrupted pods, EXITED without GPUs): its GPUs
+    # no longer bill, but it still exists until a delete removes it, so it does not confirm a delete.
+    lingers: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -282,6 +282,7 @@ def map_pod(pod: Mapping[str, Any]) -> VendorInstance:
         gpu_name=normalize_gpu(gpu_name).canonical if gpu_name else None,
         gpu_count=_count(pod.get("gpuCount")),
         price_per_hour=_number(pod.get("costPerHr")),
+        lingers=is_preempted(pod),
         extra={
             "pod_type": pod.get("podType"),
             "machine_id": pod.get("machineId"),
