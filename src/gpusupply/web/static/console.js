@@ -20,6 +20,9 @@
     }
     if (elt.hasAttribute("data-confirm")) {
       openerId = elt.id;
+      // The previous confirmation's content goes now, not when its dialog closed: a late `close`
+      // event could otherwise empty the new content after it was swapped in.
+      document.getElementById("confirm-body").replaceChildren();
     }
   });
 
@@ -49,12 +52,10 @@
     if (event.target.open) {
       return; // a newer confirmation opened before this close was handled: keep it
     }
-    document.getElementById("confirm-body").replaceChildren();
     var opener = openerId ? document.getElementById(openerId) : null;
     if (opener) {
       opener.focus();
     }
-    openerId = null;
   }, true);
 
   // Copy buttons beside SSH commands: shown only where the clipboard can be written.
