@@ -302,7 +302,9 @@ def test_the_shell_completion_script_and_completions(home: Path) -> None:
     assert webhooks.stdout.split() == ["delete", "deliveries"]
     # What docs/cli.md tells users to run, with the shell named.
     shown = cli.invoke(app, ["--show-completion", "bash"], prog_name="gpusupply")
-    assert shown.exit_code == 0 and "complete -o default -F _gpusupply_completion gpusupply" in shown.stdout
+    # Failed once in a full run with exit code 1 and was not reproduced alone: say why if it happens again.
+    assert shown.exit_code == 0, (shown.output, shown.exception)
+    assert "complete -o default -F _gpusupply_completion gpusupply" in shown.stdout
     installed = cli.invoke(app, ["--install-completion", "bash"], prog_name="gpusupply")
     assert installed.exit_code == 0, installed.output
     assert "_GPUSUPPLY_COMPLETE" in (home / ".bash_completions" / "gpusupply.sh").read_text()
