@@ -57,6 +57,7 @@ from tests.e2e.helpers import (
     ServiceProcess,
     create_api_key,
     service_env,
+    start_together,
 )
 
 # Every vendor call draws 429/500/503/hang (about 25% together); creates also `lost`, lists also
@@ -491,8 +492,8 @@ async def run_one(config: SoakConfig, database_url: str, root: Path, server: Any
     }
     processes: list[ServiceProcess] = []
     try:
+        await asyncio.to_thread(start_together, sandboxes.values())
         for sandbox in sandboxes.values():
-            sandbox.start()
             await asyncio.to_thread(put, sandbox.url + "/_sandbox/config", {"hang_seconds": HANG_SECONDS, "late_seconds": LATE_SECONDS})
         env = service_env(
             database_url, root / "data", sandboxes,
@@ -506,12 +507,11 @@ async def run_one(config: SoakConfig, database_url: str, root: Path, server: Any
             GPUSUPPLY_OFFER_FETCH_TIMEOUT=5,
         )
         token = create_api_key(env)
-        serve = ServiceProcess.serve(env, root / "serve.log").start()
-        processes.append(serve)
+        serve = ServiceProcess.serve(env, root / "serve.log")
         workers: list[ServiceProcess] = []
         if config.database == "postgres":
-            workers = [ServiceProcess.worker(env, root / f"worker-{n}.log").start() for n in (1, 2)]
-            processes.extend(workers)
+            workers = [ServiceProcess.worker(env, root / f"worker-{n}.log") for n in (1, 2)]
+        processes.extend(await asyncio.to_thread(start_together, [serve, *workers]))
         other_serve, other_clients, other_url = await other_installation(root, sandboxes, figures, random.Random(rng.getrandbits(64)))
         processes.append(other_serve)
         before_faults = await asyncio.to_thread(requests_served, sandboxes)

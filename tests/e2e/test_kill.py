@@ -14,24 +14,25 @@ import pytest
 from gpusupply.engine.crash import CRASH_POINTS
 
 from ..conftest import BACKENDS
-from .helpers import Api, SandboxProcess, ServiceProcess, create_api_key, e2e_vendors, service_env
+from .helpers import (
+    Api,
+    SandboxProcess,
+    ServiceProcess,
+    create_api_key,
+    e2e_vendors,
+    sandbox_processes,
+    service_env,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(scope="module")
 def sandboxes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, SandboxProcess]]:
-    logs = tmp_path_factory.mktemp("sandboxes")
-    started: dict[str, SandboxProcess] = {}
-    try:
-        for vendor in e2e_vendors():
-            # Ten times the documented rates: a crash is what is tested here, not pacing (Lambda's one
-            # launch per 12 s would otherwise be most of each test's wall time).
-            started[vendor] = SandboxProcess(vendor, logs / f"{vendor}.log", rate_scale=10).start()
+    # Ten times the documented rates: a crash is what is tested here, not pacing (Lambda's one
+    # launch per 12 s would otherwise be most of each test's wall time).
+    with sandbox_processes(e2e_vendors(), tmp_path_factory.mktemp("sandboxes"), rate_scale=10) as started:
         yield started
-    finally:
-        for sandbox in started.values():
-            sandbox.stop()
 
 
 def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:

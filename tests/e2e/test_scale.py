@@ -28,6 +28,7 @@ from .helpers import (
     create_api_key,
     distinct_offers,
     e2e_vendors,
+    sandbox_processes,
     service_env,
 )
 
@@ -44,14 +45,8 @@ def only_when_asked(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture
 def sandboxes(tmp_path: Path) -> Iterator[dict[str, SandboxProcess]]:
-    started: dict[str, SandboxProcess] = {}
-    try:
-        for vendor in e2e_vendors():
-            started[vendor] = SandboxProcess(vendor, tmp_path / f"{vendor}.log", offers=600, seed=23).start()
+    with sandbox_processes(e2e_vendors(), tmp_path, offers=600, seed=23) as started:
         yield started
-    finally:
-        for sandbox in started.values():
-            sandbox.stop()
 
 
 async def all_with_status(client: httpx.AsyncClient, ids: set[str], statuses: set[str], *, within: float) -> dict[str, str]:

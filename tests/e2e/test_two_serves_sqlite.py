@@ -18,7 +18,9 @@ from .helpers import (
     create_api_key,
     distinct_offers,
     e2e_vendors,
+    sandbox_processes,
     service_env,
+    start_together,
 )
 
 pytestmark = pytest.mark.timeout(300)
@@ -27,14 +29,8 @@ PER_VENDOR = 2
 
 @pytest.fixture
 def sandboxes(tmp_path: Path) -> Iterator[dict[str, SandboxProcess]]:
-    started: dict[str, SandboxProcess] = {}
-    try:
-        for vendor in e2e_vendors():
-            started[vendor] = SandboxProcess(vendor, tmp_path / f"{vendor}.log", stock_each=50).start()
+    with sandbox_processes(e2e_vendors(), tmp_path, stock_each=50) as started:
         yield started
-    finally:
-        for sandbox in started.values():
-            sandbox.stop()
 
 
 def test_two_serves_on_one_sqlite_file_share_the_work_through_leases(sandboxes: dict[str, SandboxProcess], tmp_path: Path) -> None:
@@ -42,8 +38,8 @@ def test_two_serves_on_one_sqlite_file_share_the_work_through_leases(sandboxes: 
     first_env = service_env(url, tmp_path / "data-1", sandboxes)
     second_env = service_env(url, tmp_path / "data-2", sandboxes)
     token = create_api_key(first_env)
-    first = ServiceProcess.serve(first_env, tmp_path / "serve-1.log").start()
-    second = ServiceProcess.serve(second_env, tmp_path / "serve-2.log").start()
+    first, second = start_together([ServiceProcess.serve(first_env, tmp_path / "serve-1.log"),
+                                    ServiceProcess.serve(second_env, tmp_path / "serve-2.log")])
     apis = [Api(first.url, token), Api(second.url, token)]
     resources: dict[str, str] = {}
     try:

@@ -15,7 +15,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.helpers import SSH_KEY, SandboxProcess, ServiceProcess, create_api_key, service_env, wait_for
+from tests.e2e.helpers import (
+    SSH_KEY,
+    SandboxProcess,
+    ServiceProcess,
+    create_api_key,
+    service_env,
+    start_together,
+    wait_for,
+)
 
 VENDOR_KEYS = {
     "vast": "vastkey-7f3a9c1e5b2d4f60a8c7e9b1d3f5a7c9",
@@ -74,8 +82,7 @@ def test_no_secret_in_logs_database_or_answers(tmp_path: Path, receiver: str) ->
     service: ServiceProcess | None = None
     answers: list[str] = []
     try:
-        for sandbox in sandboxes.values():
-            sandbox.start()
+        start_together(sandboxes.values())
         database = tmp_path / "data" / "gpusupply.db"
         env = service_env(f"sqlite+aiosqlite:///{database}", tmp_path / "data", sandboxes,
                           GPUSUPPLY_LOG_FORMAT="json", GPUSUPPLY_LOG_LEVEL="debug", GPUSUPPLY_SECRET_KEY=SECRET_KEY,
