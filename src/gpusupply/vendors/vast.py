@@ -234,7 +234,7 @@ def map_offer(raw: Any, contract_type: ContractType, fetched_at: datetime, stora
             "machine_id": raw.get("machine_id"),
             "min_bid": min_bid,
             "storage_gb": storage_gb,
-            "storage_per_hour": round(storage_hour, 6),  # what a stopped instance still bills (services/costs.py)
+            "storage_per_hour": round(storage_hour, 6),  # what a stopped instance still bills (domain/costs.py)
             "gpu_name": name,
             "reliability": _number(raw.get("reliability")),
             "verification": raw.get("verification"),

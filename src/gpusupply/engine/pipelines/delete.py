@@ -28,6 +28,7 @@ from gpusupply.core.errors import (
 )
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import Resource
+from gpusupply.domain.events import change_status
 from gpusupply.engine import leases
 from gpusupply.engine.absence import confirm_deleted
 from gpusupply.engine.context import EngineContext
@@ -41,7 +42,6 @@ from gpusupply.engine.pipelines.common import (
 )
 from gpusupply.engine.sync import read_instance
 from gpusupply.metrics import DELETION_RETRIES
-from gpusupply.services.events import change_status
 from gpusupply.vendors.base import VendorAdapter
 
 log = logging.getLogger(__name__)
