@@ -21,7 +21,7 @@ from gpusupply.core.errors import (
     AuthFailed,
     CapacityGone,
     InvalidRequest,
-    NotFound,
+    NotFoundOnVendor,
     RateLimited,
     VendorError,
     VendorUnavailable,
@@ -71,7 +71,7 @@ async def recover_then_delete(ctx: EngineContext, lease: leases.Lease, row: Reso
     now = ctx.now()
     try:
         instance = await adapter.recover(create_request(row, await ctx.installation()))
-    except NotFound:
+    except NotFoundOnVendor:
         instance = None
     except (RateLimited, VendorUnavailable, AuthFailed) as exc:
         await not_yet(ctx, lease, row, f"checking the earlier create: {exc.message}", retry_after=getattr(exc, "retry_after", None))
@@ -107,7 +107,7 @@ async def delete_instance(ctx: EngineContext, lease: leases.Lease, row: Resource
     crash_point("delete.before_vendor")
     try:
         await adapter.delete(instance_id)
-    except NotFound:
+    except NotFoundOnVendor:
         pass  # gone already
     except VendorError as exc:
         DELETION_RETRIES.labels(adapter.vendor).inc()

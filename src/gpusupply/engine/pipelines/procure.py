@@ -25,7 +25,7 @@ from gpusupply.core.errors import (
     AuthFailed,
     CapacityGone,
     InvalidRequest,
-    NotFound,
+    NotFoundOnVendor,
     RateLimited,
     VendorError,
     VendorUnavailable,
@@ -300,7 +300,7 @@ async def recover(ctx: EngineContext, lease: leases.Lease, row: Resource, adapte
     settings = ctx.settings
     try:
         instance = await adapter.recover(create_request(row, await ctx.installation()))
-    except NotFound:
+    except NotFoundOnVendor:
         instance = None
     except (RateLimited, VendorUnavailable, AuthFailed) as exc:
         if age(now, row.create_attempted_at) > settings.provisioning_timeout_seconds:
