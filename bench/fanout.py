@@ -25,8 +25,8 @@ from tests.engine.helpers import engine_settings, start_sandboxes
 from bench.table import Row
 from gpusupply.core.offers import OfferQuery
 from gpusupply.db.session import Database
+from gpusupply.domain.catalog import OfferCatalog
 from gpusupply.sandbox.common import SandboxConfig
-from gpusupply.services.catalog import OfferCatalog
 from gpusupply.settings import Settings
 from gpusupply.vendors.registry import VendorSet
 

@@ -149,7 +149,7 @@ async def statuses(db: Any) -> dict[tuple[str, str], int]:
 
 
 async def measure(split: dict[str, int], ready_after: float) -> dict[str, Any]:
-    from gpusupply.api.app import create_app
+    from gpusupply.app import create_app
     from gpusupply.services.keys import create_key
 
     root = Path(tempfile.mkdtemp(prefix="gpusupply-bench-procure-"))

@@ -32,11 +32,11 @@ from tests.conftest import SSH_KEY, find_pg_bindir, postgres_server
 from bench.common import Load, serve, wrk
 from bench.search import build_offers
 from bench.table import Row
+from gpusupply.core.offers import offer_to_dict
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import OfferRow, Procurement, Resource, utcnow
 from gpusupply.db.session import Database
-from gpusupply.services.catalog import offer_to_dict
-from gpusupply.services.events import change_status
+from gpusupply.domain.events import change_status
 from gpusupply.services.keys import authenticate
 from gpusupply.services.procurement import STATUS_IN_PROGRESS
 

@@ -7,7 +7,7 @@ sandbox's GPU types through their adapters' mappings, all offline. 1,000 seeded 
 canonical name, counts, price caps, regions, contract types, vendor) each ask for the first page
 (100 offers) sorted by price. Four searchers answer the same queries in the same run:
 
-- ours: `services.offer_index.OfferIndex`, the index every replica searches;
+- ours: `domain.offer_index.OfferIndex`, the index every replica searches;
 - a plain list scan with `core.offers.matches`, then a sort;
 - gpuhunt at its best: its own `constraints.matches` over `CatalogItem`s already in memory, plus
   the filters it lacks (region, canonical name, exact per-GPU price) and the sort;
@@ -36,6 +36,8 @@ from graphql import graphql_sync
 
 from bench.table import Row
 from gpusupply.core.offers import Offer, OfferQuery, matches, price_key
+from gpusupply.domain.catalog import StoredOffer
+from gpusupply.domain.offer_index import OfferIndex
 from gpusupply.sandbox.common import SandboxConfig
 from gpusupply.sandbox.lambdalabs import INSTANCE_TYPES as LAMBDA_TYPES
 from gpusupply.sandbox.lambdalabs import REGIONS as LAMBDA_REGIONS
@@ -43,8 +45,6 @@ from gpusupply.sandbox.lambdalabs import build_capacity as lambda_capacity
 from gpusupply.sandbox.nebula import build_inventory as nebula_inventory
 from gpusupply.sandbox.runpod import RunPodSandbox
 from gpusupply.sandbox.vast import OfferTable
-from gpusupply.services.catalog import StoredOffer
-from gpusupply.services.offer_index import OfferIndex
 from gpusupply.vendors import fal, lambdalabs, nebula, runpod
 from gpusupply.vendors.vast import offers_from_rows
 

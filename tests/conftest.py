@@ -27,7 +27,7 @@ Vendors and the whole service
   per vendor) live for the whole session; only the sandbox behind each is new per test. Reach a
   sandbox with `vendor_set.sandboxes["vast"]` (e.g. `.faults.faults = {"429": 0.3}` or
   `.clock.advance(60)`).
-- `service`: the whole app (`api.app.create_app`, engine off) on SQLite with `vendor_set`, its
+- `service`: the whole app (`gpusupply.app.create_app`, engine off) on SQLite with `vendor_set`, its
   lifespan running, and authenticated `httpx.AsyncClient`s for two tenants (`service.alice`,
   `service.bob`) plus an unauthenticated one (`service.anonymous`). Use another backend with
   `@pytest.mark.parametrize("service_backend", BACKENDS)`; run the engine with
@@ -434,7 +434,7 @@ async def start_service(
     database: Database | None = None,
 ) -> AsyncIterator[Service]:
     """Run `create_app` (lifespan included) and make two tenants with keys."""
-    from gpusupply.api.app import create_app
+    from gpusupply.app import create_app
     from gpusupply.services.keys import create_key
 
     app = create_app(settings, run_engine=run_engine, vendors=vendors, database=database)

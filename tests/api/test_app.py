@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gpusupply.api.app import create_app
+from gpusupply.app import create_app
 from tests.conftest import make_test_settings
 
 

@@ -22,7 +22,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.core import NotSet
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from gpusupply.api.app import create_app
+from gpusupply.app import create_app
 from gpusupply.db.session import Database
 from gpusupply.sandbox.runner import ServerThread
 from gpusupply.services.keys import create_key

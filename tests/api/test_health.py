@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from gpusupply.api.app import migration_head
+from gpusupply.app import migration_head
 
 
 async def test_healthz(service: Any) -> None:

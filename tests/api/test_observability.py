@@ -197,7 +197,7 @@ async def test_vendor_call_trouble_shows_in_the_metrics(service: Any) -> None:
 async def test_orphans_degraded_vendors_and_lease_takeovers_show_in_the_metrics(service: Any) -> None:
     """The reconciler's and the leases' counters, driven by the engine's own steps on the service's
     database and vendors."""
-    from gpusupply.engine import leases
+    from gpusupply.domain import job_leases
     from gpusupply.engine.context import EngineContext
     from gpusupply.engine.reconciler import reconcile_vendor
 
@@ -229,9 +229,9 @@ async def test_orphans_degraded_vendors_and_lease_takeovers_show_in_the_metrics(
 
     # a job whose holder died: the next process takes it over once the lease expires
     lease, interval, now = timedelta(seconds=10), timedelta(seconds=60), utcnow()
-    assert await leases.claim_job(service.db, "reconcile:metrics-test", owner="dead", lease=lease, interval=interval, now=now)
+    assert await job_leases.claim_job(service.db, "reconcile:metrics-test", owner="dead", lease=lease, interval=interval, now=now)
     before_takeover = await scrape(service)
-    assert await leases.claim_job(service.db, "reconcile:metrics-test", owner="alive", lease=lease, interval=interval,
+    assert await job_leases.claim_job(service.db, "reconcile:metrics-test", owner="alive", lease=lease, interval=interval,
                                   now=now + timedelta(seconds=11))
     after_takeover = await scrape(service)
     assert moved(before_takeover, after_takeover, "gpusupply_lease_takeovers_total", pipeline="reconcile") == 1

@@ -210,7 +210,7 @@ def test_the_spliced_search_answer_is_what_pydantic_would_write() -> None:
     from gpusupply.api import schemas
     from gpusupply.api.views import offer_out, offers_response_json
     from gpusupply.core.offers import Offer
-    from gpusupply.services.catalog import StoredOffer
+    from gpusupply.domain.catalog import StoredOffer
 
     now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
     offers = [

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import update
 
 from gpusupply.db.models import Webhook, WebhookDelivery, utcnow
-from gpusupply.services.webhooks import EVENT_TYPES, verify_signature
+from gpusupply.domain.webhooks import EVENT_TYPES, verify_signature
 from tests.api.helpers import first_offer, procure, wait_for
 from tests.engine.webhook_helpers import Receiver, receiving
 

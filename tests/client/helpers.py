@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from gpusupply.api.app import create_app
+from gpusupply.app import create_app
 from gpusupply.client import GpuSupply
 from gpusupply.db.session import Database
 from gpusupply.sandbox.runner import ServerThread

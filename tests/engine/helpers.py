@@ -23,15 +23,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import select
 
-from gpusupply.core.offers import Offer
+from gpusupply.core.offers import Offer, offer_to_dict
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import Event, OfferRow, Procurement, Resource, Tenant, VendorState, utcnow
 from gpusupply.db.session import Database
+from gpusupply.domain.events import change_status
 from gpusupply.engine.runner import Engine
 from gpusupply.sandbox.common import SandboxConfig, account_fingerprint
 from gpusupply.sandbox.runner import ServerTask
-from gpusupply.services.catalog import offer_to_dict
-from gpusupply.services.events import change_status
 from gpusupply.settings import Settings
 from gpusupply.vendors.http import RetryPolicy
 from gpusupply.vendors.registry import VENDOR_MODULES, VendorSet, load
@@ -150,7 +149,7 @@ class Rig:
 
     async def catalog(self) -> Any:
         """The API's offer catalog over these vendors (procurement by spec searches it)."""
-        from gpusupply.services.catalog import OfferCatalog
+        from gpusupply.domain.catalog import OfferCatalog
 
         catalog = OfferCatalog(self.db, self.vendors, self.settings)
         await catalog.start()

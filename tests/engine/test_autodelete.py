@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import select, update
 
 from gpusupply.db.models import Event, Resource, Tenant
+from gpusupply.domain.costs import costs_so_far
 from gpusupply.engine.autodelete import delete_for_guardrail, due_trigger, run_guardrails
 from gpusupply.services.budgets import put_budget
-from gpusupply.services.costs import costs_so_far
 from tests.engine.helpers import Rig, engine_rig
 from tests.services.cost_helpers import T0, at, make_resource, principal_for
 

@@ -1,5 +1,6 @@
 """engine/leases.py on SQLite and PostgreSQL: exclusive claims, takeover of expired leases,
-heartbeats, token-guarded apply that merges with what the API wrote meanwhile, job leases."""
+heartbeats, token-guarded apply that merges with what the API wrote meanwhile; and the job leases
+of domain/job_leases.py."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import Resource, utcnow
 from gpusupply.db.session import Database
+from gpusupply.domain import job_leases
+from gpusupply.domain.events import change_status
 from gpusupply.engine import leases
 from gpusupply.metrics import LEASE_TAKEOVERS
-from gpusupply.services.events import change_status
 
 from .helpers import insert_resources
 
@@ -196,17 +198,17 @@ async def test_release_frees_the_row(database: Database) -> None:
 async def test_job_lease_runs_once_per_interval_and_is_taken_over(database: Database) -> None:
     now = utcnow()
     interval, lease = timedelta(seconds=60), timedelta(seconds=10)
-    token = await leases.claim_job(database, "reconcile:x", owner="a", lease=lease, interval=interval, now=now)
+    token = await job_leases.claim_job(database, "reconcile:x", owner="a", lease=lease, interval=interval, now=now)
     assert token is not None
-    assert await leases.claim_job(database, "reconcile:x", owner="b", lease=lease, interval=interval, now=now) is None
-    assert await leases.heartbeat_job(database, "reconcile:x", token, lease=lease, now=now)
-    await leases.finish_job(database, "reconcile:x", token, now=now)
+    assert await job_leases.claim_job(database, "reconcile:x", owner="b", lease=lease, interval=interval, now=now) is None
+    assert await job_leases.heartbeat_job(database, "reconcile:x", token, lease=lease, now=now)
+    await job_leases.finish_job(database, "reconcile:x", token, now=now)
     # done: not due again before the interval
-    assert await leases.claim_job(database, "reconcile:x", owner="b", lease=lease, interval=interval, now=now + timedelta(seconds=30)) is None
+    assert await job_leases.claim_job(database, "reconcile:x", owner="b", lease=lease, interval=interval, now=now + timedelta(seconds=30)) is None
     later = now + timedelta(seconds=61)
-    dead = await leases.claim_job(database, "reconcile:x", owner="dead", lease=lease, interval=interval, now=later)
+    dead = await job_leases.claim_job(database, "reconcile:x", owner="dead", lease=lease, interval=interval, now=later)
     assert dead is not None
     before = LEASE_TAKEOVERS.labels("reconcile")._value.get()
-    taken = await leases.claim_job(database, "reconcile:x", owner="b", lease=lease, interval=interval, now=later + timedelta(seconds=11))
+    taken = await job_leases.claim_job(database, "reconcile:x", owner="b", lease=lease, interval=interval, now=later + timedelta(seconds=11))
     assert taken is not None and LEASE_TAKEOVERS.labels("reconcile")._value.get() == before + 1
-    assert not await leases.heartbeat_job(database, "reconcile:x", dead, lease=lease, now=later)
+    assert not await job_leases.heartbeat_job(database, "reconcile:x", dead, lease=lease, now=later)

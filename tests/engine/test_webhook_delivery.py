@@ -16,6 +16,8 @@ from sqlalchemy import select
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import Resource, WebhookDelivery, WebhookOutbox
 from gpusupply.db.session import Database
+from gpusupply.domain.events import change_status
+from gpusupply.domain.webhooks import verify_signature
 from gpusupply.engine.context import EngineContext
 from gpusupply.engine.webhook_delivery import (
     RETRY_DELAYS,
@@ -25,8 +27,7 @@ from gpusupply.engine.webhook_delivery import (
     parse_retry_after,
     retry_delay,
 )
-from gpusupply.services.events import change_status
-from gpusupply.services.webhooks import create_webhook, delete_webhook, verify_signature
+from gpusupply.services.webhooks import create_webhook, delete_webhook
 from gpusupply.settings import Settings
 from gpusupply.vendors.registry import VendorSet
 from tests.conftest import make_test_settings
@@ -249,7 +250,7 @@ async def test_private_urls_are_refused_at_delivery_time(setup: Setup, caplog: p
     ],
 )
 async def test_embedded_private_ipv4_is_refused_at_delivery_time(setup: Setup, host: str, refusal: str) -> None:
-    """Registration and delivery share one check (services/webhooks.url_refusal)."""
+    """Registration and delivery share one check (domain/webhooks.url_refusal)."""
     await setup.webhook(f"http://{host}:9/hook", events=["resource.ready"])  # allowed while private URLs are
     setup.ctx.settings = setup.settings.model_copy(update={"allow_private_webhook_urls": False})
     await setup.ready_event()

@@ -220,8 +220,8 @@ def test_every_api_route_reads_bodies_and_queries_with_the_checks() -> None:
     body model is a CheckedModel, its string and integer query parameters are Text / BoundedInt."""
     from fastapi.routing import APIRoute
 
-    from gpusupply.api.app import create_app
     from gpusupply.api.deps import ApiRoute
+    from gpusupply.app import create_app
     from gpusupply.core.inputs import CheckedModel
 
     unchecked = []

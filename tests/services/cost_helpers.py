@@ -1,5 +1,5 @@
 """Helpers for cost, budget, usage and webhook tests: tenants, keys and resources with a status
-history written through `services.events.change_status` at chosen instants, as the engine writes it."""
+history written through `domain.events.change_status` at chosen instants, as the engine writes it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import Procurement, Resource, Tenant
 from gpusupply.db.session import Database
-from gpusupply.services.events import add_event, change_status
+from gpusupply.domain.events import add_event, change_status
 from gpusupply.services.keys import Principal
 from tests.conftest import SSH_KEY
 

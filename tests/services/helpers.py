@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gpusupply.core.offers import OfferQuery
-from gpusupply.services.catalog import StoredOffer
+from gpusupply.domain.catalog import StoredOffer
 from gpusupply.services.keys import Principal, authenticate
 
 

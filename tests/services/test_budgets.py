@@ -14,19 +14,21 @@ from sqlalchemy import func, select
 from gpusupply.core.errors import NotFoundError, UnprocessableError
 from gpusupply.db.models import Event, OfferRow, Resource, WebhookOutbox
 from gpusupply.db.session import Database
-from gpusupply.services.budgets import (
-    AutoDeleteValues,
-    BudgetExceeded,
+from gpusupply.domain.guardrails import (
     alerts_due,
-    auto_delete_values,
     evaluate_budgets,
     exhausted_resources,
-    get_budget,
     limited_resources,
-    live_hourly_spend,
     month_key,
     month_spend,
     month_start,
+)
+from gpusupply.services.budgets import (
+    AutoDeleteValues,
+    BudgetExceeded,
+    auto_delete_values,
+    get_budget,
+    live_hourly_spend,
     procurement_refusal,
     put_budget,
     spec_price_bound,

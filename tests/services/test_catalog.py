@@ -12,10 +12,10 @@ from uuid import uuid4
 import pytest
 from sqlalchemy import func, select, update
 
-from gpusupply.core.offers import OfferQuery, matches, price_key
+from gpusupply.core.offers import OfferQuery, matches, offer_from_dict, offer_to_dict, price_key
 from gpusupply.db.models import CatalogSnapshot, JobLease, OfferRow, utcnow
 from gpusupply.db.session import Database
-from gpusupply.services.catalog import OfferCatalog, offer_from_dict, offer_to_dict, past_retention
+from gpusupply.domain.catalog import OfferCatalog, past_retention
 from gpusupply.settings import Settings
 from tests.conftest import BACKENDS
 

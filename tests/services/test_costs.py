@@ -12,7 +12,7 @@ import pytest
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import Resource
 from gpusupply.db.session import Database
-from gpusupply.services.costs import (
+from gpusupply.domain.costs import (
     BilledInterval,
     Rates,
     Transition,
@@ -24,7 +24,7 @@ from gpusupply.services.costs import (
     stopped_rate,
     vendor_capabilities,
 )
-from gpusupply.services.events import change_status
+from gpusupply.domain.events import change_status
 from gpusupply.vendors.registry import VENDOR_MODULES, load
 from tests.engine.helpers import Rig, engine_rig
 from tests.services.cost_helpers import (

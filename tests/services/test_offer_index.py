@@ -10,8 +10,8 @@ import pytest
 
 from gpusupply.core.gpus import families
 from gpusupply.core.offers import Offer, OfferQuery, matches, price_key
-from gpusupply.services.catalog import StoredOffer
-from gpusupply.services.offer_index import OfferIndex
+from gpusupply.domain.catalog import StoredOffer
+from gpusupply.domain.offer_index import OfferIndex
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 VENDORS = ("vast", "fal", "nebula")

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from gpusupply.core.errors import ConflictError, GoneError, NotFoundError, UnprocessableError
+from gpusupply.core.offers import offer_to_dict
 from gpusupply.db.models import Event, OfferRow, Procurement, Resource, utcnow
-from gpusupply.services.catalog import offer_to_dict
 from gpusupply.services.offers import OffersRequest
 from gpusupply.services.procurement import (
     VENDOR_CLOUD_INIT,

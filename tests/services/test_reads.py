@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import select, update
 
 from gpusupply.core.errors import NotFoundError, UnprocessableError
+from gpusupply.core.offers import offer_from_dict
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import OfferRow, Resource, utcnow
-from gpusupply.services.catalog import offer_from_dict
-from gpusupply.services.costs import costs_so_far
-from gpusupply.services.events import change_status
+from gpusupply.domain.costs import costs_so_far
+from gpusupply.domain.events import change_status
 from gpusupply.services.procurement import offer_status
 from gpusupply.services.resources import get_resource_with_cost, list_resources, list_resources_with_costs
 from tests.conftest import BACKENDS
@@ -83,13 +83,13 @@ async def test_resource_read_with_cost_on_both_databases(service: Any) -> None:
     rid = await make_resource(service)
     await run_for_hours(service, rid, 2, stopped_after=1)
     alice = await principal(service)
-    resource, cost = await get_resource_with_cost(service.db, service.vendors, alice, rid)
+    resource, cost = await get_resource_with_cost(service.db, service.ctx.refresh_resource, alice, rid)
     assert resource.id == rid and resource.status == "stopped" and resource.last_synced_at is not None
     assert cost == pytest.approx((await costs_so_far(service.db, [resource]))[rid], rel=1e-3) and cost > 0
     with pytest.raises(NotFoundError):
-        await get_resource_with_cost(service.db, service.vendors, await principal(service, "bob"), rid)
+        await get_resource_with_cost(service.db, service.ctx.refresh_resource, await principal(service, "bob"), rid)
     with pytest.raises(NotFoundError):
-        await get_resource_with_cost(service.db, service.vendors, alice, uuid.uuid4())
+        await get_resource_with_cost(service.db, service.ctx.refresh_resource, alice, uuid.uuid4())
 
 
 @pytest.mark.parametrize("service_backend", BACKENDS)

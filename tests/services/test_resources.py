@@ -170,7 +170,7 @@ async def test_other_tenants_see_nothing(service: Any) -> None:
     rid = await make_resource(service, status="running")
     bob = await principal(service, "bob")
     for attempt in (
-        get_resource(service.db, service.vendors, bob, rid),
+        get_resource(service.db, service.ctx.refresh_resource, bob, rid),
         delete_resource(service.db, bob, rid),
         request_action(service.db, service.vendors, bob, rid, "stop"),
         list_events(service.db, bob, rid),
@@ -225,7 +225,7 @@ async def test_events_oldest_first_and_paged(service: Any) -> None:
 async def test_get_skips_refresh_without_an_instance(service: Any) -> None:
     rid = await make_resource(service)
     requests = service.vendors.sandboxes["nebula"].requests
-    resource = await get_resource(service.db, service.vendors, await principal(service), rid, force_refresh=True)
+    resource = await get_resource(service.db, service.ctx.refresh_resource, await principal(service), rid, force_refresh=True)
     assert resource.status == "pending"
     assert service.vendors.sandboxes["nebula"].requests == requests
 
@@ -246,8 +246,8 @@ async def test_get_with_cost_reads_both_in_one_session(service: Any) -> None:
     read (`Database.read`, one statement; no session, no vendor refresh needed), the same cost
     `costs_so_far` gives, and tenancy kept."""
     from gpusupply.db.models import utcnow
-    from gpusupply.services.costs import costs_so_far
-    from gpusupply.services.events import change_status
+    from gpusupply.domain.costs import costs_so_far
+    from gpusupply.domain.events import change_status
     from gpusupply.services.resources import get_resource_with_cost
 
     rid = await make_resource(service)
@@ -278,7 +278,7 @@ async def test_get_with_cost_reads_both_in_one_session(service: Any) -> None:
     try:
         for kind in ("session", "read_session", "transaction", "read"):
             setattr(service.db, kind, counted(kind))
-        resource, cost = await get_resource_with_cost(service.db, service.vendors, alice, rid)
+        resource, cost = await get_resource_with_cost(service.db, service.ctx.refresh_resource, alice, rid)
     finally:
         for kind in ("session", "read_session", "transaction", "read"):
             delattr(service.db, kind)  # back to the methods
@@ -289,4 +289,4 @@ async def test_get_with_cost_reads_both_in_one_session(service: Any) -> None:
     assert expected > 0
     assert cost == pytest.approx(expected, rel=1e-3)
     with pytest.raises(NotFoundError):
-        await get_resource_with_cost(service.db, service.vendors, await principal(service, "bob"), rid)
+        await get_resource_with_cost(service.db, service.ctx.refresh_resource, await principal(service, "bob"), rid)

@@ -12,7 +12,7 @@ import pytest
 
 from gpusupply.core.errors import NotFoundError, UnprocessableError
 from gpusupply.db.session import Database
-from gpusupply.services.costs import BilledInterval, Rates
+from gpusupply.domain.costs import BilledInterval, Rates
 from gpusupply.services.usage import (
     ResourceUsage,
     UsageReport,

@@ -15,26 +15,28 @@ from sqlalchemy import func, select
 from gpusupply.core.errors import ConflictError, NotFoundError, UnprocessableError
 from gpusupply.db.models import Event, Webhook, WebhookDelivery, WebhookOutbox, utcnow
 from gpusupply.db.session import Database
-from gpusupply.services.events import add_event, change_status
-from gpusupply.services.webhooks import (
+from gpusupply.domain.events import add_event, change_status
+from gpusupply.domain.webhooks import (
     EVENT_TYPES,
     MAX_WEBHOOKS_PER_TENANT,
     SecretBox,
     address_refusal,
     check_event_filter,
-    create_webhook,
-    delete_webhook,
     delivery_payload,
     event_types,
-    get_webhook,
-    list_deliveries,
-    list_webhooks,
     parse_webhook_url,
     plan_deliveries,
     sign,
     signature_header,
     url_refusal,
     verify_signature,
+)
+from gpusupply.services.webhooks import (
+    create_webhook,
+    delete_webhook,
+    get_webhook,
+    list_deliveries,
+    list_webhooks,
 )
 from gpusupply.settings import Settings
 from tests.conftest import make_test_settings

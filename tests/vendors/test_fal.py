@@ -14,7 +14,7 @@ from gpusupply.core.errors import (
     AuthFailed,
     CapacityGone,
     InvalidRequest,
-    NotFound,
+    NotFoundOnVendor,
     RateLimited,
     RecoveryWindowPassed,
     Unsupported,
@@ -170,7 +170,7 @@ def test_map_instance_rejects_broken_objects(raw: Any) -> None:
         (429, "rate_limited", "Rate limit exceeded", RateLimited, True),
         (401, "authorization_error", "Authentication required", AuthFailed, False),
         (403, "authorization_error", "Access denied", AuthFailed, False),
-        (404, "not_found", "Resource not found", NotFound, False),
+        (404, "not_found", "Resource not found", NotFoundOnVendor, False),
         (400, "validation_error", "ssh_key is required", InvalidRequest, False),
         (400, "validation_error", "Insufficient capacity for gpu_8x_h100_sxm5 in sector_1", CapacityGone, False),
         (500, "server_error", "An unexpected error occurred", VendorUnavailable, True),
@@ -285,7 +285,7 @@ async def test_whole_lifecycle() -> None:
             with pytest.raises(Unsupported):
                 await operation(created.vendor_instance_id)
         await fal.delete(created.vendor_instance_id)
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFoundOnVendor):
             await fal.get(created.vendor_instance_id)
         await fal.delete(created.vendor_instance_id)  # already gone: returns normally
         assert await fal.list_instances() == []
@@ -344,7 +344,7 @@ async def test_accounts_are_separate() -> None:
         alice, bob = rig.adapter("alice"), rig.adapter("bob")
         created = await alice.create(rig.request((await alice.list_offers())[0]))
         assert await bob.list_instances() == []
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFoundOnVendor):
             await bob.get(created.vendor_instance_id)
 
 
@@ -493,7 +493,7 @@ async def test_preempted_instance_is_gone() -> None:
         fal = rig.adapter()
         created = await fal.create(rig.request((await fal.list_offers())[0]))
         rig.advance(10 + 60)
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFoundOnVendor):
             await fal.get(created.vendor_instance_id)
         assert await fal.list_instances() == []
         await fal.delete(created.vendor_instance_id)  # 404 on delete means gone

@@ -17,7 +17,7 @@ from gpusupply.core.errors import (
     AuthFailed,
     CapacityGone,
     InvalidRequest,
-    NotFound,
+    NotFoundOnVendor,
     RateLimited,
     Unsupported,
     VendorUnavailable,
@@ -214,7 +214,7 @@ def test_map_instance_keeps_extras() -> None:
         (401, "global/invalid-api-key", AuthFailed),
         (403, "global/account-inactive", AuthFailed),
         (403, "global/invalid-address", AuthFailed),
-        (404, "global/object-does-not-exist", NotFound),
+        (404, "global/object-does-not-exist", NotFoundOnVendor),
         (400, "instance-operations/launch/insufficient-capacity", CapacityGone),
         (400, "global/quota-exceeded", CapacityGone),
         (400, "global/invalid-parameters", InvalidRequest),
@@ -226,7 +226,7 @@ def test_map_instance_keeps_extras() -> None:
         (429, "global/rate-limit-exceeded", RateLimited),
         (429, None, RateLimited),
         (401, None, AuthFailed),
-        (404, None, NotFound),
+        (404, None, NotFoundOnVendor),
         (502, None, VendorUnavailable),
         (418, None, InvalidRequest),
         (404, "global/some-new-code", InvalidRequest),
@@ -368,7 +368,7 @@ async def test_full_lifecycle(served, adapter) -> None:
             await action(instance_id)
 
     await adapter.delete(instance_id)
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundOnVendor):
         await adapter.get(instance_id)
     assert await adapter.list_instances() == [] and await adapter.recover(request) is None
     truth = sandbox.state()
@@ -462,7 +462,7 @@ async def test_delete_of_a_gone_or_unknown_instance_returns(served, adapter) -> 
     await adapter.delete(created.vendor_instance_id)
     await adapter.delete(created.vendor_instance_id)
     await adapter.delete("0" * 32)
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundOnVendor):
         await adapter.reboot("0" * 32)
 
 
@@ -471,7 +471,7 @@ async def test_other_accounts_are_invisible(served, adapter) -> None:
     created = await adapter.create(request_for(roomiest(sandbox, await adapter.list_offers())))
     stranger = make_adapter(url, api_key="someone_else")
     assert await stranger.list_instances() == []
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundOnVendor):
         await stranger.get(created.vendor_instance_id)
     await stranger.delete(created.vendor_instance_id)  # not theirs: 404, so "gone" for them
     await stranger.aclose()
@@ -712,7 +712,7 @@ async def test_a_phantom_not_found_is_not_found_while_the_listing_shows_the_inst
     sandbox, _ = served
     created = await adapter.create(request_for(roomiest(sandbox, await adapter.list_offers())))
     sandbox.arm("phantom_404", created.vendor_instance_id)
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundOnVendor):
         await adapter.get(created.vendor_instance_id)
     assert [i.vendor_instance_id for i in await adapter.list_instances()] == [created.vendor_instance_id]
     assert (await adapter.get(created.vendor_instance_id)).vendor_instance_id == created.vendor_instance_id

@@ -17,7 +17,7 @@ from gpusupply.core.errors import (
     AuthFailed,
     CapacityGone,
     InvalidRequest,
-    NotFound,
+    NotFoundOnVendor,
     RateLimited,
     VendorUnavailable,
 )
@@ -207,8 +207,8 @@ def test_ssh_port_from_exposed_ports(value, port) -> None:
         (401, "Unauthorized: missing or invalid API key", AuthFailed),
         (403, "Forbidden", AuthFailed),
         (200, "Invalid token", AuthFailed),
-        (404, "Instance not found", NotFound),
-        (200, "Instance not found", NotFound),
+        (404, "Instance not found", NotFoundOnVendor),
+        (200, "Instance not found", NotFoundOnVendor),
         (400, "Product is out of stock", CapacityGone),
         (400, "Insufficient resources in region", CapacityGone),
         (400, "image_id and product_id must be from the same data center (dc_id) and region", InvalidRequest),
@@ -229,7 +229,7 @@ def test_classify_failure(status, message, kind) -> None:
 
 def test_check_envelope() -> None:
     assert check_envelope(200, {"status": "success", "message": "ok"}) == {"status": "success", "message": "ok"}
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundOnVendor):
         check_envelope(200, {"status": "failed", "message": "Instance not found", "data": None})
     for body in ({"data": []}, [], "ok", {"status": "maybe"}):
         with pytest.raises(MalformedBody):
@@ -391,7 +391,7 @@ async def test_full_lifecycle(served, adapter) -> None:
     assert (await adapter.get(instance_id)).state == IS.RUNNING
 
     await adapter.delete(instance_id)
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundOnVendor):
         await adapter.get(instance_id)
     assert await adapter.list_instances() == []
     recovered = await adapter.recover(request)
@@ -507,7 +507,7 @@ async def test_delete_of_a_gone_or_unknown_instance_returns(served, adapter) -> 
     await adapter.delete(created.vendor_instance_id)
     await adapter.delete(created.vendor_instance_id)
     await adapter.delete("20nope")
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundOnVendor):
         await adapter.get("20nope")
 
 
@@ -526,7 +526,7 @@ async def test_start_stop_are_idempotent_and_refusals_are_typed(served, adapter)
     await adapter.stop(instance_id)  # stopped: done
     with pytest.raises(InvalidRequest):
         await adapter.reboot(instance_id)
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundOnVendor):
         await adapter.start("20nope")
 
 
@@ -535,7 +535,7 @@ async def test_other_accounts_are_invisible(served, adapter) -> None:
     created = await adapter.create(request_for(available(await adapter.list_offers())))
     stranger = make_adapter(url, api_key="ak_someone_else")
     assert await stranger.list_instances() == []
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundOnVendor):
         await stranger.get(created.vendor_instance_id)
     await stranger.delete(created.vendor_instance_id)  # not theirs: 404, so "gone" for them
     await stranger.aclose()
@@ -688,7 +688,7 @@ async def test_preempted_instances_are_gone(served, adapter) -> None:
     created = await adapter.create(request)
     sandbox.faults.faults = {"preempt": 1.0}
     sandbox.clock.advance(READY_AFTER + 61)
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundOnVendor):
         await adapter.get(created.vendor_instance_id)
     assert await adapter.list_instances() == []
     recovered = await adapter.recover(request)

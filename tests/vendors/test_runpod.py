@@ -16,7 +16,7 @@ from gpusupply.core.errors import (
     AuthFailed,
     CapacityGone,
     InvalidRequest,
-    NotFound,
+    NotFoundOnVendor,
     RateLimited,
     Unsupported,
     VendorUnavailable,
@@ -182,8 +182,8 @@ def test_the_catalog_query_asks_every_count_and_cloud_once() -> None:
         ("anything", None, 403, AuthFailed),
         (sim.MSG_RATE_LIMITED, "RATE_LIMITED", 429, RateLimited),
         ("Too many requests", None, 200, RateLimited),
-        (sim.MSG_POD_NOT_FOUND, "NOT_FOUND", 200, NotFound),
-        ("pod does not exist", None, 200, NotFound),
+        (sim.MSG_POD_NOT_FOUND, "NOT_FOUND", 200, NotFoundOnVendor),
+        ("pod does not exist", None, 200, NotFoundOnVendor),
         (sim.MSG_SERVER_ERROR, "INTERNAL_SERVER_ERROR", 200, VendorUnavailable),
         ("Bad gateway", None, 502, VendorUnavailable),
         ("Your bid of $0.100/GPU is below the minimum bid", "BAD_USER_INPUT", 200, InvalidRequest),
@@ -327,7 +327,7 @@ async def test_full_lifecycle(served, adapter) -> None:
 
     await adapter.delete(pod_id)
     await adapter.delete(pod_id)  # gone already: fine
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundOnVendor):
         await adapter.get(pod_id)
     assert await adapter.list_instances() == [] and await adapter.recover(request) is None
     truth = sandbox.state()
@@ -405,12 +405,12 @@ async def test_cloud_init_and_bad_keys_are_refused_before_any_create(served, ada
 
 
 async def test_unknown_pods(served, adapter) -> None:
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundOnVendor):
         await adapter.get("nosuchpod00000")
     await adapter.delete("nosuchpod00000")
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundOnVendor):
         await adapter.stop("nosuchpod00000")
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundOnVendor):
         await adapter.start("nosuchpod00000")
 
 
@@ -419,7 +419,7 @@ async def test_other_accounts_are_invisible(served, adapter) -> None:
     created = await adapter.create(request_for(available(await adapter.list_offers())))
     stranger = make_adapter(url, api_key="rp_someone_else")
     assert await stranger.list_instances() == []
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundOnVendor):
         await stranger.get(created.vendor_instance_id)
     await stranger.delete(created.vendor_instance_id)  # not theirs: not found, so "gone" for them
     await stranger.aclose()

@@ -18,7 +18,7 @@ from gpusupply.core.errors import (
     AuthFailed,
     CapacityGone,
     InvalidRequest,
-    NotFound,
+    NotFoundOnVendor,
     RateLimited,
     VendorError,
     VendorUnavailable,
@@ -200,8 +200,8 @@ def test_offers_from_rows_makes_ondemand_and_spot_and_counts_bad_rows() -> None:
         (403, "invalid_args", "error 403/3586: Offer 1 is not your own. Hosts can only rent their own machines.", CapacityGone, False),
         (404, "invalid_args", "error 404/3603: no_such_ask Instance type by id 1 is not available.", CapacityGone, False),
         (410, "no_such_ask", "error 410/3907: no_such_ask Instance type 1 is no longer available.", CapacityGone, False),
-        (404, "not_found", "Instance not found", NotFound, False),
-        (404, "no_such_instance", "Instance 1 not found.", NotFound, False),
+        (404, "not_found", "Instance not found", NotFoundOnVendor, False),
+        (404, "no_such_instance", "Instance 1 not found.", NotFoundOnVendor, False),
         (400, "invalid_args", "invalid instance_id", InvalidRequest, False),
         (400, "invalid_price", "error 400/3467: Invalid price", InvalidRequest, False),
         (400, "missing_billing", "no credit", InvalidRequest, False),
@@ -384,11 +384,11 @@ async def test_whole_lifecycle() -> None:
         assert (await vast.get(created.vendor_instance_id)).state == S.RUNNING
 
         await vast.delete(created.vendor_instance_id)
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFoundOnVendor):
             await vast.get(created.vendor_instance_id)
         await vast.delete(created.vendor_instance_id)  # already gone: returns normally
         assert await vast.list_instances() == []
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFoundOnVendor):
             await vast.stop(created.vendor_instance_id)
         truth = rig.state()
         assert len(truth["creates"]) == 1 and len(truth["deletes"]) == 1 and rig.live_ids() == set()
@@ -456,7 +456,7 @@ async def test_accounts_are_separate() -> None:
         alice, bob = rig.adapter("alice"), rig.adapter("bob")
         created = await alice.create(rig.request(cheapest(await alice.list_offers())))
         assert await bob.list_instances() == []
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFoundOnVendor):
             await bob.get(created.vendor_instance_id)
         await bob.delete(created.vendor_instance_id)  # 404 for bob: nothing of his to delete
         assert rig.live_ids("alice") == {created.vendor_instance_id}
@@ -610,7 +610,7 @@ async def test_preempted_instance_is_gone() -> None:
         created = await vast.create(rig.request(offer))
         rig.set_faults({"preempt": 1.0})
         rig.advance(10 + 60)
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFoundOnVendor):
             await vast.get(created.vendor_instance_id)
         assert await vast.list_instances() == []
         await vast.delete(created.vendor_instance_id)  # 404 on delete means gone

@@ -30,7 +30,7 @@ def chromium() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    from gpusupply.api.app import create_app
+    from gpusupply.app import create_app
     from tests.conftest import make_test_settings
 
     root = tmp_path_factory.mktemp("console")

@@ -14,8 +14,9 @@ from fastapi.security import HTTPBearer
 from gpusupply.api.schemas import ErrorResponse, ValidationErrorResponse
 from gpusupply.core.inputs import loads_json
 from gpusupply.db.session import Database
-from gpusupply.services.catalog import OfferCatalog
+from gpusupply.domain.catalog import OfferCatalog
 from gpusupply.services.keys import Principal, authenticate
+from gpusupply.services.resources import ResourceRefresher
 from gpusupply.settings import Settings
 from gpusupply.vendors.registry import VendorSet
 
@@ -26,6 +27,8 @@ class ServiceContext:
     db: Database
     vendors: VendorSet
     catalog: OfferCatalog
+    # The engine's re-read of one resource (`GET /resources/{id}` when stale), wired by the app.
+    refresh_resource: ResourceRefresher
     engine: Any | None  # engine.runner.Engine when this process runs it
     migration_head: str
 

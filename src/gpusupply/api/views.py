@@ -7,7 +7,7 @@ from typing import Any
 from gpusupply.api import schemas
 from gpusupply.api.schemas_cost import AutoDeleteOut
 from gpusupply.db.models import Event, Resource
-from gpusupply.services.catalog import StoredOffer
+from gpusupply.domain.catalog import StoredOffer
 from gpusupply.services.procurement import OfferStatus
 from gpusupply.services.resources import ssh_command
 

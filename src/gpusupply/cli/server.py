@@ -117,7 +117,7 @@ def serve(
     """Run the API (and, unless --no-engine, the background engine) in one process."""
     import uvicorn
 
-    from gpusupply.api.app import create_app
+    from gpusupply.app import create_app
 
     settings = load_settings(host=host, port=port, log_format=log_format)
     setup_logging(settings)
@@ -143,8 +143,8 @@ async def _run_worker(settings: Settings, metrics_port: int | None = None) -> No
     from gpusupply.api.observability import metrics_only_app
     from gpusupply.db.ratelimits import DatabaseBuckets
     from gpusupply.db.session import Database
+    from gpusupply.domain.catalog import OfferCatalog
     from gpusupply.sandbox.runner import ServerThread
-    from gpusupply.services.catalog import OfferCatalog
     from gpusupply.vendors.registry import build_vendors
 
     try:

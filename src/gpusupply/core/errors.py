@@ -30,7 +30,7 @@ class RateLimited(VendorError):
         self.retry_after = retry_after
 
 
-class NotFound(VendorError):
+class NotFoundOnVendor(VendorError):
     """The instance (or other object) does not exist. On delete this means: gone."""
 
 

@@ -1,12 +1,14 @@
 """The one offer model every vendor maps onto, the query users send, and pure matching.
 
 `Offer` is what an adapter returns; `OfferQuery` is a parsed `get_offers` body; `matches` is the
-single predicate that says whether an offer fits a query. Indexes (services/offer_index.py) may
+single predicate that says whether an offer fits a query; `offer_to_dict` / `offer_from_dict` are
+an offer's JSON form (stored offers, snapshots, a procurement's offer). Indexes (domain/offer_index.py) may
 pre-filter for speed, but every answer must agree with `matches`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -75,3 +77,27 @@ def matches(offer: Offer, query: OfferQuery) -> bool:
 def price_key(offer: Offer) -> tuple[float, float, str, str]:
     """Sort order of every offer list: cheapest per GPU-hour first, then cheapest in total."""
     return (offer.gpu_price_per_hour, offer.total_price_per_hour, offer.vendor, offer.vendor_offer_id)
+
+
+# ----- JSON form ---------------------------------------------------------------------------------
+_DATETIME_FIELDS = ("fetched_at",)
+_OFFER_FIELDS = {f.name for f in dataclasses.fields(Offer)}
+
+
+def offer_to_dict(offer: Offer) -> dict[str, Any]:
+    """The whole offer as JSON-safe data (vendor_data included), for DB rows and snapshots."""
+    data = {f: getattr(offer, f) for f in _OFFER_FIELDS}
+    data["vendor_data"] = dict(offer.vendor_data)
+    for name in _DATETIME_FIELDS:
+        data[name] = data[name].isoformat()
+    return data
+
+
+def offer_from_dict(data: dict[str, Any]) -> Offer:
+    """Inverse of `offer_to_dict`. Keys it does not know (written by a newer version) are ignored."""
+    values = {k: v for k, v in data.items() if k in _OFFER_FIELDS}
+    for name in _DATETIME_FIELDS:
+        if isinstance(values.get(name), str):
+            values[name] = datetime.fromisoformat(values[name])
+    values["vendor_data"] = dict(values.get("vendor_data") or {})
+    return Offer(**values)

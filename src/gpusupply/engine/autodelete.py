@@ -25,18 +25,18 @@ from sqlalchemy import select, update
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import Resource, utcnow
 from gpusupply.db.session import Database
-from gpusupply.engine.context import EngineContext
-from gpusupply.engine.hints import hint
-from gpusupply.engine.pipelines.common import hand_to_deletion
-from gpusupply.services.budgets import (
+from gpusupply.domain.costs import costs_so_far
+from gpusupply.domain.events import add_event
+from gpusupply.domain.guardrails import (
     LIVE_STATUS_VALUES,
     evaluate_budgets,
     exhausted_resources,
     limited_resources,
     usd,
 )
-from gpusupply.services.costs import costs_so_far
-from gpusupply.services.events import add_event
+from gpusupply.domain.hints import hint
+from gpusupply.engine.context import EngineContext
+from gpusupply.engine.pipelines.common import hand_to_deletion
 
 log = logging.getLogger(__name__)
 

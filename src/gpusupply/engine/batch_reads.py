@@ -18,7 +18,7 @@ import weakref
 from collections import Counter
 from typing import Any
 
-from gpusupply.core.errors import NotFound, VendorError
+from gpusupply.core.errors import NotFoundOnVendor, VendorError
 from gpusupply.vendors.base import VendorInstance
 
 # List only when the gets it replaces are at least this many times its pages (a page is often a
@@ -33,7 +33,7 @@ async def read_instance(adapter: Any, vendor_instance_id: str) -> VendorInstance
     before ending anything on it). Other vendor errors propagate."""
     try:
         return await adapter.get(vendor_instance_id)
-    except NotFound:
+    except NotFoundOnVendor:
         return None
 
 

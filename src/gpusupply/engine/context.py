@@ -6,28 +6,22 @@ orphan grace) without sleeping; in production it is the wall clock.
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gpusupply.db.models import utcnow
 from gpusupply.db.session import Database
+from gpusupply.domain.job_leases import process_owner
 from gpusupply.settings import Settings
 from gpusupply.vendors.base import VendorAdapter
 
 if TYPE_CHECKING:
+    from gpusupply.domain.catalog import OfferCatalog
     from gpusupply.vendors.registry import VendorSet
 
 Clock = Callable[[], datetime]
-
-
-def default_owner() -> str:
-    """host:pid:random, so a lease names the process holding it (and a restart is a new owner)."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 @dataclass
@@ -35,8 +29,8 @@ class EngineContext:
     db: Database
     vendors: VendorSet
     settings: Settings
-    catalog: Any = None  # services.catalog.OfferCatalog; only spec procurement needs it
-    owner: str = field(default_factory=default_owner)
+    catalog: OfferCatalog | None = None  # spec procurement searches it; the engine's catalog jobs refresh it
+    owner: str = field(default_factory=process_owner)
     clock: Clock = utcnow
 
     def now(self) -> datetime:

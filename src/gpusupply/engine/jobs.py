@@ -1,20 +1,22 @@
-"""Periodic jobs under a `JobLease`: at most one process runs a job at a time, at most once per
-interval, and a job left by a dead process is taken over once its lease expires."""
+"""Periodic jobs under a job lease (domain/job_leases.py): at most one process runs a job at a
+time, at most once per interval, and a job left by a dead process is taken over once its lease
+expires."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import Resource
-from gpusupply.engine import leases
-from gpusupply.engine.context import EngineContext
+from gpusupply.domain import job_leases
+from gpusupply.engine.context import Clock, EngineContext
 from gpusupply.metrics import RESOURCES_BY_STATUS
 
 log = logging.getLogger(__name__)
@@ -23,18 +25,32 @@ MAX_CHECK_SECONDS = 5.0
 
 
 class PeriodicJob:
-    def __init__(self, ctx: EngineContext, name: str, interval_seconds: float, run: Callable[[], Awaitable[bool]]):
-        """`run` returns whether the round counts: False (e.g. rate limited) runs it again soon."""
+    def __init__(
+        self,
+        ctx: EngineContext,
+        name: str,
+        interval_seconds: float,
+        run: Callable[[], Awaitable[bool]],
+        *,
+        clock: Clock | None = None,
+    ):
+        """`run` returns whether the round counts: False (e.g. rate limited) runs it again soon.
+        `clock`: the time the lease is judged by, for a job that does not follow the engine's
+        (test-movable) clock."""
         self.ctx = ctx
         self.name = name
         self.interval = timedelta(seconds=interval_seconds)
         self._run = run
+        self._clock = clock or ctx.now
         self.runs = 0
+
+    def now(self) -> datetime:
+        return self._clock()
 
     async def run_once(self) -> bool:
         """Run the job if this process gets its lease now; True when it ran."""
         ctx = self.ctx
-        token = await leases.claim_job(ctx.db, self.name, owner=ctx.owner, lease=ctx.lease, interval=self.interval, now=ctx.now())
+        token = await job_leases.claim_job(ctx.db, self.name, owner=ctx.owner, lease=ctx.lease, interval=self.interval, now=self.now())
         if token is None:
             return False
         beat = asyncio.create_task(self._heartbeat(token))
@@ -49,15 +65,15 @@ class PeriodicJob:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
-            await leases.finish_job(ctx.db, self.name, token, now=ctx.now(), ran=counts)
+            await job_leases.finish_job(ctx.db, self.name, token, now=self.now(), ran=counts)
         self.runs += int(ran)
         return ran
 
-    async def _heartbeat(self, token: object) -> None:
+    async def _heartbeat(self, token: uuid.UUID) -> None:
         period = self.ctx.settings.lease_seconds * self.ctx.settings.lease_heartbeat_fraction
         while True:
             await asyncio.sleep(period)
-            await leases.heartbeat_job(self.ctx.db, self.name, token, lease=self.ctx.lease, now=self.ctx.now())  # type: ignore[arg-type]
+            await job_leases.heartbeat_job(self.ctx.db, self.name, token, lease=self.ctx.lease, now=self.now())
 
     async def loop(self, stopping: asyncio.Event) -> None:
         check = min(self.interval.total_seconds(), MAX_CHECK_SECONDS)

@@ -34,13 +34,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.core.errors import RateLimited, VendorError
 from gpusupply.core.states import FINAL_STATUSES, LIVE_STATUSES, InstanceState, ResourceStatus
-from gpusupply.db.models import Event, Resource, VendorState
+from gpusupply.db.models import Resource, VendorState
+from gpusupply.domain.events import add_event, change_status
 from gpusupply.engine import leases
 from gpusupply.engine.absence import GONE_STATES, judge_not_found, listing_problem, seen
 from gpusupply.engine.context import EngineContext
 from gpusupply.engine.sync import merge_observation, note_absence, observe_sighting, read_instance
 from gpusupply.metrics import FOREIGN_INSTANCES, ORPHANS_FOUND, ORPHANS_TERMINATED, VENDOR_DEGRADED
-from gpusupply.services.events import add_event, change_status
 from gpusupply.vendors.base import VendorInstance, parse_marker
 
 log = logging.getLogger(__name__)
@@ -434,8 +434,3 @@ async def _save_state(ctx: EngineContext, vendor: str, candidates: dict[str, str
         state.orphan_candidates = dict(candidates)
         state.foreign_instances = foreign
         state.last_reconciled_at = now
-
-
-async def orphan_events(session: AsyncSession, vendor: str) -> list[Event]:
-    """The orphan_terminated events of a vendor, oldest first (for tests and the console)."""
-    return list((await session.execute(select(Event).where(Event.kind == "orphan_terminated", Event.vendor == vendor).order_by(Event.id))).scalars().all())

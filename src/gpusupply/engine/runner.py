@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gpusupply.db.models import utcnow
 from gpusupply.db.session import Database
+from gpusupply.domain.catalog import OfferCatalog, catalog_job_name
+from gpusupply.domain.hints import hint
+from gpusupply.domain.job_leases import process_owner
 from gpusupply.engine import leases
 from gpusupply.engine.autodelete import JOB_NAME as GUARDRAILS
 from gpusupply.engine.autodelete import guardrail_job
-from gpusupply.engine.context import Clock, EngineContext, default_owner
-from gpusupply.engine.hints import hint
+from gpusupply.engine.context import Clock, EngineContext
 from gpusupply.engine.jobs import PeriodicJob, count_resources
 from gpusupply.engine.pipelines import actions, delete, procure, provision, refresh
 from gpusupply.engine.pipelines.base import Pipeline
@@ -30,6 +33,8 @@ from gpusupply.settings import Settings
 log = logging.getLogger(__name__)
 
 METRICS_SECONDS = 15.0
+# The catalog jobs check this often at most, even with a cache age of 0 (always stale).
+MIN_CATALOG_INTERVAL_SECONDS = 1.0
 
 
 class Engine:
@@ -38,12 +43,12 @@ class Engine:
         db: Database,
         vendors: Any,
         settings: Settings,
-        catalog: Any = None,
+        catalog: OfferCatalog | None = None,
         *,
         owner: str | None = None,
         clock: Clock | None = None,
     ):
-        self.ctx = EngineContext(db, vendors, settings, catalog, owner or default_owner(), clock or utcnow)
+        self.ctx = EngineContext(db, vendors, settings, catalog, owner or process_owner(), clock or utcnow)
         workers = settings.engine_workers
         self.pipelines = [
             Pipeline(self.ctx, procure.PIPELINE, procure.STATUSES, procure.step, workers=workers),
@@ -60,12 +65,28 @@ class Engine:
         self.jobs.append(PeriodicJob(self.ctx, GUARDRAILS, settings.guardrail_interval_seconds, guardrail_job(self.ctx)))
         self.webhooks = WebhookDeliverer(self.ctx)
         self.jobs.append(self.webhooks)  # type: ignore[arg-type]
+        # The offer catalog's refresh, per vendor, when this process keeps a catalog (domain/catalog.py).
+        if catalog is not None:
+            interval = max(settings.offer_cache_seconds, MIN_CATALOG_INTERVAL_SECONDS)
+            self.jobs.extend(
+                # Judged by the wall clock, like the catalog's freshness: tests that move the
+                # engine's clock must not make every catalog due.
+                PeriodicJob(self.ctx, catalog_job_name(vendor), interval, self._catalog_refresh(catalog, vendor), clock=utcnow)
+                for vendor in vendors.adapters
+            )
         self._stopping: asyncio.Event | None = None
         self._loops: list[asyncio.Task[None]] = []
 
     @property
     def owner(self) -> str:
         return self.ctx.owner
+
+    @staticmethod
+    def _catalog_refresh(catalog: OfferCatalog, vendor: str) -> Callable[[], Awaitable[bool]]:
+        async def run() -> bool:
+            return await catalog.refresh_as_job(vendor)
+
+        return run
 
     def _reconciler(self, vendor: str) -> Any:
         async def run() -> bool:
@@ -87,6 +108,8 @@ class Engine:
             return
         self._stopping = asyncio.Event()
         stopping = self._stopping
+        if self.ctx.catalog is not None:
+            self.ctx.catalog.refreshed_by_engine = True  # our catalog jobs refresh it: searches need not
         for pipeline in self.pipelines:
             self._loops.append(asyncio.create_task(pipeline.run(stopping), name=f"pipeline:{pipeline.name}"))
         for job in self.jobs:
@@ -100,6 +123,8 @@ class Engine:
         if self._stopping is None or not self._loops:
             return
         self._stopping.set()
+        if self.ctx.catalog is not None:
+            self.ctx.catalog.refreshed_by_engine = False  # searches refresh it on demand again
         hint()
         fetchers = [t for t in self._loops if t.get_name().startswith("pipeline:")]
         if fetchers:

@@ -20,10 +20,10 @@ from gpusupply.core.errors import VendorError
 from gpusupply.core.states import InstanceState, ResourceStatus
 from gpusupply.db.models import Resource, utcnow
 from gpusupply.db.session import Database
+from gpusupply.domain.events import change_status
 from gpusupply.engine import leases
 from gpusupply.engine.absence import Sighting, sight
 from gpusupply.engine.batch_reads import read_instance
-from gpusupply.services.events import change_status
 from gpusupply.vendors.base import VendorInstance
 
 log = logging.getLogger(__name__)

@@ -32,8 +32,7 @@ from gpusupply import __version__
 from gpusupply.core.errors import UnprocessableError
 from gpusupply.db.models import Event, Resource, Tenant, Webhook, WebhookDelivery, WebhookOutbox
 from gpusupply.db.session import Database
-from gpusupply.engine.context import EngineContext
-from gpusupply.services.webhooks import (
+from gpusupply.domain.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
     SIGNATURE_HEADER,
@@ -43,6 +42,7 @@ from gpusupply.services.webhooks import (
     signature_header,
     url_refusal,
 )
+from gpusupply.engine.context import EngineContext
 
 log = logging.getLogger(__name__)
 

@@ -46,9 +46,5 @@ SIM_LOCATIONS: tuple[tuple[str, str], ...] = (
 )
 
 
-def pick_gpu(rng: random.Random) -> SimGpu:
-    return rng.choices(SIM_GPUS, weights=[g.weight for g in SIM_GPUS], k=1)[0]
-
-
 def price(rng: random.Random, gpu: SimGpu) -> float:
     return round(rng.uniform(gpu.price_low, gpu.price_high), 4)

@@ -1,10 +1,11 @@
-"""Guardrails: per-tenant budgets and per-resource auto-delete limits (docs/cost.md).
+"""Guardrails: per-tenant budgets and per-resource auto-delete limits (docs/cost.md): the tenant's side.
 
 Per tenant (`GET/PUT /budget`): `max_hourly_spend` caps the sum of the live resources' prices per
 hour; `monthly_budget` caps the spend of a UTC calendar month. A procurement that would pass
 either is refused with 402 naming the limit and the numbers. The engine's guardrail job
 (engine/autodelete.py) raises `budget_alert` events at 80 % and 100 % of the monthly budget (once
-each per month) and, with `delete_on_exhaustion`, deletes the tenant's live resources at 100 %.
+each per month) and, with `delete_on_exhaustion`, deletes the tenant's live resources at 100 %;
+what it shares with this module (the month's spend, the thresholds) is in domain/guardrails.py.
 
 Per resource: `auto_delete` (`delete_at` or `ttl_seconds`, and `spend_limit`), set at procurement
 or with `PATCH /resources/{id}`; the same job deletes the resource when one is reached.
@@ -17,26 +18,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.core.errors import NotFoundError, ServiceError, UnprocessableError
 from gpusupply.core.inputs import require_text
-from gpusupply.core.states import LIVE_STATUSES, ResourceStatus
 from gpusupply.db.models import Budget, Procurement, Resource, Tenant, utcnow
 from gpusupply.db.session import Database
-from gpusupply.services import costs
-from gpusupply.services.events import add_event
+from gpusupply.domain.guardrails import ALERT_THRESHOLDS, LIVE_STATUS_VALUES, month_key, month_spend, usd
 from gpusupply.services.keys import Principal
 from gpusupply.services.tenants import find_tenant
 
-ALERT_THRESHOLDS = (80, 100)  # percent of the monthly budget
 MAX_USD = 10_000_000.0  # sanity bound on every amount a user sets
 MAX_TTL_SECONDS = 366 * 24 * 3600
 # How far ahead of spending the monthly check looks: the next hour of every live resource and of
 # the new one must still fit in the budget (vendors bill by the hour).
 HEADROOM_HOURS = 1.0
-LIVE_STATUS_VALUES = tuple(s.value for s in LIVE_STATUSES)
 
 
 class BudgetExceeded(ServiceError):
@@ -46,15 +43,6 @@ class BudgetExceeded(ServiceError):
 
 
 # ----- pure ----------------------------------------------------------------------------------------
-def month_start(now: datetime) -> datetime:
-    now = now.astimezone(UTC)
-    return datetime(now.year, now.month, 1, tzinfo=UTC)
-
-
-def month_key(now: datetime) -> str:
-    return now.astimezone(UTC).strftime("%Y-%m")
-
-
 def spec_price_bound(spec: dict[str, Any] | None) -> float | None:
     """The most a procure-by-spec can cost per hour: max price per GPU-hour x GPU count."""
     compute = (spec or {}).get("compute") or {}
@@ -62,10 +50,6 @@ def spec_price_bound(spec: dict[str, Any] | None) -> float | None:
     if price is None:
         return None
     return float(price) * int(compute.get("gpu_count") or 1)
-
-
-def usd(amount: float) -> str:
-    return f"{amount:,.2f} USD"
 
 
 def procurement_refusal(
@@ -91,14 +75,6 @@ def procurement_refusal(
                 f"{usd(projected)}, over the monthly budget of {usd(monthly_budget)}"
             )
     return None
-
-
-def alerts_due(spent: float, monthly_budget: float, already_sent: int) -> list[int]:
-    """Thresholds (percent) newly crossed: each is alerted once per month. Pure."""
-    if monthly_budget <= 0:
-        return []
-    percent = spent / monthly_budget * 100
-    return [t for t in ALERT_THRESHOLDS if t > already_sent and percent >= t - 1e-9]
 
 
 def check_amount(value: float | None, name: str, loc: tuple[str | int, ...]) -> float | None:
@@ -179,31 +155,6 @@ async def live_hourly_spend(session: AsyncSession, tenant_id: UUID) -> float:
     for price, spec in rows:
         total += float(price) if price is not None else (spec_price_bound(spec) or 0.0)
     return total
-
-
-async def spend_between(session: AsyncSession, tenant_id: UUID, start: datetime, end: datetime) -> float:
-    """USD the tenant's resources billed in [start, end)."""
-    resources = list(
-        (
-            await session.execute(
-                select(Resource).where(
-                    Resource.tenant_id == tenant_id,
-                    Resource.running_since.is_not(None),
-                    Resource.running_since < end,
-                    or_(Resource.ended_at.is_(None), Resource.ended_at > start),
-                )
-            )
-        ).scalars()
-    )
-    transitions = await costs.load_transitions(session, [r.id for r in resources])
-    return sum(
-        costs.cost(costs.clip(costs.resource_intervals(r, transitions[r.id], end), start, end), costs.rates_for(r))
-        for r in resources
-    )
-
-
-async def month_spend(session: AsyncSession, tenant_id: UUID, now: datetime) -> float:
-    return await spend_between(session, tenant_id, month_start(now), now)
 
 
 # ----- procurement check ---------------------------------------------------------------------------
@@ -330,73 +281,3 @@ async def put_budget(
         budget.updated_at = now
         await session.flush()
         return await _view(session, tenant_id, tenant_name, now)
-
-
-# ----- the engine's budget round -------------------------------------------------------------------
-@dataclass(slots=True)
-class BudgetRound:
-    alerts: list[tuple[UUID, int]]  # (tenant, threshold) alerted this round
-    exhausted: list[UUID]  # tenants at 100 % with delete_on_exhaustion
-
-
-async def evaluate_budgets(db: Database, now: datetime) -> BudgetRound:
-    """Alert each monthly budget's newly crossed thresholds (a `budget_alert` event, once per month
-    each) and name the tenants whose budget is exhausted and who asked for deletion."""
-    outcome = BudgetRound([], [])
-    async with db.session() as session:
-        tenant_ids = list((await session.execute(select(Budget.tenant_id).where(Budget.monthly_budget.is_not(None)))).scalars())
-    month = month_key(now)
-    for tenant_id in tenant_ids:
-        async with db.transaction() as session:
-            locked = await session.execute(
-                update(Budget).where(Budget.tenant_id == tenant_id).values(alert_level=Budget.alert_level)
-            )
-            if locked.rowcount != 1:  # type: ignore[attr-defined]
-                continue
-            budget = await session.get(Budget, tenant_id, populate_existing=True)
-            if budget is None or budget.monthly_budget is None:
-                continue
-            spent = await month_spend(session, tenant_id, now)
-            already = budget.alert_level if budget.alert_month == month else 0
-            for threshold in alerts_due(spent, budget.monthly_budget, already):
-                add_event(
-                    session,
-                    kind="budget_alert",
-                    tenant_id=tenant_id,
-                    reason=f"{threshold}% of the monthly budget used: {usd(spent)} of {usd(budget.monthly_budget)} in {month}",
-                    data={"threshold": threshold, "spent": round(spent, 6), "monthly_budget": budget.monthly_budget, "month": month},
-                    at=now,
-                )
-                outcome.alerts.append((tenant_id, threshold))
-                budget.alert_month, budget.alert_level = month, threshold
-            if budget.delete_on_exhaustion and spent >= budget.monthly_budget - 1e-9:
-                outcome.exhausted.append(tenant_id)
-    return outcome
-
-
-async def exhausted_resources(db: Database, tenant_ids: list[UUID]) -> list[UUID]:
-    """Live resources of these tenants that are not being deleted yet."""
-    if not tenant_ids:
-        return []
-    async with db.session() as session:
-        rows = await session.execute(
-            select(Resource.id).where(
-                Resource.tenant_id.in_(tenant_ids),
-                Resource.status.in_(LIVE_STATUS_VALUES),
-                Resource.status != ResourceStatus.DELETING.value,
-            )
-        )
-        return list(rows.scalars())
-
-
-async def limited_resources(db: Database) -> list[Resource]:
-    """Live, not yet deleting resources with an auto-delete time or a spend limit."""
-    async with db.session() as session:
-        rows = await session.execute(
-            select(Resource).where(
-                Resource.status.in_(LIVE_STATUS_VALUES),
-                Resource.status != ResourceStatus.DELETING.value,
-                or_(Resource.auto_delete_at.is_not(None), and_(Resource.spend_limit.is_not(None), Resource.running_since.is_not(None))),
-            )
-        )
-        return list(rows.scalars())

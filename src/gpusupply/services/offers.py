@@ -24,7 +24,7 @@ from gpusupply.core.regions import REGION_GROUPS, parse_region_group
 from gpusupply.settings import VENDORS
 
 if TYPE_CHECKING:
-    from gpusupply.services.catalog import OfferCatalog, SearchResult, StoredOffer
+    from gpusupply.domain.catalog import OfferCatalog, SearchResult, StoredOffer
 
 MAX_DOCUMENT_BYTES = 64 * 1024
 MAX_NESTING = 20

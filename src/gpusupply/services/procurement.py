@@ -34,11 +34,13 @@ from gpusupply.core.errors import (
 )
 from gpusupply.core.gpus import canonical_model
 from gpusupply.core.inputs import require_text
-from gpusupply.core.offers import Offer, OfferQuery
+from gpusupply.core.offers import Offer, OfferQuery, offer_from_dict, offer_to_dict
 from gpusupply.core.states import ProcurementStatus, ResourceStatus, procurement_status
 from gpusupply.db.models import OfferRow, Procurement, Resource, utcnow
 from gpusupply.db.session import Database
-from gpusupply.engine.hints import hint
+from gpusupply.domain.catalog import OfferCatalog, effective_status
+from gpusupply.domain.events import add_event
+from gpusupply.domain.hints import hint
 from gpusupply.services import reads
 from gpusupply.services.budgets import (
     AutoDeleteValues,
@@ -47,8 +49,6 @@ from gpusupply.services.budgets import (
     check_procurement,
     spec_price_bound,
 )
-from gpusupply.services.catalog import OfferCatalog, effective_status, offer_from_dict, offer_to_dict
-from gpusupply.services.events import add_event
 from gpusupply.services.keys import Principal
 from gpusupply.services.offers import OffersRequest, normalized_document, query_from_request
 

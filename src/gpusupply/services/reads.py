@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.compiler import compiles
 
 from gpusupply.db.models import Event, OfferRow, Procurement, Resource
-from gpusupply.services.costs import BILLING_STATUSES, Transition
+from gpusupply.domain.costs import BILLING_STATUSES, Transition
 
 _resources = Resource.__table__
 _events = Event.__table__

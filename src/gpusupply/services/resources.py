@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from sqlalchemy import Row, bindparam, func, select, update
@@ -28,11 +28,11 @@ from gpusupply.core.errors import ConflictError, NotFoundError, UnprocessableErr
 from gpusupply.core.states import FINAL_STATUSES, ResourceStatus
 from gpusupply.db.models import Event, Resource, utcnow
 from gpusupply.db.session import Database
-from gpusupply.engine.hints import hint
+from gpusupply.domain.costs import Rates, cost, resource_cost, resource_intervals, stopped_rate_from_storage
+from gpusupply.domain.events import change_status
+from gpusupply.domain.hints import hint
 from gpusupply.services import reads
 from gpusupply.services.budgets import AutoDeleteValues, apply_auto_delete, auto_delete_values
-from gpusupply.services.costs import Rates, cost, resource_cost, resource_intervals, stopped_rate_from_storage
-from gpusupply.services.events import change_status
 from gpusupply.services.keys import Principal
 from gpusupply.services.offers import KNOWN_VENDORS, check_page
 from gpusupply.vendors.registry import VendorSet
@@ -160,25 +160,45 @@ async def _owned(session: AsyncSession, principal: Principal, resource_id: UUID)
     return resource
 
 
+class ResourceRefresher(Protocol):
+    """Re-reads one resource from its vendor now and stores what it saw. The app passes the
+    engine's `sync.refresh_resource`, bound to the process's database, vendors and settings: the
+    services never import the engine (docs/architecture.md)."""
+
+    async def __call__(self, resource_id: UUID) -> None: ...
+
+
 async def get_resource(
-    db: Database, vendors: VendorSet, principal: Principal, resource_id: UUID, *, force_refresh: bool = False, refresh_timeout: float = 15.0
+    db: Database,
+    refresher: ResourceRefresher,
+    principal: Principal,
+    resource_id: UUID,
+    *,
+    force_refresh: bool = False,
+    refresh_timeout: float = 15.0,
 ) -> Resource:
-    """One resource; re-read from the vendor first when its last sync is older than 30 s
-    (or `force_refresh`), through the engine's `refresh_resource`."""
-    return await _read(db, vendors, principal, resource_id, force_refresh, refresh_timeout)
+    """One resource; re-read from the vendor first (`refresher`) when its last sync is older than
+    30 s, or `force_refresh`."""
+    return await _read(db, refresher, principal, resource_id, force_refresh, refresh_timeout)
 
 
 async def get_resource_with_cost(
-    db: Database, vendors: VendorSet, principal: Principal, resource_id: UUID, *, force_refresh: bool = False, refresh_timeout: float = 15.0
+    db: Database,
+    refresher: ResourceRefresher,
+    principal: Principal,
+    resource_id: UUID,
+    *,
+    force_refresh: bool = False,
+    refresh_timeout: float = 15.0,
 ) -> tuple[Row[Any], float]:
     """`GET /resources/{id}`: the resource and its cost so far (USD) from one statement
-    (services/reads.py); re-read from the vendor first when its last sync is older than 30 s (or
-    `force_refresh`), then read again."""
+    (services/reads.py); re-read from the vendor first (`refresher`) when its last sync is older
+    than 30 s (or `force_refresh`), then read again."""
     read = reads.resource_detail(principal.tenant_id, resource_id)
     found = await db.read(read)
     if found is None:
         raise NotFoundError(f"resource {resource_id} not found")
-    if needs_refresh(found.resource, force=force_refresh, now=utcnow()) and await _refresh(db, vendors, resource_id, refresh_timeout):
+    if needs_refresh(found.resource, force=force_refresh, now=utcnow()) and await _refresh(refresher, resource_id, refresh_timeout):
         found = await db.read(read)
         if found is None:  # cannot happen (a resource row is never deleted); never answer another's
             raise NotFoundError(f"resource {resource_id} not found")
@@ -186,27 +206,22 @@ async def get_resource_with_cost(
 
 
 async def _read(
-    db: Database, vendors: VendorSet, principal: Principal, resource_id: UUID, force_refresh: bool, refresh_timeout: float,
+    db: Database, refresher: ResourceRefresher, principal: Principal, resource_id: UUID, force_refresh: bool, refresh_timeout: float,
 ) -> Resource:
     async with db.read_session() as session:
         resource = await _owned(session, principal, resource_id)
         if not needs_refresh(resource, force=force_refresh, now=utcnow()):
             return resource
-    if not await _refresh(db, vendors, resource_id, refresh_timeout):  # the stored view stands
+    if not await _refresh(refresher, resource_id, refresh_timeout):  # the stored view stands
         return resource
     async with db.session() as session:
         return await _owned(session, principal, resource_id)
 
 
-async def _refresh(db: Database, vendors: VendorSet, resource_id: UUID, limit_seconds: float) -> bool:
-    """Ask the engine's sync to re-read the vendor. A failure keeps the stored view (logged)."""
+async def _refresh(refresher: ResourceRefresher, resource_id: UUID, limit_seconds: float) -> bool:
+    """Re-read the vendor through `refresher`. A failure keeps the stored view (logged)."""
     try:
-        from gpusupply.engine.sync import refresh_resource
-    except ImportError as exc:  # the engine's sync module is not installed in this build
-        log.warning("resource refresh unavailable", extra={"error": str(exc)})
-        return False
-    try:
-        await asyncio.wait_for(refresh_resource(db, vendors, resource_id), limit_seconds)
+        await asyncio.wait_for(refresher(resource_id), limit_seconds)
     except (VendorError, TimeoutError) as exc:
         log.warning("resource refresh failed", extra={"resource_id": str(resource_id), "error": str(exc)})
         return False

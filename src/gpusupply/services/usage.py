@@ -1,5 +1,5 @@
 """Usage reports: what resources cost over a period, grouped by tenant, vendor, GPU family and/or
-day (UTC), as JSON or CSV (`GET /usage`). Costs come from services/costs.py; the grouping is pure.
+day (UTC), as JSON or CSV (`GET /usage`). Costs come from domain/costs.py; the grouping is pure.
 
 A tenant key sees its own tenant; an admin key sees every tenant (or one, with `tenant=`).
 """
@@ -18,8 +18,9 @@ from sqlalchemy import or_, select
 from gpusupply.core.errors import UnprocessableError
 from gpusupply.db.models import Resource, Tenant, utcnow
 from gpusupply.db.session import Database
-from gpusupply.services import costs
-from gpusupply.services.budgets import month_start, resolve_tenant
+from gpusupply.domain import costs
+from gpusupply.domain.guardrails import month_start
+from gpusupply.services.budgets import resolve_tenant
 from gpusupply.services.keys import Principal
 
 GROUP_KEYS = ("tenant", "vendor", "gpu_family", "day")

@@ -23,7 +23,7 @@ from gpusupply.core.errors import (
     AuthFailed,
     CapacityGone,
     InvalidRequest,
-    NotFound,
+    NotFoundOnVendor,
     RateLimited,
     RecoveryWindowPassed,
     Unsupported,
@@ -198,7 +198,7 @@ def classify_error(status: int, error_type: str | None, message: str, retry_afte
     if status in (401, 403) or kind == "authorization_error":
         return AuthFailed(VENDOR, "authentication failed", status=status, vendor_message=message)
     if status == 404 or kind == "not_found":
-        return NotFound(VENDOR, "not found", status=status, vendor_message=message)
+        return NotFoundOnVendor(VENDOR, "not found", status=status, vendor_message=message)
     if status in (405, 501) or kind == "not_implemented":
         return Unsupported(VENDOR, "not implemented by fal", status=status, vendor_message=message)
     if status >= 500 or status in (408, 409) or kind == "server_error":
@@ -391,7 +391,7 @@ class FalAdapter:
             await self._http.request(
                 "DELETE", _instance_path(vendor_instance_id), endpoint="delete", safe=True, ok=(200, 202, 204)
             )
-        except NotFound:
+        except NotFoundOnVendor:
             return  # already gone
 
     async def start(self, vendor_instance_id: str) -> None:

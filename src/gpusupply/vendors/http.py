@@ -31,7 +31,7 @@ import httpx
 from gpusupply.core.errors import (
     AuthFailed,
     InvalidRequest,
-    NotFound,
+    NotFoundOnVendor,
     RateLimited,
     VendorError,
     VendorUnavailable,
@@ -95,7 +95,7 @@ def default_classifier(vendor: str, response: httpx.Response) -> VendorError:
     if status in (401, 403):
         return AuthFailed(vendor, "authentication failed", status=status, vendor_message=message)
     if status == 404:
-        return NotFound(vendor, "not found", status=status, vendor_message=message)
+        return NotFoundOnVendor(vendor, "not found", status=status, vendor_message=message)
     if status >= 500:
         return VendorUnavailable(vendor, f"vendor error {status}", status=status, vendor_message=message)
     return InvalidRequest(vendor, f"request refused ({status})", status=status, vendor_message=message)

@@ -36,7 +36,7 @@ from gpusupply.core.errors import (
     AuthFailed,
     CapacityGone,
     InvalidRequest,
-    NotFound,
+    NotFoundOnVendor,
     RateLimited,
     Unsupported,
     VendorError,
@@ -108,7 +108,7 @@ def classify_failure(status: int, code: str | None, message: str, retry_after: f
     if code in AUTH_CODES:
         return AuthFailed(VENDOR, f"authentication failed ({code})", **kw)
     if code == "global/object-does-not-exist":
-        return NotFound(VENDOR, "not found", **kw)
+        return NotFoundOnVendor(VENDOR, "not found", **kw)
     if code == "instance-operations/launch/insufficient-capacity":
         return CapacityGone(VENDOR, "no capacity for this instance type in this region", **kw)
     if code == "global/quota-exceeded":
@@ -119,7 +119,7 @@ def classify_failure(status: int, code: str | None, message: str, retry_after: f
     if status in (401, 403):
         return AuthFailed(VENDOR, "authentication failed", **kw)
     if status == 404:
-        return NotFound(VENDOR, "not found", **kw)
+        return NotFoundOnVendor(VENDOR, "not found", **kw)
     if status >= 500:
         return VendorUnavailable(VENDOR, f"vendor error {status}", **kw)
     return InvalidRequest(VENDOR, f"request refused ({status})", **kw)
@@ -426,7 +426,7 @@ class LambdaAdapter:
             try:
                 ids = await self._call("POST", "instance-operations/launch", parse_launch, endpoint="launch", safe=False, json=body)
                 break
-            except NotFound as exc:
+            except NotFoundOnVendor as exc:
                 # A refused launch committed nothing. The resource not found is either our SSH key
                 # (deleted on Lambda since we cached its name: register it again, once) or the
                 # instance type (no longer sold: fail over).
@@ -495,7 +495,7 @@ class LambdaAdapter:
                 "POST", "instance-operations/terminate", lambda body: body, endpoint="terminate", safe=True,
                 json={"instance_ids": [vendor_instance_id]},
             )
-        except NotFound:
+        except NotFoundOnVendor:
             return  # already gone
 
     async def reboot(self, vendor_instance_id: str) -> None:

@@ -31,7 +31,7 @@ from gpusupply.core.errors import (
     AuthFailed,
     CapacityGone,
     InvalidRequest,
-    NotFound,
+    NotFoundOnVendor,
     RateLimited,
     VendorError,
     VendorUnavailable,
@@ -102,7 +102,7 @@ def classify_failure(status: int, message: str, retry_after: float | None = None
     # A 400 that says "not found" is about something in the request (an SSH key, an image), not
     # the object addressed; under HTTP 2xx only the words can tell.
     if status == 404 or (status < 400 and "not found" in text):
-        return NotFound(VENDOR, "not found", status=status, vendor_message=message)
+        return NotFoundOnVendor(VENDOR, "not found", status=status, vendor_message=message)
     return InvalidRequest(VENDOR, f"request refused ({status})", status=status, vendor_message=message)
 
 
@@ -460,13 +460,13 @@ class NebulaAdapter:
             try:
                 await self._call("POST", "computing/instance", endpoint="create", safe=False, json=body)
                 break
-            except (NotFound, InvalidRequest) as exc:
+            except (NotFoundOnVendor, InvalidRequest) as exc:
                 # A refused create committed nothing: if our cached key was deleted on Nebula,
                 # register it again and repeat once.
                 if attempt == 0 and "ssh key" in exc.vendor_message.lower():
                     self._ssh_key_ids.clear()
                     continue
-                if isinstance(exc, NotFound):  # the product is gone from the catalog
+                if isinstance(exc, NotFoundOnVendor):  # the product is gone from the catalog
                     raise CapacityGone(VENDOR, "product no longer offered", status=exc.status, vendor_message=exc.vendor_message) from None
                 raise
         # The answer carries no id: look the instance up by its name. The create did happen, so a
@@ -566,7 +566,7 @@ class NebulaAdapter:
         except MalformedBody as exc:
             raise VendorUnavailable(VENDOR, f"instance detail: malformed answer ({exc})") from None
         if row is None:
-            raise NotFound(VENDOR, "instance not found")
+            raise NotFoundOnVendor(VENDOR, "instance not found")
         if row.get("id") in (None, ""):
             row = {**row, "id": vendor_instance_id}
         return map_instance(row)
@@ -608,7 +608,7 @@ class NebulaAdapter:
     async def delete(self, vendor_instance_id: str) -> None:
         try:
             await self._call("DELETE", f"computing/instance/{quote(vendor_instance_id, safe='')}", endpoint="delete", safe=True)
-        except NotFound:
+        except NotFoundOnVendor:
             return
         except InvalidRequest:
             # Some refusals of a repeated delete are not 404s: gone is gone if it is in the deleted list.

@@ -32,7 +32,7 @@ from gpusupply.core.errors import (
     AuthFailed,
     CapacityGone,
     InvalidRequest,
-    NotFound,
+    NotFoundOnVendor,
     RateLimited,
     Unsupported,
     VendorError,
@@ -175,7 +175,7 @@ def classify_graphql_error(message: str, code: str | None = None, status: int = 
     if status >= 500 or code == "INTERNAL_SERVER_ERROR" or any(w in text for w in _UPSTREAM_WORDS):
         return VendorUnavailable(VENDOR, f"vendor error ({code or status})", status=status, vendor_message=message)
     if status == 404 or any(w in text for w in _NOT_FOUND_WORDS):
-        return NotFound(VENDOR, "not found", status=status, vendor_message=message)
+        return NotFoundOnVendor(VENDOR, "not found", status=status, vendor_message=message)
     return InvalidRequest(VENDOR, "request refused", status=status, vendor_message=message)
 
 
@@ -513,7 +513,7 @@ class RunPodAdapter:
         data = await self._graphql(GET_POD, {"podId": vendor_instance_id}, group="read", safe=True)
         pod = data.get("pod")
         if pod is None:
-            raise NotFound(VENDOR, f"pod {vendor_instance_id} not found")
+            raise NotFoundOnVendor(VENDOR, f"pod {vendor_instance_id} not found")
         if not isinstance(pod, dict):
             raise VendorUnavailable(VENDOR, "pod: malformed answer")
         try:
@@ -532,7 +532,7 @@ class RunPodAdapter:
     async def delete(self, vendor_instance_id: str) -> None:
         try:
             await self._graphql(TERMINATE_POD, {"podId": vendor_instance_id}, group="action", safe=True)
-        except NotFound:
+        except NotFoundOnVendor:
             return  # gone already
 
     async def stop(self, vendor_instance_id: str) -> None:

@@ -26,7 +26,7 @@ from gpusupply.core.errors import (
     AuthFailed,
     CapacityGone,
     InvalidRequest,
-    NotFound,
+    NotFoundOnVendor,
     RateLimited,
     VendorError,
     VendorUnavailable,
@@ -234,7 +234,7 @@ def map_offer(raw: Any, contract_type: ContractType, fetched_at: datetime, stora
             "machine_id": raw.get("machine_id"),
             "min_bid": min_bid,
             "storage_gb": storage_gb,
-            "storage_per_hour": round(storage_hour, 6),  # what a stopped instance still bills (services/costs.py)
+            "storage_per_hour": round(storage_hour, 6),  # what a stopped instance still bills (domain/costs.py)
             "gpu_name": name,
             "reliability": _number(raw.get("reliability")),
             "verification": raw.get("verification"),
@@ -279,7 +279,7 @@ def classify_error(
     if status in (401, 403) or code == "auth_error" or (status == 404 and text in ("invalid user key", "session expired. please log in again.")):
         return AuthFailed(VENDOR, "authentication failed", status=status, vendor_message=message)
     if status == 404:
-        return NotFound(VENDOR, "not found", status=status, vendor_message=message)
+        return NotFoundOnVendor(VENDOR, "not found", status=status, vendor_message=message)
     if status >= 500 or status in (408, 409):
         # 408/409 on a mutation are ambiguous: the outcome is unknown.
         return VendorUnavailable(VENDOR, f"vendor error {status}", status=status, vendor_message=message)
@@ -550,7 +550,7 @@ class VastAdapter:
         instance = found[0]
         try:
             await self._attach_key(instance.vendor_instance_id, request.ssh_public_key)
-        except NotFound:
+        except NotFoundOnVendor:
             return None  # gone since the listing
         return instance
 
@@ -560,7 +560,7 @@ class VastAdapter:
         if not isinstance(body, dict) or "instances" not in body:
             raise VendorUnavailable(VENDOR, "malformed instance answer: no instances key")
         if body["instances"] is None:  # how Vast shows a destroyed or unknown instance
-            raise NotFound(VENDOR, f"instance {vendor_instance_id} not found", status=response.status_code)
+            raise NotFoundOnVendor(VENDOR, f"instance {vendor_instance_id} not found", status=response.status_code)
         return self._instance(body["instances"])
 
     async def list_instances(self) -> list[VendorInstance]:
@@ -601,7 +601,7 @@ class VastAdapter:
     async def delete(self, vendor_instance_id: str) -> None:
         try:
             response = await self._http.request("DELETE", _instance_path(vendor_instance_id), endpoint="delete", safe=True, json={})
-        except NotFound:
+        except NotFoundOnVendor:
             return  # already gone
         _expect_success(parse_json(VENDOR, response), "destroy")
 

@@ -24,8 +24,9 @@ from gpusupply.core.gpus import families
 from gpusupply.core.offers import CONTRACT_TYPES, OfferQuery
 from gpusupply.core.regions import REGION_GROUPS
 from gpusupply.db.models import Resource, utcnow
-from gpusupply.services import budgets, costs, offers, procurement, resources
-from gpusupply.services.catalog import OfferCatalog, StoredOffer
+from gpusupply.domain import costs
+from gpusupply.domain.catalog import OfferCatalog, StoredOffer
+from gpusupply.services import budgets, offers, procurement, resources
 from gpusupply.services.keys import Principal
 from gpusupply.services.offers import parse_offer_query
 from gpusupply.services.resources import ssh_command
@@ -578,7 +579,7 @@ async def _resource(ctx: ServiceContext, visitor: Visitor, resource_id: str) -> 
     if parsed is None:
         raise NotFoundError(f"resource {resource_id} not found")
     return await resources.get_resource(
-        ctx.db, ctx.vendors, visitor.principal, parsed, refresh_timeout=ctx.settings.vendor_timeout + 5
+        ctx.db, ctx.refresh_resource, visitor.principal, parsed, refresh_timeout=ctx.settings.vendor_timeout + 5
     )
 
 

@@ -151,7 +151,7 @@ class ResourceView:
     address: str | None  # the SSH command, once the vendor gave an address
     price: str
     running_for: str
-    cost_so_far: str  # from services/costs.py: billed time (vendor-confirmed) x the fixed price
+    cost_so_far: str  # from domain/costs.py: billed time (vendor-confirmed) x the fixed price
     actions: list[str]
     status_message: str | None
     vendor_status: str | None

@@ -11,9 +11,9 @@ from typing import Any
 
 from gpusupply.db.models import Resource, utcnow
 from gpusupply.db.session import Database
+from gpusupply.domain.hints import hint
 from gpusupply.engine import leases
 from gpusupply.engine.context import EngineContext
-from gpusupply.engine.hints import hint
 from gpusupply.engine.pipelines.base import Pipeline
 from gpusupply.vendors.registry import VendorSet
 

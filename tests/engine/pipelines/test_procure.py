@@ -313,7 +313,7 @@ async def test_spec_procurement_skips_a_degraded_vendor(tmp_path) -> None:
 
         await wait_until(fal_degraded, what="the reconciler to mark fal degraded")
         rid = await rig.procure_spec({"compute": {"gpu_type": "H100", "gpu_count": 1}})
-        from gpusupply.engine.hints import hint
+        from gpusupply.domain.hints import hint
 
         hint()
         row = await rig.wait_status(rid, "running", "failed", within=30)

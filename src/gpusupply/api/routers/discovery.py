@@ -9,7 +9,7 @@ from gpusupply.api.deps import ApiRoute, ServiceContext, get_principal, response
 from gpusupply.core.gpus import families
 from gpusupply.core.offers import CONTRACT_TYPES
 from gpusupply.core.regions import REGION_GROUPS
-from gpusupply.services.catalog import describe_vendors
+from gpusupply.services.vendors import describe_vendors
 
 router = APIRouter(route_class=ApiRoute, tags=["Discovery"], dependencies=[Depends(get_principal)], responses=responses(401, 503))
 

@@ -12,8 +12,8 @@ from gpusupply.api.deps import ApiRoute, ServiceContext, get_principal, response
 from gpusupply.api.schemas_cost import ResourcePatch
 from gpusupply.api.views import event_out, resource_detail, resource_summary
 from gpusupply.core.inputs import BoundedInt, Text
+from gpusupply.domain.costs import costs_so_far
 from gpusupply.services import resources
-from gpusupply.services.costs import costs_so_far
 from gpusupply.services.keys import Principal
 from gpusupply.services.offers import MAX_OFFSET
 
@@ -56,7 +56,7 @@ async def get_resource(
     ctx: ServiceContext = Depends(service_context),
 ) -> schemas.ResourceDetail:
     resource, cost = await resources.get_resource_with_cost(
-        ctx.db, ctx.vendors, principal, resource_id, force_refresh=force_refresh, refresh_timeout=ctx.settings.vendor_timeout + 5
+        ctx.db, ctx.refresh_resource, principal, resource_id, force_refresh=force_refresh, refresh_timeout=ctx.settings.vendor_timeout + 5
     )
     return resource_detail(resource, cost)
 

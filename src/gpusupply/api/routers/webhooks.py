@@ -20,6 +20,7 @@ from gpusupply.api.schemas_cost import (
 )
 from gpusupply.core.inputs import BoundedInt, Text
 from gpusupply.db.models import Webhook, WebhookDelivery
+from gpusupply.domain.webhooks import EVENT_TYPES
 from gpusupply.services import webhooks
 from gpusupply.services.keys import Principal
 from gpusupply.services.offers import MAX_OFFSET
@@ -79,7 +80,7 @@ async def create_webhook(
 @router.get("/webhooks", response_model=WebhookList, summary="Your webhooks, and every event type")
 async def list_webhooks(principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(service_context)) -> WebhookList:
     found = await webhooks.list_webhooks(ctx.db, principal)
-    return WebhookList(webhooks=[webhook_out(w) for w in found], event_types=webhooks.EVENT_TYPES)
+    return WebhookList(webhooks=[webhook_out(w) for w in found], event_types=EVENT_TYPES)
 
 
 @router.get("/webhooks/{webhook_id}", response_model=WebhookOut, summary="One webhook", responses=responses(404, 422))

@@ -14,15 +14,15 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gpusupply.core.errors import InvalidRequest, NotFound, RateLimited, Unsupported, VendorError
+from gpusupply.core.errors import InvalidRequest, NotFoundOnVendor, RateLimited, Unsupported, VendorError
 from gpusupply.core.states import InstanceState, ResourceStatus
 from gpusupply.db.models import Resource
+from gpusupply.domain.events import change_status
 from gpusupply.engine import leases
 from gpusupply.engine.absence import Sighting, sight
 from gpusupply.engine.context import EngineContext
 from gpusupply.engine.pipelines.common import age, backoff_seconds, entered_status_at, retry_later
 from gpusupply.engine.sync import SyncResult, merge_observation, note_absence, observe_sighting, read_instance
-from gpusupply.services.events import change_status
 from gpusupply.vendors.base import VendorInstance
 
 S = ResourceStatus
@@ -100,7 +100,7 @@ async def _send(ctx: EngineContext, lease: leases.Lease, row: Resource, status: 
     except (Unsupported, InvalidRequest) as exc:
         await _revert(ctx, lease, status, f"{action} refused by the vendor: {exc.vendor_message}")
         return
-    except NotFound:
+    except NotFoundOnVendor:
         try:
             sighting = await _sight(ctx, adapter, row, None)
         except VendorError as exc:

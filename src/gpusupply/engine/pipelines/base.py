@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.db.models import Resource
+from gpusupply.domain.hints import wait_for_hint
 from gpusupply.engine import leases
 from gpusupply.engine.context import EngineContext
-from gpusupply.engine.hints import wait_for_hint
 from gpusupply.engine.pipelines.common import backoff_seconds
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import Event, Procurement, Resource, VendorState
 from gpusupply.db.session import Database
+from gpusupply.domain.events import add_event, change_status
 from gpusupply.engine import leases
 from gpusupply.engine.context import EngineContext
-from gpusupply.services.events import add_event, change_status
 from gpusupply.vendors.base import CreateRequest
 
 
@@ -30,7 +30,7 @@ def backoff_seconds(retries: int, *, base: float = 1.0, cap: float = 60.0, retry
 
 def create_request(row: Resource, installation_id: str | None) -> CreateRequest:
     """The vendor create for a row; the same on every retry and in every process of an installation."""
-    from gpusupply.services.catalog import offer_from_dict
+    from gpusupply.core.offers import offer_from_dict
 
     if row.offer_snapshot is None:
         raise ValueError(f"resource {row.id} has no offer to create from")

@@ -21,13 +21,14 @@ from gpusupply.core.errors import (
     AuthFailed,
     CapacityGone,
     InvalidRequest,
-    NotFound,
+    NotFoundOnVendor,
     RateLimited,
     VendorError,
     VendorUnavailable,
 )
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import Resource
+from gpusupply.domain.events import change_status
 from gpusupply.engine import leases
 from gpusupply.engine.absence import confirm_deleted
 from gpusupply.engine.context import EngineContext
@@ -41,7 +42,6 @@ from gpusupply.engine.pipelines.common import (
 )
 from gpusupply.engine.sync import read_instance
 from gpusupply.metrics import DELETION_RETRIES
-from gpusupply.services.events import change_status
 from gpusupply.vendors.base import VendorAdapter
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ async def recover_then_delete(ctx: EngineContext, lease: leases.Lease, row: Reso
     now = ctx.now()
     try:
         instance = await adapter.recover(create_request(row, await ctx.installation()))
-    except NotFound:
+    except NotFoundOnVendor:
         instance = None
     except (RateLimited, VendorUnavailable, AuthFailed) as exc:
         await not_yet(ctx, lease, row, f"checking the earlier create: {exc.message}", retry_after=getattr(exc, "retry_after", None))
@@ -107,7 +107,7 @@ async def delete_instance(ctx: EngineContext, lease: leases.Lease, row: Resource
     crash_point("delete.before_vendor")
     try:
         await adapter.delete(instance_id)
-    except NotFound:
+    except NotFoundOnVendor:
         pass  # gone already
     except VendorError as exc:
         DELETION_RETRIES.labels(adapter.vendor).inc()

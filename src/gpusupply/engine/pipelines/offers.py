@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gpusupply.core.errors import AuthFailed, VendorError
+from gpusupply.core.errors import AuthFailed
 from gpusupply.core.gpus import resolve_gpu_query
 from gpusupply.core.offers import Offer, OfferQuery
 from gpusupply.core.regions import parse_region_group
@@ -87,10 +87,6 @@ def tried_offer_ids(attempts: Iterable[dict[str, Any]]) -> set[str]:
 def blocked_vendors(attempts: Iterable[dict[str, Any]]) -> set[str]:
     """Vendors not to try again in this procurement: our key was refused there."""
     return {str(a.get("vendor")) for a in attempts if a.get("error") == AuthFailed.__name__}
-
-
-def is_blocking(error: VendorError) -> bool:
-    return isinstance(error, AuthFailed)
 
 
 @dataclass(frozen=True, slots=True)

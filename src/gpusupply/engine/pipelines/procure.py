@@ -25,13 +25,14 @@ from gpusupply.core.errors import (
     AuthFailed,
     CapacityGone,
     InvalidRequest,
-    NotFound,
+    NotFoundOnVendor,
     RateLimited,
     VendorError,
     VendorUnavailable,
 )
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import OfferRow, Resource
+from gpusupply.domain.events import change_status
 from gpusupply.engine import leases
 from gpusupply.engine.context import EngineContext
 from gpusupply.engine.crash import crash_point
@@ -49,7 +50,6 @@ from gpusupply.engine.pipelines.common import (
     retry_later,
 )
 from gpusupply.metrics import PROCUREMENT_ATTEMPTS, PROCUREMENT_FAILOVERS
-from gpusupply.services.events import change_status
 from gpusupply.vendors.base import CreateRequest, VendorAdapter, VendorInstance
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def _skipped_records(skipped: list[tuple[str, Any, str]], ctx: EngineContext) ->
 
 
 def _merge_choose(ctx: EngineContext, candidate: attempts_.Candidate, skipped: list[dict[str, Any]]) -> leases.Merge[str]:
-    from gpusupply.services.catalog import offer_to_dict
+    from gpusupply.core.offers import offer_to_dict
 
     now = ctx.now()
     offer = candidate.offer
@@ -300,7 +300,7 @@ async def recover(ctx: EngineContext, lease: leases.Lease, row: Resource, adapte
     settings = ctx.settings
     try:
         instance = await adapter.recover(create_request(row, await ctx.installation()))
-    except NotFound:
+    except NotFoundOnVendor:
         instance = None
     except (RateLimited, VendorUnavailable, AuthFailed) as exc:
         if age(now, row.create_attempted_at) > settings.provisioning_timeout_seconds:

@@ -26,7 +26,7 @@ from uuid import UUID
 from gpusupply.core.offers import OfferQuery, price_key
 
 if TYPE_CHECKING:
-    from gpusupply.services.catalog import StoredOffer
+    from gpusupply.domain.catalog import StoredOffer
 
 # What a leaf stores per offer: sorts by price, then by offer id (unique, so the StoredOffer
 # itself is never compared).

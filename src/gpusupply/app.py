@@ -1,12 +1,15 @@
-"""The FastAPI application: `create_app()` wires the routers to one process's services.
+"""The application: `create_app()` wires one process together, above every layer
+(docs/architecture.md): the API's routers and the console over the services, and the engine.
 
 Lifespan: migrate the database, build the vendors (live, or sandbox served in-process), start
-the offer catalog, start the engine when asked, log the banner data; and stop them in reverse.
+the offer catalog, give the services the engine's resource refresh, start the engine when asked
+(it refreshes the catalog from then on), log the banner data; and stop them in reverse.
 Tests (and embedders) may pass their own `vendors` and `database`; those are not closed here.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +23,9 @@ from gpusupply.api.deps import ServiceContext
 from gpusupply.api.routers import budgets, discovery, health, offers, procurement, resources, usage, webhooks
 from gpusupply.db.ratelimits import DatabaseBuckets
 from gpusupply.db.session import Database, alembic_config
-from gpusupply.services.catalog import OfferCatalog
+from gpusupply.domain.catalog import OfferCatalog
+from gpusupply.engine.runner import Engine
+from gpusupply.engine.sync import refresh_resource
 from gpusupply.settings import Settings, get_settings
 from gpusupply.vendors.registry import VendorSet, build_vendors
 
@@ -35,13 +40,8 @@ def migration_head() -> str:
     return head
 
 
-async def start_engine(ctx: ServiceContext) -> Any | None:
-    """The engine of this process, if its module is installed (imported lazily)."""
-    try:
-        from gpusupply.engine.runner import Engine
-    except ImportError as exc:
-        log.warning("engine not available; serving the API only", extra={"error": str(exc)})
-        return None
+async def start_engine(ctx: ServiceContext) -> Engine:
+    """The engine of this process, started; it also refreshes the offer catalog from now on."""
     engine = Engine(ctx.db, ctx.vendors, ctx.settings, ctx.catalog)
     await engine.start()
     return engine
@@ -78,7 +78,9 @@ def create_app(
             vendor_set.share_buckets(DatabaseBuckets(db))  # one rate limit per vendor key, all processes
             catalog = OfferCatalog(db, vendor_set, settings)
             await catalog.start()
-            ctx = ServiceContext(settings, db, vendor_set, catalog, None, migration_head())
+            # The services reach the engine's one upward call through this (services/resources.py).
+            refresher = functools.partial(refresh_resource, db, vendor_set, settings=settings)
+            ctx = ServiceContext(settings, db, vendor_set, catalog, refresher, None, migration_head())
             if run_engine:
                 ctx.engine = await start_engine(ctx)
             app.state.ctx = ctx

@@ -7,10 +7,14 @@ How it stays fresh and shared (docs/api.md, "Offer catalog"):
   expiring `offer_validity_seconds` after the read. `GET /offers/{id}` reads those rows, so any
   replica answers for any offer any replica returned.
 - Stale-while-revalidate: a search never waits for a vendor that already has a catalog; once
-  that catalog is older than `offer_cache_seconds` a background refresh replaces it. Only a
-  vendor with no usable catalog at all is waited for (bounded by the fetch timeout).
-- One process refreshes a vendor at a time: it holds the `JobLease` row `catalog:<vendor>`.
-  Others reload the newest snapshot from the database instead of calling the vendor.
+  that catalog is older than `offer_cache_seconds` a refresh replaces it in the background. In a
+  process that runs the engine, that refresh is the engine's periodic job `catalog:<vendor>`
+  (engine/runner.py, one `refresh_as_job` round); in a process without one (an API replica
+  next to separate workers, a test app), the search starts it. Only a vendor with no usable
+  catalog at all is waited for, and read at once if need be (bounded by the fetch timeout).
+- One process refreshes a vendor at a time: it holds the job lease `catalog:<vendor>`
+  (domain/job_leases.py, the lease of every background job). Others reload the newest snapshot
+  from the database instead of calling the vendor.
 - Every replica keeps an `OfferIndex` and checks the database every `sync_interval` seconds for
   a newer snapshot (written by another replica) and for offers procured elsewhere.
 - Expired offer rows are kept for one more validity period (so a late procure answers 410 and
@@ -21,10 +25,7 @@ How it stays fresh and shared (docs/api.md, "Offer catalog"):
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,13 +33,14 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select, update
 
 from gpusupply.core.errors import VendorError
-from gpusupply.core.offers import Offer, OfferQuery
-from gpusupply.db.models import CatalogSnapshot, JobLease, OfferRow, VendorState, utcnow
+from gpusupply.core.offers import Offer, OfferQuery, offer_from_dict, offer_to_dict
+from gpusupply.db.models import CatalogSnapshot, OfferRow, utcnow
 from gpusupply.db.session import Database
-from gpusupply.services.offer_index import OfferIndex
+from gpusupply.domain.job_leases import claim_job, finish_job, process_owner
+from gpusupply.domain.offer_index import OfferIndex
 from gpusupply.settings import Settings
 from gpusupply.vendors.registry import VendorSet
 
@@ -49,10 +51,6 @@ __all__ = [
     "SearchResult",
     "StoredOffer",
     "VendorCatalogStatus",
-    "VendorDescription",
-    "describe_vendors",
-    "offer_from_dict",
-    "offer_to_dict",
 ]
 
 # After a failed read, how long before the next try (a failing vendor is not hammered).
@@ -89,34 +87,6 @@ class VendorCatalogStatus:
     fetched_at: datetime | None
     offers: int
     error: str | None
-
-
-_DATETIME_FIELDS = ("fetched_at",)
-_OFFER_FIELDS = {f.name for f in dataclasses.fields(Offer)}
-
-
-def offer_to_dict(offer: Offer) -> dict[str, Any]:
-    """The whole offer as JSON-safe data (vendor_data included), for DB rows and snapshots."""
-    data = {f: getattr(offer, f) for f in _OFFER_FIELDS}
-    data["vendor_data"] = dict(offer.vendor_data)
-    for name in _DATETIME_FIELDS:
-        data[name] = data[name].isoformat()
-    return data
-
-
-def offer_from_dict(data: dict[str, Any]) -> Offer:
-    """Inverse of `offer_to_dict`. Keys it does not know (written by a newer version) are ignored."""
-    values = {k: v for k, v in data.items() if k in _OFFER_FIELDS}
-    for name in _DATETIME_FIELDS:
-        if isinstance(values.get(name), str):
-            values[name] = datetime.fromisoformat(values[name])
-    values["vendor_data"] = dict(values.get("vendor_data") or {})
-    return Offer(**values)
-
-
-def process_owner() -> str:
-    """host:pid:random: names the process holding a lease in `job_leases`."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid4().hex[:6]}"
 
 
 def effective_status(status: str, expires_at: datetime, now: datetime) -> str:
@@ -167,6 +137,10 @@ class OfferCatalog:
         self._procured_seen_since: datetime | None = None
         self._sync_lock = asyncio.Lock()
         self._closed = False
+        # Set while an engine in this process runs the periodic refresh (`refresh_as_job`):
+        # searches then start no background refresh of their own.
+        self.refreshed_by_engine = False
+        self._job_refreshes: set[asyncio.Task[None]] = set()  # `refresh_as_job` rounds in flight
 
     # ----- public interface --------------------------------------------------------------------
     async def start(self) -> None:
@@ -225,12 +199,39 @@ class OfferCatalog:
             if state.read is not None and not state.read.done():
                 state.read.cancel()
         tasks = [s.task for s in self._state.values() if s.task is not None and not s.task.done()]
+        tasks += [task for task in self._job_refreshes if task not in tasks and not task.done()]
         if not tasks:
             return
         _, pending = await asyncio.wait(tasks, timeout=self._refresh_budget())
         for task in pending:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def refresh_as_job(self, vendor: str) -> bool:
+        """One round of the engine's periodic job `catalog:<vendor>`, run while that job holds the
+        vendor's job lease: read the vendor, unless another process stored a fresh snapshot.
+
+        Returns whether the round counts. False (the job runs again at its next check): a read
+        failed, or failed too recently to be tried again (`FAILURE_RETRY_SECONDS`).
+        """
+        state = self._state.get(vendor)
+        if state is None or self._closed:
+            return True
+        if not self._may_retry(state):
+            return False
+        refresh = asyncio.create_task(
+            self._refresh_vendor(vendor, force=False, lease_held=True), name=f"catalog-job:{vendor}"
+        )
+        # Searches waiting for this vendor wait for this read. A refresh of this process already
+        # under way found the lease held (by this job) and waits for the snapshot this one stores.
+        if state.task is None or state.task.done():
+            state.task = refresh
+        self._job_refreshes.add(refresh)
+        refresh.add_done_callback(self._job_refreshes.discard)
+        # Shielded: when the engine stops, the job is cancelled but the refresh's database writes
+        # are let finish (`aclose` waits for them, as for every refresh).
+        await asyncio.shield(refresh)
+        return state.error is None
 
     # ----- freshness ---------------------------------------------------------------------------
     def _start_refresh(self, vendor: str, *, force: bool) -> asyncio.Task[None]:
@@ -243,8 +244,9 @@ class OfferCatalog:
         return state.failed_at is None or time.monotonic() - state.failed_at >= FAILURE_RETRY_SECONDS
 
     def _revalidate(self, now: datetime) -> None:
-        """Start a background read for every vendor whose catalog is older than the cache age."""
-        if self._closed:
+        """Start a background read for every vendor whose catalog is older than the cache age,
+        unless this process's engine runs the refresh."""
+        if self._closed or self.refreshed_by_engine:
             return
         max_age = timedelta(seconds=self.settings.offer_cache_seconds)
         for vendor, state in self._state.items():
@@ -274,15 +276,17 @@ class OfferCatalog:
         timeout = self.settings.offer_fetch_timeout
         return timeout + min(5.0, timeout)
 
-    async def _refresh_vendor(self, vendor: str, *, force: bool) -> None:
+    async def _refresh_vendor(self, vendor: str, *, force: bool, lease_held: bool = False) -> None:
+        """Read the vendor under its job lease: held by the caller (the engine's job, which
+        releases it), else taken and released here."""
         state = self._state[vendor]
         # Once closed, a refresh in flight starts no further step (each is a database write that
         # closing would wait for); it only releases the lease it holds, for the other replicas.
         try:
             if self._closed:
                 return
-            token = await self._take_lease(vendor)
-            if token is None:
+            token = None if lease_held else await self._take_lease(vendor)
+            if token is None and not lease_held:
                 await self._await_foreign_refresh(vendor)
                 return
             try:
@@ -290,7 +294,8 @@ class OfferCatalog:
                     return
                 await self._read_vendor(vendor)
             finally:
-                await self._release_lease(vendor, token)
+                if token is not None:
+                    await self._release_lease(vendor, token)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a database error must not kill the catalog; report and retry later
@@ -467,69 +472,18 @@ class OfferCatalog:
             )
 
     async def _take_lease(self, vendor: str) -> UUID | None:
-        name = f"catalog:{vendor}"
-        now = utcnow()
-        token = uuid4()
-        expires = now + timedelta(seconds=self.settings.offer_fetch_timeout + LEASE_MARGIN_SECONDS)
-        async with self.db.transaction() as session:
-            await session.execute(_insert_ignore(self.db, name))
-            result = await session.execute(
-                update(JobLease)
-                .where(JobLease.name == name, or_(JobLease.lock_expires_at.is_(None), JobLease.lock_expires_at < now))
-                .values(lock_token=token, lock_owner=self.owner, lock_expires_at=expires)
-            )
-        return token if result.rowcount == 1 else None  # type: ignore[attr-defined]
+        """The vendor's job lease for one on-demand refresh, if no other process holds it. It is
+        taken whenever free (the catalog judges freshness itself) and long enough for the read
+        and storing its rows."""
+        lease = timedelta(seconds=self.settings.offer_fetch_timeout + LEASE_MARGIN_SECONDS)
+        return await claim_job(
+            self.db, catalog_job_name(vendor), owner=self.owner, lease=lease, interval=timedelta(0), now=utcnow()
+        )
 
     async def _release_lease(self, vendor: str, token: UUID) -> None:
-        async with self.db.transaction() as session:
-            await session.execute(
-                update(JobLease)
-                .where(JobLease.name == f"catalog:{vendor}", JobLease.lock_token == token)
-                .values(lock_token=None, lock_owner=None, lock_expires_at=None, last_run_at=utcnow())
-            )
+        await finish_job(self.db, catalog_job_name(vendor), token, now=utcnow())
 
 
-def _insert_ignore(db: Database, name: str) -> Any:
-    """INSERT the lease row unless it exists (the dialects spell it the same way)."""
-    if db.is_sqlite:
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
-    return insert(JobLease).values(name=name).on_conflict_do_nothing(index_elements=["name"])
-
-
-@dataclass(slots=True)
-class VendorDescription:
-    """A vendor as `GET /available_vendors` shows it: mode, health, capabilities, catalog."""
-
-    vendor: str
-    mode: str  # live | sandbox
-    degraded: bool
-    degraded_reason: str | None
-    degraded_since: datetime | None
-    capabilities: dict[str, bool]
-    catalog: VendorCatalogStatus
-    foreign_instances: int = 0  # another installation's instances on this account (left alone)
-
-
-async def describe_vendors(db: Database, vendors: VendorSet, catalog: OfferCatalog) -> list[VendorDescription]:
-    """Every enabled vendor with the health the engine's reconciler last recorded."""
-    async with db.session() as session:
-        states = {s.vendor: s for s in (await session.execute(select(VendorState))).scalars()}
-    catalogs = {status.vendor: status for status in catalog.status()}
-    described = []
-    for vendor, adapter in vendors.adapters.items():
-        state = states.get(vendor)
-        described.append(
-            VendorDescription(
-                vendor=vendor,
-                mode=vendors.modes.get(vendor, "live"),
-                degraded=bool(state and state.degraded),
-                degraded_reason=state.degraded_reason if state else None,
-                degraded_since=state.degraded_since if state else None,
-                capabilities=dataclasses.asdict(adapter.capabilities),
-                catalog=catalogs.get(vendor) or VendorCatalogStatus(vendor, None, 0, None),
-                foreign_instances=state.foreign_instances if state else 0,
-            )
-        )
-    return described
+def catalog_job_name(vendor: str) -> str:
+    """The job lease of a vendor's catalog refresh (the engine's job of the same name holds it too)."""
+    return f"catalog:{vendor}"

@@ -138,10 +138,7 @@ def vendor_capabilities(vendor: str) -> Capabilities | None:
     paths = VENDOR_MODULES.get(vendor)
     if paths is None:
         return None
-    try:
-        return load(paths[0]).capabilities
-    except (ImportError, AttributeError):
-        return None
+    return load(paths[0]).capabilities
 
 
 def stopped_rate(vendor: str | None, price_per_hour: float, offer_snapshot: dict[str, Any] | None) -> float:

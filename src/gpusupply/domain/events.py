@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.core.states import FINAL_STATUSES, ResourceStatus, can_transition
 from gpusupply.db.models import Event, Resource, WebhookOutbox, utcnow
-from gpusupply.services.webhooks import OUTBOX_KINDS
+from gpusupply.domain.webhooks import OUTBOX_KINDS
 
 
 class IllegalTransition(Exception):
