@@ -183,7 +183,7 @@ class TextFormatter(logging.Formatter):
         record.request_tag = f" [{request_id}]" if request_id else ""
         extras = {k: v for k, v in record_extras(record).items() if k != "request_tag"}
         line = super().format(record)
-        del record.request_tag
+        delattr(record, "request_tag")
         if extras:
             fields = " ".join(f"{key}={value}" for key, value in extras.items())
             head, newline, rest = line.partition("\n")

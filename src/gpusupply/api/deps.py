@@ -49,6 +49,7 @@ class _ApiKeyBearer(HTTPBearer):
     One dependency rather than a function depending on HTTPBearer: FastAPI solves each level of
     dependencies on every request."""
 
+    # The override answers the Principal where HTTPBearer answers the credentials (mypy: override).
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
         return await authenticate(get_ctx(request).db, request.headers.get("Authorization"))
 

@@ -94,7 +94,7 @@ def _page_for(request: Request) -> Callable[[Request, int, str], Response] | Non
     prefix = getattr(getattr(app, "state", None), "error_page_prefix", None)
     if render is None or prefix is None or not request.url.path.startswith(prefix):
         return None
-    return render  # type: ignore[no-any-return]
+    return render
 
 
 async def integrity_error(request: Request, exc: Exception) -> JSONResponse:

@@ -6,7 +6,7 @@ from typing import Any
 
 from gpusupply.api import schemas
 from gpusupply.api.schemas_cost import AutoDeleteOut
-from gpusupply.db.models import Event, Resource
+from gpusupply.db.models import Event, ResourceLike
 from gpusupply.domain.catalog import StoredOffer
 from gpusupply.services.procurement import OfferStatus
 from gpusupply.services.resources import ssh_command
@@ -64,7 +64,7 @@ def offer_details(stored: StoredOffer) -> schemas.OfferDetails:
         gpu_count=offer.gpu_count,
         vendor=offer.vendor,
         region=offer.region,
-        status=stored.status,  # type: ignore[arg-type]
+        status=stored.status,
         created_at=offer.fetched_at,
         contract_type=offer.contract_type,
         gpu_price_per_hour=offer.gpu_price_per_hour,
@@ -78,7 +78,7 @@ def offer_details(stored: StoredOffer) -> schemas.OfferDetails:
     )
 
 
-def _access(resource: Resource) -> schemas.Access:
+def _access(resource: ResourceLike) -> schemas.Access:
     return schemas.Access(
         external_ip=resource.external_ip,
         internal_ip=None,
@@ -87,7 +87,7 @@ def _access(resource: Resource) -> schemas.Access:
     )
 
 
-def instance_out(resource: Resource) -> schemas.InstanceOut:
+def instance_out(resource: ResourceLike) -> schemas.InstanceOut:
     access = _access(resource)
     return schemas.InstanceOut(
         resource_id=resource.id,
@@ -103,7 +103,7 @@ def offer_status_out(status: OfferStatus) -> schemas.OfferStatusOut:
         offer_id=status.offer_id,
         status=status.status,
         created_at=status.created_at,
-        procurement_status=status.procurement_status,  # type: ignore[arg-type]
+        procurement_status=status.procurement_status,
         instances=[instance_out(r) for r in status.resources if r.status != "pending"],
         resource_ids=[r.id for r in status.resources],
         progress=status.progress,
@@ -112,7 +112,7 @@ def offer_status_out(status: OfferStatus) -> schemas.OfferStatusOut:
     )
 
 
-def _summary_fields(resource: Resource, cost_so_far: float | None = None) -> dict[str, Any]:
+def _summary_fields(resource: ResourceLike, cost_so_far: float | None = None) -> dict[str, Any]:
     return {
         "resource_id": resource.id,
         "name": resource.name,
@@ -131,11 +131,11 @@ def _summary_fields(resource: Resource, cost_so_far: float | None = None) -> dic
     }
 
 
-def resource_summary(resource: Resource, cost_so_far: float | None = None) -> schemas.ResourceSummary:
+def resource_summary(resource: ResourceLike, cost_so_far: float | None = None) -> schemas.ResourceSummary:
     return schemas.ResourceSummary(**_summary_fields(resource, cost_so_far))
 
 
-def _spec(resource: Resource) -> dict[str, Any]:
+def _spec(resource: ResourceLike) -> dict[str, Any]:
     offer = resource.offer_snapshot or {}
     spec = {
         "gpu_type": resource.gpu_type,
@@ -150,7 +150,7 @@ def _spec(resource: Resource) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if v is not None}
 
 
-def _offer_history(resource: Resource) -> list[schemas.OfferHistoryEntry]:
+def _offer_history(resource: ResourceLike) -> list[schemas.OfferHistoryEntry]:
     """Failover attempts (procure by spec) in order, then the offer in use."""
     history = []
     for attempt in resource.attempts or []:
@@ -174,7 +174,7 @@ def _offer_history(resource: Resource) -> list[schemas.OfferHistoryEntry]:
     return history
 
 
-def resource_detail(resource: Resource, cost_so_far: float | None = None) -> schemas.ResourceDetail:
+def resource_detail(resource: ResourceLike, cost_so_far: float | None = None) -> schemas.ResourceDetail:
     limits = resource.auto_delete_at is not None or resource.spend_limit is not None
     return schemas.ResourceDetail(
         **_summary_fields(resource, cost_so_far),

@@ -96,7 +96,9 @@ def normalize_gpu(name: str, memory_gb: float | None = None) -> GpuModel:
         if model is None:
             return _unknown(name, memory_gb)
         if sizes and not memory_gb:
-            memory_gb = float(_MEMORY_TOKEN.fullmatch(sizes[0]).group(1))  # type: ignore[union-attr]
+            size = _MEMORY_TOKEN.fullmatch(sizes[0])
+            assert size is not None  # sizes holds only tokens that match
+            memory_gb = float(size.group(1))
     if memory_gb and abs(model.memory_gb - memory_gb) > 8:
         # Same model name, other memory size: pick the sibling in the family that fits.
         for canonical in _FAMILIES[model.family]:

@@ -32,7 +32,7 @@ DATA_SQLSTATE_CLASS = "22"  # data exception: a value out of range, a bad encodi
 def sqlstate(exc: BaseException) -> str | None:
     """The server's SQLSTATE for a wrapped driver error, when it sent one."""
     seen: set[int] = set()
-    current: BaseException | None = exc.orig if isinstance(exc, DBAPIError) else exc  # type: ignore[assignment]
+    current: BaseException | None = exc.orig if isinstance(exc, DBAPIError) else exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         code = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)

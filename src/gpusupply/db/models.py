@@ -25,6 +25,7 @@ from sqlalchemy import (
     TypeDecorator,
     Uuid,
 )
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -193,6 +194,11 @@ class Resource(LeaseMixin, Base):
         # GET /resources: a tenant's newest first without sorting all of its rows.
         Index("ix_resources_tenant_created", "tenant_id", "created_at"),
     )
+
+
+# A resource as the ORM loads it, or as the hot-read path returns its columns (services/reads.py):
+# the views and the cost arithmetic read the same attribute names from either.
+ResourceLike = Resource | Row[Any]
 
 
 class Event(Base):

@@ -52,5 +52,6 @@ class Reader:
 
     def close(self) -> None:
         if self._thread is not None:
-            self._thread.submit(self._sync_engine.dispose).result()  # type: ignore[union-attr]
+            assert self._sync_engine is not None  # made with the thread
+            self._thread.submit(self._sync_engine.dispose).result()
             self._thread.shutdown(wait=True)

@@ -7,9 +7,9 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, CursorResult, Result, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -21,6 +21,13 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any constant works; every process that migrates takes the same PostgreSQL advisory lock.
 MIGRATION_LOCK_ID = 0x6770757375707031
 T = TypeVar("T")
+
+
+def rows_matched(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE matched (the guard of every compare-and-set write).
+    `AsyncSession.execute` is typed as returning a `Result`; for a DML statement it is a
+    `CursorResult`, which carries the count."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def _sqlite_pragmas(busy_timeout_ms: int) -> Any:

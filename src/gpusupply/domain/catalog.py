@@ -30,10 +30,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid4
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, delete, select, update
 
 from gpusupply.core.errors import VendorError
 from gpusupply.core.offers import Offer, OfferQuery, offer_from_dict, offer_to_dict
@@ -385,7 +385,7 @@ class OfferCatalog:
             )
             await session.flush()
             if rows:
-                await session.execute(OfferRow.__table__.insert(), rows)
+                await session.execute(cast(Table, OfferRow.__table__).insert(), rows)  # Core: one executemany
         return snapshot_id
 
     async def _load_newer_snapshot(self, vendor: str, *, fresh_only: bool) -> bool:

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.core.states import FINAL_STATUSES, ResourceStatus
-from gpusupply.db.models import Event, Resource, utcnow
+from gpusupply.db.models import Event, Resource, ResourceLike, utcnow
 from gpusupply.db.session import Database
 from gpusupply.vendors.base import Capabilities
 
@@ -165,12 +165,12 @@ def stopped_rate_from_storage(vendor: str | None, price_per_hour: float, storage
     return 0.0
 
 
-def rates_for(resource: Resource) -> Rates:
+def rates_for(resource: ResourceLike) -> Rates:
     price = float(resource.price_per_hour or 0.0)
     return Rates(running=price, stopped=stopped_rate(resource.vendor, price, resource.offer_snapshot))
 
 
-def resource_end(resource: Resource, transitions: Sequence[Transition]) -> datetime | None:
+def resource_end(resource: ResourceLike, transitions: Sequence[Transition]) -> datetime | None:
     """When billing ended: `ended_at`, or for a final row without it, its last recorded change."""
     if resource.ended_at is not None:
         return resource.ended_at
@@ -180,13 +180,13 @@ def resource_end(resource: Resource, transitions: Sequence[Transition]) -> datet
     return None
 
 
-def resource_intervals(resource: Resource, transitions: Sequence[Transition], now: datetime) -> list[BilledInterval]:
+def resource_intervals(resource: ResourceLike, transitions: Sequence[Transition], now: datetime) -> list[BilledInterval]:
     return billed_intervals(
         transitions, running_since=resource.running_since, ended_at=resource_end(resource, transitions), now=now
     )
 
 
-def resource_cost(resource: Resource, transitions: Sequence[Transition], now: datetime) -> float:
+def resource_cost(resource: ResourceLike, transitions: Sequence[Transition], now: datetime) -> float:
     return cost(resource_intervals(resource, transitions, now), rates_for(resource))
 
 
@@ -207,7 +207,8 @@ async def load_transitions(session: AsyncSession, resource_ids: Iterable[UUID]) 
             .order_by(Event.at, Event.id)
         )
         for resource_id, at, to_status in rows:
-            found[resource_id].append(Transition(at, to_status))
+            if resource_id is not None and to_status is not None:  # always, by the WHERE clause
+                found[resource_id].append(Transition(at, to_status))
     return found
 
 

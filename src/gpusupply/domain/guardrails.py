@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.core.states import LIVE_STATUSES, ResourceStatus
 from gpusupply.db.models import Budget, Resource
-from gpusupply.db.session import Database
+from gpusupply.db.session import Database, rows_matched
 from gpusupply.domain import costs
 from gpusupply.domain.events import add_event
 
@@ -101,7 +101,7 @@ async def evaluate_budgets(db: Database, now: datetime) -> BudgetRound:
             locked = await session.execute(
                 update(Budget).where(Budget.tenant_id == tenant_id).values(alert_level=Budget.alert_level)
             )
-            if locked.rowcount != 1:  # type: ignore[attr-defined]
+            if rows_matched(locked) != 1:
                 continue
             budget = await session.get(Budget, tenant_id, populate_existing=True)
             if budget is None or budget.monthly_budget is None:

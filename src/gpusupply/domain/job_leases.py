@@ -20,7 +20,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gpusupply.db.models import JobLease
-from gpusupply.db.session import Database
+from gpusupply.db.session import Database, rows_matched
 from gpusupply.metrics import LEASE_TAKEOVERS
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ async def claim_job(db: Database, name: str, *, owner: str, lease: timedelta, in
             result = await session.execute(
                 update(JobLease).where(*conditions).values(lock_token=token, lock_owner=owner[:100], lock_expires_at=now + lease)
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            if rows_matched(result) != 1:
                 return None
         if previous[0] is not None:
             LEASE_TAKEOVERS.labels(name.split(":", 1)[0]).inc()
@@ -73,7 +73,7 @@ async def heartbeat_job(db: Database, name: str, token: uuid.UUID, *, lease: tim
         result = await session.execute(
             update(JobLease).where(JobLease.name == name, JobLease.lock_token == token).values(lock_expires_at=now + lease)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(rows_matched(result))
 
 
 async def finish_job(db: Database, name: str, token: uuid.UUID, *, now: datetime, ran: bool = True) -> None:

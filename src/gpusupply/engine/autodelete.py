@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import Resource, utcnow
-from gpusupply.db.session import Database
+from gpusupply.db.session import Database, rows_matched
 from gpusupply.domain.costs import costs_so_far
 from gpusupply.domain.events import add_event
 from gpusupply.domain.guardrails import (
@@ -70,7 +70,7 @@ async def delete_for_guardrail(
         locked = await session.execute(
             update(Resource).where(Resource.id == resource_id, Resource.status.in_(deletable)).values(updated_at=utcnow())
         )
-        if locked.rowcount != 1:  # type: ignore[attr-defined]
+        if rows_matched(locked) != 1:
             return False
         row = (
             await session.execute(select(Resource).where(Resource.id == resource_id).execution_options(populate_existing=True))

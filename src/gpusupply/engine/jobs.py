@@ -10,6 +10,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import func, select
 
@@ -22,6 +23,14 @@ from gpusupply.metrics import RESOURCES_BY_STATUS
 log = logging.getLogger(__name__)
 
 MAX_CHECK_SECONDS = 5.0
+
+
+class BackgroundJob(Protocol):
+    """What the runner starts: a named loop that ends when `stopping` is set."""
+
+    name: str
+
+    async def loop(self, stopping: asyncio.Event) -> None: ...
 
 
 class PeriodicJob:

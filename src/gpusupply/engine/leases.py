@@ -26,7 +26,7 @@ from sqlalchemy import inspect, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.db.models import Resource
-from gpusupply.db.session import Database
+from gpusupply.db.session import Database, rows_matched
 from gpusupply.metrics import LEASE_TAKEOVERS
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ async def _claim(
                 .values(lock_token=token, lock_owner=f"{owner}/{pipeline}"[:100], lock_expires_at=now + lease)
                 .execution_options(synchronize_session=False)
             )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
+            if rows_matched(result) == 1:
                 leases.append(Lease(row_id, token, pipeline, taken_over=old_token is not None, vendor=vendor))
     for item in leases:
         if item.taken_over:
@@ -153,7 +153,7 @@ async def heartbeat(db: Database, leases: Iterable[Lease], *, lease: timedelta, 
                 .values(lock_expires_at=now + lease)
                 .execution_options(synchronize_session=False)
             )
-            if result.rowcount == 0:  # type: ignore[attr-defined]
+            if rows_matched(result) == 0:
                 item.lost = True
 
 
@@ -210,7 +210,7 @@ async def apply(db: Database, lease: Lease, merge: Merge[T], *, release_lease: b
                         .values(**changes)
                         .execution_options(synchronize_session=False)
                     )
-                    if result.rowcount == 0:  # type: ignore[attr-defined]
+                    if rows_matched(result) == 0:
                         raise _StatusMoved()
                 return value
         except _StatusMoved:

@@ -23,7 +23,7 @@ from gpusupply.engine import leases
 from gpusupply.engine.autodelete import JOB_NAME as GUARDRAILS
 from gpusupply.engine.autodelete import guardrail_job
 from gpusupply.engine.context import Clock, EngineContext
-from gpusupply.engine.jobs import PeriodicJob, count_resources
+from gpusupply.engine.jobs import BackgroundJob, PeriodicJob, count_resources
 from gpusupply.engine.pipelines import actions, delete, procure, provision, refresh
 from gpusupply.engine.pipelines.base import Pipeline
 from gpusupply.engine.reconciler import reconcile_vendor
@@ -57,14 +57,14 @@ class Engine:
             Pipeline(self.ctx, actions.PIPELINE, actions.STATUSES, actions.step, workers=max(1, workers // 4)),
             Pipeline(self.ctx, refresh.PIPELINE, refresh.STATUSES, refresh.step, workers=max(1, workers // 2)),
         ]
-        self.jobs = [
+        self.jobs: list[BackgroundJob] = [
             PeriodicJob(self.ctx, f"reconcile:{vendor}", settings.reconcile_interval_seconds, self._reconciler(vendor))
             for vendor in vendors.adapters
         ]
         # Cost guardrails and webhook deliveries (docs/cost.md).
         self.jobs.append(PeriodicJob(self.ctx, GUARDRAILS, settings.guardrail_interval_seconds, guardrail_job(self.ctx)))
         self.webhooks = WebhookDeliverer(self.ctx)
-        self.jobs.append(self.webhooks)  # type: ignore[arg-type]
+        self.jobs.append(self.webhooks)
         # The offer catalog's refresh, per vendor, when this process keeps a catalog (domain/catalog.py).
         if catalog is not None:
             interval = max(settings.offer_cache_seconds, MIN_CATALOG_INTERVAL_SECONDS)

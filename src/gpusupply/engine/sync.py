@@ -79,7 +79,7 @@ def observe(status: ResourceStatus, instance: VendorInstance | None, *, now: dat
     `instance=None` means the vendor answered "not found".
     """
     if instance is None or instance.state == I.TERMINATED:
-        reason = "instance vanished on the vendor (not found)" if instance is None else (
+        reason: str | None = "instance vanished on the vendor (not found)" if instance is None else (
             f"vendor reports the instance terminated ({instance.raw_status or 'terminated'})"
         )
         fields: dict[str, Any] = {"last_synced_at": now, "vendor_status": instance.raw_status if instance else "not found"}

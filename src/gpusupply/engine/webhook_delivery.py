@@ -31,7 +31,7 @@ from sqlalchemy import delete, or_, select, update
 from gpusupply import __version__
 from gpusupply.core.errors import UnprocessableError
 from gpusupply.db.models import Event, Resource, Tenant, Webhook, WebhookDelivery, WebhookOutbox
-from gpusupply.db.session import Database
+from gpusupply.db.session import Database, rows_matched
 from gpusupply.domain.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -121,7 +121,7 @@ async def claim(
                     .values(lock_token=token, lock_owner=owner[:100], lock_expires_at=now + lease)
                     .execution_options(synchronize_session=False)
                 )
-                if result.rowcount == 1:  # type: ignore[attr-defined]
+                if rows_matched(result) == 1:
                     taken.append((row_id, token))
         return taken
 
@@ -246,7 +246,7 @@ class WebhookDeliverer:
             gone = await session.execute(
                 delete(WebhookOutbox).where(WebhookOutbox.id == outbox_id, WebhookOutbox.lock_token == token)
             )
-            if gone.rowcount != 1:  # type: ignore[attr-defined]
+            if rows_matched(gone) != 1:
                 raise _LeaseLost()
 
     # ----- delivery --------------------------------------------------------------------------------
@@ -307,8 +307,8 @@ class WebhookDeliverer:
         except httpx.HTTPError as exc:
             # The class name only: messages may quote the URL, which can carry a token.
             return AttemptResult(None, f"could not connect ({type(exc).__name__})", duration_ms=_ms(started))
-        error = None if 200 <= response.status_code < 300 else f"answered HTTP {response.status_code}"
-        return AttemptResult(response.status_code, error, parse_retry_after(response.headers.get("Retry-After")), _ms(started))
+        failure = None if 200 <= response.status_code < 300 else f"answered HTTP {response.status_code}"
+        return AttemptResult(response.status_code, failure, parse_retry_after(response.headers.get("Retry-After")), _ms(started))
 
     async def _record(self, delivery: WebhookDelivery, token: uuid.UUID, result: AttemptResult, sent_at: datetime) -> None:
         attempts = delivery.attempts + 1
@@ -337,7 +337,7 @@ class WebhookDeliverer:
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
-        if written.rowcount != 1:  # type: ignore[attr-defined]
+        if rows_matched(written) != 1:
             raise _LeaseLost()  # deleted with its webhook, or taken over: the outcome is dropped
 
     async def _prune(self) -> None:

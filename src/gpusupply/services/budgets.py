@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gpusupply.core.errors import NotFoundError, ServiceError, UnprocessableError
 from gpusupply.core.inputs import require_text
 from gpusupply.db.models import Budget, Procurement, Resource, Tenant, utcnow
-from gpusupply.db.session import Database
+from gpusupply.db.session import Database, rows_matched
 from gpusupply.domain.guardrails import ALERT_THRESHOLDS, LIVE_STATUS_VALUES, month_key, month_spend, usd
 from gpusupply.services.keys import Principal
 from gpusupply.services.tenants import find_tenant
@@ -171,7 +171,7 @@ async def check_procurement(
     locked = await session.execute(
         update(Budget).where(Budget.tenant_id == tenant_id).values(alert_level=Budget.alert_level)
     )
-    if locked.rowcount != 1:  # type: ignore[attr-defined]
+    if rows_matched(locked) != 1:
         return  # no budget
     budget = (
         await session.execute(select(Budget).where(Budget.tenant_id == tenant_id).execution_options(populate_existing=True))

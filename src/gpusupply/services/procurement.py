@@ -37,7 +37,7 @@ from gpusupply.core.inputs import require_text
 from gpusupply.core.offers import Offer, OfferQuery, offer_from_dict, offer_to_dict
 from gpusupply.core.states import ProcurementStatus, ResourceStatus, procurement_status
 from gpusupply.db.models import OfferRow, Procurement, Resource, utcnow
-from gpusupply.db.session import Database
+from gpusupply.db.session import Database, rows_matched
 from gpusupply.domain.catalog import OfferCatalog, effective_status
 from gpusupply.domain.events import add_event
 from gpusupply.domain.hints import hint
@@ -293,7 +293,7 @@ async def _procure_offer(
         .values(status="procured", procured_at=now, procured_by=principal.tenant_id)
     )
     row = await session.get(OfferRow, offer_id)
-    if taken.rowcount != 1:  # type: ignore[attr-defined]
+    if rows_matched(taken) != 1:
         if row is None:
             raise NotFoundError(f"offer {offer_id} not found")
         if row.status == "available":

@@ -101,7 +101,7 @@ class ResourceRead:
     transitions: list[Transition]  # to running / stopped, oldest first
 
 
-def _group(rows: Sequence[Row[Any]], width: int) -> list[ResourceRead]:
+def _group(rows: Sequence[Row[*tuple[Any, ...]]], width: int) -> list[ResourceRead]:
     """Rows of (`width` resource columns..., event at, event to_status, ...) into one read per
     resource, in order."""
     reads: list[ResourceRead] = []
@@ -232,7 +232,7 @@ _OFFER_STATUS = (
 def offer_status(tenant_id: UUID, offer_id: UUID) -> Any:
     """A read: the rows of `_OFFER_STATUS` (at least one)."""
 
-    def read(connection: Connection) -> list[Row[Any]]:
+    def read(connection: Connection) -> Sequence[Row[*tuple[Any, ...]]]:
         return connection.execute(_OFFER_STATUS, {"tenant_id": tenant_id, "offer_id": offer_id}).all()
 
     return read

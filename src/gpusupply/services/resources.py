@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gpusupply.core.errors import ConflictError, NotFoundError, UnprocessableError, VendorError
 from gpusupply.core.states import FINAL_STATUSES, ResourceStatus
 from gpusupply.db.models import Event, Resource, utcnow
-from gpusupply.db.session import Database
+from gpusupply.db.session import Database, rows_matched
 from gpusupply.domain.costs import Rates, cost, resource_cost, resource_intervals, stopped_rate_from_storage
 from gpusupply.domain.events import change_status
 from gpusupply.domain.hints import hint
@@ -254,7 +254,7 @@ async def _lock(session: AsyncSession, principal: Principal, resource_id: UUID) 
         .where(Resource.id == resource_id, Resource.tenant_id == principal.tenant_id)
         .values(updated_at=utcnow())
     )
-    if locked.rowcount != 1:  # type: ignore[attr-defined]
+    if rows_matched(locked) != 1:
         raise NotFoundError(f"resource {resource_id} not found")
     return await _owned(session, principal, resource_id)
 

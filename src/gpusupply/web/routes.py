@@ -166,7 +166,8 @@ def page(
     response = HTMLResponse(html, status_code=status_code)
     if flash is not None:
         response.delete_cookie(FLASH_COOKIE, path=PREFIX)
-    return secured(response)  # type: ignore[return-value]
+    secured(response)
+    return response
 
 
 def fragment(request: Request, html: str, *, extra: str = "") -> Response:
@@ -226,7 +227,7 @@ def _is_htmx(request: Request) -> bool:
 async def signed_in(request: Request) -> Visitor:
     """The visitor behind the session cookie; `SignInRequired` without a usable one."""
     session = decode_session(request.cookies.get(SESSION_COOKIE))
-    next_path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    next_path: str | None = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     if request.method != "GET" or _is_htmx(request):
         next_path = None
     if session is None:

@@ -25,7 +25,7 @@ async def available_vendors(ctx: ServiceContext = Depends(service_context)) -> l
     return [
         schemas.VendorInfo(
             id=d.vendor,
-            mode=d.mode,  # type: ignore[arg-type]
+            mode=d.mode,
             degraded=d.degraded,
             degraded_reason=d.degraded_reason,
             degraded_since=d.degraded_since,

@@ -112,7 +112,7 @@ async def _action(action: str, resource_id: UUID, principal: Principal, ctx: Ser
     return schemas.ActionResponse(
         resource_id=resource.id,
         status=resource.status,
-        action=action,  # type: ignore[arg-type]
+        action=action,
         message=f"{action} requested; poll GET /resources/{resource.id} for the outcome.",
     )
 

@@ -44,7 +44,7 @@ def delivery_out(delivery: WebhookDelivery) -> DeliveryOut:
         delivery_id=delivery.id,
         event_type=delivery.event_type,
         event_id=delivery.event_id,
-        status=delivery.status,  # type: ignore[arg-type]
+        status=delivery.status,
         attempts=delivery.attempts,
         created_at=delivery.created_at,
         next_attempt_at=delivery.next_attempt_at if delivery.status == "pending" else None,

@@ -32,6 +32,7 @@ from gpusupply.core.errors import (
 )
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import OfferRow, Resource
+from gpusupply.db.session import rows_matched
 from gpusupply.domain.events import change_status
 from gpusupply.engine import leases
 from gpusupply.engine.context import EngineContext
@@ -165,7 +166,7 @@ def _merge_choose(ctx: EngineContext, candidate: attempts_.Candidate, skipped: l
             .where(OfferRow.id == uuid.UUID(candidate.offer_id), OfferRow.status == "available")
             .values(status="procured", procured_at=now, procured_by=fresh.tenant_id)
         )
-        if claimed.rowcount == 0:  # type: ignore[attr-defined]
+        if rows_matched(claimed) == 0:
             return "taken"  # another procurement got it first
         for record in skipped:
             note_event(session, fresh, "attempt", record["reason"], now=now, data=record)
