@@ -20,9 +20,10 @@ from gpusupply.api.deps import ServiceContext
 from gpusupply.api.routers import budgets, discovery, health, offers, procurement, resources, usage, webhooks
 from gpusupply.db.ratelimits import DatabaseBuckets
 from gpusupply.db.session import Database, alembic_config
+from gpusupply.sandbox.mode import build_vendors
 from gpusupply.services.catalog import OfferCatalog
 from gpusupply.settings import Settings, get_settings
-from gpusupply.vendors.registry import VendorSet, build_vendors
+from gpusupply.vendors.registry import VendorSet
 
 log = logging.getLogger(__name__)
 

@@ -39,6 +39,7 @@ from gpusupply.sandbox.common import (
     VendorSandbox,
     account_fingerprint,
 )
+from gpusupply.vendors.fal import LIMITS
 
 API_PREFIX = "/v1/compute/instances"
 
@@ -53,7 +54,9 @@ IDEMPOTENCY_WINDOW_SECONDS = 600.0  # "Responses cached for 10 minutes per uniqu
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 DEFAULT_PAGE_LIMIT = 50
 MAX_PAGE_LIMIT = 100
-DEFAULT_RATE_LIMIT = (10.0, 10.0)  # requests per second per key over all Compute routes, burst
+# Requests per second per key over all Compute routes, burst: what the adapter assumes (fal documents none).
+assert LIMITS.key is not None  # one bucket for the key
+DEFAULT_RATE_LIMIT = LIMITS.key
 RATE_BUCKET = "compute"
 NO_COMPUTE_KEY_PREFIX = "nocompute"
 

@@ -52,14 +52,14 @@ from gpusupply.sandbox.common import (
     SimInstance,
     VendorSandbox,
 )
+from gpusupply.vendors.lambdalabs import LIMITS
 
 API_PREFIX = "/api/v1"
 
-# Documented limits per key: the whole API about 1 request/s, launch 1 per 12 s ("or five per
-# minute"). (rate per second, burst); "api" applies to every route, "launch" to launch as well.
-KEY_LIMIT: tuple[float, float] = (1.0, 2.0)
-LAUNCH_LIMIT: tuple[float, float] = (1.0 / 12.0, 2.0)
-DEFAULT_RATE_LIMITS: dict[str, tuple[float, float]] = {"api": KEY_LIMIT, "launch": LAUNCH_LIMIT}
+# Documented limits per key (vendors/lambdalabs.LIMITS): the whole API about 1 request/s, launch 1
+# per 12 s ("or five per minute"). "api" applies to every route, "launch" to launch as well.
+assert LIMITS.key is not None  # Lambda limits the key as a whole
+DEFAULT_RATE_LIMITS: dict[str, tuple[float, float]] = {"api": LIMITS.key, "launch": LIMITS.routes["launch"]}
 
 DEFAULT_INSTANCE_QUOTA = 100
 MAX_NAME = 64

@@ -44,21 +44,13 @@ from gpusupply.sandbox.common import (
     VendorSandbox,
 )
 from gpusupply.sandbox.inventory import SIM_GPUS, SimGpu, price
+from gpusupply.vendors.nebula import LIMITS
 
 API_PREFIX = "/api/v1"
 
 # Route group -> (requests per second, burst), per API key. Nebula documents no limits: these are
-# our defaults, scaled by `SandboxConfig.rate_scale`.
-DEFAULT_RATE_LIMITS: dict[str, tuple[float, float]] = {
-    "products": (2.0, 5.0),
-    "images": (2.0, 5.0),
-    "create": (1.0, 3.0),
-    "list": (5.0, 10.0),
-    "detail": (10.0, 20.0),
-    "delete": (5.0, 10.0),
-    "action": (2.0, 5.0),
-    "ssh_keys": (2.0, 5.0),
-}
+# the ones the adapter assumes (vendors/nebula.LIMITS), scaled by `SandboxConfig.rate_scale`.
+DEFAULT_RATE_LIMITS = LIMITS.routes
 
 DEFAULT_PAGE_LIMIT = 100  # documented for /ssh-keys; used for the instance lists too
 MAX_PAGE_LIMIT = 1000

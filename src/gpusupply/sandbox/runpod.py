@@ -15,7 +15,7 @@ null where it failed, the no-capacity message RunPod sends, `podTerminate` retur
 EXITED with no GPU.
 
 Inferred where RunPod documents nothing (the docs page says so):
-- Rate limits: `ASSUMED_RATE_LIMITS` of the adapter module, per key and operation group, answered
+- Rate limits: `LIMITS` of the adapter module, per key and operation group, answered
   with HTTP 429, `errors[]` and `Retry-After`.
 - Capacity is machines per data center: a pod takes its GPUs from one machine; a stop keeps them
   (RunPod keeps a stopped pod on its host), a terminate or a preemption frees them.
@@ -64,7 +64,7 @@ from gpusupply.sandbox.common import (
     account_fingerprint,
 )
 from gpusupply.sandbox.inventory import SIM_GPUS, price
-from gpusupply.vendors.runpod import ASSUMED_RATE_LIMITS, OPERATION_GROUPS
+from gpusupply.vendors.runpod import LIMITS, OPERATION_GROUPS
 
 SCHEMA_SDL = """
 scalar Void
@@ -262,7 +262,7 @@ def graphql_error(message: str, code: str, *, status: int, headers: dict[str, st
 
 class RunPodSandbox(VendorSandbox):
     name = "runpod"
-    rate_limits = ASSUMED_RATE_LIMITS
+    rate_limits = LIMITS.routes
     preempts_only_spot = True
 
     def __init__(self, config: SandboxConfig | None = None):

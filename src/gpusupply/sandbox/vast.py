@@ -49,22 +49,16 @@ from gpusupply.sandbox.common import (
     VendorSandbox,
 )
 from gpusupply.sandbox.inventory import SIM_GPUS, SIM_LOCATIONS
+from gpusupply.vendors.vast import LIMITS
 
 API_V0 = "/api/v0"
 API_V1 = "/api/v1"
 
-# endpoint -> (requests per second, burst). Vast documents a per-endpoint "threshold"
-# (x-rate-limit); we read it as requests/second per identity, with a small burst.
-RATE_LIMITS: dict[str, tuple[float, float]] = {
-    "search": (10 / 60, 5.0),  # x-rate-limit: {requests: 10, per: minute}
-    "create": (4.5, 3.0),
-    "show_instances": (1.0, 2.0),
-    "show_instance": (2.0, 3.0),
-    "destroy": (3.0, 3.0),
-    "manage": (1.0, 2.0),  # start / stop / label, and reboot (undocumented: same bucket)
-    "ssh": (1.0, 2.0),  # create / update / delete / attach SSH keys
-}
-THRESHOLDS = {"create": "4.5", "show_instances": "1.0", "show_instance": "2.0", "destroy": "3.0", "manage": "1.0", "ssh": "1.0"}
+# endpoint -> (requests per second, burst): Vast's per-endpoint thresholds as the adapter reads
+# them (vendors/vast.LIMITS: requests/second per identity, with a small burst).
+RATE_LIMITS = LIMITS.routes
+# The threshold a 429 names; search's is per minute and named by none.
+THRESHOLDS = {endpoint: str(rate) for endpoint, (rate, _) in RATE_LIMITS.items() if endpoint != "search"}
 DEFAULT_RATE_LIMIT = (5.0, 5.0)  # endpoints Vast documents no limit for
 UNDOCUMENTED_ENDPOINTS = ("user", "ssh_list", "gpu_names", "filters")
 
@@ -1314,7 +1308,7 @@ class VastSandbox(VendorSandbox):
         # ----- instance lists -------------------------------------------------------------------
         @route(f"{API_V1}/instances/", ["GET"])
         async def list_instances_v1(request: Request) -> Response:
-            call = await self.open_call(request, "show_instances", ("malformed",))
+            call = await self.open_call(request, "list", ("malformed",))
             if isinstance(call, Response):
                 return call
             page = self.rows_page(call.account, dict(request.query_params))
@@ -1326,7 +1320,7 @@ class VastSandbox(VendorSandbox):
 
         @route(f"{API_V0}/instances/", ["GET"])
         async def list_instances_v0(request: Request) -> Response:
-            call = await self.open_call(request, "show_instances", ("malformed",))
+            call = await self.open_call(request, "list", ("malformed",))
             if isinstance(call, Response):
                 return call
             rows = sorted((self.instance_row(i) for i in self.account_instances(call.account)), key=lambda r: r["id"])
@@ -1364,7 +1358,7 @@ class VastSandbox(VendorSandbox):
 
         @route(API_V0 + "/instances/{instance_id}/", ["GET"])
         async def show_instance(instance_id: str, request: Request) -> Response:
-            call = await self.open_call(request, "show_instance", READ_FAULTS, instance_id=instance_id)
+            call = await self.open_call(request, "get", READ_FAULTS, instance_id=instance_id)
             if isinstance(call, Response):
                 return call
             if _parse_int(instance_id) is None:
@@ -1408,7 +1402,7 @@ class VastSandbox(VendorSandbox):
 
         @route(API_V0 + "/instances/{instance_id}/", ["DELETE"])
         async def destroy_instance(instance_id: str, request: Request) -> Response:
-            call = await self.open_call(request, "destroy", DELETE_FAULTS, instance_id=instance_id)
+            call = await self.open_call(request, "delete", DELETE_FAULTS, instance_id=instance_id)
             if isinstance(call, Response):
                 return call
             if _parse_int(instance_id) is None:
