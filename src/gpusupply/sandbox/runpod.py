@@ -55,13 +55,15 @@ from gpusupply.sandbox.common import (
     CREATE_FAULTS,
     DELETE_FAULTS,
     READ_FAULTS,
+    BodyNotJson,
     FaultInjector,
-    Gate,
     Phase,
     SandboxConfig,
     SimInstance,
     VendorSandbox,
     account_fingerprint,
+    authorization_token,
+    read_json,
 )
 from gpusupply.sandbox.inventory import SIM_GPUS, price
 from gpusupply.vendors.runpod import LIMITS, OPERATION_GROUPS
@@ -528,19 +530,17 @@ class RunPodSandbox(VendorSandbox):
         return None
 
     # ----- HTTP ----------------------------------------------------------------------------------
-    @staticmethod
-    def read_key(request: Request) -> str | None:
-        scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
-        key = token.strip() if scheme.lower() == "bearer" else ""
-        key = key or request.query_params.get("api_key", "")
+    def authenticate(self, request: Request) -> str | Response:
+        """`Authorization: Bearer <key>` or `?api_key=`; a malformed or revoked key is refused (401)."""
+        key = authorization_token(request) or request.query_params.get("api_key", "")
         if not _KEY.match(key) or key.startswith(REVOKED_KEY_PREFIX):
-            return None
+            return graphql_error(MSG_UNAUTHORIZED, "UNAUTHENTICATED", status=401)
         return key
 
-    def answer(self, body: dict[str, Any], gate: Gate) -> Response:
+    def answer(self, body: dict[str, Any], fault: str | None) -> Response:
         """The real answer, or, when the gate drew "malformed", one of: a truncated body, a list
         that is an object, a pod without its id (or `data` null without errors)."""
-        if gate.fault != "malformed":
+        if fault != "malformed":
             return JSONResponse(body)
         variant = self._malformed_served % 3
         self._malformed_served += 1
@@ -563,12 +563,12 @@ class RunPodSandbox(VendorSandbox):
 
         @app.post("/graphql")
         async def graphql_endpoint(request: Request) -> Response:
-            account = self.read_key(request)
-            if account is None:
-                return graphql_error(MSG_UNAUTHORIZED, "UNAUTHENTICATED", status=401)
+            account = self.authenticate(request)
+            if isinstance(account, Response):
+                return account
             try:
-                payload = json.loads(await request.body() or b"null")
-            except (json.JSONDecodeError, UnicodeDecodeError):
+                payload = await read_json(request)
+            except BodyNotJson:
                 payload = None
             if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
                 return graphql_error(MSG_BAD_BODY, "BAD_REQUEST", status=400)
@@ -587,6 +587,7 @@ class RunPodSandbox(VendorSandbox):
             group = OPERATION_GROUPS.get(field.name.value, "other") if field is not None else "other"
             extra = FAULTS_BY_FIELD.get(field.name.value if field is not None else "", ())
             pod_id = root_pod_id(field, variables) if extra in (READ_FAULTS, DELETE_FAULTS) else None
+            # Authenticated above, before the body was read: the gate follows, as for every vendor.
             gate = await self.before_call(account, group, extra, instance_id=pod_id)
             if gate.response is not None:
                 return gate.response
@@ -598,7 +599,7 @@ class RunPodSandbox(VendorSandbox):
             body: dict[str, Any] = {"data": result.data}  # type: ignore[dict-item]
             if result.errors:
                 body["errors"] = [e.formatted for e in result.errors]
-            return self.answer(body, gate)
+            return self.answer(body, gate.fault)
 
         return app
 
