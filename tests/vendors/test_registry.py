@@ -74,7 +74,7 @@ def test_settings_derive_every_vendors_fields_from_the_registry() -> None:
     settings = Settings(_env_file=None, fal_price_table='{"gpu_1x_h100_sxm5": 2.5}')  # type: ignore[call-arg]
     assert registry.adapter_options("fal", settings) == {"price_table": {"gpu_1x_h100_sxm5": 2.5}}
     with pytest.raises(ValueError, match="unknown vendor"):
-        Settings(_env_file=None, enabled_vendors="vast,acme").vendors  # type: ignore[call-arg]
+        _ = Settings(_env_file=None, enabled_vendors="vast,acme").vendors  # type: ignore[call-arg]
 
 
 def test_rules_come_from_the_registry() -> None:

@@ -79,11 +79,14 @@ def parse_fault_spec(spec: str | None) -> dict[str, float]:
 SSH_PUBLIC_KEY = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[\w@.-]+) ([A-Za-z0-9+/=]+)(\s.*)?$")
 
 
-def is_ssh_public_key(text: str) -> bool:
-    """Whether `text` is one OpenSSH public key line whose body is base64."""
+def is_ssh_public_key(text: str, *, decode_body: bool = True) -> bool:
+    """Whether `text` is one OpenSSH public key line; `decode_body`: and its body decodes as base64
+    (a vendor that checks only the shape passes False)."""
     match = SSH_PUBLIC_KEY.match(text.strip())
     if match is None:
         return False
+    if not decode_body:
+        return True
     try:
         base64.b64decode(match.group(4), validate=True)
     except (binascii.Error, ValueError):

@@ -14,6 +14,9 @@ Inferred where Nebula documents nothing (docs/vendors/nebula.md says so):
 - `limit` defaults to 100 on the instance lists, as documented for `/ssh-keys`.
 - Stock is vendor-wide: a create takes one unit, a delete gives it back; 0 -> "out of stock".
 - Container products expose SSH through a mapped port, `exposed_ports` = "<public>:22".
+
+Over 600 lines as one cohesive thing: Nebula's inventory, envelopes and routes, which read best
+together; the plumbing every vendor shares is in common.py.
 """
 
 from __future__ import annotations

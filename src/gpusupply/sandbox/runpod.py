@@ -25,6 +25,9 @@ Inferred where RunPod documents nothing (the docs page says so):
   `podTerminate` (answered, nothing deleted).
 - A key is bad when it is not 8-128 characters of letters, digits, `_` and `-`, or starts with
   `revoked`.
+
+Over 600 lines as one cohesive thing: RunPod's GraphQL schema, its resolvers and the one route that
+serves them, which read best together.
 """
 
 from __future__ import annotations

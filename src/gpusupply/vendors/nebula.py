@@ -12,6 +12,9 @@ What makes Nebula different (docs/vendors/nebula.md has the whole story):
 
 The mapping from Nebula JSON to core types is in pure module-level functions (map_offer,
 map_instance, map_state, parse_*), tested table-driven in tests/vendors/test_nebula.py.
+
+Over 600 lines as one cohesive thing: Nebula's API as we read and drive it (its facts, the pure
+mapping of its envelopes, and the adapter that uses them), which reads best in one place.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ or as an interruptible bid from `min_bid`. A create accepts the ask (`PUT /api/v
 by listing the account's instances (v1, every page) and matching that label.
 
 Mapping from Vast JSON to core types lives in the pure module-level functions below.
+
+Over 600 lines as one cohesive thing: Vast's API as we read and drive it (its facts, the pure
+mapping of its rows and errors, and the adapter that uses them), which reads best in one place.
 """
 
 from __future__ import annotations
