@@ -61,7 +61,7 @@ class VendorNeeds:
 
 
 NEEDS = {
-    "vast": VendorNeeds("create", {"create": 1, "ssh": 1}, ("show_instances", 25)),
+    "vast": VendorNeeds("create", {"create": 1, "ssh": 1}, ("list", 25)),
     "nebula": VendorNeeds("create", {"create": 1}, ("list", 100)),
     "fal": VendorNeeds("compute", {"compute": 1}, ("compute", 100)),
     # Lambda: every call also takes the key's 1/s ("api"); a launch, then a read of the new

@@ -196,7 +196,7 @@ async def sweep(size: int) -> dict[str, Any]:
 
 
 def _list_bucket(vendor: str) -> str:
-    return {"vast": "show_instances", "nebula": "list", "fal": "compute"}[vendor]
+    return {"vast": "list", "nebula": "list", "fal": "compute"}[vendor]
 
 
 def run(quick: bool = False) -> list[Row]:

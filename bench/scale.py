@@ -42,8 +42,8 @@ from gpusupply.core.ratelimit import Bucket
 from gpusupply.db.ratelimits import DatabaseBuckets
 from gpusupply.db.session import Database
 from gpusupply.sandbox.common import SandboxConfig
+from gpusupply.sandbox.mode import sandbox_class
 from gpusupply.vendors.fal import FalAdapter
-from gpusupply.vendors.registry import VENDOR_MODULES, load
 
 NAME = "7 scale-out (PostgreSQL)"
 SPLIT = {"vast": 60, "nebula": 60, "fal": 180}
@@ -271,7 +271,7 @@ async def one_run(server: Any, root: Path, workers: int, split: dict[str, int], 
 
 
 def sandbox_limits() -> dict[str, dict[str, tuple[float, float]]]:
-    return {v: dict(load(VENDOR_MODULES[v][1])(SandboxConfig(offers=10)).rate_limits) for v in SPLIT}
+    return {v: dict(sandbox_class(v)(SandboxConfig(offers=10)).rate_limits) for v in SPLIT}
 
 
 async def measure(quick: bool) -> list[Row]:

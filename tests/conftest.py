@@ -21,9 +21,9 @@ Vendors and the whole service
   `sandbox_ready_after=0.3`, no faults, short timeouts, no vendor keys from the environment).
   Override a field for one module with `@pytest.mark.parametrize("settings_overrides", [{...}])` or
   by overriding the `settings_overrides` fixture.
-- `vendor_set`: the three sandbox vendors, fresh for each test (configured from `test_settings`),
+- `vendor_set`: every registered vendor as a sandbox, fresh for each test (configured from `test_settings`),
   served on loopback over real HTTP, with the real adapters pointed at them: what
-  `vendors.registry.build_vendors` makes without keys. The servers (`sandbox_servers`, one thread
+  `sandbox.mode.build_vendors` makes without keys. The servers (`sandbox_servers`, one thread
   per vendor) live for the whole session; only the sandbox behind each is new per test. Reach a
   sandbox with `vendor_set.sandboxes["vast"]` (e.g. `.faults.faults = {"429": 0.3}` or
   `.clock.advance(60)`).
@@ -295,11 +295,7 @@ def make_test_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "data_dir": tmp_path / "data",
         "database_url": f"sqlite+aiosqlite:///{(tmp_path / 'service.db').as_posix()}",
-        "vast_api_key": None,
-        "fal_api_key": None,
-        "nebula_api_key": None,
-        "lambda_api_key": None,
-        "runpod_api_key": None,
+        **{f"{vendor}_api_key": None for vendor in VENDORS},  # no vendor keys from the environment
         # GPUSUPPLY_TEST_VENDORS narrows the sandboxes for a local run (default: all of them).
         "enabled_vendors": os.environ.get("GPUSUPPLY_TEST_VENDORS", ",".join(VENDORS)),
         "sandbox_seed": 7,
@@ -363,25 +359,25 @@ def sandbox_servers() -> Iterator[dict[str, tuple[Any, SwappableApp]]]:
 @pytest.fixture
 async def vendor_set(test_settings: Settings, sandbox_servers: dict[str, tuple[Any, SwappableApp]]) -> AsyncIterator[Any]:
     """The enabled vendors as fresh sandboxes (configured from `test_settings`) behind loopback
-    servers, with the real adapters pointed at them: what `build_vendors` makes without keys."""
+    servers, with the real adapters pointed at them: what `sandbox.mode.build_vendors` makes without keys."""
     from gpusupply.sandbox.common import SandboxConfig, parse_fault_spec
-    from gpusupply.vendors.registry import SANDBOX_KEY, VENDOR_MODULES, VendorSet, adapter_options, load
+    from gpusupply.sandbox.mode import sandbox_class
+    from gpusupply.vendors.registry import SANDBOX_KEY, VENDOR_SPECS, VendorSet, adapter_options
 
     adapters, modes, urls, sandboxes = {}, {}, {}, {}
     for vendor in test_settings.vendors:
-        adapter_path, sandbox_path = VENDOR_MODULES[vendor]
         config = SandboxConfig(
             seed=test_settings.sandbox_seed,
             offers=test_settings.sandbox_offers,
             ready_after=test_settings.sandbox_ready_after,
             faults=parse_fault_spec(test_settings.sandbox_faults),
         )
-        sandbox = load(sandbox_path)(config)
+        sandbox = sandbox_class(vendor)(config)
         server, app = sandbox_servers[vendor]
         app.app = sandbox.create_app()
         sandboxes[vendor], modes[vendor], urls[vendor] = sandbox, "sandbox", server.url
         options = adapter_options(vendor, test_settings)
-        adapters[vendor] = load(adapter_path)(server.url, SANDBOX_KEY, timeout=test_settings.vendor_timeout, **options)
+        adapters[vendor] = VENDOR_SPECS[vendor].adapter(server.url, SANDBOX_KEY, timeout=test_settings.vendor_timeout, **options)
     vendors = VendorSet(adapters, modes, urls, sandboxes)
     try:
         yield vendors

@@ -26,8 +26,9 @@ from gpusupply.db.session import Database, alembic_config
 from gpusupply.domain.catalog import OfferCatalog
 from gpusupply.engine.runner import Engine
 from gpusupply.engine.sync import refresh_resource
+from gpusupply.sandbox.mode import build_vendors
 from gpusupply.settings import Settings, get_settings
-from gpusupply.vendors.registry import VendorSet, build_vendors
+from gpusupply.vendors.registry import VendorSet
 
 log = logging.getLogger(__name__)
 

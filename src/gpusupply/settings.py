@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, create_model
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-VENDORS = ("vast", "fal", "nebula", "lambda", "runpod")
+from gpusupply.vendors.registry import VENDOR_SPECS, VENDORS
+
+__all__ = ["VENDORS", "Settings", "default_data_dir", "get_settings"]
 
 
 def default_data_dir() -> Path:
@@ -20,7 +23,23 @@ def default_data_dir() -> Path:
     return root / "gpusupply"
 
 
-class Settings(BaseSettings):
+def _vendor_fields() -> dict[str, Any]:
+    """Every vendor's settings, from its VendorSpec: a key makes the vendor live; without one it
+    runs as an in-process sandbox. `GPUSUPPLY_<VENDOR>_API_KEY`, `_URL` and `_<OPTION>`."""
+    fields: dict[str, Any] = {}
+    for vendor, spec in VENDOR_SPECS.items():
+        fields[f"{vendor}_api_key"] = (SecretStr | None, Field(None, description=f"{spec.name} API key (makes it live)."))
+        fields[f"{vendor}_url"] = (str, Field(spec.default_url, description=f"{spec.name} base URL."))
+        for option in spec.options:
+            fields[f"{vendor}_{option.name}"] = (str, Field(option.default, description=option.description))
+    return fields
+
+
+# The vendors' fields come from the registry, so the class holding them is built at import time.
+VendorSettings: type[BaseSettings] = create_model("VendorSettings", __base__=BaseSettings, **_vendor_fields())
+
+
+class Settings(VendorSettings):  # VendorSettings: built from the vendor registry at import
     model_config = SettingsConfigDict(env_prefix="GPUSUPPLY_", extra="ignore")
 
     # Where the embedded database, generated secrets and the sandboxes' state live.
@@ -36,23 +55,13 @@ class Settings(BaseSettings):
     log_format: str = "text"  # text | json
     log_level: str = "info"
 
-    # Vendors: a key makes the vendor live; without one it runs as an in-process sandbox.
-    vast_api_key: SecretStr | None = None
-    fal_api_key: SecretStr | None = None
-    nebula_api_key: SecretStr | None = None
-    lambda_api_key: SecretStr | None = None
-    runpod_api_key: SecretStr | None = None
-    vast_url: str = "https://console.vast.ai"
-    fal_url: str = "https://api.fal.ai"
-    nebula_url: str = "https://api.nebulablock.com"
-    lambda_url: str = "https://cloud.lambda.ai"
-    runpod_url: str = "https://api.runpod.io"  # GraphQL at {url}/graphql
+    # Vendors: each vendor's key, URL and options are fields of VendorSettings (the registry's).
     vendor_timeout: float = 10.0
     # Multiplies every vendor's documented rate limits in our pacing, and the in-process sandboxes'
     # limits alike: for sandboxes run faster than the real vendor (`gpusupply sandbox --rate-scale`,
     # the tests). Against a real vendor keep 1: above it, the vendor answers 429s.
     vendor_rate_scale: float = Field(default=1.0, gt=0, le=1000)
-    enabled_vendors: str = "vast,fal,nebula,lambda,runpod"
+    enabled_vendors: str = ",".join(VENDORS)
 
     # Sandbox vendors (used for vendors without a key).
     sandbox_seed: int = 0
@@ -67,7 +76,6 @@ class Settings(BaseSettings):
     offer_cache_seconds: float = 180.0  # a vendor's catalog is refreshed when older than this
     offer_validity_seconds: float = 1800.0  # an offer can be procured for 30 minutes after it was read
     offer_fetch_timeout: float = 15.0  # per vendor, for one catalog refresh
-    fal_price_table: str = ""  # JSON {"gpu_1x_h100_sxm5": 1.89, ...}; see docs/vendors.md
 
     # Engine.
     engine_workers: int = 16
@@ -104,10 +112,17 @@ class Settings(BaseSettings):
         return self.effective_database_url.startswith("sqlite")
 
     def vendor_key(self, vendor: str) -> SecretStr | None:
-        return getattr(self, f"{vendor}_api_key")
+        key: SecretStr | None = getattr(self, f"{vendor}_api_key")
+        return key
 
     def vendor_url(self, vendor: str) -> str:
-        return getattr(self, f"{vendor}_url").rstrip("/")
+        url: str = getattr(self, f"{vendor}_url")
+        return url.rstrip("/")
+
+    def vendor_option(self, vendor: str, name: str) -> str:
+        """GPUSUPPLY_<VENDOR>_<NAME> of one of the vendor's declared options."""
+        value: str = getattr(self, f"{vendor}_{name}")
+        return value
 
     @property
     def vendors(self) -> list[str]:

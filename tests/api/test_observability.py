@@ -166,7 +166,7 @@ async def test_vendor_call_trouble_shows_in_the_metrics(service: Any) -> None:
     http = VendorHttp(
         "nebula", service.vendors.urls["nebula"] + nebula.API_PATH,
         auth_headers={"Authorization": f"Bearer {SANDBOX_KEY}"}, rates={"products": (50.0, 1.0)},
-        retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02), classifier=nebula.classify_error,
+        retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02), classifier=nebula.classify_response,
     )
     before = await scrape(service)
     try:

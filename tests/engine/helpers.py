@@ -8,7 +8,6 @@ Nothing here mocks a vendor: every vendor call is real HTTP to a sandbox.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,10 +29,11 @@ from gpusupply.db.session import Database
 from gpusupply.domain.events import change_status
 from gpusupply.engine.runner import Engine
 from gpusupply.sandbox.common import SandboxConfig, account_fingerprint
+from gpusupply.sandbox.mode import sandbox_class
 from gpusupply.sandbox.runner import ServerTask
 from gpusupply.settings import Settings
 from gpusupply.vendors.http import RetryPolicy
-from gpusupply.vendors.registry import VENDOR_MODULES, VendorSet, load
+from gpusupply.vendors.registry import VENDOR_SPECS, VENDORS, VendorSet
 
 SANDBOX_KEY = "engine-test-key"
 RATE_SCALE = 20.0  # sandbox limits and adapter pacing scaled together: tests do not wait on pacing
@@ -49,16 +49,8 @@ SSH_KEY = ssh_public_key()
 
 
 def available_vendors() -> list[str]:
-    """Vendors whose sandbox and adapter modules exist in this tree."""
-    found = []
-    for vendor, (adapter_path, sandbox_path) in VENDOR_MODULES.items():
-        try:
-            importlib.import_module(adapter_path.partition(":")[0])
-            importlib.import_module(sandbox_path.partition(":")[0])
-        except ImportError:
-            continue
-        found.append(vendor)
-    return found
+    """Every registered vendor (each has its sandbox: tests/vendors/test_registry.py)."""
+    return list(VENDORS)
 
 
 def engine_settings(tmp_path: Path, db_url: str | None = None, **overrides: Any) -> Settings:
@@ -314,15 +306,14 @@ async def start_sandboxes(
     servers: list[ServerTask] = []
     urls: dict[str, str] = {}
     for vendor in vendors:
-        adapter_path, sandbox_path = VENDOR_MODULES[vendor]
         cfg = config or SandboxConfig(seed=3, offers=60, ready_after=0.2, hang_seconds=0.5, rate_scale=RATE_SCALE)
-        sandbox = load(sandbox_path)(SandboxConfig(**vars(cfg)))
+        sandbox = sandbox_class(vendor)(SandboxConfig(**vars(cfg)))
         server = await ServerTask(sandbox.create_app()).start()
         servers.append(server)
         sandboxes[vendor] = sandbox
         urls[vendor] = server.url
-        adapters[vendor] = load(adapter_path)(server.url, SANDBOX_KEY, timeout=vendor_timeout, rate_scale=rate_scale, retry=FAST_RETRY)
-    return VendorSet(adapters, {v: "sandbox" for v in vendors}, urls, sandboxes, servers)
+        adapters[vendor] = VENDOR_SPECS[vendor].adapter(server.url, SANDBOX_KEY, timeout=vendor_timeout, rate_scale=rate_scale, retry=FAST_RETRY)
+    return VendorSet(adapters, {v: "sandbox" for v in vendors}, urls, sandboxes, [server.stop for server in servers])
 
 
 @asynccontextmanager

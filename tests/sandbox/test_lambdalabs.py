@@ -180,7 +180,7 @@ def test_rate_limits_are_on_by_default_at_the_documented_rates() -> None:
 
 def test_launch_has_its_own_limit_of_one_per_12_seconds() -> None:
     with serve(rate_limits=True) as (sandbox, client):
-        sandbox.rate_limits = {"api": (1000.0, 100.0), "launch": sim.LAUNCH_LIMIT}  # only launch's own limit
+        sandbox.rate_limits = {"api": (1000.0, 100.0), "launch": sim.DEFAULT_RATE_LIMITS["launch"]}  # only launch's own limit
         assert add_key(client, KEY).status_code == 200
         instance_type, region = max(offered(client, KEY), key=lambda p: sandbox.capacity[p])
         answers = [client.post(f"{API}/instance-operations/launch", headers=bearer(KEY), json=launch_body(instance_type, region)) for _ in range(3)]
@@ -253,7 +253,7 @@ def test_malformed_lists_cycle_through_three_shapes() -> None:
 
 
 def test_the_cli_and_registry_know_the_sandbox() -> None:
+    from gpusupply.sandbox.mode import sandbox_class
     from gpusupply.settings import VENDORS
-    from gpusupply.vendors.registry import VENDOR_MODULES, load
 
-    assert "lambda" in VENDORS and load(VENDOR_MODULES["lambda"][1]) is sim.LambdaSandbox
+    assert "lambda" in VENDORS and sandbox_class("lambda") is sim.LambdaSandbox

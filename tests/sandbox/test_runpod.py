@@ -14,7 +14,7 @@ from graphql import parse
 from gpusupply.sandbox import runpod as sim
 from gpusupply.sandbox.common import SandboxConfig
 from gpusupply.sandbox.runner import ServerThread
-from gpusupply.vendors.runpod import ASSUMED_RATE_LIMITS, LIST_PODS, catalog_query
+from gpusupply.vendors.runpod import LIMITS, LIST_PODS, catalog_query
 
 KEY = "rp_sandbox_test_key"
 DEPLOY = 'mutation { podFindAndDeployOnDemand(input: {name: "n", imageName: "runpod/base", gpuTypeId: "%s", gpuCount: %d}) { id desiredStatus } }'
@@ -42,9 +42,9 @@ def test_the_inventory_is_deterministic_per_seed_and_always_offers_h100_and_a100
 
 def test_rate_limits_are_on_by_default_and_answered_in_graphql_form() -> None:
     sandbox = sim.RunPodSandbox(SandboxConfig(seed=1))
-    assert sandbox.config.rate_limits and sandbox.rate_limits == ASSUMED_RATE_LIMITS
+    assert sandbox.config.rate_limits and sandbox.rate_limits == LIMITS.routes
     with ServerThread(sandbox.create_app()) as server, httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {KEY}"}) as client:
-        burst = int(ASSUMED_RATE_LIMITS["list"][1])
+        burst = int(LIMITS.routes["list"][1])
         answers = [post(client, LIST_PODS) for _ in range(burst + 1)]
     assert [a.status_code for a in answers[:burst]] == [200] * burst
     limited = answers[-1]

@@ -25,7 +25,7 @@ from gpusupply.domain.costs import (
     vendor_capabilities,
 )
 from gpusupply.domain.events import change_status
-from gpusupply.vendors.registry import VENDOR_MODULES, load
+from gpusupply.vendors.registry import VENDOR_SPECS
 from tests.engine.helpers import Rig, engine_rig
 from tests.services.cost_helpers import (
     LIFE,
@@ -135,9 +135,9 @@ def test_stopped_rate(vendor: str | None, price: float, snapshot: dict | None, e
     assert stopped_rate(vendor, price, snapshot) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("vendor", sorted(VENDOR_MODULES))
+@pytest.mark.parametrize("vendor", sorted(VENDOR_SPECS))
 def test_vendor_capabilities_are_the_adapters(vendor: str) -> None:
-    assert vendor_capabilities(vendor) == load(VENDOR_MODULES[vendor][0]).capabilities
+    assert vendor_capabilities(vendor) == VENDOR_SPECS[vendor].adapter.capabilities
     assert vendor_capabilities("acme") is None
 
 

@@ -15,7 +15,7 @@ from gpusupply.core.offers import offer_to_dict
 from gpusupply.db.models import Event, OfferRow, Procurement, Resource, utcnow
 from gpusupply.services.offers import OffersRequest
 from gpusupply.services.procurement import (
-    VENDOR_CLOUD_INIT,
+    accepted_cloud_init,
     check_cloud_init,
     check_cloud_init_for_vendor,
     check_idempotency_key,
@@ -292,7 +292,7 @@ async def test_cloud_init_table_agrees_with_the_adapters(service: Any, vendor: s
         except UnprocessableError:
             with pytest.raises(InvalidRequest):
                 await service.vendors.adapters[vendor].create(CreateRequest(_random_uuid(), offer.offer, SSH_KEY, script))
-    if "#cloud-config" in VENDOR_CLOUD_INIT[vendor]:
+    if "#cloud-config" in accepted_cloud_init(vendor):
         return  # this vendor runs cloud-config (Lambda: as user_data): nothing to refuse
     with pytest.raises(UnprocessableError):
         await call(service, offer.offer_id, cloud_init="#cloud-config\n{}\n")

@@ -22,6 +22,7 @@ from gpusupply.core.errors import (
     VendorUnavailable,
 )
 from gpusupply.core.states import InstanceState
+from gpusupply.sandbox.mode import build_vendors
 from gpusupply.settings import Settings
 from gpusupply.vendors import registry
 from gpusupply.vendors.base import CreateRequest, VendorAdapter
@@ -29,8 +30,8 @@ from gpusupply.vendors.fal import (
     DEFAULT_PRICE_TABLE,
     FalAdapter,
     MalformedInstance,
-    classify_error,
-    fal_classifier,
+    classify_failure,
+    classify_response,
     map_instance,
     map_offer,
     map_state,
@@ -184,8 +185,8 @@ def test_map_instance_rejects_broken_objects(raw: Any) -> None:
         (400, "rate_limited", "slow down", RateLimited, True),
     ],
 )
-def test_classify_error(status: int, kind: str | None, message: str, error: type[VendorError], retryable: bool) -> None:
-    classified = classify_error(status, kind, message, 2.0)
+def test_classify_failure(status: int, kind: str | None, message: str, error: type[VendorError], retryable: bool) -> None:
+    classified = classify_failure(status, kind, message, 2.0)
     assert type(classified) is error
     assert classified.retryable is retryable
     assert classified.vendor_message == message and classified.status == status
@@ -195,9 +196,9 @@ def test_classify_error(status: int, kind: str | None, message: str, error: type
 
 def test_classifier_reads_envelope_and_non_json_bodies() -> None:
     envelope = httpx.Response(429, json={"error": {"type": "rate_limited", "message": "Rate limit exceeded"}}, headers={"Retry-After": "3"})
-    limited = fal_classifier("fal", envelope)
+    limited = classify_response("fal", envelope)
     assert isinstance(limited, RateLimited) and limited.retry_after == 3.0 and limited.vendor_message == "Rate limit exceeded"
-    html = fal_classifier("fal", httpx.Response(502, text="<html>Bad Gateway</html>"))
+    html = classify_response("fal", httpx.Response(502, text="<html>Bad Gateway</html>"))
     assert isinstance(html, VendorUnavailable) and "Bad Gateway" in html.vendor_message
 
 
@@ -502,7 +503,7 @@ async def test_preempted_instance_is_gone() -> None:
 
 async def test_registry_serves_the_fal_sandbox_to_the_real_adapter() -> None:
     settings = Settings(enabled_vendors="fal", fal_api_key=None, sandbox_ready_after=1.0)
-    vendors = await registry.build_vendors(settings)
+    vendors = await build_vendors(settings)
     try:
         fal = vendors.adapters["fal"]
         assert isinstance(fal, FalAdapter) and vendors.modes["fal"] == "sandbox"

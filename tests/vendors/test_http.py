@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gpusupply.vendors.fal import KEY_RATE, FalAdapter
-from gpusupply.vendors.http import VendorHttp
+from gpusupply.vendors.fal import LIMITS, FalAdapter
+from gpusupply.vendors.http import VendorHttp, pacing
 
 
 def waits(http: VendorHttp, endpoints: list[str], now: float = 100.0) -> list[float]:
@@ -38,7 +38,8 @@ async def test_a_route_cap_under_the_shared_rate_books_the_shared_slot_at_its_ow
 @pytest.mark.parametrize("rate_scale", [1.0, 20.0])
 async def test_fal_creates_may_use_the_whole_key_rate(rate_scale: float) -> None:
     adapter = FalAdapter("http://127.0.0.1:9", "key", rate_scale=rate_scale)
-    rate, burst = KEY_RATE
+    assert LIMITS.key is not None
+    rate, burst = pacing(LIMITS.key)
     created = waits(adapter._http, ["create"] * (int(burst) + 3))
     assert created[: int(burst)] == [0.0] * int(burst)
     assert created[int(burst):] == pytest.approx([n / (rate * rate_scale) for n in (1, 2, 3)], abs=1e-5)

@@ -25,10 +25,9 @@ from gpusupply.core.errors import (
 from gpusupply.core.states import InstanceState
 from gpusupply.sandbox import lambdalabs as sim
 from gpusupply.vendors.base import VendorAdapter
-from gpusupply.vendors.http import RetryPolicy
+from gpusupply.vendors.http import RetryPolicy, pacing
 from gpusupply.vendors.lambdalabs import (
-    DOCUMENTED_KEY_LIMIT,
-    DOCUMENTED_LAUNCH_LIMIT,
+    LIMITS,
     LambdaAdapter,
     MalformedBody,
     classify_failure,
@@ -37,7 +36,6 @@ from gpusupply.vendors.lambdalabs import (
     map_instance,
     map_offers,
     map_state,
-    pacing,
     parse_gpu_description,
     parse_instance,
     parse_instance_types,
@@ -283,15 +281,16 @@ def test_ssh_key_identity() -> None:
 
 
 def test_pacing_stays_under_the_documented_limits_and_scales() -> None:
-    for limit in (DOCUMENTED_KEY_LIMIT, DOCUMENTED_LAUNCH_LIMIT):
+    assert LIMITS.key is not None and LIMITS.documented
+    for limit in (LIMITS.key, LIMITS.routes["launch"]):
         rate, burst = pacing(limit)
         assert rate < limit[0] and 1 <= burst < limit[1]
         assert pacing(limit, 2.0)[0] == pytest.approx(2 * rate)
-    assert DOCUMENTED_LAUNCH_LIMIT[0] == pytest.approx(1 / 12)  # "one request per 12 seconds"
+    assert LIMITS.routes["launch"][0] == pytest.approx(1 / 12)  # "one request per 12 seconds"
 
 
 def test_the_sandbox_enforces_the_limits_the_adapter_assumes() -> None:
-    assert sim.DEFAULT_RATE_LIMITS == {"api": DOCUMENTED_KEY_LIMIT, "launch": DOCUMENTED_LAUNCH_LIMIT}
+    assert sim.DEFAULT_RATE_LIMITS == {"api": LIMITS.key, "launch": LIMITS.routes["launch"]}
 
 
 @pytest.mark.parametrize("base_url", ["http://127.0.0.1:9", "http://127.0.0.1:9/", "http://127.0.0.1:9/api/v1"])
@@ -530,16 +529,16 @@ async def test_pacing_keeps_launches_and_reads_under_the_documented_limits() -> 
 async def test_the_rate_scale_setting_paces_the_adapter_and_its_sandbox_alike() -> None:
     """GPUSUPPLY_VENDOR_RATE_SCALE through the registry: the in-process sandbox's limits and the
     adapter's pacing are both 10x, so 3 launches at once go through and the sandbox never says 429."""
+    from gpusupply.sandbox.mode import build_vendors
     from gpusupply.settings import Settings
-    from gpusupply.vendors import registry
 
     settings = Settings(enabled_vendors="lambda", lambda_api_key=None, sandbox_ready_after=0.2, sandbox_offers=60,
                         vendor_rate_scale=10.0)
-    vendors = await registry.build_vendors(settings)
+    vendors = await build_vendors(settings)
     try:
         sandbox, adapter = vendors.sandboxes["lambda"], vendors.adapters["lambda"]
         assert sandbox.config.rate_scale == 10.0 and sandbox.config.rate_limits
-        assert adapter._http._rates["launch"] == pacing(DOCUMENTED_LAUNCH_LIMIT, 10.0)
+        assert adapter._http._rates["launch"] == pacing(LIMITS.routes["launch"], 10.0)
         offers = await adapter.list_offers()
         created = await asyncio.gather(*(adapter.create(request_for(roomiest(sandbox, offers))) for _ in range(3)))
         assert len({c.vendor_instance_id for c in created}) == 3 and sandbox.rate_limited == 0
@@ -568,7 +567,7 @@ async def test_without_pacing_the_limit_bites_and_reads_still_succeed() -> None:
 
 async def test_a_rate_limited_launch_is_rate_limited_and_creates_nothing() -> None:
     with running_sandbox(rate_limits=True, rate_scale=10.0) as (sandbox, url):
-        sandbox.rate_limits = {"api": (1000.0, 100.0), "launch": sim.LAUNCH_LIMIT}  # only launch's own limit
+        sandbox.rate_limits = {"api": (1000.0, 100.0), "launch": sim.DEFAULT_RATE_LIMITS["launch"]}  # only launch's own limit
         adapter = make_adapter(url, rate_scale=1000.0)
         offers = await adapter.list_offers()
         outcomes = []

@@ -24,9 +24,9 @@ from gpusupply.core.errors import (
 from gpusupply.core.states import InstanceState
 from gpusupply.sandbox import nebula as sim
 from gpusupply.vendors.base import VendorAdapter
-from gpusupply.vendors.http import RetryPolicy
+from gpusupply.vendors.http import RetryPolicy, pacing
 from gpusupply.vendors.nebula import (
-    ASSUMED_RATE_LIMITS,
+    LIMITS,
     MalformedBody,
     NebulaAdapter,
     check_envelope,
@@ -37,7 +37,6 @@ from gpusupply.vendors.nebula import (
     map_offer,
     map_state,
     memory_hint,
-    pacing_rates,
     parse_detail,
     parse_images,
     parse_instance_page,
@@ -302,14 +301,15 @@ def test_ssh_key_identity() -> None:
 
 
 def test_pacing_stays_under_every_assumed_limit_and_scales() -> None:
-    for endpoint, (rate, burst) in pacing_rates().items():
-        limit_rate, limit_burst = ASSUMED_RATE_LIMITS[endpoint]
+    for limit in LIMITS.routes.values():
+        rate, burst = pacing(limit)
+        limit_rate, limit_burst = limit
         assert rate < limit_rate and 1 <= burst < limit_burst
-    assert pacing_rates(2.0)["list"][0] == pytest.approx(2 * pacing_rates()["list"][0])
+    assert pacing(LIMITS.routes["list"], 2.0)[0] == pytest.approx(2 * pacing(LIMITS.routes["list"])[0])
 
 
 def test_the_sandbox_enforces_the_limits_the_adapter_assumes() -> None:
-    assert sim.DEFAULT_RATE_LIMITS == ASSUMED_RATE_LIMITS
+    assert sim.DEFAULT_RATE_LIMITS == LIMITS.routes
 
 
 @pytest.mark.parametrize("base_url", ["http://127.0.0.1:9", "http://127.0.0.1:9/", "http://127.0.0.1:9/api/v1"])

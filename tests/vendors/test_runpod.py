@@ -24,22 +24,21 @@ from gpusupply.core.errors import (
 from gpusupply.core.states import InstanceState
 from gpusupply.sandbox import runpod as sim
 from gpusupply.vendors.base import VendorAdapter
-from gpusupply.vendors.http import RetryPolicy
+from gpusupply.vendors.http import RetryPolicy, pacing
 from gpusupply.vendors.runpod import (
-    ASSUMED_RATE_LIMITS,
     CAPABILITIES,
     DEPLOY_ON_DEMAND,
+    LIMITS,
     OPERATION_GROUPS,
     RENT_INTERRUPTABLE,
     MalformedAnswer,
     RunPodAdapter,
     catalog_query,
-    classify_graphql_error,
+    classify_failure,
     create_input,
     map_offers,
     map_pod,
     map_state,
-    pacing_rates,
     parse_pods,
     ssh_endpoint,
 )
@@ -190,8 +189,8 @@ def test_the_catalog_query_asks_every_count_and_cloud_once() -> None:
         ("Cannot query field 'bogus' on type 'Pod'.", "GRAPHQL_VALIDATION_FAILED", 400, InvalidRequest),
     ],
 )
-def test_classify_graphql_error(message, code, status, kind) -> None:
-    error = classify_graphql_error(message, code, status, retry_after=2.0)
+def test_classify_failure(message, code, status, kind) -> None:
+    error = classify_failure(status, code, message, retry_after=2.0)
     assert type(error) is kind and error.vendor_message == message and error.status == status
     if kind is RateLimited:
         assert error.retry_after == 2.0
@@ -247,15 +246,16 @@ def test_capabilities_and_protocol() -> None:
 
 
 def test_pacing_stays_under_every_assumed_limit_and_scales() -> None:
-    for group, (rate, burst) in pacing_rates().items():
-        limit_rate, limit_burst = ASSUMED_RATE_LIMITS[group]
+    for limit in LIMITS.routes.values():
+        rate, burst = pacing(limit)
+        limit_rate, limit_burst = limit
         assert rate < limit_rate and burst < limit_burst or burst == 1.0
-    assert pacing_rates(2.0)["create"][0] == pytest.approx(2 * pacing_rates()["create"][0])
-    assert set(OPERATION_GROUPS.values()) == set(ASSUMED_RATE_LIMITS)
+    assert pacing(LIMITS.routes["create"], 2.0)[0] == pytest.approx(2 * pacing(LIMITS.routes["create"])[0])
+    assert set(OPERATION_GROUPS.values()) == set(LIMITS.routes)
 
 
 def test_the_sandbox_enforces_the_limits_the_adapter_assumes() -> None:
-    assert sim.RunPodSandbox.rate_limits is ASSUMED_RATE_LIMITS  # stated once, read by both
+    assert sim.RunPodSandbox.rate_limits is LIMITS.routes  # stated once, read by both
 
 
 # ===== against the sandbox over HTTP ===============================================================

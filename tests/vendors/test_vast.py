@@ -24,8 +24,8 @@ from gpusupply.core.errors import (
     VendorUnavailable,
 )
 from gpusupply.core.states import InstanceState
+from gpusupply.sandbox.mode import build_vendors
 from gpusupply.settings import Settings
-from gpusupply.vendors import registry
 from gpusupply.vendors.base import CreateRequest, VendorAdapter
 from gpusupply.vendors.http import RetryPolicy
 from gpusupply.vendors.vast import (
@@ -35,14 +35,14 @@ from gpusupply.vendors.vast import (
     MalformedOffer,
     VastAdapter,
     build_onstart,
-    classify_error,
+    classify_failure,
+    classify_response,
     direct_ssh_port,
     map_instance,
     map_offer,
     map_state,
     offers_from_rows,
     parse_page,
-    vast_classifier,
 )
 
 from .vast_fixtures import SSH_KEY, cheapest, rig_config, vast_rig
@@ -212,8 +212,8 @@ def test_offers_from_rows_makes_ondemand_and_spot_and_counts_bad_rows() -> None:
         (408, None, "timeout", VendorUnavailable, True),
     ],
 )
-def test_classify_error(status: int, code: str | None, message: str, error: type[VendorError], retryable: bool) -> None:
-    classified = classify_error(status, code, message, 2.0, 3600.0)
+def test_classify_failure(status: int, code: str | None, message: str, error: type[VendorError], retryable: bool) -> None:
+    classified = classify_failure(status, code, message, 2.0, 3600.0)
     assert type(classified) is error
     assert classified.retryable is retryable
     assert classified.vendor_message == message and classified.status == status
@@ -222,17 +222,17 @@ def test_classify_error(status: int, code: str | None, message: str, error: type
 
 
 def test_classifier_reads_every_envelope() -> None:
-    create_429 = vast_classifier("vast", httpx.Response(429, json={"detail": "API requests too frequent endpoint threshold=4.5"}, headers={"Retry-After": "1"}))
+    create_429 = classify_response("vast", httpx.Response(429, json={"detail": "API requests too frequent endpoint threshold=4.5"}, headers={"Retry-After": "1"}))
     assert isinstance(create_429, RateLimited) and create_429.retry_after == 1.0 and "threshold=4.5" in create_429.vendor_message
-    html = vast_classifier("vast", httpx.Response(503, text="<html><title>503 Service Temporarily Unavailable</title></html>"))
+    html = classify_response("vast", httpx.Response(503, text="<html><title>503 Service Temporarily Unavailable</title></html>"))
     assert isinstance(html, VendorUnavailable) and "503" in html.vendor_message
     reset = int(time.time()) + 7200
-    quota = vast_classifier("vast", httpx.Response(429, json={"success": False, "error": "search_quota_exceeded", "msg": "quota"},
+    quota = classify_response("vast", httpx.Response(429, json={"success": False, "error": "search_quota_exceeded", "msg": "quota"},
                                                    headers={"X-RateLimit-Reset": str(reset)}))
     assert isinstance(quota, RateLimited) and not quota.retryable and 7000 < (quota.retry_after or 0) <= 7200
-    bundles = vast_classifier("vast", httpx.Response(404, json={"error": "auth_error", "msg": "Invalid user key"}))
+    bundles = classify_response("vast", httpx.Response(404, json={"error": "auth_error", "msg": "Invalid user key"}))
     assert isinstance(bundles, AuthFailed)
-    bare = vast_classifier("vast", httpx.Response(400, json={"error": "invalid_request"}))
+    bare = classify_response("vast", httpx.Response(400, json={"error": "invalid_request"}))
     assert isinstance(bare, InvalidRequest) and bare.vendor_message == "invalid_request"
 
 
@@ -630,7 +630,7 @@ async def test_daily_search_quota_is_not_retried() -> None:
 
 async def test_registry_serves_the_vast_sandbox_to_the_real_adapter() -> None:
     settings = Settings(enabled_vendors="vast", vast_api_key=None, sandbox_ready_after=1.0, sandbox_offers=300)
-    vendors = await registry.build_vendors(settings)
+    vendors = await build_vendors(settings)
     try:
         vast = vendors.adapters["vast"]
         assert isinstance(vast, VastAdapter) and vendors.modes["vast"] == "sandbox"

@@ -144,8 +144,8 @@ async def _run_worker(settings: Settings, metrics_port: int | None = None) -> No
     from gpusupply.db.ratelimits import DatabaseBuckets
     from gpusupply.db.session import Database
     from gpusupply.domain.catalog import OfferCatalog
+    from gpusupply.sandbox.mode import build_vendors
     from gpusupply.sandbox.runner import ServerThread
-    from gpusupply.vendors.registry import build_vendors
 
     try:
         from gpusupply.engine.runner import Engine
@@ -297,15 +297,15 @@ def sandbox(
     import uvicorn
 
     from gpusupply.sandbox.common import SandboxConfig, parse_fault_spec
-    from gpusupply.vendors.registry import VENDOR_MODULES, load
+    from gpusupply.sandbox.mode import sandbox_class
 
-    if vendor not in VENDOR_MODULES:
-        fail(f"unknown vendor {vendor!r}; one of {', '.join(VENDOR_MODULES)}", 2)
+    if vendor not in VENDORS:
+        fail(f"unknown vendor {vendor!r}; one of {', '.join(VENDORS)}", 2)
     try:
         config = SandboxConfig(seed=seed, offers=offers, ready_after=ready_after, faults=parse_fault_spec(faults), stock=stock,
                                rate_scale=rate_scale)
     except ValueError as exc:
         fail(str(exc), 2)
-    simulated = load(VENDOR_MODULES[vendor][1])(config)
+    simulated = sandbox_class(vendor)(config)
     typer.echo(f"{vendor} sandbox on http://{host}:{port} (admin routes under /_sandbox)")
     uvicorn.run(simulated.create_app(), host=host, port=port, log_level="warning", access_log=False)

@@ -132,13 +132,10 @@ def cost(intervals: Iterable[BilledInterval], rates: Rates) -> float:
 
 @lru_cache
 def vendor_capabilities(vendor: str) -> Capabilities | None:
-    """A vendor's declared capabilities, from its adapter class (no adapter instance needed)."""
-    from gpusupply.vendors.registry import VENDOR_MODULES, load
+    """A vendor's declared capabilities, from the vendor registry (no adapter instance needed)."""
+    from gpusupply.vendors.registry import capabilities
 
-    paths = VENDOR_MODULES.get(vendor)
-    if paths is None:
-        return None
-    return load(paths[0]).capabilities
+    return capabilities(vendor)
 
 
 def stopped_rate(vendor: str | None, price_per_hour: float, offer_snapshot: dict[str, Any] | None) -> float:

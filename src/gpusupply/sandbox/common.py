@@ -1,7 +1,10 @@
-"""What every simulated vendor shares: configuration, faults, rate limits, lifecycle, truth, admin.
+"""What every simulated vendor shares: configuration, faults, rate limits, lifecycle, truth, admin,
+and the request plumbing (key checking, the gate, JSON bodies, SSH-key checks, the error handler).
 
-Each vendor module (vast.py, fal.py, nebula.py) subclasses `VendorSandbox`, adds its real routes
-and renders errors in its own envelopes. Everything random is drawn from generators seeded by
+Each vendor module (vast/, fal.py, nebula.py, lambdalabs.py, runpod.py) subclasses `VendorSandbox`,
+adds its real routes and renders errors in its own envelopes: a route opens with
+`call = await self.open_call(request, endpoint, faults)` (the vendor's `authenticate`, then
+latency, rate limit and fault draw) and answers `call` when it is already a `Response`. Everything random is drawn from generators seeded by
 `SandboxConfig.seed`, and instance lifecycles are computed lazily from the (settable) clock, so
 the same seed and the same sequence of requests give the same run.
 
@@ -16,15 +19,22 @@ Admin routes (not part of any vendor API; under /_sandbox):
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import itertools
+import json
 import random
+import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpusupply.core.ratelimit import Gcra
 
@@ -63,6 +73,47 @@ def parse_fault_spec(spec: str | None) -> dict[str, float]:
             raise ValueError(f"fault {name!r}: probability must be between 0 and 1")
         faults[name] = probability
     return faults
+
+
+# An OpenSSH public key line: type, base64 body, optional comment.
+SSH_PUBLIC_KEY = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[\w@.-]+) ([A-Za-z0-9+/=]+)(\s.*)?$")
+
+
+def is_ssh_public_key(text: str, *, decode_body: bool = True) -> bool:
+    """Whether `text` is one OpenSSH public key line; `decode_body`: and its body decodes as base64
+    (a vendor that checks only the shape passes False)."""
+    match = SSH_PUBLIC_KEY.match(text.strip())
+    if match is None:
+        return False
+    if not decode_body:
+        return True
+    try:
+        base64.b64decode(match.group(4), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+def authorization_token(request: Request, schemes: tuple[str, ...] = ("bearer",)) -> str | None:
+    """The token of an `Authorization: <scheme> <token>` header in one of `schemes`, else None."""
+    scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+    token = token.strip()
+    return token if token and scheme.lower() in schemes else None
+
+
+class BodyNotJson(ValueError):
+    """A request body that is not JSON."""
+
+
+async def read_json(request: Request, *, empty: Any = None) -> Any:
+    """The request body parsed as JSON; `empty` for a body with nothing in it. Raises BodyNotJson."""
+    raw = await request.body()
+    if not raw.strip():
+        return empty
+    try:
+        return json.loads(raw)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+        raise BodyNotJson("the body is not JSON") from None
 
 
 def account_fingerprint(key: str) -> str:
@@ -202,6 +253,14 @@ class Gate:
     fault: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A vendor API call that passed authentication and the gate."""
+
+    account: str  # the API key it acts for
+    fault: str | None = None  # the call-specific fault drawn ("lost", "malformed"...), for the route to act on
+
+
 @dataclass
 class LedgerEntry:
     at: float
@@ -215,8 +274,11 @@ class VendorSandbox:
     """Base of every simulated vendor: state, faults, rate limits and the admin routes."""
 
     name = "vendor"
-    # endpoint -> (requests per second, burst); vendor modules set their documented figures.
-    rate_limits: dict[str, tuple[float, float]] = {}
+    # endpoint -> (requests per second, burst); vendor modules set their vendor's figures (the
+    # adapter module's LIMITS). A call books its endpoint's bucket, and `key_bucket`'s too when the
+    # vendor limits the key as a whole.
+    rate_limits: Mapping[str, tuple[float, float]] = {}
+    key_bucket: str | None = None
     # The "preempt" fault takes back any running instance, or (RunPod) only interruptible ones.
     preempts_only_spot = False
 
@@ -269,18 +331,45 @@ class VendorSandbox:
         return None
 
     def check_rate(self, account: str, endpoint: str) -> float | None:
-        """None if the call is within the limit, else the seconds until it would be."""
-        if not self.config.rate_limits or endpoint not in self.rate_limits:
+        """None if the call is within the limits, else the seconds until it would be."""
+        if not self.config.rate_limits:
             return None
-        rate, burst = self.rate_limits[endpoint]
-        limiter = self._limiters.get((account, endpoint))
-        if limiter is None:
-            limiter = self._limiters[(account, endpoint)] = Gcra(rate * self.config.rate_scale, burst)
-        ok, wait = limiter.try_acquire(time.monotonic())
-        if ok:
+        buckets = [self.key_bucket] if self.key_bucket is not None else []
+        buckets += [endpoint] if endpoint in self.rate_limits and endpoint != self.key_bucket else []
+        waits = []
+        for bucket in buckets:
+            limiter = self._limiters.get((account, bucket))
+            if limiter is None:
+                rate, burst = self.rate_limits[bucket]
+                limiter = self._limiters[(account, bucket)] = Gcra(rate * self.config.rate_scale, burst)
+            ok, wait = limiter.try_acquire(time.monotonic())
+            if not ok:
+                waits.append(wait)
+        if not waits:
             return None
         self.rate_limited += 1
-        return wait
+        return max(waits)
+
+    def authenticate(self, request: Request) -> str | Response:
+        """The account (API key) a call acts for, or the vendor's refusal. Vendor modules override."""
+        key = authorization_token(request)
+        return key if key is not None else self.error_response(401, "unauthorized")
+
+    async def open_call(
+        self, request: Request, endpoint: str, extra_faults: tuple[str, ...] = (), *, instance_id: str | None = None,
+        **auth: Any,
+    ) -> Call | Response:
+        """Authenticate (`auth` goes to the vendor's `authenticate`), then latency, rate limit and
+        fault draw: a `Call` to serve, or the `Response` to send instead."""
+        account = self.authenticate(request, **auth)
+        if isinstance(account, Response):
+            return account
+        gate = await self.before_call(account, endpoint, extra_faults, instance_id=instance_id)
+        return gate.response if gate.response is not None else Call(account, gate.fault)
+
+    def route_error(self, status: int, detail: str) -> Response:
+        """An unknown path or method (or another error the framework raised) in the vendor's envelope."""
+        return JSONResponse({"detail": detail}, status_code=status)
 
     async def before_call(self, account: str, endpoint: str, extra_faults: tuple[str, ...] = (), *, instance_id: str | None = None) -> Gate:
         """Latency, rate limit and fault draw for one vendor API call.
@@ -424,4 +513,12 @@ class VendorSandbox:
         app = FastAPI(title=f"{self.name} sandbox", docs_url=None, redoc_url=None, openapi_url=None)
         app.include_router(self.admin_router())
         app.state.sandbox = self
+
+        @app.exception_handler(StarletteHTTPException)
+        async def route_error(request: Request, exc: StarletteHTTPException) -> Response:
+            # The admin routes keep FastAPI's answers; the vendor's routes answer in its envelope.
+            if request.url.path.startswith("/_sandbox"):
+                return await http_exception_handler(request, exc)
+            return self.route_error(exc.status_code, str(exc.detail))
+
         return app

@@ -27,18 +27,22 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpusupply.sandbox.common import (
     CREATE_FAULTS,
     DELETE_FAULTS,
     READ_FAULTS,
+    BodyNotJson,
+    Call,
     Phase,
     SandboxConfig,
     SimInstance,
     VendorSandbox,
     account_fingerprint,
+    authorization_token,
+    read_json,
 )
+from gpusupply.vendors.fal import LIMITS
 
 API_PREFIX = "/v1/compute/instances"
 
@@ -53,7 +57,9 @@ IDEMPOTENCY_WINDOW_SECONDS = 600.0  # "Responses cached for 10 minutes per uniqu
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 DEFAULT_PAGE_LIMIT = 50
 MAX_PAGE_LIMIT = 100
-DEFAULT_RATE_LIMIT = (10.0, 10.0)  # requests per second per key over all Compute routes, burst
+# Requests per second per key over all Compute routes, burst: what the adapter assumes (fal documents none).
+assert LIMITS.key is not None  # one bucket for the key
+DEFAULT_RATE_LIMIT = LIMITS.key
 RATE_BUCKET = "compute"
 NO_COMPUTE_KEY_PREFIX = "nocompute"
 
@@ -124,6 +130,8 @@ class _CachedCreate:
 class FalSandbox(VendorSandbox):
     name = "fal"
 
+    key_bucket = RATE_BUCKET  # one limit over every Compute route
+
     def __init__(self, config: SandboxConfig | None = None, *, rate_limit: tuple[float, float] = DEFAULT_RATE_LIMIT):
         super().__init__(config)
         self.rate_limits = {RATE_BUCKET: rate_limit}
@@ -166,23 +174,22 @@ class FalSandbox(VendorSandbox):
         self._request_ids += 1
         return f"req_{self.config.seed:x}{self._request_ids:06d}"
 
-    # ----- accounts and instances ---------------------------------------------------------------
-    @staticmethod
-    def account_of(request: Request) -> str | None:
-        header = request.headers.get("authorization", "")
-        scheme, _, key = header.partition(" ")
-        key = key.strip()
-        if scheme.lower() != "key" or not key:
-            return None
-        return key
+    def route_error(self, status: int, detail: str) -> Response:
+        if status == 405:
+            return fal_error(405, "not_implemented", "Method not allowed")
+        if status == 404:
+            return fal_error(404, "not_found", MSG_NOT_FOUND)
+        return fal_error(status, "server_error" if status >= 500 else "validation_error", detail)
 
-    def authenticate(self, request: Request) -> tuple[str | None, Response | None]:
-        account = self.account_of(request)
+    # ----- accounts and instances ---------------------------------------------------------------
+    def authenticate(self, request: Request) -> str | Response:
+        """`Authorization: Key <key>`; keys starting "nocompute" have no Compute access (403)."""
+        account = authorization_token(request, ("key",))
         if account is None:
-            return None, fal_error(401, "authorization_error", MSG_AUTH_REQUIRED)
+            return fal_error(401, "authorization_error", MSG_AUTH_REQUIRED)
         if account.startswith(NO_COMPUTE_KEY_PREFIX):
-            return None, fal_error(403, "authorization_error", MSG_ACCESS_DENIED)
-        return account, None
+            return fal_error(403, "authorization_error", MSG_ACCESS_DENIED)
+        return account
 
     def render(self, inst: SimInstance) -> dict[str, Any]:
         now = self.now()
@@ -254,26 +261,12 @@ class FalSandbox(VendorSandbox):
     def create_app(self) -> FastAPI:
         app = super().create_app()
 
-        @app.exception_handler(StarletteHTTPException)
-        async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-            # Unknown paths and methods answer in fal's envelope; the admin routes keep FastAPI's.
-            if request.url.path.startswith("/_sandbox"):
-                return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
-            if exc.status_code == 405:
-                return fal_error(405, "not_implemented", "Method not allowed")
-            if exc.status_code == 404:
-                return fal_error(404, "not_found", MSG_NOT_FOUND)
-            return fal_error(exc.status_code, "server_error" if exc.status_code >= 500 else "validation_error", str(exc.detail))
-
         @app.get(API_PREFIX)
         async def list_instances(request: Request) -> Response:
-            account, denied = self.authenticate(request)
-            if denied is not None:
-                return denied
-            assert account is not None
-            gate = await self.before_call(account, RATE_BUCKET, ("malformed",))
-            if gate.response is not None:
-                return gate.response
+            call = await self.open_call(request, RATE_BUCKET, ("malformed",))
+            if not isinstance(call, Call):
+                return call
+            account = call.account
             limit = parse_limit(request.query_params.get("limit"))
             if limit is None:
                 return fal_error(400, "validation_error", "limit must be an integer >= 1")
@@ -288,36 +281,30 @@ class FalSandbox(VendorSandbox):
             items = [self.render(i) for i in live[(page - 1) * limit : page * limit]]
             has_more = page * limit < len(live)
             body = {"instances": items, "next_cursor": encode_cursor(page + 1) if has_more else None, "has_more": has_more}
-            if gate.fault == "malformed":
+            if call.fault == "malformed":
                 return self.malformed_list(body)
             return JSONResponse(body)
 
         @app.get(API_PREFIX + "/{instance_id}")
         async def get_instance(instance_id: str, request: Request) -> Response:
-            account, denied = self.authenticate(request)
-            if denied is not None:
-                return denied
-            assert account is not None
-            gate = await self.before_call(account, RATE_BUCKET, READ_FAULTS, instance_id=instance_id)
-            if gate.response is not None:
-                return gate.response
-            inst = None if gate.fault == "phantom_404" else self.live_instance(account, instance_id)
+            call = await self.open_call(request, RATE_BUCKET, READ_FAULTS, instance_id=instance_id)
+            if not isinstance(call, Call):
+                return call
+            account = call.account
+            inst = None if call.fault == "phantom_404" else self.live_instance(account, instance_id)
             if inst is None:
                 return fal_error(404, "not_found", MSG_NOT_FOUND)
             return JSONResponse(self.render(inst))
 
         @app.post(API_PREFIX)
         async def create_instance(request: Request) -> Response:
-            account, denied = self.authenticate(request)
-            if denied is not None:
-                return denied
-            assert account is not None
-            gate = await self.before_call(account, RATE_BUCKET, CREATE_FAULTS)
-            if gate.response is not None:
-                return gate.response
+            call = await self.open_call(request, RATE_BUCKET, CREATE_FAULTS)
+            if not isinstance(call, Call):
+                return call
+            account = call.account
             try:
-                body = json.loads(await request.body() or b"null")
-            except (json.JSONDecodeError, UnicodeDecodeError):
+                body = await read_json(request)
+            except BodyNotJson:
                 return fal_error(400, "validation_error", "Request body must be valid JSON")
             parsed = self.validate_create(body)
             if isinstance(parsed, str):
@@ -333,7 +320,7 @@ class FalSandbox(VendorSandbox):
                 if cached is not None:
                     if cached.fingerprint != fingerprint:
                         return fal_error(400, "validation_error", "Idempotency-Key was already used with different request parameters")
-                    if gate.fault == "lost":
+                    if call.fault == "lost":
                         return await self.lost_response()
                     return JSONResponse(cached.body, status_code=201)
             placed_sector, has_room = self._place(instance_type, sector)
@@ -344,23 +331,20 @@ class FalSandbox(VendorSandbox):
             response_body = self.render(inst)
             if idem_key is not None:
                 self.idempotency[(account, idem_key)] = _CachedCreate(self.now(), fingerprint, response_body)
-            if gate.fault == "lost":
+            if call.fault == "lost":
                 return await self.lost_response()
             return JSONResponse(response_body, status_code=201)
 
         @app.delete(API_PREFIX + "/{instance_id}")
         async def delete_instance(instance_id: str, request: Request) -> Response:
-            account, denied = self.authenticate(request)
-            if denied is not None:
-                return denied
-            assert account is not None
-            gate = await self.before_call(account, RATE_BUCKET, DELETE_FAULTS, instance_id=instance_id)
-            if gate.response is not None:
-                return gate.response
+            call = await self.open_call(request, RATE_BUCKET, DELETE_FAULTS, instance_id=instance_id)
+            if not isinstance(call, Call):
+                return call
+            account = call.account
             inst = self.live_instance(account, instance_id)
             if inst is None:
                 return fal_error(404, "not_found", MSG_NOT_FOUND)
-            if gate.fault != "ignored_delete":
+            if call.fault != "ignored_delete":
                 self.record_delete(inst)
             return Response(status_code=204)
 

@@ -31,35 +31,33 @@ import base64
 import binascii
 import json
 import random
-import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gpusupply.core.ratelimit import Gcra
 from gpusupply.sandbox.common import (
     CREATE_FAULTS,
     DELETE_FAULTS,
     READ_FAULTS,
-    Gate,
+    BodyNotJson,
+    Call,
     Phase,
     SandboxConfig,
     SimInstance,
     VendorSandbox,
+    is_ssh_public_key,
+    read_json,
 )
+from gpusupply.vendors.lambdalabs import LIMITS
 
 API_PREFIX = "/api/v1"
 
-# Documented limits per key: the whole API about 1 request/s, launch 1 per 12 s ("or five per
-# minute"). (rate per second, burst); "api" applies to every route, "launch" to launch as well.
-KEY_LIMIT: tuple[float, float] = (1.0, 2.0)
-LAUNCH_LIMIT: tuple[float, float] = (1.0 / 12.0, 2.0)
-DEFAULT_RATE_LIMITS: dict[str, tuple[float, float]] = {"api": KEY_LIMIT, "launch": LAUNCH_LIMIT}
+# Documented limits per key (vendors/lambdalabs.LIMITS): the whole API about 1 request/s, launch 1
+# per 12 s ("or five per minute"). "api" applies to every route, "launch" to launch as well.
+assert LIMITS.key is not None  # Lambda limits the key as a whole
+DEFAULT_RATE_LIMITS: dict[str, tuple[float, float]] = {"api": LIMITS.key, "launch": LIMITS.routes["launch"]}
 
 DEFAULT_INSTANCE_QUOTA = 100
 MAX_NAME = 64
@@ -154,7 +152,6 @@ STATUS_BY_PHASE = {
 }
 ADDRESSED_PHASES = frozenset({Phase.RUNNING, Phase.REBOOTING})
 
-_SSH_KEY = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[\w@.-]+) ([A-Za-z0-9+/=]+)(\s.*)?$")
 
 
 @dataclass
@@ -198,17 +195,6 @@ def invalid(message: str) -> JSONResponse:
     return failed(400, (INVALID_PARAMETERS, message, None))
 
 
-def valid_public_key(key: str) -> bool:
-    match = _SSH_KEY.match(key.strip())
-    if match is None:
-        return False
-    try:
-        base64.b64decode(match.group(4), validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    return True
-
-
 def api_key_from(header: str) -> str | None:
     """The API key of an Authorization header: `Bearer <key>`, `Basic base64(<key>:)` or
     `Basic <key>` (both Basic forms are documented)."""
@@ -231,6 +217,7 @@ def api_key_from(header: str) -> str | None:
 class LambdaSandbox(VendorSandbox):
     name = "lambda"
     rate_limits = DEFAULT_RATE_LIMITS
+    key_bucket = "api"  # the key's limit, on every route; launch has its own besides
 
     def __init__(self, config: SandboxConfig | None = None):
         super().__init__(config)
@@ -241,24 +228,6 @@ class LambdaSandbox(VendorSandbox):
         self._id_rng = random.Random(f"lambda-ids:{self.config.seed}")
         self._malformed_served = 0
 
-    # ----- rate limits: the key's limit on every route, and launch's own ------------------------
-    def check_rate(self, account: str, endpoint: str) -> float | None:
-        if not self.config.rate_limits:
-            return None
-        waits = []
-        for bucket in ("api", endpoint) if endpoint == "launch" else ("api",):
-            rate, burst = self.rate_limits[bucket]
-            limiter = self._limiters.get((account, bucket))
-            if limiter is None:
-                limiter = self._limiters[(account, bucket)] = Gcra(rate * self.config.rate_scale, burst)
-            ok, wait = limiter.try_acquire(time.monotonic())
-            if not ok:
-                waits.append(wait)
-        if waits:
-            self.rate_limited += 1
-            return max(waits)
-        return None
-
     # ----- rendering ---------------------------------------------------------------------------
     def error_response(self, status: int, kind: str, *, retry_after: float | None = None, endpoint: str = "", message: str | None = None) -> Response:
         headers = {"Retry-After": f"{max(retry_after, 0.001):.3f}"} if retry_after is not None else None
@@ -266,10 +235,19 @@ class LambdaSandbox(VendorSandbox):
             return failed(429, ERR_RATE_LIMITED, headers=headers)
         return failed(status, ERR_INTERNAL if status == 500 else ERR_PROVIDER, headers=headers)
 
-    def answer(self, body: dict[str, Any], gate: Gate) -> Response:
+    def authenticate(self, request: Request) -> str | Response:
+        account = api_key_from(request.headers.get("Authorization", ""))
+        return account if account is not None else failed(401, ERR_UNAUTHORIZED)
+
+    def route_error(self, status: int, detail: str) -> Response:
+        if status == 404:
+            return failed(404, (DOES_NOT_EXIST, "Not found.", "Check the URL of the request."))
+        return invalid(detail)
+
+    def answer(self, body: dict[str, Any], fault: str | None) -> Response:
         """The real answer, or a malformed one when the gate drew "malformed" (cycling through a
         truncated body, the wrong shape of `data`, and an HTML error page under 200)."""
-        if gate.fault != "malformed":
+        if fault != "malformed":
             return JSONResponse(body)
         variant = self._malformed_served % 3
         self._malformed_served += 1
@@ -341,51 +319,31 @@ class LambdaSandbox(VendorSandbox):
     def create_app(self) -> FastAPI:
         app = super().create_app()
 
-        @app.exception_handler(StarletteHTTPException)
-        async def vendor_http_error(request: Request, exc: StarletteHTTPException) -> Response:
-            if request.url.path.startswith("/_sandbox"):
-                return await http_exception_handler(request, exc)
-            if exc.status_code == 404:
-                return failed(404, (DOES_NOT_EXIST, "Not found.", "Check the URL of the request."))
-            return invalid(str(exc.detail))
-
-        def account_of(request: Request) -> str | None:
-            return api_key_from(request.headers.get("Authorization", ""))
-
         async def json_body(request: Request) -> dict[str, Any] | None:
             try:
-                body = json.loads(await request.body() or b"null")
-            except (json.JSONDecodeError, UnicodeDecodeError):
+                body = await read_json(request)
+            except BodyNotJson:
                 return None
             return body if isinstance(body, dict) else None
 
-        async def gate_for(
-            request: Request, endpoint: str, extra: tuple[str, ...] = (), instance_id: str | None = None
-        ) -> tuple[str | None, Response | Gate]:
-            account = account_of(request)
-            if account is None:
-                return None, failed(401, ERR_UNAUTHORIZED)
-            gate = await self.before_call(account, endpoint, extra, instance_id=instance_id)
-            return account, (gate.response if gate.response is not None else gate)
-
         @app.get(API_PREFIX + "/instance-types")
         async def instance_types(request: Request) -> Response:
-            account, gate = await gate_for(request, "instance_types", ("malformed",))
-            if not isinstance(gate, Gate):
-                return gate
+            call = await self.open_call(request, "instance_types", ("malformed",))
+            if not isinstance(call, Call):
+                return call
             data = {
                 spec.name: {"instance_type": spec.as_json(), "regions_with_capacity_available": self.regions_with_capacity(spec.name)}
                 for spec in self.types.values()
             }
-            return self.answer({"data": data}, gate)
+            return self.answer({"data": data}, call.fault)
 
         @app.post(API_PREFIX + "/instance-operations/launch")
         async def launch(request: Request) -> Response:
             body = await json_body(request)  # read first: a late launch outlives its client's connection
-            account, gate = await gate_for(request, "launch", CREATE_FAULTS)
-            if not isinstance(gate, Gate):
-                return gate
-            assert account is not None
+            call = await self.open_call(request, "launch", CREATE_FAULTS)
+            if not isinstance(call, Call):
+                return call
+            account = call.account
             if body is None:
                 return invalid("Invalid request data: the body is not a JSON object.")
             region, type_name, keys = body.get("region_name"), body.get("instance_type_name"), body.get("ssh_key_names")
@@ -420,37 +378,37 @@ class LambdaSandbox(VendorSandbox):
             self.capacity[(type_name, region)] -= 1
             instance = self.new_instance(account, name, spec, region, key, user_data)
             self.record_create(instance, instance_type=type_name, region=region, ssh_key_name=key.name, user_data=user_data)
-            if gate.fault == "lost":
+            if call.fault == "lost":
                 return await self.lost_response()
             return JSONResponse({"data": {"instance_ids": [instance.id]}})
 
         @app.get(API_PREFIX + "/instances")
         async def list_instances(request: Request) -> Response:
-            account, gate = await gate_for(request, "list", ("malformed",))
-            if not isinstance(gate, Gate):
-                return gate
-            assert account is not None
+            call = await self.open_call(request, "list", ("malformed",))
+            if not isinstance(call, Call):
+                return call
+            account = call.account
             cluster = request.query_params.get("cluster_id")
             rows = [] if cluster else [self.instance_json(i) for i in self.visible_instances(account)]
-            return self.answer({"data": rows}, gate)
+            return self.answer({"data": rows}, call.fault)
 
         @app.get(API_PREFIX + "/instances/{instance_id}")
         async def get_instance(request: Request, instance_id: str) -> Response:
-            account, gate = await gate_for(request, "get", READ_FAULTS, instance_id)
-            if not isinstance(gate, Gate):
-                return gate
-            assert account is not None
-            inst = None if gate.fault == "phantom_404" else self.visible_instance(account, instance_id)
+            call = await self.open_call(request, "get", READ_FAULTS, instance_id=instance_id)
+            if not isinstance(call, Call):
+                return call
+            account = call.account
+            inst = None if call.fault == "phantom_404" else self.visible_instance(account, instance_id)
             if inst is None:
                 return failed(404, ERR_INSTANCE_NOT_FOUND)
             return JSONResponse({"data": self.instance_json(inst)})
 
         @app.post(API_PREFIX + "/instances/{instance_id}")
         async def update_instance(request: Request, instance_id: str) -> Response:
-            account, gate = await gate_for(request, "update")
-            if not isinstance(gate, Gate):
-                return gate
-            assert account is not None
+            call = await self.open_call(request, "update")
+            if not isinstance(call, Call):
+                return call
+            account = call.account
             inst = self.visible_instance(account, instance_id)
             if inst is None:
                 return failed(404, ERR_INSTANCE_NOT_FOUND)
@@ -461,27 +419,27 @@ class LambdaSandbox(VendorSandbox):
             inst.marker = name
             return JSONResponse({"data": self.instance_json(inst)})
 
-        async def by_ids(request: Request, endpoint: str, extra: tuple[str, ...] = ()) -> tuple[list[SimInstance], Gate | Response]:
+        async def by_ids(request: Request, endpoint: str, extra: tuple[str, ...] = ()) -> tuple[list[SimInstance], Call | Response]:
             body = await json_body(request)
             ids = body.get("instance_ids") if body is not None else None
             single = ids[0] if isinstance(ids, list) and len(ids) == 1 and isinstance(ids[0], str) else None
-            account, gate = await gate_for(request, endpoint, extra, single)
-            if not isinstance(gate, Gate):
-                return [], gate
-            assert account is not None
+            call = await self.open_call(request, endpoint, extra, instance_id=single)
+            if not isinstance(call, Call):
+                return [], call
+            account = call.account
             if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
                 # The document lists no 400 here: an empty or missing list names no instance.
                 return [], failed(404, ERR_INSTANCE_NOT_FOUND)
             found = [self.visible_instance(account, i) for i in dict.fromkeys(ids)]
             if any(i is None for i in found):
                 return [], failed(404, ERR_INSTANCE_NOT_FOUND)  # all or nothing
-            return [i for i in found if i is not None], gate
+            return [i for i in found if i is not None], call
 
         @app.post(API_PREFIX + "/instance-operations/restart")
         async def restart(request: Request) -> Response:
-            found, gate = await by_ids(request, "restart")
-            if not isinstance(gate, Gate):
-                return gate
+            found, call = await by_ids(request, "restart")
+            if not isinstance(call, Call):
+                return call
             now = self.now()
             for inst in found:
                 if inst.phase(now, self.faults) != Phase.PREEMPTED:
@@ -490,11 +448,11 @@ class LambdaSandbox(VendorSandbox):
 
         @app.post(API_PREFIX + "/instance-operations/terminate")
         async def terminate(request: Request) -> Response:
-            found, gate = await by_ids(request, "terminate", DELETE_FAULTS)
-            if not isinstance(gate, Gate):
-                return gate
+            found, call = await by_ids(request, "terminate", DELETE_FAULTS)
+            if not isinstance(call, Call):
+                return call
             shown = [self.instance_json(i, status="terminating") for i in found]
-            if gate.fault == "ignored_delete":
+            if call.fault == "ignored_delete":
                 return JSONResponse({"data": {"terminated_instances": shown}})  # acknowledged, nothing done
             for inst in found:
                 self.record_delete(inst)
@@ -504,18 +462,18 @@ class LambdaSandbox(VendorSandbox):
 
         @app.get(API_PREFIX + "/ssh-keys")
         async def list_ssh_keys(request: Request) -> Response:
-            account, gate = await gate_for(request, "ssh_keys", ("malformed",))
-            if not isinstance(gate, Gate):
-                return gate
-            assert account is not None
-            return self.answer({"data": [k.as_json() for k in self.ssh_keys.get(account, [])]}, gate)
+            call = await self.open_call(request, "ssh_keys", ("malformed",))
+            if not isinstance(call, Call):
+                return call
+            account = call.account
+            return self.answer({"data": [k.as_json() for k in self.ssh_keys.get(account, [])]}, call.fault)
 
         @app.post(API_PREFIX + "/ssh-keys")
         async def add_ssh_key(request: Request) -> Response:
-            account, gate = await gate_for(request, "ssh_keys", ("lost",))
-            if not isinstance(gate, Gate):
-                return gate
-            assert account is not None
+            call = await self.open_call(request, "ssh_keys", ("lost",))
+            if not isinstance(call, Call):
+                return call
+            account = call.account
             body = await json_body(request)
             if body is None:
                 return invalid("Invalid request data: the body is not a JSON object.")
@@ -524,23 +482,23 @@ class LambdaSandbox(VendorSandbox):
                 return invalid(f"Invalid request data: name must be 1 to {MAX_SSH_KEY_NAME} characters.")
             if public_key is None:
                 return invalid("Invalid request data: this sandbox does not generate key pairs; send public_key.")
-            if not isinstance(public_key, str) or len(public_key) > MAX_PUBLIC_KEY or not valid_public_key(public_key):
+            if not isinstance(public_key, str) or len(public_key) > MAX_PUBLIC_KEY or not is_ssh_public_key(public_key):
                 return invalid("Invalid request data: public_key is not a valid SSH public key.")
             keys = self.ssh_keys.setdefault(account, [])
             if any(k.name == name.strip() for k in keys):
                 return invalid(f"Invalid request data: an SSH key named {name.strip()!r} already exists.")
             key = SshKey(f"{self._id_rng.getrandbits(128):032x}", name.strip(), public_key.strip())
             keys.append(key)
-            if gate.fault == "lost":
+            if call.fault == "lost":
                 return await self.lost_response()
             return JSONResponse({"data": key.as_json()})
 
         @app.delete(API_PREFIX + "/ssh-keys/{key_id}")
         async def delete_ssh_key(request: Request, key_id: str) -> Response:
-            account, gate = await gate_for(request, "ssh_keys")
-            if not isinstance(gate, Gate):
-                return gate
-            assert account is not None
+            call = await self.open_call(request, "ssh_keys")
+            if not isinstance(call, Call):
+                return call
+            account = call.account
             keys = self.ssh_keys.get(account, [])
             key = next((k for k in keys if k.id == key_id), None)
             if key is None:

@@ -14,51 +14,45 @@ Inferred where Nebula documents nothing (docs/vendors/nebula.md says so):
 - `limit` defaults to 100 on the instance lists, as documented for `/ssh-keys`.
 - Stock is vendor-wide: a create takes one unit, a delete gives it back; 0 -> "out of stock".
 - Container products expose SSH through a mapped port, `exposed_ports` = "<public>:22".
+
+Over 600 lines as one cohesive thing: Nebula's inventory, envelopes and routes, which read best
+together; the plumbing every vendor shares is in common.py.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import random
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpusupply.sandbox.common import (
     CREATE_FAULTS,
     DELETE_FAULTS,
     READ_FAULTS,
-    Gate,
+    BodyNotJson,
+    Call,
     Phase,
     SandboxConfig,
     SimInstance,
     VendorSandbox,
+    authorization_token,
+    is_ssh_public_key,
+    read_json,
 )
 from gpusupply.sandbox.inventory import SIM_GPUS, SimGpu, price
+from gpusupply.vendors.nebula import LIMITS
 
 API_PREFIX = "/api/v1"
 
 # Route group -> (requests per second, burst), per API key. Nebula documents no limits: these are
-# our defaults, scaled by `SandboxConfig.rate_scale`.
-DEFAULT_RATE_LIMITS: dict[str, tuple[float, float]] = {
-    "products": (2.0, 5.0),
-    "images": (2.0, 5.0),
-    "create": (1.0, 3.0),
-    "list": (5.0, 10.0),
-    "detail": (10.0, 20.0),
-    "delete": (5.0, 10.0),
-    "action": (2.0, 5.0),
-    "ssh_keys": (2.0, 5.0),
-}
+# the ones the adapter assumes (vendors/nebula.LIMITS), scaled by `SandboxConfig.rate_scale`.
+DEFAULT_RATE_LIMITS = LIMITS.routes
 
 DEFAULT_PAGE_LIMIT = 100  # documented for /ssh-keys; used for the instance lists too
 MAX_PAGE_LIMIT = 1000
@@ -112,7 +106,6 @@ STATUS_BY_PHASE = {
 }
 ADDRESSED_PHASES = frozenset({Phase.RUNNING, Phase.STOPPING, Phase.STOPPED, Phase.STARTING, Phase.REBOOTING})
 
-_SSH_KEY = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[\w@.-]+) ([A-Za-z0-9+/=]+)(\s.*)?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,17 +259,6 @@ def parse_paging(request: Request) -> tuple[int, int] | None:
     return limit, offset
 
 
-def valid_ssh_key(key_data: str) -> bool:
-    match = _SSH_KEY.match(key_data.strip())
-    if match is None:
-        return False
-    try:
-        base64.b64decode(match.group(4), validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    return True
-
-
 class NebulaSandbox(VendorSandbox):
     name = "nebula"
     rate_limits = DEFAULT_RATE_LIMITS
@@ -301,10 +283,17 @@ class NebulaSandbox(VendorSandbox):
             message = MSG_RATE_LIMITED if status == 429 else MSG_SERVER_ERRORS.get(status, kind)
         return failed(status, message, headers=headers)
 
-    def answer(self, body: dict[str, Any], gate: Gate) -> Response:
+    def authenticate(self, request: Request) -> str | Response:
+        account = authorization_token(request)
+        return account if account is not None else failed(401, MSG_UNAUTHORIZED)
+
+    def route_error(self, status: int, detail: str) -> Response:
+        return failed(status, detail)
+
+    def answer(self, body: dict[str, Any], fault: str | None) -> Response:
         """The real answer, or a malformed one when the gate drew "malformed" (cycling through a
         truncated body, the wrong shape of `data`, and a list shorter than its own count)."""
-        if gate.fault != "malformed":
+        if fault != "malformed":
             return JSONResponse(body)
         variant = self._malformed_served % 3
         self._malformed_served += 1
@@ -399,60 +388,39 @@ class NebulaSandbox(VendorSandbox):
     def create_app(self) -> FastAPI:
         app = super().create_app()
 
-        @app.exception_handler(StarletteHTTPException)
-        async def vendor_http_error(request: Request, exc: StarletteHTTPException) -> Response:
-            if request.url.path.startswith("/_sandbox"):
-                return await http_exception_handler(request, exc)
-            return failed(exc.status_code, str(exc.detail))
-
-        def account_of(request: Request) -> str | None:
-            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-            token = token.strip()
-            if scheme.lower() != "bearer" or not token:
-                return None
-            return token
-
         async def json_body(request: Request) -> dict[str, Any] | None:
             try:
-                body = json.loads(await request.body() or b"null")
-            except (json.JSONDecodeError, UnicodeDecodeError):
+                body = await read_json(request)
+            except BodyNotJson:
                 return None
             return body if isinstance(body, dict) else None
 
         @app.get(API_PREFIX + "/computing/products")
         async def list_products(request: Request) -> Response:
-            account = account_of(request)
-            if account is None:
-                return failed(401, MSG_UNAUTHORIZED)
-            gate = await self.before_call(account, "products", ("malformed",))
-            if gate.response is not None:
-                return gate.response
+            call = await self.open_call(request, "products", ("malformed",))
+            if not isinstance(call, Call):
+                return call
             nested: dict[str, dict[str, list[dict[str, Any]]]] = {}
             for product in self.products.values():
                 nested.setdefault(product.dc.region, {}).setdefault(product.gpu.nebula_family, []).append(product.as_json())
-            return self.answer(envelope(MSG_PRODUCTS, nested), gate)
+            return self.answer(envelope(MSG_PRODUCTS, nested), call.fault)
 
         @app.get(API_PREFIX + "/computing/images")
         async def list_images(request: Request) -> Response:
-            account = account_of(request)
-            if account is None:
-                return failed(401, MSG_UNAUTHORIZED)
-            gate = await self.before_call(account, "images", ("malformed",))
-            if gate.response is not None:
-                return gate.response
+            call = await self.open_call(request, "images", ("malformed",))
+            if not isinstance(call, Call):
+                return call
             by_region: dict[str, list[dict[str, Any]]] = {}
             for image in self.images.values():
                 by_region.setdefault(image.region, []).append(image.as_json())
-            return self.answer(envelope(MSG_IMAGES, by_region), gate)
+            return self.answer(envelope(MSG_IMAGES, by_region), call.fault)
 
         @app.post(API_PREFIX + "/computing/instance")
         async def create_instance(request: Request) -> Response:
-            account = account_of(request)
-            if account is None:
-                return failed(401, MSG_UNAUTHORIZED)
-            gate = await self.before_call(account, "create", CREATE_FAULTS)
-            if gate.response is not None:
-                return gate.response
+            call = await self.open_call(request, "create", CREATE_FAULTS)
+            if not isinstance(call, Call):
+                return call
+            account = call.account
             body = await json_body(request)
             if body is None:
                 return failed(400, MSG_INVALID_JSON)
@@ -485,17 +453,15 @@ class NebulaSandbox(VendorSandbox):
             product.stock -= 1
             instance = self.new_instance(account, name, product, image)
             self.record_create(instance, product_id=product.id, image_id=image.id, ssh_key_id=key.id)
-            if gate.fault == "lost":
+            if call.fault == "lost":
                 return await self.lost_response()
             return JSONResponse(envelope(MSG_CREATED, include_data=False))
 
         async def instance_list(request: Request, gone: bool) -> Response:
-            account = account_of(request)
-            if account is None:
-                return failed(401, MSG_UNAUTHORIZED)
-            gate = await self.before_call(account, "list", ("malformed",))
-            if gate.response is not None:
-                return gate.response
+            call = await self.open_call(request, "list", ("malformed",))
+            if not isinstance(call, Call):
+                return call
+            account = call.account
             paging = parse_paging(request)
             if paging is None:
                 return failed(400, MSG_BAD_PAGING)
@@ -504,7 +470,7 @@ class NebulaSandbox(VendorSandbox):
             instances = self.gone_instances(account) if gone else self.account_instances(account)
             rows = [self.instance_row(i) for i in instances]
             message = MSG_DELETED_INSTANCES if gone else MSG_INSTANCES
-            return self.answer(envelope(message, rows[offset : offset + limit], total_instance=len(rows)), gate)
+            return self.answer(envelope(message, rows[offset : offset + limit], total_instance=len(rows)), call.fault)
 
         @app.get(API_PREFIX + "/computing/instances")
         async def list_instances(request: Request) -> Response:
@@ -516,29 +482,25 @@ class NebulaSandbox(VendorSandbox):
 
         @app.get(API_PREFIX + "/computing/instance/{instance_id}")
         async def instance_detail(request: Request, instance_id: str) -> Response:
-            account = account_of(request)
-            if account is None:
-                return failed(401, MSG_UNAUTHORIZED)
-            gate = await self.before_call(account, "detail", READ_FAULTS, instance_id=instance_id)
-            if gate.response is not None:
-                return gate.response
-            inst = None if gate.fault == "phantom_404" else self.live_instance(account, instance_id)
+            call = await self.open_call(request, "detail", READ_FAULTS, instance_id=instance_id)
+            if not isinstance(call, Call):
+                return call
+            account = call.account
+            inst = None if call.fault == "phantom_404" else self.live_instance(account, instance_id)
             if inst is None:
                 return failed(404, MSG_INSTANCE_NOT_FOUND)
             return JSONResponse(envelope(MSG_DETAIL, [self.instance_detail(inst)]))
 
         @app.delete(API_PREFIX + "/computing/instance/{instance_id}")
         async def delete_instance(request: Request, instance_id: str) -> Response:
-            account = account_of(request)
-            if account is None:
-                return failed(401, MSG_UNAUTHORIZED)
-            gate = await self.before_call(account, "delete", DELETE_FAULTS, instance_id=instance_id)
-            if gate.response is not None:
-                return gate.response
+            call = await self.open_call(request, "delete", DELETE_FAULTS, instance_id=instance_id)
+            if not isinstance(call, Call):
+                return call
+            account = call.account
             inst = self.live_instance(account, instance_id)
             if inst is None:
                 return failed(404, MSG_INSTANCE_NOT_FOUND)
-            if gate.fault == "ignored_delete":
+            if call.fault == "ignored_delete":
                 return JSONResponse(envelope(MSG_DELETED, include_data=False))
             self.close_run(inst)
             self.record_delete(inst)
@@ -551,12 +513,10 @@ class NebulaSandbox(VendorSandbox):
         async def instance_action(request: Request, instance_id: str, action: str) -> Response:
             if action not in MSG_ACTIONS:
                 return failed(404, "Not Found")
-            account = account_of(request)
-            if account is None:
-                return failed(401, MSG_UNAUTHORIZED)
-            gate = await self.before_call(account, "action")
-            if gate.response is not None:
-                return gate.response
+            call = await self.open_call(request, "action")
+            if not isinstance(call, Call):
+                return call
+            account = call.account
             inst = self.live_instance(account, instance_id)
             if inst is None:
                 return failed(404, MSG_INSTANCE_NOT_FOUND)
@@ -579,12 +539,10 @@ class NebulaSandbox(VendorSandbox):
 
         @app.get(API_PREFIX + "/ssh-keys")
         async def list_ssh_keys(request: Request) -> Response:
-            account = account_of(request)
-            if account is None:
-                return failed(401, MSG_UNAUTHORIZED)
-            gate = await self.before_call(account, "ssh_keys", ("malformed",))
-            if gate.response is not None:
-                return gate.response
+            call = await self.open_call(request, "ssh_keys", ("malformed",))
+            if not isinstance(call, Call):
+                return call
+            account = call.account
             paging = parse_paging(request)
             if paging is None:
                 return failed(400, MSG_BAD_PAGING)
@@ -594,39 +552,35 @@ class NebulaSandbox(VendorSandbox):
                 {"id": k.id, "key_name": k.key_name, "key_data": k.key_data, "create_time": est_time(k.created_at)}
                 for k in keys[offset : offset + limit]
             ]
-            return self.answer(envelope(MSG_SSH_KEYS, {"total_ssh_keys": len(keys), "ssh_keys": rows}), gate)
+            return self.answer(envelope(MSG_SSH_KEYS, {"total_ssh_keys": len(keys), "ssh_keys": rows}), call.fault)
 
         @app.post(API_PREFIX + "/ssh-keys")
         async def create_ssh_key(request: Request) -> Response:
-            account = account_of(request)
-            if account is None:
-                return failed(401, MSG_UNAUTHORIZED)
-            gate = await self.before_call(account, "ssh_keys", ("lost",))
-            if gate.response is not None:
-                return gate.response
+            call = await self.open_call(request, "ssh_keys", ("lost",))
+            if not isinstance(call, Call):
+                return call
+            account = call.account
             body = await json_body(request)
             if body is None:
                 return failed(400, MSG_INVALID_JSON)
             key_name, key_data = body.get("key_name"), body.get("key_data")
             if not isinstance(key_name, str) or not key_name.strip():
                 return failed(400, "key_name is required")
-            if not isinstance(key_data, str) or not valid_ssh_key(key_data):
+            if not isinstance(key_data, str) or not is_ssh_public_key(key_data):
                 return failed(400, MSG_INVALID_SSH_KEY)
             key = SshKey(next(self._ssh_key_ids), key_name.strip(), key_data.strip(), self.now())
             self.ssh_keys.setdefault(account, []).append(key)
-            if gate.fault == "lost":
+            if call.fault == "lost":
                 return await self.lost_response()
             data = {"id": key.id, "key_name": key.key_name, "key_data": key.key_data, "create_time": str(int(key.created_at))}
             return JSONResponse(envelope(MSG_SSH_KEY_CREATED, data))
 
         @app.delete(API_PREFIX + "/ssh-keys/{key_id}")
         async def delete_ssh_key(request: Request, key_id: str) -> Response:
-            account = account_of(request)
-            if account is None:
-                return failed(401, MSG_UNAUTHORIZED)
-            gate = await self.before_call(account, "ssh_keys")
-            if gate.response is not None:
-                return gate.response
+            call = await self.open_call(request, "ssh_keys")
+            if not isinstance(call, Call):
+                return call
+            account = call.account
             keys = self.ssh_keys.get(account, [])
             key = next((k for k in keys if str(k.id) == key_id), None)
             if key is None:

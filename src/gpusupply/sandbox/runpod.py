@@ -15,7 +15,7 @@ null where it failed, the no-capacity message RunPod sends, `podTerminate` retur
 EXITED with no GPU.
 
 Inferred where RunPod documents nothing (the docs page says so):
-- Rate limits: `ASSUMED_RATE_LIMITS` of the adapter module, per key and operation group, answered
+- Rate limits: `LIMITS` of the adapter module, per key and operation group, answered
   with HTTP 429, `errors[]` and `Retry-After`.
 - Capacity is machines per data center: a pod takes its GPUs from one machine; a stop keeps them
   (RunPod keeps a stopped pod on its host), a terminate or a preemption frees them.
@@ -25,6 +25,9 @@ Inferred where RunPod documents nothing (the docs page says so):
   `podTerminate` (answered, nothing deleted).
 - A key is bad when it is not 8-128 characters of letters, digits, `_` and `-`, or starts with
   `revoked`.
+
+Over 600 lines as one cohesive thing: RunPod's GraphQL schema, its resolvers and the one route that
+serves them, which read best together.
 """
 
 from __future__ import annotations
@@ -55,16 +58,18 @@ from gpusupply.sandbox.common import (
     CREATE_FAULTS,
     DELETE_FAULTS,
     READ_FAULTS,
+    BodyNotJson,
     FaultInjector,
-    Gate,
     Phase,
     SandboxConfig,
     SimInstance,
     VendorSandbox,
     account_fingerprint,
+    authorization_token,
+    read_json,
 )
 from gpusupply.sandbox.inventory import SIM_GPUS, price
-from gpusupply.vendors.runpod import ASSUMED_RATE_LIMITS, OPERATION_GROUPS
+from gpusupply.vendors.runpod import LIMITS, OPERATION_GROUPS
 
 SCHEMA_SDL = """
 scalar Void
@@ -262,7 +267,7 @@ def graphql_error(message: str, code: str, *, status: int, headers: dict[str, st
 
 class RunPodSandbox(VendorSandbox):
     name = "runpod"
-    rate_limits = ASSUMED_RATE_LIMITS
+    rate_limits = LIMITS.routes
     preempts_only_spot = True
 
     def __init__(self, config: SandboxConfig | None = None):
@@ -528,19 +533,17 @@ class RunPodSandbox(VendorSandbox):
         return None
 
     # ----- HTTP ----------------------------------------------------------------------------------
-    @staticmethod
-    def read_key(request: Request) -> str | None:
-        scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
-        key = token.strip() if scheme.lower() == "bearer" else ""
-        key = key or request.query_params.get("api_key", "")
+    def authenticate(self, request: Request) -> str | Response:
+        """`Authorization: Bearer <key>` or `?api_key=`; a malformed or revoked key is refused (401)."""
+        key = authorization_token(request) or request.query_params.get("api_key", "")
         if not _KEY.match(key) or key.startswith(REVOKED_KEY_PREFIX):
-            return None
+            return graphql_error(MSG_UNAUTHORIZED, "UNAUTHENTICATED", status=401)
         return key
 
-    def answer(self, body: dict[str, Any], gate: Gate) -> Response:
+    def answer(self, body: dict[str, Any], fault: str | None) -> Response:
         """The real answer, or, when the gate drew "malformed", one of: a truncated body, a list
         that is an object, a pod without its id (or `data` null without errors)."""
-        if gate.fault != "malformed":
+        if fault != "malformed":
             return JSONResponse(body)
         variant = self._malformed_served % 3
         self._malformed_served += 1
@@ -563,12 +566,12 @@ class RunPodSandbox(VendorSandbox):
 
         @app.post("/graphql")
         async def graphql_endpoint(request: Request) -> Response:
-            account = self.read_key(request)
-            if account is None:
-                return graphql_error(MSG_UNAUTHORIZED, "UNAUTHENTICATED", status=401)
+            account = self.authenticate(request)
+            if isinstance(account, Response):
+                return account
             try:
-                payload = json.loads(await request.body() or b"null")
-            except (json.JSONDecodeError, UnicodeDecodeError):
+                payload = await read_json(request)
+            except BodyNotJson:
                 payload = None
             if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
                 return graphql_error(MSG_BAD_BODY, "BAD_REQUEST", status=400)
@@ -587,6 +590,7 @@ class RunPodSandbox(VendorSandbox):
             group = OPERATION_GROUPS.get(field.name.value, "other") if field is not None else "other"
             extra = FAULTS_BY_FIELD.get(field.name.value if field is not None else "", ())
             pod_id = root_pod_id(field, variables) if extra in (READ_FAULTS, DELETE_FAULTS) else None
+            # Authenticated above, before the body was read: the gate follows, as for every vendor.
             gate = await self.before_call(account, group, extra, instance_id=pod_id)
             if gate.response is not None:
                 return gate.response
@@ -598,7 +602,7 @@ class RunPodSandbox(VendorSandbox):
             body: dict[str, Any] = {"data": result.data}  # type: ignore[dict-item]
             if result.errors:
                 body["errors"] = [e.formatted for e in result.errors]
-            return self.answer(body, gate)
+            return self.answer(body, gate.fault)
 
         return app
 

@@ -51,20 +51,12 @@ from gpusupply.services.budgets import (
 )
 from gpusupply.services.keys import Principal
 from gpusupply.services.offers import OffersRequest, normalized_document, query_from_request
+from gpusupply.vendors.registry import cloud_init_forms
 
 MAX_CLOUD_INIT_BYTES = 64 * 1024
 MAX_SSH_KEY_CHARS = 16 * 1024
 MAX_IDEMPOTENCY_KEY_CHARS = 200
 CLOUD_INIT_PREFIXES = ("#cloud-config", "#!/")
-# What each vendor can do with cloud_init; its adapter refuses the rest at create time, so we
-# refuse it here, at once, with a clear 422 (docs/vendors/<vendor>.md). Others take both forms.
-VENDOR_CLOUD_INIT: dict[str, tuple[str, ...]] = {
-    "vast": ("#!/",),  # containers without cloud-init: a script, run once as onstart
-    "fal": (),  # an SSH key only
-    "nebula": (),  # no user data
-    "lambda": ("#cloud-config", "#!/"),  # user_data, run by cloud-init at first boot
-    "runpod": (),  # containers started by their image: no user data
-}
 STATUS_IN_PROGRESS = "provisioning_in_progress"
 
 
@@ -115,10 +107,17 @@ def check_cloud_init(text: str | None) -> str | None:
     return text
 
 
+def accepted_cloud_init(vendor: str) -> tuple[str, ...]:
+    """The cloud_init forms a vendor runs (its VendorSpec; an id no adapter declares: both). Its
+    adapter refuses the rest at create time, so a procurement is refused at once, with a clear 422."""
+    forms = cloud_init_forms(vendor)
+    return CLOUD_INIT_PREFIXES if forms is None else forms
+
+
 def check_cloud_init_for_vendor(vendor: str, cloud_init: str | None) -> None:
     if cloud_init is None:
         return
-    accepted = VENDOR_CLOUD_INIT.get(vendor, CLOUD_INIT_PREFIXES)
+    accepted = accepted_cloud_init(vendor)
     if cloud_init.startswith(accepted):
         return
     loc = ("body", "cloud_init")

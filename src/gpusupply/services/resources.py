@@ -42,11 +42,12 @@ log = logging.getLogger(__name__)
 REFRESH_AFTER = timedelta(seconds=30)  # GET /resources/{id} re-reads the vendor when older
 IN_FLIGHT_ACTIONS = frozenset({ResourceStatus.STOPPING, ResourceStatus.STARTING, ResourceStatus.REBOOTING})
 
-# action -> (status it needs, status it moves to, capability it needs)
-ACTIONS: dict[str, tuple[ResourceStatus, ResourceStatus, str]] = {
-    "stop": (ResourceStatus.RUNNING, ResourceStatus.STOPPING, "stop_start"),
-    "start": (ResourceStatus.STOPPED, ResourceStatus.STARTING, "stop_start"),
-    "reboot": (ResourceStatus.RUNNING, ResourceStatus.REBOOTING, "reboot"),
+# action -> (status it needs, status it moves to); the vendor must support it (Capabilities.supports).
+# The console offers its buttons from this same table (web/views.available_actions).
+ACTIONS: dict[str, tuple[ResourceStatus, ResourceStatus]] = {
+    "stop": (ResourceStatus.RUNNING, ResourceStatus.STOPPING),
+    "start": (ResourceStatus.STOPPED, ResourceStatus.STARTING),
+    "reboot": (ResourceStatus.RUNNING, ResourceStatus.REBOOTING),
 }
 
 
@@ -287,7 +288,7 @@ async def request_action(db: Database, vendors: VendorSet, principal: Principal,
     """Ask the engine to stop, start or reboot the instance."""
     if action not in ACTIONS:
         raise UnprocessableError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}", loc=("path", "action"))
-    needed, moving_to, capability = ACTIONS[action]
+    needed, moving_to = ACTIONS[action]
     async with db.transaction() as session:
         resource = await _lock(session, principal, resource_id)
         if resource.vendor is None:
@@ -295,7 +296,7 @@ async def request_action(db: Database, vendors: VendorSet, principal: Principal,
         adapter = vendors.adapters.get(resource.vendor)
         if adapter is None:
             raise ConflictError(f"cannot {action} resource {resource_id}: vendor {resource.vendor} is not enabled here")
-        if not getattr(adapter.capabilities, capability):
+        if not adapter.capabilities.supports(action):
             raise ConflictError(f"vendor {resource.vendor} does not support {action}")
         if resource.status != needed:
             raise ConflictError(

@@ -1,7 +1,9 @@
-"""The vendor protocol: what the engine and services may ask of any vendor.
+"""The vendor protocol: what the engine and services may ask of any vendor, and how a vendor declares itself.
 
-One module per vendor implements `VendorAdapter` (vendors/vast.py, fal.py, nebula.py). Optional
-operations are declared in `Capabilities`; calling one a vendor lacks raises `Unsupported`.
+One module per vendor implements `VendorAdapter` (vendors/vast.py, fal.py, nebula.py, lambdalabs.py,
+runpod.py) and ends with its `VENDOR_SPEC`: the vendor's id, settings, rate limits and rules, which
+vendors/registry.py collects. Optional operations are declared in `Capabilities`; calling one a
+vendor lacks raises `Unsupported`.
 
 Contract, for every adapter:
 - Every call raises only `gpusupply.core.errors` types (never httpx or KeyError), except a
@@ -19,9 +21,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from uuid import UUID
 
 from gpusupply.core.errors import InvalidRequest
@@ -36,6 +39,9 @@ from gpusupply.core.markers import (
 from gpusupply.core.offers import Offer
 from gpusupply.core.states import InstanceState
 
+if TYPE_CHECKING:
+    from gpusupply.vendors.http import RateLimits
+
 __all__ = ["INSTALLATION_ID_LEN", "MARKER_PREFIX", "Marker", "marker_for", "parse_marker", "resource_id_from_marker"]
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +53,53 @@ class Capabilities:
     spot: bool  # offers include interruptible (spot/bid) contracts
     # Whether a stopped instance still bills its GPUs (documented per vendor, used for cost).
     stopped_bills_gpu: bool = False
+
+    def supports(self, action: str) -> bool:
+        """Whether the vendor can do a resource action ("stop", "start", "reboot"); "delete" always."""
+        if action in ("stop", "start"):
+            return self.stop_start
+        if action == "reboot":
+            return self.reboot
+        return action == "delete"
+
+
+# The user-data forms a vendor can run at first boot (`VendorSpec.cloud_init`).
+CLOUD_CONFIG = "#cloud-config"
+SCRIPT = "#!/"
+
+
+@dataclass(frozen=True, slots=True)
+class VendorOption:
+    """A vendor setting beyond its key and URL: `GPUSUPPLY_<VENDOR>_<NAME>`, read as text and turned
+    into adapter keyword options by `to_options` (empty text: the adapter's default)."""
+
+    name: str  # "price_table" -> GPUSUPPLY_FAL_PRICE_TABLE, Settings.fal_price_table
+    description: str
+    to_options: Callable[[str], dict[str, Any]]
+    default: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class VendorSpec:
+    """Everything the rest of gpusupply knows about a vendor, declared once in its adapter module.
+
+    Settings, the API's vendor checks, the services' rules, the console and the test fixtures read
+    it through vendors/registry.py; nothing else lists vendors.
+    """
+
+    id: str  # "vast": the vendor field, `GPUSUPPLY_<ID>_...` settings, `/available_vendors`
+    name: str  # how people call it: "Vast.ai"
+    adapter: type[Any]  # the `VendorAdapter` class, built as adapter(url, api_key, timeout=, rate_scale=, **options)
+    default_url: str  # GPUSUPPLY_<ID>_URL when unset
+    limits: RateLimits  # documented or assumed; our pacing stays under them and the sandbox enforces them
+    cloud_init: tuple[str, ...]  # user-data forms it runs (CLOUD_CONFIG, SCRIPT); () takes none
+    position: int  # where it is listed (settings default, `/available_vendors`): the order vendors were added
+    options: tuple[VendorOption, ...] = ()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        capabilities: Capabilities = self.adapter.capabilities  # every adapter class declares them
+        return capabilities
 
 
 @dataclass(slots=True)

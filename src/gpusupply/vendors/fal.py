@@ -11,6 +11,7 @@ Mapping from fal JSON to core types lives in the pure module-level functions bel
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -34,8 +35,8 @@ from gpusupply.core.gpus import normalize_gpu
 from gpusupply.core.offers import Offer
 from gpusupply.core.regions import RegionGroup
 from gpusupply.core.states import InstanceState
-from gpusupply.vendors.base import Capabilities, CreateRequest, VendorInstance
-from gpusupply.vendors.http import RetryPolicy, VendorHttp, parse_json, parse_retry_after
+from gpusupply.vendors.base import Capabilities, CreateRequest, VendorInstance, VendorOption, VendorSpec
+from gpusupply.vendors.http import RateLimits, RetryPolicy, VendorHttp, parse_json, parse_retry_after
 
 VENDOR = "fal"
 API_BASE = "/v1"  # fal's documented server is https://api.fal.ai/v1
@@ -56,13 +57,10 @@ RECOVERY_SAFETY_MARGIN_SECONDS = 90.0
 PAGE_LIMIT = 100  # the sandbox's maximum; fal says only "depends on query type"
 MAX_PAGES = 1000
 
-# Pacing (requests/s, burst). fal documents no limit; we assume 10/s per key over all Compute
-# routes (docs/vendors/fal.md), so one pacer covers the key: any route may use the whole rate
-# while the others idle (a burst of creates, then a burst of polls). 95% of the rate and two
-# requests less of burst leave a margin for jitter on the wire.
-KEY_RATE: tuple[float, float] = (9.5, 8.0)
-# Routes with a cap of their own under the key's rate: none.
-RATES: dict[str, tuple[float, float]] = {}
+# fal documents no rate limit; we assume 10 requests/s per key over all Compute routes
+# (docs/vendors/fal.md): one bucket for the key, so any route may use the whole rate while the
+# others idle (a burst of creates, then a burst of polls). The sandbox enforces the same.
+LIMITS = RateLimits(key=(10.0, 10.0), documented=False)
 
 CAPABILITIES = Capabilities(
     stop_start=False, reboot=False, idempotency_key=True, marker=False, spot=False, stopped_bills_gpu=False
@@ -190,7 +188,7 @@ def map_instance(raw: Any, price_table: Mapping[str, float] | None = None) -> Ve
     )
 
 
-def classify_error(status: int, error_type: str | None, message: str, retry_after: float | None) -> VendorError:
+def classify_failure(status: int, error_type: str | None, message: str, retry_after: float | None) -> VendorError:
     """fal's status + envelope type -> typed error, keeping fal's message (pure)."""
     kind = (error_type or "").lower()
     if status == 429 or kind == "rate_limited":
@@ -210,7 +208,8 @@ def classify_error(status: int, error_type: str | None, message: str, retry_afte
     return InvalidRequest(VENDOR, f"request refused ({status})", status=status, vendor_message=message)
 
 
-def fal_classifier(vendor: str, response: httpx.Response) -> VendorError:
+def classify_response(vendor: str, response: httpx.Response) -> VendorError:
+    """The `ErrorClassifier` VendorHttp uses for non-2xx answers."""
     error_type, message = None, ""
     try:
         body = response.json()
@@ -222,7 +221,7 @@ def fal_classifier(vendor: str, response: httpx.Response) -> VendorError:
         message = str(error.get("message") or "")
     if not message:
         message = response.text[:300] if body is None else str(body)[:300]
-    return classify_error(response.status_code, error_type, message, parse_retry_after(response))
+    return classify_failure(response.status_code, error_type, message, parse_retry_after(response))
 
 
 def parse_page(body: Any) -> tuple[list[Any], str | None]:
@@ -283,8 +282,6 @@ class FalAdapter:
         self.page_limit = int(vendor_options.pop("page_limit", PAGE_LIMIT))
         if vendor_options:
             raise TypeError(f"FalAdapter: unknown option(s) {', '.join(sorted(vendor_options))}")
-        if rate_scale <= 0:
-            raise ValueError("rate_scale must be positive")
         if not 1 <= self.page_limit <= PAGE_LIMIT:
             raise ValueError(f"page_limit must be between 1 and {PAGE_LIMIT}")
         self.price_table = {**DEFAULT_PRICE_TABLE, **(validate_price_table(price_table) if price_table else {})}
@@ -292,11 +289,11 @@ class FalAdapter:
             VENDOR,
             base_url.rstrip("/") + API_BASE,
             auth_headers={"Authorization": f"Key {api_key}"},
-            rates={name: (rate * rate_scale, burst) for name, (rate, burst) in RATES.items()},
-            shared_rate=(KEY_RATE[0] * rate_scale, KEY_RATE[1]),
+            limits=LIMITS,
+            rate_scale=rate_scale,
             timeout=timeout,
             retry=retry,
-            classifier=fal_classifier,
+            classifier=classify_response,
             transport=transport,
         )
 
@@ -402,3 +399,26 @@ class FalAdapter:
 
     async def reboot(self, vendor_instance_id: str) -> None:
         raise Unsupported(VENDOR, "fal Compute has no reboot")
+
+
+def price_table_option(text: str) -> dict[str, Any]:
+    """GPUSUPPLY_FAL_PRICE_TABLE (JSON) -> the adapter's `price_table` option."""
+    return {"price_table": json.loads(text)} if text else {}
+
+
+VENDOR_SPEC = VendorSpec(
+    id=VENDOR,
+    name="fal.ai Compute",
+    adapter=FalAdapter,
+    default_url="https://api.fal.ai",
+    limits=LIMITS,
+    cloud_init=(),  # an SSH key only
+    position=2,
+    options=(
+        VendorOption(
+            "price_table",
+            'JSON prices per fal instance type, e.g. {"gpu_8x_h100_sxm5": 2.25}, merged over the built-in table',
+            price_table_option,
+        ),
+    ),
+)

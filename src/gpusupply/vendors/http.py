@@ -1,7 +1,9 @@
 """The HTTP policy every adapter shares: pacing, timeouts, retries, error typing, secret hygiene.
 
 - Pacing: one GCRA bucket per (vendor, endpoint) keeps us under the vendor's documented rate, so
-  a 429 is rare rather than routine. A vendor that limits the whole key (one bucket for every
+  a 429 is rare rather than routine. Every adapter declares its vendor's limits once, as
+  `RateLimits` (documented, or assumed where the vendor publishes none), and paces by one rule,
+  `pacing`: 95% of each rate, one request less of burst. Its sandbox enforces the same `RateLimits`. A vendor that limits the whole key (one bucket for every
   route) gets one key bucket instead, so any route may use the whole rate when the others idle.
   A vendor's limit belongs to the API key, not to a process: with a database, the buckets live
   there and every process using the key books its slots in the same rows (`share_buckets`,
@@ -11,7 +13,11 @@
   retried, on 429, 5xx, timeouts and connection errors, with exponential backoff and full jitter,
   honouring Retry-After. A create is never retried here: the engine recovers it.
 - Errors: every failure leaves as a `gpusupply.core.errors` type that keeps the vendor's message.
-  Messages never include request headers or query strings, where keys travel.
+  Each adapter module has the same two classifiers: `classify_failure(status, <its envelope's
+  fields>, message, retry_after)`, pure and table-tested, and `classify_response(vendor, response)`,
+  the `ErrorClassifier` that reads its envelope and calls the first. What neither a code nor a word
+  decides falls to `classify_status`, by HTTP status alone. Messages never include request headers
+  or query strings, where keys travel.
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
@@ -42,6 +48,28 @@ from gpusupply.metrics import VENDOR_LATENCY, VENDOR_RATE_LIMIT_WAIT, VENDOR_RAT
 log = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER = 60.0
+
+Limit = tuple[float, float]  # (requests per second, burst)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """A vendor's rate limits per API key: what its adapter paces under and its sandbox enforces."""
+
+    routes: Mapping[str, Limit] = field(default_factory=dict)  # route group -> its own limit
+    key: Limit | None = None  # one limit over every route of the key, when the vendor has one
+    documented: bool = True  # False: the vendor publishes none and these are our assumption
+
+
+# Pace at 95% of a limit with one request less of burst: the vendor's spare burst request absorbs
+# jitter on the wire, the 5% absorbs drift; a lower share would only cost throughput.
+PACING_SHARE = 0.95
+
+
+def pacing(limit: Limit, rate_scale: float = 1.0) -> Limit:
+    """Our pace under one vendor limit (`rate_scale` multiplies it, for sandboxes run faster)."""
+    rate, burst = limit
+    return rate * PACING_SHARE * rate_scale, max(burst - 1.0, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +116,13 @@ def parse_retry_after(response: httpx.Response) -> float | None:
 
 
 def default_classifier(vendor: str, response: httpx.Response) -> VendorError:
-    message = vendor_message(response)
-    status = response.status_code
+    return classify_status(vendor, response.status_code, vendor_message(response), parse_retry_after(response))
+
+
+def classify_status(vendor: str, status: int, message: str, retry_after: float | None = None) -> VendorError:
+    """A typed error from the HTTP status alone: where a vendor's codes and words say nothing."""
     if status == 429:
-        return RateLimited(vendor, "rate limited", retry_after=parse_retry_after(response), status=status, vendor_message=message)
+        return RateLimited(vendor, "rate limited", retry_after=retry_after, status=status, vendor_message=message)
     if status in (401, 403):
         return AuthFailed(vendor, "authentication failed", status=status, vendor_message=message)
     if status == 404:
@@ -133,6 +164,8 @@ class VendorHttp:
         base_url: str,
         *,
         auth_headers: dict[str, str],
+        limits: RateLimits | None = None,
+        rate_scale: float = 1.0,
         rates: dict[str, tuple[float, float]] | None = None,
         default_rate: tuple[float, float] = (5.0, 2.0),
         shared_rate: tuple[float, float] | None = None,
@@ -141,6 +174,13 @@ class VendorHttp:
         classifier: ErrorClassifier = default_classifier,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
+        """`limits`: the vendor's limits, paced by `pacing` (scaled by `rate_scale`). `rates` and
+        `shared_rate` give the pace directly instead (tests of the policy itself)."""
+        if rate_scale <= 0:
+            raise ValueError("rate_scale must be positive")
+        if limits is not None:
+            rates = {route: pacing(limit, rate_scale) for route, limit in limits.routes.items()}
+            shared_rate = pacing(limits.key, rate_scale) if limits.key is not None else None
         self.vendor = vendor
         self.key_id = key_id(vendor, base_url, auth_headers)
         self._shared: SharedBuckets | None = None  # set by share_buckets: the database's buckets

@@ -46,9 +46,23 @@ from gpusupply.core.gpus import normalize_gpu
 from gpusupply.core.offers import Offer
 from gpusupply.core.regions import RegionGroup, country_from_geolocation, group_for_country
 from gpusupply.core.states import InstanceState
-from gpusupply.vendors.base import Capabilities, CreateRequest, VendorInstance
+from gpusupply.vendors.base import (
+    CLOUD_CONFIG,
+    SCRIPT,
+    Capabilities,
+    CreateRequest,
+    VendorInstance,
+    VendorSpec,
+)
 from gpusupply.vendors.base import ssh_key_identity as base_ssh_key_identity
-from gpusupply.vendors.http import RetryPolicy, VendorHttp, parse_json, parse_retry_after
+from gpusupply.vendors.http import (
+    RateLimits,
+    RetryPolicy,
+    VendorHttp,
+    classify_status,
+    parse_json,
+    parse_retry_after,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +72,10 @@ SSH_PORT = 22  # Lambda instances are VMs with a public IP; sshd listens on 22
 SSH_USER = "ubuntu"  # Lambda Stack images log in as ubuntu
 MAX_NAME = 64  # InstanceLaunchRequest.name maxLength
 
-# Documented limits (OpenAPI info.description): "generally limited to one request per second";
-# launch "one request per 12 seconds, or five requests per minute". (rate per second, burst)
-DOCUMENTED_KEY_LIMIT: tuple[float, float] = (1.0, 2.0)
-DOCUMENTED_LAUNCH_LIMIT: tuple[float, float] = (1.0 / 12.0, 2.0)
-# Pace at 95% of a limit with one request less of burst, as for the other vendors: the vendor's
-# spare burst absorbs jitter on the wire, the 5% absorbs drift.
-PACING_SHARE = 0.95
-
-
-def pacing(limit: tuple[float, float], rate_scale: float = 1.0) -> tuple[float, float]:
-    rate, burst = limit
-    return rate * PACING_SHARE * rate_scale, max(burst - 1.0, 1.0)
+# Documented limits (OpenAPI info.description): "generally limited to one request per second"
+# for the key; launch "one request per 12 seconds, or five requests per minute". The sandbox
+# enforces the same.
+LIMITS = RateLimits(routes={"launch": (1.0 / 12.0, 2.0)}, key=(1.0, 2.0))
 
 
 class MalformedBody(ValueError):
@@ -116,16 +122,10 @@ def classify_failure(status: int, code: str | None, message: str, retry_after: f
         return CapacityGone(VENDOR, "quota exceeded", **kw)
     if code is not None and code.startswith(("global/", "instance-operations/", "ssh-keys/")):
         return InvalidRequest(VENDOR, f"request refused ({code})", **kw)
-    if status in (401, 403):
-        return AuthFailed(VENDOR, "authentication failed", **kw)
-    if status == 404:
-        return NotFoundOnVendor(VENDOR, "not found", **kw)
-    if status >= 500:
-        return VendorUnavailable(VENDOR, f"vendor error {status}", **kw)
-    return InvalidRequest(VENDOR, f"request refused ({status})", **kw)
+    return classify_status(VENDOR, status, message, retry_after)
 
 
-def classify_error(vendor: str, response: httpx.Response) -> VendorError:
+def classify_response(vendor: str, response: httpx.Response) -> VendorError:
     """The `ErrorClassifier` VendorHttp uses for non-2xx answers."""
     try:
         body: Any = response.json()
@@ -363,8 +363,6 @@ class LambdaAdapter:
             raise TypeError(f"unknown Lambda adapter options: {', '.join(sorted(vendor_options))}")
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError("retry must be a RetryPolicy")
-        if rate_scale <= 0:
-            raise ValueError("rate_scale must be positive")
         root = base_url.rstrip("/")
         if not root.endswith(API_PATH):
             root += API_PATH
@@ -375,11 +373,11 @@ class LambdaAdapter:
             VENDOR,
             root,
             auth_headers=headers,
-            rates={"launch": pacing(DOCUMENTED_LAUNCH_LIMIT, rate_scale)},
-            shared_rate=pacing(DOCUMENTED_KEY_LIMIT, rate_scale),
+            limits=LIMITS,
+            rate_scale=rate_scale,
             timeout=timeout,
             retry=retry,
-            classifier=classify_error,
+            classifier=classify_response,
         )
         self._ssh_key_names: dict[str, str] = {}  # comparable public key -> Lambda key name
         self._ssh_lock = asyncio.Lock()
@@ -509,3 +507,14 @@ class LambdaAdapter:
 
     async def stop(self, vendor_instance_id: str) -> None:
         raise Unsupported(VENDOR, "Lambda instances cannot be stopped or started (restart and terminate only)")
+
+
+VENDOR_SPEC = VendorSpec(
+    id=VENDOR,
+    name="Lambda Cloud",
+    adapter=LambdaAdapter,
+    default_url="https://cloud.lambda.ai",
+    limits=LIMITS,
+    cloud_init=(CLOUD_CONFIG, SCRIPT),  # user_data, run by cloud-init at first boot
+    position=4,
+)

@@ -8,10 +8,13 @@ What makes Nebula different (docs/vendors/nebula.md has the whole story):
   once (named after its fingerprint), reusing it whenever the same key comes again.
 - Every answer is `{"status": "success" | "failed", "message", "data"}`; a "failed" envelope is an
   error even under HTTP 200.
-- Nebula publishes no rate limits; we pace at 80% of the limits we assume (ASSUMED_RATE_LIMITS).
+- Nebula publishes no rate limits; we pace under the limits we assume (`LIMITS`).
 
 The mapping from Nebula JSON to core types is in pure module-level functions (map_offer,
 map_instance, map_state, parse_*), tested table-driven in tests/vendors/test_nebula.py.
+
+Over 600 lines as one cohesive thing: Nebula's API as we read and drive it (its facts, the pure
+mapping of its envelopes, and the adapter that uses them), which reads best in one place.
 """
 
 from __future__ import annotations
@@ -40,9 +43,17 @@ from gpusupply.core.gpus import normalize_gpu
 from gpusupply.core.offers import Offer
 from gpusupply.core.regions import RegionGroup, country_from_geolocation, group_for_country
 from gpusupply.core.states import InstanceState
-from gpusupply.vendors.base import Capabilities, CreateRequest, VendorInstance
+from gpusupply.vendors.base import Capabilities, CreateRequest, VendorInstance, VendorSpec
 from gpusupply.vendors.base import ssh_key_identity as base_ssh_key_identity
-from gpusupply.vendors.http import RetryPolicy, VendorHttp, parse_json, parse_retry_after, vendor_message
+from gpusupply.vendors.http import (
+    RateLimits,
+    RetryPolicy,
+    VendorHttp,
+    classify_status,
+    parse_json,
+    parse_retry_after,
+    vendor_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,27 +65,20 @@ IMAGE_CACHE_SECONDS = 600.0  # OS images change rarely
 DEFAULT_SSH_PORT = 22
 
 # Route group -> (requests per second, burst) we assume Nebula allows per key (it publishes none).
-ASSUMED_RATE_LIMITS: dict[str, tuple[float, float]] = {
-    "products": (2.0, 5.0),
-    "images": (2.0, 5.0),
-    "create": (1.0, 3.0),
-    "list": (5.0, 10.0),
-    "detail": (10.0, 20.0),
-    "delete": (5.0, 10.0),
-    "action": (2.0, 5.0),
-    "ssh_keys": (2.0, 5.0),
-}
-# Pace at 95% of an assumed limit with one request less of burst: the vendor's spare burst request
-# absorbs jitter on the wire, the 5% absorbs drift; a lower share only costs throughput.
-PACING_SHARE = 0.95
-
-
-def pacing_rates(rate_scale: float = 1.0) -> dict[str, tuple[float, float]]:
-    """Our per-route pacing: a share of each assumed limit, with one request less of burst."""
-    return {
-        endpoint: (rate * PACING_SHARE * rate_scale, max(burst - 1.0, 1.0))
-        for endpoint, (rate, burst) in ASSUMED_RATE_LIMITS.items()
-    }
+# The sandbox enforces the same.
+LIMITS = RateLimits(
+    routes={
+        "products": (2.0, 5.0),
+        "images": (2.0, 5.0),
+        "create": (1.0, 3.0),
+        "list": (5.0, 10.0),
+        "detail": (10.0, 20.0),
+        "delete": (5.0, 10.0),
+        "action": (2.0, 5.0),
+        "ssh_keys": (2.0, 5.0),
+    },
+    documented=False,
+)
 
 
 class MalformedBody(ValueError):
@@ -101,12 +105,12 @@ def classify_failure(status: int, message: str, retry_after: float | None = None
         return CapacityGone(VENDOR, "out of stock", status=status, vendor_message=message)
     # A 400 that says "not found" is about something in the request (an SSH key, an image), not
     # the object addressed; under HTTP 2xx only the words can tell.
-    if status == 404 or (status < 400 and "not found" in text):
+    if status < 400 and "not found" in text:
         return NotFoundOnVendor(VENDOR, "not found", status=status, vendor_message=message)
-    return InvalidRequest(VENDOR, f"request refused ({status})", status=status, vendor_message=message)
+    return classify_status(VENDOR, status, message, retry_after)
 
 
-def classify_error(vendor: str, response: httpx.Response) -> VendorError:
+def classify_response(vendor: str, response: httpx.Response) -> VendorError:
     """The `ErrorClassifier` VendorHttp uses for non-2xx answers."""
     return classify_failure(response.status_code, vendor_message(response), parse_retry_after(response))
 
@@ -405,10 +409,11 @@ class NebulaAdapter:
             VENDOR,
             root,
             auth_headers=headers,
-            rates=pacing_rates(rate_scale),
+            limits=LIMITS,
+            rate_scale=rate_scale,
             timeout=timeout,
             retry=retry,
-            classifier=classify_error,
+            classifier=classify_response,
         )
         self._ssh_key_ids: dict[str, int] = {}  # comparable public key -> Nebula key id
         self._ssh_lock = asyncio.Lock()
@@ -635,3 +640,14 @@ class NebulaAdapter:
             if (await self.get(vendor_instance_id)).state in done_states:
                 return
             raise
+
+
+VENDOR_SPEC = VendorSpec(
+    id=VENDOR,
+    name="Nebula Block",
+    adapter=NebulaAdapter,
+    default_url="https://api.nebulablock.com",
+    limits=LIMITS,
+    cloud_init=(),  # no user data
+    position=3,
+)

@@ -1,61 +1,121 @@
-"""Build the vendor adapters a process uses, live or sandbox.
+"""The vendor registry: the one list of vendors, found from their adapter modules.
 
-A vendor with an API key in the settings is live: its adapter talks to the vendor's real host
-(or `GPUSUPPLY_<VENDOR>_URL`). A vendor without a key runs as sandbox: its simulated API is
-served in-process on a loopback port and the same real adapter is pointed at it, over HTTP.
+A vendor is one adapter module under `gpusupply/vendors/` that ends with a `VENDOR_SPEC`
+(`vendors.base.VendorSpec`): its id, name, adapter class, default URL, rate limits, the
+cloud-init forms it runs and its settings options; its `Capabilities` (stop/start, reboot, spot,
+idempotency key, marker) are declared on the adapter class. This module finds every such module
+in the package, so adding a vendor adds no line here. Settings (`GPUSUPPLY_<VENDOR>_API_KEY`,
+`_URL` and the options), the API's vendor checks, the services' rules (cloud-init, allowed
+actions), the console and the test fixtures all derive from `VENDOR_SPECS`.
+
+Rules of direction:
+- Nothing under `gpusupply.vendors` imports `gpusupply.sandbox` (tests/vendors/test_registry.py
+  checks it). The sandbox simulates vendors and may import their adapter modules.
+- A fact both an adapter and its sandbox need (the vendor's rate limits, `VendorSpec.limits`;
+  RunPod's operation groups) is a constant of the adapter module, the one place both read.
+- Sandbox mode (serving an in-process sandbox for a vendor without a key) is wired by the code
+  that starts the server, through `gpusupply.sandbox.mode.build_vendors`; here are only the
+  adapters and the `VendorSet` they form.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import logging
+import pkgutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from types import ModuleType
+from typing import Any, Protocol
 
-from gpusupply.sandbox.common import SandboxConfig, parse_fault_spec
-from gpusupply.sandbox.runner import ServerTask
-from gpusupply.settings import Settings
-from gpusupply.vendors.base import VendorAdapter
+import gpusupply.vendors
+from gpusupply.vendors.base import Capabilities, VendorAdapter, VendorSpec
 from gpusupply.vendors.http import SharedBuckets, VendorHttp
 
-log = logging.getLogger(__name__)
 
-# vendor id -> (adapter class path, sandbox class path)
-VENDOR_MODULES: dict[str, tuple[str, str]] = {
-    "vast": ("gpusupply.vendors.vast:VastAdapter", "gpusupply.sandbox.vast:VastSandbox"),
-    "fal": ("gpusupply.vendors.fal:FalAdapter", "gpusupply.sandbox.fal:FalSandbox"),
-    "nebula": ("gpusupply.vendors.nebula:NebulaAdapter", "gpusupply.sandbox.nebula:NebulaSandbox"),
-    "lambda": ("gpusupply.vendors.lambdalabs:LambdaAdapter", "gpusupply.sandbox.lambdalabs:LambdaSandbox"),
-    "runpod": ("gpusupply.vendors.runpod:RunPodAdapter", "gpusupply.sandbox.runpod:RunPodSandbox"),
-}
+class AdapterSettings(Protocol):
+    """What building an adapter reads from the process's settings (gpusupply.settings.Settings,
+    which sits above this layer: its vendor fields are derived from this registry)."""
+
+    vendor_timeout: float
+    vendor_rate_scale: float
+
+    def vendor_option(self, vendor: str, name: str) -> str: ...
+
+log = logging.getLogger(__name__)
 
 SANDBOX_KEY = "sandbox-key"  # the key our adapters use against in-process sandboxes
 
 
-def load(path: str) -> Any:
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
+def _adapter_modules() -> list[ModuleType]:
+    """Every module of the vendors package that declares a vendor."""
+    modules = []
+    for info in pkgutil.iter_modules(gpusupply.vendors.__path__):
+        module = importlib.import_module(f"{gpusupply.vendors.__name__}.{info.name}")
+        if isinstance(getattr(module, "VENDOR_SPEC", None), VendorSpec):
+            modules.append(module)
+    return modules
 
 
-def adapter_options(vendor: str, settings: Settings) -> dict[str, Any]:
-    """Vendor-specific adapter options from settings (kept here so the adapters stay settings-free)."""
-    if vendor == "fal" and settings.fal_price_table:
-        import json
+def _collect() -> dict[str, VendorSpec]:
+    specs = sorted((module.VENDOR_SPEC for module in _adapter_modules()), key=lambda spec: spec.position)
+    found: dict[str, VendorSpec] = {}
+    for spec in specs:
+        if spec.id in found:
+            raise RuntimeError(f"two adapter modules declare the vendor {spec.id!r}")
+        found[spec.id] = spec
+    return found
 
-        return {"price_table": json.loads(settings.fal_price_table)}
-    return {}
+
+VENDOR_SPECS: dict[str, VendorSpec] = _collect()  # vendor id -> spec, in listing order
+VENDORS: tuple[str, ...] = tuple(VENDOR_SPECS)  # every vendor id, in listing order
+
+
+def adapter_module_name(vendor: str) -> str:
+    """The module's short name ("lambdalabs" for "lambda"); a vendor's sandbox module has the same."""
+    return VENDOR_SPECS[vendor].adapter.__module__.rpartition(".")[2]
+
+
+def capabilities(vendor: str) -> Capabilities | None:
+    """A vendor's declared capabilities (None for an id no adapter declares)."""
+    spec = VENDOR_SPECS.get(vendor)
+    return spec.capabilities if spec is not None else None
+
+
+def cloud_init_forms(vendor: str) -> tuple[str, ...] | None:
+    """The user-data forms a vendor runs at first boot (None for an id no adapter declares)."""
+    spec = VENDOR_SPECS.get(vendor)
+    return spec.cloud_init if spec is not None else None
+
+
+def adapter_options(vendor: str, settings: AdapterSettings) -> dict[str, Any]:
+    """The adapter keyword options a vendor's settings options give (so adapters stay settings-free)."""
+    options: dict[str, Any] = {}
+    for option in VENDOR_SPECS[vendor].options:
+        options.update(option.to_options(settings.vendor_option(vendor, option.name)))
+    return options
+
+
+def build_adapter(vendor: str, url: str, api_key: str, settings: AdapterSettings, **extra: Any) -> VendorAdapter:
+    """A vendor's adapter at `url`, configured from the settings (timeout, rate scale, options)."""
+    options = {**adapter_options(vendor, settings), **extra}
+    adapter: VendorAdapter = VENDOR_SPECS[vendor].adapter(
+        url, api_key, timeout=settings.vendor_timeout, rate_scale=settings.vendor_rate_scale, **options
+    )
+    return adapter
 
 
 @dataclass
 class VendorSet:
+    """The adapters a process uses, with each vendor's mode and URL."""
+
     adapters: dict[str, VendorAdapter]
     modes: dict[str, str]  # vendor -> "live" | "sandbox"
     urls: dict[str, str]
-    sandboxes: dict[str, Any] = field(default_factory=dict)  # vendor -> VendorSandbox (sandbox mode)
-    _servers: list[ServerTask] = field(default_factory=list)
-    store: Any = None  # sandbox.state.SandboxStore when the sandboxes' state is kept on disk
-    _saver: asyncio.Task[None] | None = None
+    sandboxes: dict[str, Any] = field(default_factory=dict)  # vendor -> its in-process VendorSandbox (sandbox mode)
+    # Run after the adapters close, in order: what the composition started along with them
+    # (sandbox servers, the sandboxes' state saver).
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def share_buckets(self, shared: SharedBuckets | None) -> None:
         """Pace every adapter through rate-limit buckets shared with the other processes (None:
@@ -66,67 +126,8 @@ class VendorSet:
                 http.share_buckets(shared)
 
     async def aclose(self) -> None:
-        if self._saver is not None:
-            self._saver.cancel()
         for adapter in self.adapters.values():
             await adapter.aclose()
-        for server in self._servers:
-            await server.stop()
-        if self.store is not None:
-            for sandbox in self.sandboxes.values():
-                self.store.save(sandbox)
+        for close in self.on_close:
+            await close()
 
-    async def keep_saving(self, every: float = 2.0) -> None:
-        """Write the sandboxes' state while they run (a crash loses at most `every` seconds)."""
-        while True:
-            await asyncio.sleep(every)
-            for sandbox in self.sandboxes.values():
-                try:
-                    self.store.save(sandbox)
-                except OSError as exc:
-                    log.warning("cannot save the sandbox state", extra={"vendor": sandbox.name, "error": str(exc)})
-
-
-async def build_vendors(settings: Settings, *, start_sandboxes: bool = True) -> VendorSet:
-    """Adapters for every enabled vendor. Sandbox vendors are started inside the running loop."""
-    adapters: dict[str, VendorAdapter] = {}
-    modes: dict[str, str] = {}
-    urls: dict[str, str] = {}
-    sandboxes: dict[str, Any] = {}
-    servers: list[ServerTask] = []
-    store = None
-    for vendor in settings.vendors:
-        adapter_path, sandbox_path = VENDOR_MODULES[vendor]
-        key = settings.vendor_key(vendor)
-        if key is not None and key.get_secret_value():
-            url, api_key, modes[vendor] = settings.vendor_url(vendor), key.get_secret_value(), "live"
-        elif start_sandboxes:
-            config = SandboxConfig(
-                seed=settings.sandbox_seed,
-                offers=settings.sandbox_offers,
-                ready_after=settings.sandbox_ready_after,
-                faults=parse_fault_spec(settings.sandbox_faults),
-                rate_scale=settings.vendor_rate_scale,
-            )
-            if settings.sandbox_state_dir is not None:
-                from gpusupply.sandbox.state import SandboxStore
-
-                store = SandboxStore.open(settings.sandbox_state_dir)  # raises if another process has it
-                config.id_base = store.new_id_base(vendor)
-            sandbox = load(sandbox_path)(config)
-            if store is not None:
-                store.restore(sandbox)
-            server = await ServerTask(sandbox.create_app()).start()
-            servers.append(server)
-            sandboxes[vendor] = sandbox
-            url, api_key, modes[vendor] = server.url, SANDBOX_KEY, "sandbox"
-        else:
-            continue
-        adapters[vendor] = load(adapter_path)(
-            url, api_key, timeout=settings.vendor_timeout, rate_scale=settings.vendor_rate_scale, **adapter_options(vendor, settings)
-        )
-        urls[vendor] = url
-    vendor_set = VendorSet(adapters, modes, urls, sandboxes, servers, store)
-    if store is not None and sandboxes:
-        vendor_set._saver = asyncio.create_task(vendor_set.keep_saving())
-    return vendor_set

@@ -10,12 +10,12 @@ through GraphQL, and so do we (docs/vendors/runpod.md has the whole story):
   so a create whose answer was lost is found again by listing `myself { pods }`.
 - The user's SSH key goes in the pod's environment as `PUBLIC_KEY` (RunPod's images install it for
   root); SSH is the pod's public IP and the public port mapped to 22/tcp.
-- Errors come in `errors[]`, usually under HTTP 200: `classify_graphql_error` reads them.
-- RunPod publishes no GraphQL rate limit: we assume `ASSUMED_RATE_LIMITS` (the sandbox enforces
+- Errors come in `errors[]`, usually under HTTP 200: `classify_failure` reads them.
+- RunPod publishes no GraphQL rate limit: we assume `LIMITS` (the sandbox enforces
   the same figures) and pace under them.
 
 The mapping from RunPod JSON to core types is in pure module-level functions (map_offers, map_pod,
-map_state, ssh_endpoint, classify_graphql_error), tested table-driven in tests/vendors/test_runpod.py.
+map_state, ssh_endpoint, classify_failure), tested table-driven in tests/vendors/test_runpod.py.
 """
 
 from __future__ import annotations
@@ -42,8 +42,15 @@ from gpusupply.core.gpus import normalize_gpu
 from gpusupply.core.offers import ContractType, Offer
 from gpusupply.core.regions import group_for_country
 from gpusupply.core.states import InstanceState
-from gpusupply.vendors.base import Capabilities, CreateRequest, VendorInstance
-from gpusupply.vendors.http import RetryPolicy, VendorHttp, parse_json, parse_retry_after, vendor_message
+from gpusupply.vendors.base import Capabilities, CreateRequest, VendorInstance, VendorSpec
+from gpusupply.vendors.http import (
+    RateLimits,
+    RetryPolicy,
+    VendorHttp,
+    parse_json,
+    parse_retry_after,
+    vendor_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +66,16 @@ SSH_USER = "root"
 # Operation group -> (requests per second, burst) we assume RunPod allows per API key on GraphQL.
 # RunPod publishes none for GraphQL (REST v2 documents per-user minute/hour/day windows whose
 # example policy is 60/min, 3000/h, 50,000/day). The sandbox enforces exactly these figures.
-ASSUMED_RATE_LIMITS: dict[str, tuple[float, float]] = {
-    "catalog": (1.0, 5.0),  # gpuTypes
-    "create": (1.0, 3.0),  # podFindAndDeployOnDemand, podRentInterruptable
-    "list": (2.0, 5.0),  # myself { pods }
-    "read": (10.0, 20.0),  # pod(input: {podId})
-    "action": (5.0, 10.0),  # podStop, podResume, podTerminate
-}
+LIMITS = RateLimits(
+    routes={
+        "catalog": (1.0, 5.0),  # gpuTypes
+        "create": (1.0, 3.0),  # podFindAndDeployOnDemand, podRentInterruptable
+        "list": (2.0, 5.0),  # myself { pods }
+        "read": (10.0, 20.0),  # pod(input: {podId})
+        "action": (5.0, 10.0),  # podStop, podResume, podTerminate
+    },
+    documented=False,
+)
 # Which group each root field of a document belongs to (the sandbox reads this too).
 OPERATION_GROUPS: dict[str, str] = {
     "gpuTypes": "catalog",
@@ -77,16 +87,6 @@ OPERATION_GROUPS: dict[str, str] = {
     "podResume": "action",
     "podTerminate": "action",
 }
-# Pace at 95% of an assumed limit with one request less of burst (as for Nebula): the vendor's
-# spare burst request absorbs jitter on the wire, the 5% absorbs drift.
-PACING_SHARE = 0.95
-
-
-def pacing_rates(rate_scale: float = 1.0) -> dict[str, tuple[float, float]]:
-    return {
-        group: (rate * PACING_SHARE * rate_scale, max(burst - 1.0, 1.0)) for group, (rate, burst) in ASSUMED_RATE_LIMITS.items()
-    }
-
 
 CAPABILITIES = Capabilities(
     stop_start=True,
@@ -159,7 +159,7 @@ _NOT_FOUND_WORDS = ("not found", "does not exist", "no pod")
 _UPSTREAM_WORDS = ("something went wrong", "internal server error", "try again later", "timed out")
 
 
-def classify_graphql_error(message: str, code: str | None = None, status: int = 200, retry_after: float | None = None) -> VendorError:
+def classify_failure(status: int, code: str | None, message: str, retry_after: float | None = None) -> VendorError:
     """One GraphQL error (its message and `extensions.code`) under an HTTP status -> a typed error.
 
     RunPod answers most failures with HTTP 200 and `errors[]`, so the code and the words decide:
@@ -201,7 +201,7 @@ def classify_response(vendor: str, response: httpx.Response) -> VendorError:
     except ValueError:
         found = None
     message, code = found if found is not None else (vendor_message(response), None)
-    return classify_graphql_error(message, code, response.status_code, parse_retry_after(response))
+    return classify_failure(response.status_code, code, message, parse_retry_after(response))
 
 
 # ----- states, offers, pods ------------------------------------------------------------------------
@@ -426,8 +426,6 @@ class RunPodAdapter:
             raise TypeError(f"unknown RunPod adapter options: {', '.join(sorted(vendor_options))}")
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError("retry must be a RetryPolicy")
-        if rate_scale <= 0:
-            raise ValueError("rate_scale must be positive")
         headers = {"Content-Type": "application/json"}
         if api_key.strip():  # an empty key goes without the header, so RunPod answers 401, not httpx
             headers["Authorization"] = f"Bearer {api_key.strip()}"
@@ -436,7 +434,7 @@ class RunPodAdapter:
             root = root[: -len(GRAPHQL_PATH)]
         self._retry = retry or RetryPolicy()
         self._http = VendorHttp(
-            VENDOR, root, auth_headers=headers, rates=pacing_rates(rate_scale), timeout=timeout, retry=retry,
+            VENDOR, root, auth_headers=headers, limits=LIMITS, rate_scale=rate_scale, timeout=timeout, retry=retry,
             classifier=classify_response, transport=transport,
         )
 
@@ -458,7 +456,8 @@ class RunPodAdapter:
                 if not isinstance(data, dict):
                     raise VendorUnavailable(VENDOR, f"{group}: answer without data", status=response.status_code)
                 return data
-            error = classify_graphql_error(*found, status=response.status_code)
+            message, code = found
+            error = classify_failure(response.status_code, code, message)
             if not (error.retryable and attempt + 1 < attempts):
                 raise error
             delay = self._retry.delay(attempt, error.retry_after if isinstance(error, RateLimited) else None)
@@ -557,3 +556,14 @@ class RunPodAdapter:
 
     async def reboot(self, vendor_instance_id: str) -> None:
         raise Unsupported(VENDOR, "RunPod pods have no reboot through gpusupply (stop and start instead)")
+
+
+VENDOR_SPEC = VendorSpec(
+    id=VENDOR,
+    name="RunPod",
+    adapter=RunPodAdapter,
+    default_url="https://api.runpod.io",  # GraphQL at {url}/graphql
+    limits=LIMITS,
+    cloud_init=(),  # containers started by their image: no user data
+    position=5,
+)

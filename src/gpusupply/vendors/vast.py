@@ -6,6 +6,9 @@ or as an interruptible bid from `min_bid`. A create accepts the ask (`PUT /api/v
 by listing the account's instances (v1, every page) and matching that label.
 
 Mapping from Vast JSON to core types lives in the pure module-level functions below.
+
+Over 600 lines as one cohesive thing: Vast's API as we read and drive it (its facts, the pure
+mapping of its rows and errors, and the adapter that uses them), which reads best in one place.
 """
 
 from __future__ import annotations
@@ -35,8 +38,15 @@ from gpusupply.core.gpus import normalize_gpu
 from gpusupply.core.offers import ContractType, Offer
 from gpusupply.core.regions import country_from_geolocation, group_for_country
 from gpusupply.core.states import InstanceState
-from gpusupply.vendors.base import Capabilities, CreateRequest, VendorInstance
-from gpusupply.vendors.http import RetryPolicy, VendorHttp, parse_json, parse_retry_after
+from gpusupply.vendors.base import SCRIPT, Capabilities, CreateRequest, VendorInstance, VendorSpec
+from gpusupply.vendors.http import (
+    RateLimits,
+    RetryPolicy,
+    VendorHttp,
+    classify_status,
+    parse_json,
+    parse_retry_after,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +62,19 @@ SEARCH_LIMIT = 5000  # offers per catalog read (the cheapest, by dph_total)
 PAGE_LIMIT = 25  # v1 maximum
 MAX_PAGES = 4000
 
-# Per-endpoint pacing (requests/s, burst) at 95% of Vast's documented thresholds, which we read
-# as requests per second per identity (docs/vendors/vast.md), with a burst below the vendor's: its
-# spare burst absorbs jitter on the wire, the 5% absorbs drift.
-RATES: dict[str, tuple[float, float]] = {
-    "search": (0.16, 4.0),  # search_offers: 10 per minute
-    "create": (4.3, 2.0),  # create_instance: 4.5
-    "list": (0.95, 1.0),  # show_instances (v1): 1.0
-    "get": (1.9, 2.0),  # show_instance: 2.0
-    "delete": (2.85, 2.0),  # destroy_instance: 3.0
-    "manage": (0.95, 1.0),  # manage/stop_instance: 1.0 (start, stop and reboot share it)
-    "ssh": (0.95, 1.0),  # ssh keys: 1.0
-}
+# Vast's per-endpoint thresholds (docs/vendors/vast.md), read as requests/second per key with a
+# small burst; reboot shares the manage bucket (undocumented). The sandbox enforces these.
+LIMITS = RateLimits(
+    routes={
+        "search": (10 / 60, 5.0),  # search_offers: x-rate-limit 10 per minute
+        "create": (4.5, 3.0),  # create_instance
+        "list": (1.0, 2.0),  # show_instances (v1)
+        "get": (2.0, 3.0),  # show_instance
+        "delete": (3.0, 3.0),  # destroy_instance
+        "manage": (1.0, 2.0),  # manage/stop_instance: start, stop, label and reboot
+        "ssh": (1.0, 2.0),  # create / update / delete / attach SSH keys
+    },
+)
 
 CAPABILITIES = Capabilities(
     stop_start=True, reboot=True, idempotency_key=False, marker=True, spot=True,
@@ -261,7 +272,7 @@ def offers_from_rows(rows: list[Any], fetched_at: datetime, storage_gb: float) -
     return offers, skipped
 
 
-def classify_error(
+def classify_failure(
     status: int, error_code: str | None, message: str, retry_after: float | None, quota_reset_in: float | None = None
 ) -> VendorError:
     """Vast's status + `error` code -> typed error, keeping Vast's message (pure)."""
@@ -276,17 +287,16 @@ def classify_error(
         return RateLimited(VENDOR, "rate limited", retry_after=retry_after, status=status, vendor_message=message)
     if "no_such_ask" in code or "no_such_ask" in text or status == 410 or (status == 403 and "not your own" in text):
         return CapacityGone(VENDOR, "offer no longer available", status=status, vendor_message=message)
-    if status in (401, 403) or code == "auth_error" or (status == 404 and text in ("invalid user key", "session expired. please log in again.")):
+    if code == "auth_error" or (status == 404 and text in ("invalid user key", "session expired. please log in again.")):
         return AuthFailed(VENDOR, "authentication failed", status=status, vendor_message=message)
-    if status == 404:
-        return NotFoundOnVendor(VENDOR, "not found", status=status, vendor_message=message)
-    if status >= 500 or status in (408, 409):
+    if status in (408, 409):
         # 408/409 on a mutation are ambiguous: the outcome is unknown.
         return VendorUnavailable(VENDOR, f"vendor error {status}", status=status, vendor_message=message)
-    return InvalidRequest(VENDOR, f"request refused ({status})", status=status, vendor_message=message)
+    return classify_status(VENDOR, status, message, retry_after)
 
 
-def vast_classifier(vendor: str, response: httpx.Response) -> VendorError:
+def classify_response(vendor: str, response: httpx.Response) -> VendorError:
+    """The `ErrorClassifier` VendorHttp uses for non-2xx answers."""
     try:
         body = response.json()
     except ValueError:
@@ -307,7 +317,7 @@ def vast_classifier(vendor: str, response: httpx.Response) -> VendorError:
     reset = response.headers.get("X-RateLimit-Reset")
     if reset and reset.isdigit():
         reset_in = max(float(reset) - time.time(), 0.0)
-    return classify_error(response.status_code, code, message, parse_retry_after(response), reset_in)
+    return classify_failure(response.status_code, code, message, parse_retry_after(response), reset_in)
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,8 +418,6 @@ class VastAdapter:
         transport: httpx.AsyncBaseTransport | None = vendor_options.pop("transport", None)
         if vendor_options:
             raise TypeError(f"VastAdapter: unknown option(s) {', '.join(sorted(vendor_options))}")
-        if rate_scale <= 0:
-            raise ValueError("rate_scale must be positive")
         if not 1 <= self.page_limit <= PAGE_LIMIT:
             raise ValueError(f"page_limit must be between 1 and {PAGE_LIMIT}")
         if self.disk_gb < 8:
@@ -421,10 +429,11 @@ class VastAdapter:
             base_url.rstrip("/"),
             # Only the header: keys stay out of URLs (and so out of any access log).
             auth_headers={"Authorization": f"Bearer {api_key}"},
-            rates={name: (rate * rate_scale, burst) for name, (rate, burst) in RATES.items()},
+            limits=LIMITS,
+            rate_scale=rate_scale,
             timeout=timeout,
             retry=retry,
-            classifier=vast_classifier,
+            classifier=classify_response,
             transport=transport,
         )
 
@@ -619,3 +628,14 @@ class VastAdapter:
         if _int_id(vendor_instance_id) is None:
             raise InvalidRequest(VENDOR, f"{vendor_instance_id!r} is not a Vast instance id")
         await self._manage(vendor_instance_id, f"{API_V0}/instances/reboot/{vendor_instance_id}/", {}, "reboot")
+
+
+VENDOR_SPEC = VendorSpec(
+    id=VENDOR,
+    name="Vast.ai",
+    adapter=VastAdapter,
+    default_url="https://console.vast.ai",
+    limits=LIMITS,
+    cloud_init=(SCRIPT,),  # containers without cloud-init: a script, run once as onstart
+    position=1,
+)

@@ -408,8 +408,8 @@ def parse_uuid(text: str) -> UUID | None:
 
 
 def cloud_init_kinds(vendor: str) -> tuple[str, ...]:
-    """What the vendor can run at boot (the same table the procurement service checks)."""
-    return procurement.VENDOR_CLOUD_INIT.get(vendor, procurement.CLOUD_INIT_PREFIXES)
+    """What the vendor can run at boot (the same rule the procurement service checks)."""
+    return procurement.accepted_cloud_init(vendor)
 
 
 def _procure_page(

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from gpusupply.core.states import FINAL_STATUSES, ResourceStatus
 from gpusupply.db.models import Resource
+from gpusupply.services.resources import ACTIONS as RESOURCE_ACTIONS
 from gpusupply.vendors.base import Capabilities
 
 
@@ -67,24 +68,21 @@ IN_FLIGHT = frozenset({ResourceStatus.STOPPING, ResourceStatus.STARTING, Resourc
 
 
 def available_actions(status: str, capabilities: Capabilities | None) -> list[str]:
-    """The buttons a resource shows: what its status allows and its vendor supports. The
-    service checks again when the form is sent (the status may have moved meanwhile)."""
+    """The buttons a resource shows: what its status allows (the resources service's table) and
+    its vendor supports (its declared capabilities). The service checks again when the form is
+    sent (the status may have moved meanwhile)."""
     try:
         current = ResourceStatus(status)
     except ValueError:
         return []
     if current in FINAL_STATUSES or current == ResourceStatus.DELETING:
         return []
-    actions: list[str] = []
-    stop_start = bool(capabilities and capabilities.stop_start)
-    reboot = bool(capabilities and capabilities.reboot)
-    if current == ResourceStatus.RUNNING:
-        actions += ["stop"] if stop_start else []
-        actions += ["reboot"] if reboot else []
-    if current == ResourceStatus.STOPPED and stop_start:
-        actions.append("start")
-    actions.append("delete")
-    return actions
+    actions = [
+        action
+        for action, (needed, _) in RESOURCE_ACTIONS.items()
+        if current == needed and capabilities is not None and capabilities.supports(action)
+    ]
+    return [*actions, "delete"]
 
 
 def format_duration(seconds: float | None) -> str:

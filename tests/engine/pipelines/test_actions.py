@@ -8,13 +8,13 @@ import pytest
 from gpusupply.core.states import InstanceState, ResourceStatus
 from gpusupply.engine.pipelines.actions import already_done, already_sent
 from gpusupply.vendors.base import VendorInstance
-from gpusupply.vendors.registry import VENDOR_MODULES, load
+from gpusupply.vendors.registry import VENDOR_SPECS
 
 from ..helpers import available_vendors, engine_rig
 
 VENDORS = available_vendors()
-STOPPABLE = [v for v in VENDORS if load(VENDOR_MODULES[v][0]).capabilities.stop_start]
-REBOOT_ONLY = [v for v in VENDORS if v not in STOPPABLE and load(VENDOR_MODULES[v][0]).capabilities.reboot]
+STOPPABLE = [v for v in VENDORS if VENDOR_SPECS[v].capabilities.stop_start]
+REBOOT_ONLY = [v for v in VENDORS if v not in STOPPABLE and VENDOR_SPECS[v].capabilities.reboot]
 
 
 def inst(state: InstanceState, ip: str | None = "203.0.113.1") -> VendorInstance:
