@@ -15,7 +15,6 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from gpusupply.api.schemas import EventOut
 from gpusupply.cli import output
 from gpusupply.cli.commands import complete_gpu, complete_status
 from gpusupply.cli.config import (
@@ -37,6 +36,7 @@ from gpusupply.client import (
     ServerError,
     WaitTimeoutError,
 )
+from gpusupply.contract.schemas import EventOut
 from gpusupply.core.gpus import families
 from gpusupply.settings import VENDORS
 from tests.client.helpers import FAMILIES, LiveService, live_markers, live_service

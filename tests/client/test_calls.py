@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime
 import pydantic
 import pytest
 
-from gpusupply.api.schemas_cost import AutoDeleteIn, BudgetIn, ResourcePatch
 from gpusupply.client import calls
 from gpusupply.client.flows import IDEMPOTENCY_HEADER
+from gpusupply.contract.cost import AutoDeleteIn, BudgetIn, ResourcePatch
 
 RID = uuid.UUID("9c0ea45f-1c4a-4150-9ad1-87a35a4aca89")
 
