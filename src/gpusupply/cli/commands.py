@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-import click
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -120,15 +119,20 @@ def shape(wide: bool, output_format: OutputFormat | None, json_output: bool) -> 
 
 
 # ----- plumbing ------------------------------------------------------------------------------------
+# Raised for typer to handle, by typer's names: recent typer carries its own copy of click, so
+# click's classes (a package the client does not install) are not the ones raised.
+TYPER_SIGNALS = (typer.Exit, typer.Abort, typer.BadParameter)
+
+
 def handled(command: F) -> F:
-    """Turn every failure into one line on stderr and its exit code (click's own usage errors keep
-    their usual form and exit code 2)."""
+    """Turn every failure into one line on stderr and its exit code (typer's own exits and usage
+    errors keep their usual form and exit code 2)."""
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        except TYPER_SIGNALS:
             raise
         except (Exception, KeyboardInterrupt) as error:  # the CLI never shows a traceback
             fail(error, json_output=bool(kwargs.get("json_output")))
