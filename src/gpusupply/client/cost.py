@@ -8,16 +8,12 @@ from collections.abc import Sequence
 from gpusupply.client import calls
 from gpusupply.client.calls import When
 from gpusupply.client.drivers import AsyncDriver, BlockingDriver
-from gpusupply.contract.cost import (
-    BudgetOut,
-    UsageReportOut,
-)
+from gpusupply.contract.cost import BudgetOut, UsageReportOut
 
 
 class BlockingCost(BlockingDriver):
     """Usage and budgets: the methods of `GpuSupply`."""
 
-    # ----- cost ----------------------------------------------------------------------------------
     def usage(
         self,
         *,
@@ -60,7 +56,6 @@ class BlockingCost(BlockingDriver):
 class AsyncCost(AsyncDriver):
     """Usage and budgets: the methods of `AsyncGpuSupply` (the same, awaited)."""
 
-    # ----- cost ----------------------------------------------------------------------------------
     async def usage(
         self,
         *,

@@ -6,11 +6,7 @@ from __future__ import annotations
 
 from gpusupply.client import calls
 from gpusupply.client.drivers import AsyncDriver, BlockingDriver
-from gpusupply.contract.schemas import (
-    Health,
-    Readiness,
-    VendorInfo,
-)
+from gpusupply.contract.schemas import Health, Readiness, VendorInfo
 
 
 class BlockingDiscovery(BlockingDriver):

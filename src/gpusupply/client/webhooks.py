@@ -22,7 +22,6 @@ from gpusupply.contract.cost import (
 class BlockingWebhooks(BlockingDriver):
     """Webhooks and their deliveries: the methods of `GpuSupply`."""
 
-    # ----- webhooks ------------------------------------------------------------------------------
     def create_webhook(self, url: str, *, events: list[str] | None = None, description: str | None = None) -> WebhookCreated:
         """Register a URL for your events; the answer's `secret` (shown once) verifies signatures."""
         return self._call(calls.create_webhook(WebhookIn(url=url, events=events, description=description)))
@@ -51,7 +50,6 @@ class BlockingWebhooks(BlockingDriver):
 class AsyncWebhooks(AsyncDriver):
     """Webhooks and their deliveries: the methods of `AsyncGpuSupply` (the same, awaited)."""
 
-    # ----- webhooks ------------------------------------------------------------------------------
     async def create_webhook(
         self, url: str, *, events: list[str] | None = None, description: str | None = None
     ) -> WebhookCreated:
