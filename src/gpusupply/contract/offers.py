@@ -56,10 +56,11 @@ def offers_request_for(vendor_ids: Sequence[str]) -> type[OffersRequest]:
 
 @cache
 def _offers_request_for(vendor_ids: tuple[str, ...]) -> type[OffersRequest]:
+    one_of: Any = Literal[vendor_ids]  # type: ignore[valid-type]  # the ids are known at run time only
     return create_model(
         OffersRequest.__name__,
         __base__=OffersRequest,
         __doc__=OffersRequest.__doc__,
         __module__=__name__,
-        vendor=(Literal[vendor_ids] | None, None),  # type: ignore[valid-type]  # the server's vendor ids, known at run time
+        vendor=(one_of | None, None),
     )
