@@ -8,19 +8,20 @@ TEST_WORKERS ?= 3
 
 .PHONY: run test test-random bench chaos lint install clean postgres browser
 
-# `make run` installs the server only ($(SERVER_STAMP)); `make test` (and install) add the test extra.
+# `make run` installs the server ($(SERVER_STAMP): the package with its `server` extra); `make test`
+# (and install) add the test extra. `pip install .` alone gives the SDK and the client CLI only.
 SERVER_STAMP := $(VENV)/.installed-server
 
 $(SERVER_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[server]'
 	touch $(SERVER_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[server,test]'
 	touch $(STAMP) $(SERVER_STAMP)
 
 install: $(STAMP)

@@ -207,8 +207,8 @@ def test_the_spliced_search_answer_is_what_pydantic_would_write() -> None:
     from datetime import UTC, datetime, timedelta
     from uuid import uuid4
 
-    from gpusupply.api import schemas
     from gpusupply.api.views import offer_out, offers_response_json
+    from gpusupply.contract import schemas
     from gpusupply.core.offers import Offer
     from gpusupply.domain.catalog import StoredOffer
 

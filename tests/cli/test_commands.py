@@ -15,7 +15,6 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from gpusupply.api.schemas import EventOut
 from gpusupply.cli import output
 from gpusupply.cli.commands import complete_gpu, complete_status
 from gpusupply.cli.config import (
@@ -37,6 +36,7 @@ from gpusupply.client import (
     ServerError,
     WaitTimeoutError,
 )
+from gpusupply.contract.schemas import EventOut
 from gpusupply.core.gpus import families
 from gpusupply.settings import VENDORS
 from tests.client.helpers import FAMILIES, LiveService, live_markers, live_service
@@ -112,6 +112,11 @@ def test_offers_errors_are_one_line(cli: CliRunner) -> None:
     assert none.stdout == "" and "no offers match" in none.stderr
     usage = run(cli, "offers", "H100", "--region", "Mars", code=ExitCode.USAGE)
     assert "Mars" in usage.stderr
+    # The CLI keeps no vendor list: the server's answer names the vendors it has.
+    unknown = one_error_line(run(cli, "offers", "H100", "--vendor", "aws", code=ExitCode.API_ERROR))
+    assert "vendor" in unknown and all(vendor in unknown for vendor in VENDORS)
+    unknown = one_error_line(run(cli, "resources", "--vendor", "aws", code=ExitCode.API_ERROR))
+    assert "unknown vendor 'aws'" in unknown and all(vendor in unknown for vendor in VENDORS)
 
 
 # ----- the life of a resource ---------------------------------------------------------------------

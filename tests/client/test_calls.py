@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime
 import pydantic
 import pytest
 
-from gpusupply.api.schemas_cost import AutoDeleteIn, BudgetIn, ResourcePatch
 from gpusupply.client import calls
 from gpusupply.client.flows import IDEMPOTENCY_HEADER
+from gpusupply.contract.cost import AutoDeleteIn, BudgetIn, ResourcePatch
 
 RID = uuid.UUID("9c0ea45f-1c4a-4150-9ad1-87a35a4aca89")
 
@@ -66,11 +66,17 @@ def test_offer_search_sends_the_document_as_json() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [{"gpu_count": 0}, {"max_price_per_gpu_hour": -1}, {"contract_type": "reserved"}, {"vendor": "aws"}],
+    [{"gpu_count": 0}, {"max_price_per_gpu_hour": -1}, {"contract_type": "reserved"}],
 )
 def test_offer_queries_are_validated_before_sending(bad: dict[str, object]) -> None:
     with pytest.raises(pydantic.ValidationError):
         calls.offers_query("H100", **bad)  # type: ignore[arg-type]
+
+
+def test_vendor_names_go_to_the_server_as_given() -> None:
+    """The SDK keeps no vendor list: the server answers an unknown vendor with a 422 naming its
+    vendors (tests/client/test_client.py)."""
+    assert calls.get_offers(calls.offers_query("H100", vendor="aws")).request.json["vendor"] == "aws"
 
 
 def test_procure_carries_its_idempotency_key() -> None:

@@ -105,6 +105,10 @@ def test_errors_carry_the_server_status_and_message(live: LiveService) -> None:
         with pytest.raises(BadRequestError, match="gpu_type") as invalid:
             alice.get_offers("H1000")
         assert invalid.value.status == 422 and invalid.value.errors[0]["loc"][-1] == "gpu_type"
+        with pytest.raises(BadRequestError) as unknown_vendor:
+            alice.get_offers("H100", vendor="aws")  # no list on the client: the server's answer names its vendors
+        assert unknown_vendor.value.status == 422 and unknown_vendor.value.errors[0]["loc"] == ["body", "vendor"]
+        assert all(vendor in str(unknown_vendor.value) for vendor in VENDORS)
 
         offer_id = cheapest_offer_id(alice, "vast")
         rid = alice.procure(offer_id, ssh_public_key=SSH_KEY, idempotency_key="sdk-same-key").resource_ids[0]

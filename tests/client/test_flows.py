@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 
-from gpusupply.api.schemas import ResourceDetail, ResourceList
 from gpusupply.client import calls
 from gpusupply.client.errors import (
     ApiConnectionError,
@@ -34,6 +33,7 @@ from gpusupply.client.flows import (
     send,
     wait_for_status,
 )
+from gpusupply.contract.schemas import ResourceDetail, ResourceList
 
 RID = uuid.UUID("9c0ea45f-1c4a-4150-9ad1-87a35a4aca89")
 NOW = "2026-11-22T21:33:02Z"

@@ -11,7 +11,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 
-from gpusupply.api.schemas import ErrorResponse, ValidationErrorResponse
+from gpusupply.contract.schemas import ErrorResponse, ValidationErrorResponse
 from gpusupply.core.inputs import loads_json
 from gpusupply.db.session import Database
 from gpusupply.domain.catalog import OfferCatalog

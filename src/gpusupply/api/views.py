@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpusupply.api import schemas
-from gpusupply.api.schemas_cost import AutoDeleteOut
+from gpusupply.contract import schemas
+from gpusupply.contract.cost import AutoDeleteOut
 from gpusupply.db.models import Event, ResourceLike
 from gpusupply.domain.catalog import StoredOffer
 from gpusupply.services.procurement import OfferStatus

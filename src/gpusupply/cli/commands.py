@@ -17,13 +17,10 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-import click
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gpusupply.api.schemas import OffersRequest, ResourceDetail
-from gpusupply.api.schemas_cost import AutoDeleteIn
 from gpusupply.cli import output
 from gpusupply.cli.config import (
     ClientConfig,
@@ -39,8 +36,10 @@ from gpusupply.cli.config import (
 )
 from gpusupply.cli.output import ExitCode
 from gpusupply.client import ApiConnectionError, GpuSupply
+from gpusupply.client.base import FINAL, NOT_BECOMING_READY, normalize_url
 from gpusupply.client.calls import offers_query
-from gpusupply.client.client import FINAL, NOT_BECOMING_READY, normalize_url
+from gpusupply.contract.cost import AutoDeleteIn
+from gpusupply.contract.schemas import OffersRequest, ResourceDetail
 from gpusupply.core.gpus import families
 from gpusupply.core.states import ResourceStatus
 
@@ -57,14 +56,6 @@ class Region(StrEnum):
     OTHER = "Other"
 
 
-class VendorName(StrEnum):
-    VAST = "vast"
-    FAL = "fal"
-    NEBULA = "nebula"
-    LAMBDA = "lambda"
-    RUNPOD = "runpod"
-
-
 class WaitTarget(StrEnum):
     RUNNING = "running"
     STOPPED = "stopped"
@@ -77,6 +68,12 @@ def complete_gpu(incomplete: str) -> list[str]:
     for canonical in families().values():
         names.extend(canonical)
     return [name for name in names if name.lower().startswith(incomplete.lower())]
+
+
+def vendor_id(name: str | None) -> str | None:
+    """A --vendor value as the server spells vendor ids (any case accepted here). The CLI keeps
+    no list of vendors: the server answers an unknown one, naming those it has."""
+    return name.strip().lower() if name is not None else None
 
 
 def complete_status(incomplete: str) -> list[str]:
@@ -94,6 +91,8 @@ ApiKeyOption = Annotated[
     typer.Option("--api-key", envvar="GPUSUPPLY_API_KEY", show_default=False,
                  help="API key (gsk_...) [default: the config file's api_key]."),
 ]
+VendorOption = Annotated[str | None, typer.Option(
+    "--vendor", show_default=False, help="Only this vendor (an id `gpusupply vendors` lists).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of tables.")]
 WaitOption = Annotated[bool, typer.Option("--wait", help="Wait (with a progress display) until it is done.")]
 TimeoutOption = Annotated[
@@ -120,15 +119,20 @@ def shape(wide: bool, output_format: OutputFormat | None, json_output: bool) -> 
 
 
 # ----- plumbing ------------------------------------------------------------------------------------
+# Raised for typer to handle, by typer's names: recent typer carries its own copy of click, so
+# click's classes (a package the client does not install) are not the ones raised.
+TYPER_SIGNALS = (typer.Exit, typer.Abort, typer.BadParameter)
+
+
 def handled(command: F) -> F:
-    """Turn every failure into one line on stderr and its exit code (click's own usage errors keep
-    their usual form and exit code 2)."""
+    """Turn every failure into one line on stderr and its exit code (typer's own exits and usage
+    errors keep their usual form and exit code 2)."""
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        except TYPER_SIGNALS:
             raise
         except (Exception, KeyboardInterrupt) as error:  # the CLI never shows a traceback
             fail(error, json_output=bool(kwargs.get("json_output")))
@@ -236,7 +240,7 @@ def _wait_rule(target: WaitTarget) -> tuple[frozenset[str], frozenset[str]]:
 
 # ----- offers --------------------------------------------------------------------------------------
 def _spec(
-    gpu: str, count: int, max_price: float | None, region: Region | None, spot: bool | None, vendor: VendorName | None
+    gpu: str, count: int, max_price: float | None, region: Region | None, spot: bool | None, vendor: str | None
 ) -> OffersRequest:
     return offers_query(
         gpu,
@@ -244,7 +248,7 @@ def _spec(
         max_price_per_gpu_hour=max_price,
         region=region.value if region else None,
         contract_type=None if spot is None else ("spot" if spot else "ondemand"),
-        vendor=vendor.value if vendor else None,  # type: ignore[arg-type]
+        vendor=vendor_id(vendor),
     )
 
 
@@ -255,7 +259,7 @@ def offers(
     max_price: Annotated[float | None, typer.Option("--max-price", min=0, help="At most this many USD per GPU-hour.")] = None,
     region: Annotated[Region | None, typer.Option("--region", case_sensitive=False, help="Region group.")] = None,
     spot: Annotated[bool | None, typer.Option("--spot/--on-demand", help="Only spot, or only on-demand offers.")] = None,
-    vendor: Annotated[VendorName | None, typer.Option("--vendor", case_sensitive=False, help="Only this vendor.")] = None,
+    vendor: VendorOption = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="Show at most this many.")] = 20,
     wide: WideOption = False,
     output_format: OutputOption = None,
@@ -308,7 +312,7 @@ def procure(
     max_price: Annotated[float | None, typer.Option("--max-price", min=0, help="With --gpu: USD per GPU-hour, at most.")] = None,
     region: Annotated[Region | None, typer.Option("--region", case_sensitive=False, help="With --gpu.")] = None,
     spot: Annotated[bool | None, typer.Option("--spot/--on-demand", help="With --gpu.")] = None,
-    vendor: Annotated[VendorName | None, typer.Option("--vendor", case_sensitive=False, help="With --gpu.")] = None,
+    vendor: Annotated[str | None, typer.Option("--vendor", show_default=False, help="With --gpu: only this vendor.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="A name for the resource.")] = None,
     cloud_init: Annotated[Path | None, typer.Option("--cloud-init", exists=True, dir_okay=False, readable=True,
                                                     help="A #cloud-config or #!/ script file.")] = None,
@@ -382,7 +386,7 @@ def _announce(gs: GpuSupply, offer_id: str | None, spec: OffersRequest | None) -
 # ----- resources -----------------------------------------------------------------------------------
 def resources(
     status: Annotated[str | None, typer.Option("--status", help="Only this status.", autocompletion=complete_status)] = None,
-    vendor: Annotated[VendorName | None, typer.Option("--vendor", case_sensitive=False, help="Only this vendor.")] = None,
+    vendor: VendorOption = None,
     offer: Annotated[str | None, typer.Option("--offer", help="Only the resources of this offer.")] = None,
     all_: Annotated[bool, typer.Option("--all", "-a", help="Also ended ones (deleted, failed, terminated).")] = False,
     wide: WideOption = False,
@@ -396,7 +400,7 @@ def resources(
     with connect(url, api_key) as gs:
         found = [
             r
-            for r in gs.iter_resources(status=status, vendor=vendor.value if vendor else None, offer_id=offer)
+            for r in gs.iter_resources(status=status, vendor=vendor_id(vendor), offer_id=offer)
             if all_ or status is not None or r.status not in FINAL
         ]
     if json_output:
@@ -488,7 +492,7 @@ def _act(action: str, target: WaitTarget, resource_id: str, wait: bool, timeout:
 
 def stop(resource_id: ResourceArgument, wait: WaitOption = False, timeout: TimeoutOption = DEFAULT_WAIT_TIMEOUT,
          url: UrlOption = None, api_key: ApiKeyOption = None, json_output: JsonOption = False) -> None:
-    """Stop a running resource (vendors that support it: vast, nebula, runpod)."""
+    """Stop a running resource (on vendors that can: `gpusupply vendors` shows which)."""
     _act("stop", WaitTarget.STOPPED, resource_id, wait, timeout, url, api_key, json_output)
 
 

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import typer
 
-from gpusupply.api.schemas import OfferOut
 from gpusupply.cli import output
 from gpusupply.cli.commands import (
     PANEL,
@@ -23,6 +22,7 @@ from gpusupply.cli.commands import (
     print_table,
     shape,
 )
+from gpusupply.contract.schemas import OfferOut
 
 
 @dataclass(slots=True)

@@ -16,8 +16,6 @@ from typing import Any
 import pydantic
 from rich.console import Console
 
-from gpusupply.api.schemas import EventOut, OfferOut, ResourceDetail, ResourceSummary
-from gpusupply.api.schemas_cost import BudgetOut, UsageReportOut
 from gpusupply.cli.config import MissingKey, NoMatch, UsageProblem
 from gpusupply.client import (
     ApiConnectionError,
@@ -29,6 +27,8 @@ from gpusupply.client import (
     ResourceFailedError,
     WaitTimeoutError,
 )
+from gpusupply.contract.cost import BudgetOut, UsageReportOut
+from gpusupply.contract.schemas import EventOut, OfferOut, ResourceDetail, ResourceSummary
 
 WIDE = 200  # columns when the output is not a terminal: rows stay on one line for grep and less
 

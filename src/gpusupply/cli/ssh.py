@@ -15,7 +15,6 @@ from typing import Annotated
 
 import typer
 
-from gpusupply.api.schemas import ResourceSummary
 from gpusupply.cli import output
 from gpusupply.cli.commands import (
     PANEL,
@@ -27,6 +26,7 @@ from gpusupply.cli.commands import (
     resolve_resource,
 )
 from gpusupply.cli.config import UsageProblem, config_file, private_key_for, read_ssh_key
+from gpusupply.contract.schemas import ResourceSummary
 
 HOST_PREFIX = "gpusupply-"
 MARK = "# gpusupply ssh-config:"

@@ -11,9 +11,9 @@ from typing import Annotated
 
 import typer
 
-from gpusupply.api.schemas_cost import DeliveryOut, WebhookOut
 from gpusupply.cli import output
 from gpusupply.cli.commands import ApiKeyOption, JsonOption, UrlOption, connect, handled, now, print_table
+from gpusupply.contract.cost import DeliveryOut, WebhookOut
 
 PANEL = "Cost and guardrails"
 WEBHOOK_COLUMNS = (

@@ -1,7 +1,7 @@
 """One builder per API route: the request to send and the type of its answer (pure, no I/O).
 
 Both clients use these, so a new route is one builder here plus a one-line method in each
-client (`client.py`).
+client (`client.py` and its method groups).
 """
 
 from __future__ import annotations
@@ -11,7 +11,20 @@ from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from gpusupply.api.schemas import (
+from gpusupply.client.flows import IDEMPOTENCY_HEADER, Call, Request
+from gpusupply.contract.cost import (
+    BudgetIn,
+    BudgetOut,
+    DeliveryList,
+    ResourcePatch,
+    UsageReportOut,
+    WebhookCreated,
+    WebhookDeleted,
+    WebhookIn,
+    WebhookList,
+    WebhookOut,
+)
+from gpusupply.contract.schemas import (
     ActionResponse,
     DeleteResourceResponse,
     EventList,
@@ -27,19 +40,6 @@ from gpusupply.api.schemas import (
     ResourceList,
     VendorInfo,
 )
-from gpusupply.api.schemas_cost import (
-    BudgetIn,
-    BudgetOut,
-    DeliveryList,
-    ResourcePatch,
-    UsageReportOut,
-    WebhookCreated,
-    WebhookDeleted,
-    WebhookIn,
-    WebhookList,
-    WebhookOut,
-)
-from gpusupply.client.flows import IDEMPOTENCY_HEADER, Call, Request
 
 Action = Literal["start", "stop", "reboot"]
 ACTIONS: tuple[Action, ...] = ("start", "stop", "reboot")
@@ -94,9 +94,10 @@ def offers_query(
     max_price_per_gpu_hour: float | None = None,
     region: str | None = None,
     contract_type: Literal["ondemand", "spot"] | None = None,
-    vendor: Literal["vast", "fal", "nebula", "lambda", "runpod"] | None = None,
+    vendor: str | None = None,
 ) -> OffersRequest:
-    """A get_offers document from keyword arguments (validated like the server does)."""
+    """A get_offers document from keyword arguments (validated like the server does, but for
+    `vendor`: the server knows its vendors and answers an unknown one with a 422 naming them)."""
     compute: dict[str, Any] = {"gpu_type": gpu_type, "gpu_count": gpu_count}
     if max_price_per_gpu_hour is not None:
         compute["max_price_per_gpu_hour"] = max_price_per_gpu_hour

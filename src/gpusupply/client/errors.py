@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 if TYPE_CHECKING:
-    from gpusupply.api.schemas import ResourceDetail
+    from gpusupply.contract.schemas import ResourceDetail
 
 
 class GpuSupplyError(Exception):

@@ -22,7 +22,6 @@ import httpx
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
-from gpusupply.api.schemas import ResourceDetail
 from gpusupply.client.errors import (
     ApiConnectionError,
     GpuSupplyError,
@@ -33,6 +32,7 @@ from gpusupply.client.errors import (
     error_from_response,
     parse_retry_after,
 )
+from gpusupply.contract.schemas import ResourceDetail
 
 T = TypeVar("T")
 

@@ -1,6 +1,5 @@
-"""The request and answer models of the API: the server's own pydantic models (`api/schemas.py`,
-`api/schemas_cost.py`),
-which import nothing server-side, so client and server share one set and cannot drift apart.
+"""The request and answer models of the API: the contract's pydantic models (`gpusupply.contract`),
+which the server validates and documents with too, so client and server cannot drift apart.
 
 Answers are parsed leniently (fields a newer server adds are ignored); request models refuse
 unknown fields, as the server does.
@@ -8,7 +7,24 @@ unknown fields, as the server does.
 
 from __future__ import annotations
 
-from gpusupply.api.schemas import (
+from gpusupply.contract.cost import (
+    AutoDeleteIn,
+    AutoDeleteOut,
+    BudgetIn,
+    BudgetOut,
+    DeliveryAttempt,
+    DeliveryList,
+    DeliveryOut,
+    ResourcePatch,
+    UsageReportOut,
+    UsageRowOut,
+    WebhookCreated,
+    WebhookDeleted,
+    WebhookIn,
+    WebhookList,
+    WebhookOut,
+)
+from gpusupply.contract.schemas import (
     Access,
     ActionResponse,
     ComputeSpec,
@@ -34,23 +50,6 @@ from gpusupply.api.schemas import (
     VendorCapabilities,
     VendorCatalogInfo,
     VendorInfo,
-)
-from gpusupply.api.schemas_cost import (
-    AutoDeleteIn,
-    AutoDeleteOut,
-    BudgetIn,
-    BudgetOut,
-    DeliveryAttempt,
-    DeliveryList,
-    DeliveryOut,
-    ResourcePatch,
-    UsageReportOut,
-    UsageRowOut,
-    WebhookCreated,
-    WebhookDeleted,
-    WebhookIn,
-    WebhookList,
-    WebhookOut,
 )
 from gpusupply.core.states import FINAL_STATUSES, LIVE_STATUSES, ResourceStatus
 

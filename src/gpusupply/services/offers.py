@@ -1,24 +1,26 @@
 """Offer search: reading the `get_offers` document (YAML or JSON), validating it into an
 `OfferQuery`, and asking the catalog.
 
-The document models here are plain pydantic (no server imports), so `api/schemas.py` and
-clients reuse them. YAML is read with a safe loader that also refuses aliases and anchors (no
-"billion laughs" expansion) and deep nesting, after the body size was checked.
+The document models are in the contract (`contract/offers.py`), shared with the SDK; here a
+document is validated with `vendor` narrowed to this server's vendors. YAML is read with a safe
+loader that also refuses aliases and anchors (no "billion laughs" expansion) and deep nesting,
+after the body size was checked.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import yaml
-from pydantic import ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
+from gpusupply.contract.offers import OffersRequest, offers_request_for
 from gpusupply.core.errors import NotFoundError, PayloadTooLarge, UnprocessableError, UnsupportedMediaType
 from gpusupply.core.gpus import resolve_gpu_query, unknown_gpu_message
-from gpusupply.core.inputs import MAX_INT_DIGITS, TOO_LARGE, CheckedModel, loads_json
+from gpusupply.core.inputs import MAX_INT_DIGITS, TOO_LARGE, loads_json
 from gpusupply.core.offers import OfferQuery
 from gpusupply.core.regions import REGION_GROUPS, parse_region_group
 from gpusupply.settings import VENDORS
@@ -34,35 +36,6 @@ KNOWN_VENDORS = VENDORS  # one list of vendor ids: settings.VENDORS
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 MAX_OFFSET = 1_000_000  # far past any real result; keeps numbers inside every database's integer
-
-
-class ComputeSpec(CheckedModel):
-    model_config = ConfigDict(extra="forbid")
-
-    gpu_type: str = Field(
-        min_length=1, max_length=100, description="A family (`H100`) or a canonical name (`nvidia-h100-sxm5-80gb`)."
-    )
-    gpu_count: int = Field(1, ge=1, le=1024, strict=True, description="GPUs per offer (exact match).")
-    max_price_per_gpu_hour: float | None = Field(None, gt=0, allow_inf_nan=False, description="USD per GPU-hour.")
-    contract_type: Literal["ondemand", "spot"] | None = None
-
-    @field_validator("max_price_per_gpu_hour", mode="before")
-    @classmethod
-    def _no_bool_price(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError("must be a number")
-        return value
-
-
-class OffersRequest(CheckedModel):
-    """The `get_offers` document (also the `spec` of a procure-by-spec)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    compute: ComputeSpec
-    vendor: Literal[VENDORS] | None = None  # type: ignore[valid-type]  # the enum follows settings.VENDORS
-    region: str | None = Field(None, description="US, EU, APAC or Other (any case).")
-    network: dict[str, Any] | None = Field(None, description="Accepted for compatibility; not used for matching.")
 
 
 @dataclass(slots=True)
@@ -152,7 +125,7 @@ def parse_offer_query(document: Any, *, loc: tuple[str | int, ...] = ("body",)) 
     if not isinstance(document, dict):
         raise UnprocessableError("the document must be a mapping with a `compute` section", loc=loc, kind="dict_type")
     try:
-        request = OffersRequest.model_validate(document)
+        request = offers_request_for(KNOWN_VENDORS).model_validate(document)
     except ValidationError as exc:
         raise UnprocessableError("invalid offer query", errors=pydantic_errors(exc, loc)) from None
     return request, query_from_request(request, loc=loc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 
 from gpusupply.api.deps import ApiRoute, ServiceContext, get_principal, responses, service_context
-from gpusupply.api.schemas_cost import BudgetIn, BudgetOut
+from gpusupply.contract.cost import BudgetIn, BudgetOut
 from gpusupply.core.inputs import Text
 from gpusupply.services import budgets
 from gpusupply.services.keys import Principal

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from gpusupply.api import schemas
 from gpusupply.api.deps import ApiRoute, ServiceContext, get_principal, responses, service_context
+from gpusupply.contract import schemas
 from gpusupply.core.gpus import families
 from gpusupply.core.offers import CONTRACT_TYPES
 from gpusupply.core.regions import REGION_GROUPS

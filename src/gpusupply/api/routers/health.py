@@ -7,8 +7,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from gpusupply.api import schemas
 from gpusupply.api.deps import ApiRoute, ServiceContext, service_context
+from gpusupply.contract import schemas
 from gpusupply.db.session import Database
 
 router = APIRouter(route_class=ApiRoute, tags=["Health"])

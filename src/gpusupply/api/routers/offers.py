@@ -7,9 +7,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from gpusupply.api import schemas
 from gpusupply.api.deps import ApiRoute, ServiceContext, get_ctx, get_principal, responses, service_context
 from gpusupply.api.views import offer_details, offers_response_json
+from gpusupply.contract import schemas
 from gpusupply.core.inputs import BoundedInt
 from gpusupply.services import offers
 

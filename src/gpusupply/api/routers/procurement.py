@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Response
 
-from gpusupply.api import schemas
 from gpusupply.api.deps import ApiRoute, ServiceContext, get_principal, responses, service_context
 from gpusupply.api.views import offer_status_out
+from gpusupply.contract import schemas
 from gpusupply.services import procurement
 from gpusupply.services.keys import Principal
+from gpusupply.services.offers import KNOWN_VENDORS
+
+# The body as this server validates it: a `spec`'s vendor is one of its vendors. Made at run time,
+# so type checkers are shown the contract's class it derives from.
+if TYPE_CHECKING:
+    ProcureBody = schemas.ProcureRequest
+else:
+    ProcureBody = schemas.procure_request_for(KNOWN_VENDORS)
 
 router = APIRouter(route_class=ApiRoute, tags=["Procurement"], responses=responses(401, 503))
 
@@ -30,7 +39,7 @@ router = APIRouter(route_class=ApiRoute, tags=["Procurement"], responses=respons
     responses=responses(402, 404, 409, 410, 413, 422, 503),
 )
 async def procure_offer(
-    body: schemas.ProcureRequest,
+    body: ProcureBody,
     response: Response,
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200),
     principal: Principal = Depends(get_principal),

@@ -7,10 +7,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 
-from gpusupply.api import schemas
 from gpusupply.api.deps import ApiRoute, ServiceContext, get_principal, responses, service_context
-from gpusupply.api.schemas_cost import ResourcePatch
 from gpusupply.api.views import event_out, resource_detail, resource_summary
+from gpusupply.contract import schemas
+from gpusupply.contract.cost import ResourcePatch
 from gpusupply.core.inputs import BoundedInt, Text
 from gpusupply.domain.costs import costs_so_far
 from gpusupply.services import resources

@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from gpusupply.api.deps import ApiRoute, ServiceContext, get_principal, responses, service_context
-from gpusupply.api.schemas_cost import UsageReportOut, UsageRowOut
+from gpusupply.contract.cost import UsageReportOut, UsageRowOut
 from gpusupply.core.inputs import Text
 from gpusupply.db.models import utcnow
 from gpusupply.services.keys import Principal

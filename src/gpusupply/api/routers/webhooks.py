@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query
 
 from gpusupply.api.deps import ApiRoute, ServiceContext, get_principal, responses, service_context
-from gpusupply.api.schemas_cost import (
+from gpusupply.contract.cost import (
     DeliveryAttempt,
     DeliveryList,
     DeliveryOut,

@@ -1,5 +1,5 @@
 """Request and response models of the cost routes: usage, budgets, auto-delete and webhooks
-(docs/cost.md). Plain pydantic, like api/schemas.py: clients can reuse them."""
+(docs/cost.md). Plain pydantic, like `schemas.py`: the server and the SDK share them."""
 
 from __future__ import annotations
 

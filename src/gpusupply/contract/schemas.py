@@ -1,21 +1,23 @@
-"""Request and response models of the HTTP API, with the compute-desk field names.
+"""Request and response models of the HTTP API, with the compute-desk field names: errors,
+discovery, offers' answers, procurement, resources and health (the cost routes' models are in
+`cost.py`, the get_offers document in `offers.py`).
 
-Plain pydantic: nothing here imports server code (database, vendors), so clients can reuse the
-models. The get_offers document models live in `services/offers.py` (also plain pydantic) and
-are re-exported here.
+Plain pydantic: the server validates and documents with these, and the SDK parses with them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from gpusupply.api.schemas_cost import AutoDeleteIn, AutoDeleteOut
+from gpusupply.contract.cost import AutoDeleteIn, AutoDeleteOut
+from gpusupply.contract.offers import ComputeSpec, OffersRequest, offers_request_for
 from gpusupply.core.inputs import CheckedModel
-from gpusupply.services.offers import ComputeSpec, OffersRequest
 
 __all__ = [
     "ComputeSpec",
@@ -158,6 +160,25 @@ class ProcureRequest(CheckedModel):
         False,
         description="With spec: accept it even when no offer matches now; the engine waits for capacity "
         "until the provisioning timeout (extension). Without it such a spec is a 409.",
+    )
+
+
+def procure_request_for(vendor_ids: Sequence[str]) -> type[ProcureRequest]:
+    """`ProcureRequest` whose `spec` is `offers_request_for(vendor_ids)`: the model a server
+    validates with (cached: one class per list, named `ProcureRequest` in the OpenAPI document)."""
+    return _procure_request_for(tuple(vendor_ids))
+
+
+@cache
+def _procure_request_for(vendor_ids: tuple[str, ...]) -> type[ProcureRequest]:
+    spec = ProcureRequest.model_fields["spec"]
+    checked: Any = offers_request_for(vendor_ids)  # a class made at run time: a value to mypy, not a type
+    return create_model(
+        ProcureRequest.__name__,
+        __base__=ProcureRequest,
+        __doc__=ProcureRequest.__doc__,
+        __module__=__name__,
+        spec=(checked | None, Field(spec.default, description=spec.description)),
     )
 
 
