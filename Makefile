@@ -32,6 +32,7 @@ run: $(SERVER_STAMP)
 test: $(STAMP) postgres browser
 	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -p no:randomly $(PYTEST_ARGS)
 
 # The same suite in a seeded random order, to catch tests that depend on another's leftovers.
@@ -67,6 +68,7 @@ chaos: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

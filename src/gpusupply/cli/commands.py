@@ -137,6 +137,8 @@ def handled(command: F) -> F:
         except (Exception, KeyboardInterrupt) as error:  # the CLI never shows a traceback
             fail(error, json_output=bool(kwargs.get("json_output")))
 
+    # return-value: functools.wraps gives `run` the command's signature (what typer reads), which
+    # the type checker cannot see.
     return run  # type: ignore[return-value]
 
 

@@ -4,7 +4,8 @@ Clients of the SDK like `cli/commands.py`, sharing its options, error handling a
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -130,7 +131,7 @@ def auto_delete(
     out.print(f"auto-delete: {shown.get('auto-delete', 'none')}", soft_wrap=True)
 
 
-COMMANDS = {"usage": usage, "budget": budget, "auto-delete": auto_delete}
+COMMANDS: dict[str, Callable[..., Any]] = {"usage": usage, "budget": budget, "auto-delete": auto_delete}
 
 
 def register(app: typer.Typer) -> None:

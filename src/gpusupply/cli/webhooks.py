@@ -5,9 +5,10 @@ signing secret is printed once, when the webhook is added (the API never shows i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -138,7 +139,7 @@ def events(url: UrlOption = None, api_key: ApiKeyOption = None, json_output: Jso
                 [[name, meaning] for name, meaning in known.items()])
 
 
-COMMANDS = {"list": list_webhooks, "add": add, "delete": delete, "deliveries": deliveries, "events": events}
+COMMANDS: dict[str, Callable[..., Any]] = {"list": list_webhooks, "add": add, "delete": delete, "deliveries": deliveries, "events": events}
 
 
 def register(app: typer.Typer) -> None:

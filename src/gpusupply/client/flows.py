@@ -83,7 +83,7 @@ class Call(Generic[T]):
 
     def parse(self, response: httpx.Response) -> T:
         if self.answer is str:
-            return response.text  # type: ignore[return-value]
+            return response.text  # type: ignore[return-value]  # T is str when the call answers text
         try:
             body = response.json()
         except ValueError as exc:

@@ -56,7 +56,7 @@ def offers_request_for(vendor_ids: Sequence[str]) -> type[OffersRequest]:
 
 @cache
 def _offers_request_for(vendor_ids: tuple[str, ...]) -> type[OffersRequest]:
-    one_of: Any = Literal[vendor_ids]  # type: ignore[valid-type]  # the ids are known at run time only
+    one_of: Any = Literal[vendor_ids]  # the ids are known at run time only
     return create_model(
         OffersRequest.__name__,
         __base__=OffersRequest,

@@ -284,6 +284,8 @@ class VendorSandbox:
 
     def __init__(self, config: SandboxConfig | None = None):
         self.config = config or SandboxConfig()
+        # Every id base this sandbox's persisted state has used (state.py), so restored and new ids never collide.
+        self.id_bases: list[int] = [self.config.id_base]
         self.clock = SandboxClock()
         self.faults = FaultInjector(self.config.faults, self.config.seed)
         self.rng = random.Random(self.config.seed)

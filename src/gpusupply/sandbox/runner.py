@@ -36,7 +36,6 @@ class ServerThread:
         self.host, self.port = self.sock.getsockname()[:2]
         self.url = f"http://{self.host}:{self.port}"
         self.server = uvicorn.Server(_config(app, log_level))
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"server-{self.port}")
 
     def _run(self) -> None:
@@ -70,7 +69,6 @@ class ServerTask:
         self.host, self.port = self.sock.getsockname()[:2]
         self.url = f"http://{self.host}:{self.port}"
         self.server = uvicorn.Server(_config(app, log_level))
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> ServerTask:

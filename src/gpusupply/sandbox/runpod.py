@@ -43,7 +43,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from graphql import (
+    ExecutionResult,
     GraphQLError,
+    GraphQLObjectType,
     GraphQLSchema,
     OperationDefinitionNode,
     build_schema,
@@ -379,7 +381,8 @@ class RunPodSandbox(VendorSandbox):
                                                               "pods": [self.pod_json(p) for p in self.visible_pods(info.context["account"])]}
         query.fields["pod"].resolve = self._pod
         gpu_type = schema.get_type("GpuType")
-        gpu_type.fields["lowestPrice"].resolve = self._lowest_price  # type: ignore[union-attr]
+        assert isinstance(gpu_type, GraphQLObjectType)  # declared in the schema's SDL above
+        gpu_type.fields["lowestPrice"].resolve = self._lowest_price
         mutation.fields["podFindAndDeployOnDemand"].resolve = lambda _r, info, input=None: self._deploy(info, input or {}, None)
         mutation.fields["podRentInterruptable"].resolve = lambda _r, info, input: self._deploy(info, input, input["bidPerGpu"])
         mutation.fields["podStop"].resolve = self._stop
@@ -414,7 +417,7 @@ class RunPodSandbox(VendorSandbox):
         input = input or {"gpuCount": 1}
         count = int(input["gpuCount"])
         secure = input.get("secureCloud")
-        clouds = ("SECURE",) if secure is True else ("COMMUNITY",) if secure is False else ("SECURE", "COMMUNITY")
+        clouds: tuple[str, ...] = ("SECURE",) if secure is True else ("COMMUNITY",) if secure is False else ("SECURE", "COMMUNITY")
         offer = self.gpu_types[gpu["id"]]
         clouds = tuple(c for c in clouds if offer.price(c) is not None and self.max_count(gpu["id"], c) >= count)
         if count < 1 or not clouds:
@@ -457,7 +460,7 @@ class RunPodSandbox(VendorSandbox):
         if count < 1:
             raise GraphQLError("gpuCount must be at least 1", extensions={"code": "BAD_USER_INPUT"})
         cloud = spec.get("cloudType") or "ALL"
-        clouds = ("SECURE", "COMMUNITY") if cloud == "ALL" else (cloud,)
+        clouds: tuple[str, ...] = ("SECURE", "COMMUNITY") if cloud == "ALL" else (cloud,)
         clouds = tuple(c for c in clouds if offer.price(c) is not None)
         if bid is not None:
             floor = min((offer.spot(c) or 0.0 for c in clouds), default=0.0)
@@ -599,7 +602,8 @@ class RunPodSandbox(VendorSandbox):
                              operation_name=payload.get("operationName"))
             if gate.fault == "lost" and context.get("created"):
                 return await self.lost_response()
-            body: dict[str, Any] = {"data": result.data}  # type: ignore[dict-item]
+            assert isinstance(result, ExecutionResult)  # the schema's resolvers are synchronous
+            body: dict[str, Any] = {"data": result.data}
             if result.errors:
                 body["errors"] = [e.formatted for e in result.errors]
             return self.answer(body, gate.fault)
@@ -636,7 +640,7 @@ def operation_group(document: Any, operation_name: str | None) -> str:
 
 def root_pod_id(field: FieldNode | None, variables: dict[str, Any]) -> str | None:
     """`input.podId` of a root field, inline or from the variables (aimed faults name a pod)."""
-    for argument in field.arguments if field is not None else ():
+    for argument in (field.arguments or ()) if field is not None else ():
         if argument.name.value == "input":
             value = value_from_ast_untyped(argument.value, variables)
             pod_id = value.get("podId") if isinstance(value, dict) else None

@@ -114,7 +114,7 @@ class SandboxStore:
     def _render(sandbox: VendorSandbox) -> str:
         state = {
             "vendor": sandbox.name,
-            "id_bases": getattr(sandbox, "id_bases", [sandbox.config.id_base]),
+            "id_bases": sandbox.id_bases,
             "clock_offset": sandbox.clock.offset,
             "instances": [dataclasses.asdict(i) for i in sandbox.instances.values()],
             "creates": [dataclasses.asdict(e) for e in sandbox.creates],

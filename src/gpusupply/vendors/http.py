@@ -148,6 +148,12 @@ def vendor_message(response: httpx.Response) -> str:
     return str(body)[:300]
 
 
+def as_dict(value: object) -> dict[str, Any]:
+    """`value` if the vendor sent an object there, else an empty one: vendors' answers are read
+    defensively, a missing or malformed member reads as absent."""
+    return value if isinstance(value, dict) else {}
+
+
 def parse_json(vendor: str, response: httpx.Response) -> Any:
     try:
         return response.json()

@@ -59,6 +59,7 @@ from gpusupply.vendors.http import (
     RateLimits,
     RetryPolicy,
     VendorHttp,
+    as_dict,
     classify_status,
     parse_json,
     parse_retry_after,
@@ -222,7 +223,7 @@ def map_offers(item: Mapping[str, Any], fetched_at: datetime) -> list[Offer]:
         return []
     name = instance_type.get("name")
     cents = _int(instance_type.get("price_cents_per_hour"))
-    specs = instance_type.get("specs") if isinstance(instance_type.get("specs"), dict) else {}
+    specs = as_dict(instance_type.get("specs"))
     gpus = _int(specs.get("gpus"))
     description = instance_type.get("gpu_description")
     if not isinstance(name, str) or not name or cents is None or cents < 0 or not gpus or gpus < 1 or not isinstance(description, str):
@@ -307,9 +308,9 @@ def map_instance(row: Mapping[str, Any]) -> VendorInstance:
     """An `Instance` object -> VendorInstance."""
     status = row.get("status") if isinstance(row.get("status"), str) else None
     ip = str(row.get("ip") or "").strip() or None
-    region = row.get("region") if isinstance(row.get("region"), dict) else {}
-    instance_type = row.get("instance_type") if isinstance(row.get("instance_type"), dict) else {}
-    specs = instance_type.get("specs") if isinstance(instance_type.get("specs"), dict) else {}
+    region = as_dict(row.get("region"))
+    instance_type = as_dict(row.get("instance_type"))
+    specs = as_dict(instance_type.get("specs"))
     cents = _int(instance_type.get("price_cents_per_hour"))
     extra: dict[str, Any] = {"ssh_user": SSH_USER}
     for key in ("hostname", "private_ip", "ssh_key_names", "jupyter_url"):

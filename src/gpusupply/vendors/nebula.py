@@ -459,7 +459,7 @@ class NebulaAdapter:
         if dc_id is None:
             region, dc_id = await self._product_location(offer.vendor_offer_id)
         image_id = await self._image_for(region, dc_id)
-        body = {"instance_name": request.marker, "product_id": offer.vendor_offer_id, "image_id": image_id}
+        body: dict[str, Any] = {"instance_name": request.marker, "product_id": offer.vendor_offer_id, "image_id": image_id}
         for attempt in range(2):
             body["ssh_key_id"] = await self._ssh_key_id(request.ssh_public_key)
             try:

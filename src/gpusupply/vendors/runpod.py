@@ -47,6 +47,7 @@ from gpusupply.vendors.http import (
     RateLimits,
     RetryPolicy,
     VendorHttp,
+    as_dict,
     parse_json,
     parse_retry_after,
     vendor_message,
@@ -189,7 +190,7 @@ def first_error(body: Any) -> tuple[str, str | None] | None:
     first = errors[0] if isinstance(errors, list) else errors
     if not isinstance(first, dict):
         return str(first)[:300], None
-    extensions = first.get("extensions") if isinstance(first.get("extensions"), dict) else {}
+    extensions = as_dict(first.get("extensions"))
     code = extensions.get("code") if isinstance(extensions.get("code"), str) else None
     return str(first.get("message") or "GraphQL error"), code
 
@@ -269,7 +270,7 @@ def map_pod(pod: Mapping[str, Any]) -> VendorInstance:
         raise MalformedAnswer("pod without an id")
     state = map_state(pod)
     ip, port = ssh_endpoint(pod.get("runtime")) if state == InstanceState.RUNNING else (None, None)
-    machine = pod.get("machine") if isinstance(pod.get("machine"), dict) else {}
+    machine = as_dict(pod.get("machine"))
     gpu_name = machine.get("gpuDisplayName") if isinstance(machine.get("gpuDisplayName"), str) else None
     raw = pod.get("desiredStatus") if isinstance(pod.get("desiredStatus"), str) else None
     return VendorInstance(
@@ -505,7 +506,7 @@ class RunPodAdapter:
         if len(found) > 1:
             log.warning("runpod: several pods carry one marker", extra={"vendor": VENDOR, "marker": request.marker, "count": len(found)})
         live = [i for i in found if i.state != InstanceState.TERMINATED]
-        return (live or found or [None])[0]
+        return (live or found)[0] if found else None
 
     # ----- reading pods ------------------------------------------------------------------------
     async def get(self, vendor_instance_id: str) -> VendorInstance:
