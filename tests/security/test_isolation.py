@@ -16,8 +16,7 @@ from fastapi.routing import _IncludedRouter  # how FastAPI 0.16x keeps an includ
 from starlette.routing import Mount
 
 from gpusupply.services.keys import create_key, revoke_key
-from gpusupply.web.routes import FLASH_COOKIE
-from gpusupply.web.session import SESSION_COOKIE, decode_session
+from gpusupply.web.session import FLASH_COOKIE, SESSION_COOKIE, decode_session
 from tests.conftest import SSH_KEY
 
 # What bob (another tenant) gets for alice's objects, per route. "own" means the route answers

@@ -15,13 +15,13 @@ STATIC = Path(__file__).parent / "static"
 
 
 def install(app: FastAPI) -> None:
-    from gpusupply.web import routes
+    from gpusupply.web import plumbing, routes
 
     app.include_router(routes.router)
     app.add_api_route("/", routes.root, methods=["GET"], include_in_schema=False)
-    app.mount(f"{routes.PREFIX}/static", StaticFiles(directory=STATIC), name="console-static")
-    app.add_exception_handler(routes.SignInRequired, routes.sign_in_required)
-    app.add_exception_handler(routes.FormRejected, routes.form_rejected)
+    app.mount(f"{plumbing.PREFIX}/static", StaticFiles(directory=STATIC), name="console-static")
+    app.add_exception_handler(plumbing.SignInRequired, plumbing.sign_in_required)
+    app.add_exception_handler(plumbing.FormRejected, plumbing.form_rejected)
     # The API's error handlers answer our paths with a page (a database outage is a 503 page).
-    app.state.error_page = routes.bare_error_page
-    app.state.error_page_prefix = routes.PREFIX
+    app.state.error_page = plumbing.bare_error_page
+    app.state.error_page_prefix = plumbing.PREFIX
