@@ -332,8 +332,9 @@ class VendorSandbox:
     def restore_extra(self, state: dict[str, Any]) -> None:
         return None
 
-    def check_rate(self, account: str, endpoint: str) -> float | None:
-        """None if the call is within the limits, else the seconds until it would be."""
+    def check_rate(self, account: str, endpoint: str, now: float | None = None) -> float | None:
+        """None if the call is within the limits, else the seconds until it would be. `now` (a
+        monotonic time) is the call's arrival, by default the present."""
         if not self.config.rate_limits:
             return None
         buckets = [self.key_bucket] if self.key_bucket is not None else []
@@ -344,7 +345,7 @@ class VendorSandbox:
             if limiter is None:
                 rate, burst = self.rate_limits[bucket]
                 limiter = self._limiters[(account, bucket)] = Gcra(rate * self.config.rate_scale, burst)
-            ok, wait = limiter.try_acquire(time.monotonic())
+            ok, wait = limiter.try_acquire(time.monotonic() if now is None else now)
             if not ok:
                 waits.append(wait)
         if not waits:

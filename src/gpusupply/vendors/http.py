@@ -193,6 +193,7 @@ class VendorHttp:
         self._rates = rates or {}
         self._default_rate = default_rate
         self._pacers: dict[str, Gcra] = {}
+        self._pacing_turns: dict[str, asyncio.Lock] = {}  # one waiter per route books at a time
         # Every call also books a slot here: the vendor's limit for the key as a whole.
         self._shared_rate = shared_rate
         self._shared_pacer = Gcra(*shared_rate) if shared_rate is not None else None
@@ -245,8 +246,16 @@ class VendorHttp:
             # No fallback to the in-process buckets when the database cannot book: this process
             # does not know what the others sent, so it does not call the vendor at all.
             wait = await self._shared.reserve(self.vendor, self.key_id, self.buckets(endpoint))
-        else:
-            wait = self.reserve(endpoint, time.monotonic())
+            await self._wait(wait)
+            return
+        # A route's callers book one at a time, each once the one before it has left: if the event
+        # loop stalls, the slots after a late caller move later with it, instead of every sleeper
+        # waking at once and reaching the vendor together (a burst it answers with 429s).
+        turn = self._pacing_turns.setdefault(endpoint, asyncio.Lock())
+        async with turn:
+            await self._wait(self.reserve(endpoint, time.monotonic()))
+
+    async def _wait(self, wait: float) -> None:
         if wait > 0:
             VENDOR_RATE_LIMIT_WAIT.labels(self.vendor).inc(wait)
             await asyncio.sleep(wait)
