@@ -130,6 +130,7 @@ class Round:
     seconds: float
     routes: dict[str, int]  # every route's calls in the round
     limited: dict[str, int]  # of which answered 429
+    completed: bool  # False: the listing was rate limited and the round is repeated soon
 
 
 async def job_leases(db: Database) -> dict[str, tuple[str | None, datetime | None]]:
@@ -139,28 +140,35 @@ async def job_leases(db: Database) -> dict[str, tuple[str | None, datetime | Non
 
 
 async def watch_sweeps(db: Database, sandboxes: dict[str, SeededSandbox], started: float, limit: float) -> dict[str, list[Round]]:
-    """Every reconciler round until each vendor (Vast last: 1 page/s) has ended one, with its listing calls."""
+    """Every reconciler round until each vendor (Vast last: 1 page/s) has completed one, with its
+    listing calls. A round ends when its holder lets the lease go (or another process holds it);
+    it completed when `last_run_at` moved (a rate-limited listing gives the lease back without)."""
     rounds: dict[str, list[Round]] = {v: [] for v in sandboxes}
     counted = {v: s.listing_calls() for v, s in sandboxes.items()}  # before any worker started
     routes_before = {v: s.routes() for v, s in sandboxes.items()}
     holder: dict[str, str] = {}
     round_started = {v: started for v in sandboxes}
     last_run: dict[str, datetime | None] = {}
-    while not all(rounds.values()):
+
+    def close(vendor: str, owner: str, completed: bool) -> None:
+        calls, routes = sandboxes[vendor].listing_calls(), sandboxes[vendor].routes()
+        rounds[vendor].append(Round(vendor, owner, calls - counted[vendor], time.perf_counter() - round_started[vendor],
+                                    route_delta(routes["calls"], routes_before[vendor]["calls"]),
+                                    route_delta(routes["rate_limited"], routes_before[vendor]["rate_limited"]), completed))
+        counted[vendor], routes_before[vendor] = calls, routes
+
+    while not all(any(r.completed for r in rs) for rs in rounds.values()):
         if time.perf_counter() - started > limit:
             raise RuntimeError(f"the reconciler did not sweep every vendor in {limit:.0f} s: {rounds}")
         for vendor, (owner, ran_at) in (await job_leases(db)).items():
+            moved = ran_at != last_run.get(vendor)
+            if vendor in holder and owner != holder[vendor]:
+                close(vendor, holder.pop(vendor), moved)
+            elif vendor not in holder and owner is None and moved:
+                close(vendor, "", True)  # a whole round between two looks
             if owner and vendor not in holder:
                 holder[vendor] = owner
                 round_started[vendor] = time.perf_counter()
-            # A round ends when its lease is given back (last_run_at moves unless it must repeat soon).
-            if owner is None and (vendor in holder or ran_at != last_run.get(vendor)):
-                calls = sandboxes[vendor].listing_calls()
-                routes = sandboxes[vendor].routes()
-                rounds[vendor].append(Round(vendor, holder.pop(vendor, ""), calls - counted[vendor], time.perf_counter() - round_started[vendor],
-                                            route_delta(routes["calls"], routes_before[vendor]["calls"]),
-                                            route_delta(routes["rate_limited"], routes_before[vendor]["rate_limited"])))
-                counted[vendor], routes_before[vendor] = calls, routes
             last_run[vendor] = ran_at
         await asyncio.sleep(0.2)
     return rounds
@@ -358,13 +366,15 @@ async def measure(server: Any, quick: bool) -> list[Row]:
 
 def rows(size: int, counts: dict[str, int], rounds: dict[str, list[Round]], steady: Steady, taken: Takeover, lease: float) -> list[Row]:
     label = f"{size:,} resources, {WORKERS} workers"
-    first = [rs[0] for rs in rounds.values()]
+    first = [next(r for r in rs if r.completed) for rs in rounds.values()]
     calls, needed = sum(r.calls for r in first), sum(pages(r.vendor, counts[r.vendor]) for r in first)
-    every_round = all(r.calls == pages(r.vendor, counts[r.vendor]) for rs in rounds.values() for r in rs)
+    every_round = all(r.calls == pages(r.vendor, counts[r.vendor]) for rs in rounds.values() for r in rs if r.completed)
     owners = {r.owner.split(":")[1] if r.owner else "?" for rs in rounds.values() for r in rs}
     sweep_note = "; ".join(
         f"{v} {counts[v]:,}: " + ", ".join(f"{r.calls} calls/{pages(v, counts[v])} pages {r.seconds:.0f} s by pid "
-                                           f"{r.owner.split(':')[1] if r.owner else '?'}" for r in rs)
+                                           f"{r.owner.split(':')[1] if r.owner else '?'}"
+                                           + ("" if r.completed else " (rate limited, repeated)")
+                                           + (f" ({sum(r.limited.values())} answered 429)" if r.limited else "") for r in rs)
         for v, rs in rounds.items()
     )
     refreshed = sum(steady.refreshed.values())
