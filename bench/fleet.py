@@ -60,7 +60,7 @@ NAME = "7 scale-out (PostgreSQL)"
 FLEET, QUICK_FLEET = 10_000, 300
 WORKERS = 4
 SEED = 5
-LEASE_SECONDS, QUICK_LEASE_SECONDS = 30.0, 5.0  # quick: the same takeover, sooner
+LEASE_SECONDS, QUICK_LEASE_SECONDS = 30.0, 10.0  # quick: the same takeover, sooner (5 s let job leases lapse under load)
 POLL_SECONDS = 1.0
 # Steady state: warm-up, then the measured window (seconds).
 WARM, WINDOW = 15.0, 60.0
@@ -130,7 +130,8 @@ class Round:
     seconds: float
     routes: dict[str, int]  # every route's calls in the round
     limited: dict[str, int]  # of which answered 429
-    completed: bool  # False: the listing was rate limited and the round is repeated soon
+    completed: bool  # False: given back before `last_run_at` moved (rate limited), or its lease lapsed
+    ended: str = ""  # "" (let go) or the process that took the lease over while it ran
 
 
 async def job_leases(db: Database) -> dict[str, tuple[str | None, datetime | None]]:
@@ -150,11 +151,11 @@ async def watch_sweeps(db: Database, sandboxes: dict[str, SeededSandbox], starte
     round_started = {v: started for v in sandboxes}
     last_run: dict[str, datetime | None] = {}
 
-    def close(vendor: str, owner: str, completed: bool) -> None:
+    def close(vendor: str, owner: str, completed: bool, ended: str = "") -> None:
         calls, routes = sandboxes[vendor].listing_calls(), sandboxes[vendor].routes()
         rounds[vendor].append(Round(vendor, owner, calls - counted[vendor], time.perf_counter() - round_started[vendor],
                                     route_delta(routes["calls"], routes_before[vendor]["calls"]),
-                                    route_delta(routes["rate_limited"], routes_before[vendor]["rate_limited"]), completed))
+                                    route_delta(routes["rate_limited"], routes_before[vendor]["rate_limited"]), completed, ended))
         counted[vendor], routes_before[vendor] = calls, routes
 
     while not all(any(r.completed for r in rs) for rs in rounds.values()):
@@ -163,7 +164,7 @@ async def watch_sweeps(db: Database, sandboxes: dict[str, SeededSandbox], starte
         for vendor, (owner, ran_at) in (await job_leases(db)).items():
             moved = ran_at != last_run.get(vendor)
             if vendor in holder and owner != holder[vendor]:
-                close(vendor, holder.pop(vendor), moved)
+                close(vendor, holder.pop(vendor), moved, owner or "")
             elif vendor not in holder and owner is None and moved:
                 close(vendor, "", True)  # a whole round between two looks
             if owner and vendor not in holder:
@@ -373,7 +374,7 @@ def rows(size: int, counts: dict[str, int], rounds: dict[str, list[Round]], stea
     sweep_note = "; ".join(
         f"{v} {counts[v]:,}: " + ", ".join(f"{r.calls} calls/{pages(v, counts[v])} pages {r.seconds:.0f} s by pid "
                                            f"{r.owner.split(':')[1] if r.owner else '?'}"
-                                           + ("" if r.completed else " (rate limited, repeated)")
+                                           + ("" if r.completed else f" (not completed: {'its lease lapsed, taken over by pid ' + r.ended.split(':')[1] if r.ended else 'rate limited'})")
                                            + (f" ({sum(r.limited.values())} answered 429)" if r.limited else "") for r in rs)
         for v, rs in rounds.items()
     )
