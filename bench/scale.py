@@ -26,8 +26,8 @@ database for each worker count.
 Why the 64-client run did not complete before (2026-12-04, stopped after 15 minutes with 50 of 300
 running): the 300 POSTs were sent one after another, each queued behind 64 closed-loop clients on
 two replicas (a quick run measured p50 1.5 s for the clients, about 3.5 s per POST), and with the
-refresh off every resource read after 30 s went to the vendor from the replica, booking the same
-vendor buckets procurement needed. The POSTs now come from `POSTERS` users at once, and the load
+refresh off every resource read after 30 s went to the vendor from the replica (the 30 s rule of
+services/resources.py), booking the same vendor buckets procurement needed. The POSTs now come from `POSTERS` users at once, and the load
 run refreshes as production does.
 """
 
