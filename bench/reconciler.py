@@ -37,7 +37,7 @@ from gpusupply.engine.context import EngineContext
 from gpusupply.engine.reconciler import reconcile_vendor
 from gpusupply.sandbox.common import SandboxConfig
 from gpusupply.sandbox.vast import parse_create_body
-from gpusupply.vendors.base import CreateRequest, marker_for
+from gpusupply.vendors.base import CreateRequest, marker_for, parse_marker
 from gpusupply.vendors.registry import VendorSet
 
 NAME = "5 reconciler sweep"
@@ -64,8 +64,7 @@ def pages_needed(vendors: VendorSet, vendor: str, count: int) -> int:
 # ----- seeding the sandboxes' state directly ------------------------------------------------------
 
 
-def seed_vast(vendors: VendorSet, markers: list[str]) -> list[str]:
-    sandbox, adapter = vendors.sandboxes["vast"], vendors.adapters["vast"]
+def seed_vast(sandbox: Any, adapter: Any, markers: list[str], account: str = SANDBOX_KEY) -> list[str]:
     table = sandbox.offers
     rentable = sandbox.rentable_mask()
     asks = np.nonzero(rentable & table.columns["base_rentable"])[0][: len(markers)]
@@ -75,15 +74,14 @@ def seed_vast(vendors: VendorSet, markers: list[str]) -> list[str]:
     ids = []
     for offer, marker in zip(offers, markers, strict=True):
         # The body our adapter sends, parsed as the sandbox's create route parses it.
-        request = CreateRequest(uuid.UUID(marker.removeprefix("gpusupply-")), _placeholder_offer(), SSH_KEY)
+        request = CreateRequest(_resource_id(marker), _placeholder_offer(), SSH_KEY, installation_id=parse_marker(marker).installation_id)  # type: ignore[union-attr]
         spec = parse_create_body(adapter.create_body(request))
         assert not isinstance(spec, tuple), spec
-        ids.append(sandbox._commit(SANDBOX_KEY, int(offer["id"]), offer, spec).id)
+        ids.append(sandbox._commit(account, int(offer["id"]), offer, spec).id)
     return ids
 
 
-def seed_nebula(vendors: VendorSet, markers: list[str]) -> list[str]:
-    sandbox = vendors.sandboxes["nebula"]
+def seed_nebula(sandbox: Any, adapter: Any, markers: list[str], account: str = SANDBOX_KEY) -> list[str]:
     pairs = [
         (product, image)
         for product in sandbox.products.values()
@@ -93,18 +91,25 @@ def seed_nebula(vendors: VendorSet, markers: list[str]) -> list[str]:
     ids = []
     for n, marker in enumerate(markers):
         product, image = pairs[n % len(pairs)]
-        instance = sandbox.new_instance(SANDBOX_KEY, marker, product, image)
+        instance = sandbox.new_instance(account, marker, product, image)
         sandbox.record_create(instance, product_id=product.id, image_id=image.id, ssh_key_id=0)
         ids.append(instance.id)
     return ids
 
 
-def seed_fal(vendors: VendorSet, markers: list[str]) -> list[str]:
-    sandbox = vendors.sandboxes["fal"]
-    return [sandbox._commit(SANDBOX_KEY, "gpu_1x_h100_sxm5", None, marker.removeprefix("gpusupply-")).id for marker in markers]
+def seed_fal(sandbox: Any, adapter: Any, markers: list[str], account: str = SANDBOX_KEY) -> list[str]:
+    # fal has no marker: the create's idempotency key, the resource id, is what its ledger shows.
+    return [sandbox._commit(account, "gpu_1x_h100_sxm5", None, str(_resource_id(marker))).id for marker in markers]
 
 
-SEEDERS: dict[str, Callable[[VendorSet, list[str]], list[str]]] = {"vast": seed_vast, "nebula": seed_nebula, "fal": seed_fal}
+def _resource_id(marker: str) -> uuid.UUID:
+    parsed = parse_marker(marker)
+    assert parsed is not None, marker
+    return parsed.resource_id
+
+
+# Each puts live instances with these markers into a sandbox (the adapter gives Vast's create body).
+SEEDERS: dict[str, Callable[[Any, Any, list[str], str], list[str]]] = {"vast": seed_vast, "nebula": seed_nebula, "fal": seed_fal}
 
 
 def _placeholder_offer() -> Offer:
@@ -161,7 +166,7 @@ async def sweep(size: int) -> dict[str, Any]:
     try:
         for vendor, count in counts.items():
             resource_ids = [uuid.uuid4() for _ in range(count)]
-            instance_ids = SEEDERS[vendor](vendors, [marker_for(r) for r in resource_ids])
+            instance_ids = SEEDERS[vendor](vendors.sandboxes[vendor], vendors.adapters[vendor], [marker_for(r) for r in resource_ids], SANDBOX_KEY)
             await insert_running(db, vendor, dict(zip(resource_ids, instance_ids, strict=True)))
         requests = {v: s.requests for v, s in vendors.sandboxes.items()}
         listing: dict[str, tuple[float, float]] = {}
