@@ -22,8 +22,9 @@ from typing import Any
 import uvicorn
 
 from gpusupply.sandbox.common import SandboxConfig
+from gpusupply.sandbox.mode import sandbox_class
 from gpusupply.sandbox.state import SandboxStore
-from gpusupply.vendors.registry import VENDOR_MODULES, load
+from gpusupply.vendors.registry import VENDORS
 
 ROUTES_PATH = "/_bench/routes"
 
@@ -70,7 +71,7 @@ class RouteCounter:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.sandbox_process")
-    parser.add_argument("vendor", choices=sorted(VENDOR_MODULES))
+    parser.add_argument("vendor", choices=sorted(VENDORS))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--state-dir", type=Path, required=True, help="where bench/seed.py wrote <vendor>.json")
     parser.add_argument("--seed", type=int, default=0)
@@ -81,7 +82,7 @@ def main() -> None:
     store = SandboxStore.open(args.state_dir)
     config = SandboxConfig(seed=args.seed, offers=args.offers, ready_after=args.ready_after, stock=args.stock,
                            id_base=store.new_id_base(args.vendor))  # new creates never reuse a seeded id
-    sandbox = load(VENDOR_MODULES[args.vendor][1])(config)
+    sandbox = sandbox_class(args.vendor)(config)
     restored = store.restore(sandbox)
     print(f"{args.vendor} sandbox on http://127.0.0.1:{args.port} with {restored} restored instances", flush=True)
     uvicorn.run(RouteCounter(sandbox.create_app()), host="127.0.0.1", port=args.port, log_level="warning", access_log=False)

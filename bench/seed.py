@@ -28,17 +28,17 @@ from tests.e2e.helpers import VENDOR_KEY
 from bench.reconciler import SEEDERS
 from bench.search import build_offers
 from gpusupply.core.markers import marker_for
-from gpusupply.core.offers import Offer
+from gpusupply.core.offers import Offer, offer_to_dict
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.installation import installation_id
 from gpusupply.db.models import OfferRow, Procurement, Resource, Tenant, utcnow
 from gpusupply.db.session import Database
+from gpusupply.domain.events import change_status
 from gpusupply.sandbox.common import SandboxConfig
+from gpusupply.sandbox.mode import sandbox_class
 from gpusupply.sandbox.state import SandboxStore
-from gpusupply.services.catalog import offer_to_dict
-from gpusupply.services.events import change_status
 from gpusupply.services.procurement import STATUS_IN_PROGRESS
-from gpusupply.vendors.registry import VENDOR_MODULES, load
+from gpusupply.vendors.registry import VENDOR_SPECS
 
 SHARE = {"vast": 0.4, "nebula": 0.3, "fal": 0.3}  # as benchmark 5
 BATCH = 1_000  # resources per seeding transaction
@@ -71,9 +71,9 @@ def sandbox_config(vendor: str, count: int, seed: int) -> SandboxConfig:
 def write_sandbox_state(vendor: str, directory: Path, config: SandboxConfig, markers: list[str]) -> list[str]:
     """Commit one live instance per marker in the vendor's sandbox and save its state in `directory`;
     returns the instance ids, in the markers' order."""
-    sandbox = load(VENDOR_MODULES[vendor][1])(config)
+    sandbox = sandbox_class(vendor)(config)
     # Only Vast's seeder uses the adapter (the create body it sends); nothing is sent.
-    adapter = load(VENDOR_MODULES[vendor][0])("http://127.0.0.1:9", VENDOR_KEY) if vendor == "vast" else None
+    adapter = VENDOR_SPECS[vendor].adapter("http://127.0.0.1:9", VENDOR_KEY) if vendor == "vast" else None
     instance_ids = SEEDERS[vendor](sandbox, adapter, markers, VENDOR_KEY)
     store = SandboxStore.open(directory)
     try:
