@@ -303,7 +303,10 @@ def make_test_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "sandbox_ready_after": 0.3,
         "sandbox_faults": "",
         "vendor_timeout": 5.0,
-        "offer_fetch_timeout": 5.0,
+        # Generous: a healthy sandbox's catalog must be read inside it on a starved machine (5 s made
+        # Nebula's time out at load 10, and a search came back without its offers). Tests of a slow or
+        # failing vendor set their own.
+        "offer_fetch_timeout": 30.0,
         "engine_workers": 4,
         "lease_seconds": 10.0,
         "refresh_interval_seconds": 2.0,
