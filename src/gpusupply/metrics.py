@@ -18,6 +18,11 @@ VENDOR_RATE_LIMIT_WAIT = Counter(
     "Seconds spent waiting for vendor rate limits: pacing before calls and backing off after a 429",
     ["vendor"],
 )
+VENDOR_PACING_REBOOKED = Counter(
+    "gpusupply_vendor_pacing_rebooked_total",
+    "Shared rate-limit slots given up because the caller woke too late to use them, and booked again",
+    ["vendor"],
+)
 VENDOR_RATE_LIMITED = Counter("gpusupply_vendor_429_total", "429 answers received from vendors", ["vendor"])
 VENDOR_DEGRADED = Gauge("gpusupply_vendor_degraded", "1 when the vendor's last listing failed", ["vendor"])
 RESOURCES_BY_STATUS = Gauge("gpusupply_resources", "Resources by status", ["status"])

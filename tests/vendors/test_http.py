@@ -1,12 +1,16 @@
 """vendors/http.py pacing: per-endpoint pacers, and one pacer shared by every route for vendors
-that limit the whole key (fal). Pure arithmetic on the clock passed in: no sleeping."""
+that limit the whole key (fal). Pure arithmetic on the clock passed in: no sleeping. A shared slot's
+caller that wakes too late books another (the clock and sleep injected)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
+from gpusupply.core.ratelimit import Bucket
 from gpusupply.vendors.fal import LIMITS, FalAdapter
-from gpusupply.vendors.http import VendorHttp, pacing
+from gpusupply.vendors.http import MAX_LATE_REBOOKINGS, VendorHttp, pacing
 
 
 def waits(http: VendorHttp, endpoints: list[str], now: float = 100.0) -> list[float]:
@@ -44,3 +48,67 @@ async def test_fal_creates_may_use_the_whole_key_rate(rate_scale: float) -> None
     assert created[: int(burst)] == [0.0] * int(burst)
     assert created[int(burst):] == pytest.approx([n / (rate * rate_scale) for n in (1, 2, 3)], abs=1e-5)
     await adapter.aclose()
+
+
+class StallingClock:
+    """The pacer's time: `sleep(s)` moves it by s, plus the stall scheduled for that sleep (an event
+    loop that woke the sleeper late)."""
+
+    def __init__(self, stalls: list[float]):
+        self.now = 1000.0
+        self.stalls = stalls
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds + (self.stalls.pop(0) if self.stalls else 0.0)
+
+
+class FixedWaitBuckets:
+    """Shared buckets whose every booking waits `wait` seconds; counts the bookings."""
+
+    def __init__(self, wait: float):
+        self.wait = wait
+        self.bookings: list[list[str]] = []
+
+    async def reserve(self, vendor: str, key_id: str, buckets: Sequence[Bucket]) -> float:
+        self.bookings.append([bucket.route for bucket in buckets])
+        return self.wait
+
+
+def _shared_http(clock: StallingClock, shared: FixedWaitBuckets) -> VendorHttp:
+    http = VendorHttp("v", "http://127.0.0.1:9", auth_headers={}, rates={"create": (1.0, 1.0)},
+                      clock=clock, sleep=clock.sleep)
+    http.share_buckets(shared)
+    return http
+
+
+async def test_a_shared_slot_woken_late_is_given_up_and_booked_again() -> None:
+    # The first sleep overshoots its slot by 0.8 s (more than half the 1 s interval): sent then, the
+    # call would reach the vendor with the next slot's holder in another process.
+    clock, shared = StallingClock(stalls=[0.8, 0.1]), FixedWaitBuckets(wait=2.0)
+    http = _shared_http(clock, shared)
+    await http._pace("create")
+    assert shared.bookings == [["create"], ["create"]]
+    assert clock.slept == [2.0, 2.0]
+    await http.aclose()
+
+
+async def test_a_shared_slot_used_within_half_an_interval_is_kept() -> None:
+    clock, shared = StallingClock(stalls=[0.4]), FixedWaitBuckets(wait=2.0)
+    http = _shared_http(clock, shared)
+    await http._pace("create")
+    assert shared.bookings == [["create"]]
+    await http.aclose()
+
+
+async def test_a_caller_late_every_time_sends_after_its_last_booking() -> None:
+    # A process that cannot keep time still calls the vendor, on its last slot, instead of never.
+    clock, shared = StallingClock(stalls=[5.0] * 10), FixedWaitBuckets(wait=1.0)
+    http = _shared_http(clock, shared)
+    await http._pace("create")
+    assert len(shared.bookings) == MAX_LATE_REBOOKINGS + 1
+    await http.aclose()

@@ -28,7 +28,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,7 +43,13 @@ from gpusupply.core.errors import (
     VendorUnavailable,
 )
 from gpusupply.core.ratelimit import KEY_ROUTE, Bucket, Gcra
-from gpusupply.metrics import VENDOR_LATENCY, VENDOR_RATE_LIMIT_WAIT, VENDOR_RATE_LIMITED, VENDOR_REQUESTS
+from gpusupply.metrics import (
+    VENDOR_LATENCY,
+    VENDOR_PACING_REBOOKED,
+    VENDOR_RATE_LIMIT_WAIT,
+    VENDOR_RATE_LIMITED,
+    VENDOR_REQUESTS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,11 @@ class RateLimits:
 # Pace at 95% of a limit with one request less of burst: the vendor's spare burst request absorbs
 # jitter on the wire, the 5% absorbs drift; a lower share would only cost throughput.
 PACING_SHARE = 0.95
+# A shared slot's caller that wakes later than this share of its tightest bucket's interval gives
+# the slot up and books another (at most MAX_LATE_REBOOKINGS times): sent late, it would reach the
+# vendor together with the on-time holders of the next slots, a burst other processes cannot see.
+LATE_SHARE = 0.5
+MAX_LATE_REBOOKINGS = 3
 
 
 def pacing(limit: Limit, rate_scale: float = 1.0) -> Limit:
@@ -179,9 +190,12 @@ class VendorHttp:
         retry: RetryPolicy | None = None,
         classifier: ErrorClassifier = default_classifier,
         transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ):
         """`limits`: the vendor's limits, paced by `pacing` (scaled by `rate_scale`). `rates` and
-        `shared_rate` give the pace directly instead (tests of the policy itself)."""
+        `shared_rate` give the pace directly instead (tests of the policy itself); so do `clock`
+        and `sleep`, the pacer's time."""
         if rate_scale <= 0:
             raise ValueError("rate_scale must be positive")
         if limits is not None:
@@ -199,6 +213,8 @@ class VendorHttp:
         self._shared_pacer = Gcra(*shared_rate) if shared_rate is not None else None
         self._retry = retry or RetryPolicy()
         self._classifier = classifier
+        self._clock = clock
+        self._sleep = sleep
         self._client = httpx.AsyncClient(
             base_url=base_url,
             headers=auth_headers,
@@ -243,22 +259,40 @@ class VendorHttp:
 
     async def _pace(self, endpoint: str) -> None:
         if self._shared is not None:
-            # No fallback to the in-process buckets when the database cannot book: this process
-            # does not know what the others sent, so it does not call the vendor at all.
-            wait = await self._shared.reserve(self.vendor, self.key_id, self.buckets(endpoint))
-            await self._wait(wait)
+            await self._pace_shared(endpoint)
             return
         # A route's callers book one at a time, each once the one before it has left: if the event
         # loop stalls, the slots after a late caller move later with it, instead of every sleeper
         # waking at once and reaching the vendor together (a burst it answers with 429s).
         turn = self._pacing_turns.setdefault(endpoint, asyncio.Lock())
         async with turn:
-            await self._wait(self.reserve(endpoint, time.monotonic()))
+            await self._wait(self.reserve(endpoint, self._clock()))
+
+    async def _pace_shared(self, endpoint: str) -> None:
+        """Wait for a slot booked in the buckets every process shares. No fallback to the
+        in-process buckets when the database cannot book: this process does not know what the
+        others sent, so it does not call the vendor at all (the booking's error propagates)."""
+        buckets = self.buckets(endpoint)
+        late_limit = LATE_SHARE * min(1.0 / bucket.rate for bucket in buckets)
+        for _ in range(MAX_LATE_REBOOKINGS):
+            wait = await self._shared_reserve(buckets)
+            due = self._clock() + wait
+            await self._wait(wait)
+            if self._clock() - due <= late_limit:
+                return
+            # Woke too late (a stalled event loop): the slot's moment has passed; take a new one.
+            VENDOR_PACING_REBOOKED.labels(self.vendor).inc()
+        # Still late after as many tries: send on the last slot rather than never.
+        await self._wait(await self._shared_reserve(buckets))
+
+    async def _shared_reserve(self, buckets: list[Bucket]) -> float:
+        assert self._shared is not None
+        return await self._shared.reserve(self.vendor, self.key_id, buckets)
 
     async def _wait(self, wait: float) -> None:
         if wait > 0:
             VENDOR_RATE_LIMIT_WAIT.labels(self.vendor).inc(wait)
-            await asyncio.sleep(wait)
+            await self._sleep(wait)
 
     async def request(
         self,
