@@ -44,6 +44,9 @@ class FalRig:
         options.setdefault("retry", FAST_RETRY)
         options.setdefault("rate_scale", RATE_SCALE)
         options.setdefault("clock", self.now)
+        # A create is sent once: 10 s timed one out on a machine at load 25 (the sandbox's thread
+        # starved); tests of timeouts pass their own.
+        options.setdefault("timeout", 30.0)
         adapter = FalAdapter(self.url, key, **options)
         self._adapters.append(adapter)
         return adapter

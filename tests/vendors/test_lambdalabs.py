@@ -734,22 +734,26 @@ async def test_an_ignored_terminate_leaves_the_instance_listed_and_a_repeat_term
 
 
 async def test_a_late_launch_is_found_once_it_arrives_and_only_once() -> None:
-    with running_sandbox(late_seconds=0.6) as (sandbox, url):
-        adapter = make_adapter(url, timeout=0.2)
+    # Only the launch gives up early (1 s, the launch arriving 5 s late): the key's registration and
+    # the recoveries keep the default timeout (0.2 s for every call timed out the key's registration
+    # on a machine at load 25).
+    with running_sandbox(late_seconds=5.0) as (sandbox, url):
+        adapter, hasty = make_adapter(url), make_adapter(url, timeout=1.0)
         offers = await adapter.list_offers()
         await adapter.create(request_for(roomiest(sandbox, offers)))  # the key is registered before the fault
         request = request_for(roomiest(sandbox, offers))
         sandbox.arm("late_create")
         with pytest.raises(VendorUnavailable):
-            await adapter.create(request)
+            await hasty.create(request)
         assert await adapter.recover(request) is None  # not arrived yet
-        for _ in range(100):
+        for _ in range(600):  # up to 30 s
             if creates_for(sandbox, request.marker):
                 break
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.05)
         found = await adapter.recover(request)
         assert found is not None and found.marker == request.marker and len(creates_for(sandbox, request.marker)) == 1
         await adapter.aclose()
+        await hasty.aclose()
 
 
 async def test_recover_accepts_the_marker_of_this_installation_and_the_legacy_form_only(served, adapter) -> None:
