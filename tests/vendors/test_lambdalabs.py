@@ -513,10 +513,12 @@ async def test_429_storm_calls_still_succeed(served, adapter) -> None:
 
 
 async def test_pacing_keeps_launches_and_reads_under_the_documented_limits() -> None:
-    """At 10x the documented rates on both sides: 3 launches (1 per 12 s -> 1 per 1.2 s) and 15
-    reads (1/s -> 10/s) at once, and the vendor never has to say 429."""
+    """The sandbox at 10x the documented rates, the adapter paced at 5x: 3 launches (1 per 12 s ->
+    1 per 2.4 s against the sandbox's 1.2 s) and 15 reads at once all go through. A launch is sent
+    once, so a 429 fails it: at 10x on both sides, a process starved at load 25 sent two launches
+    inside the sandbox's 1.2 s. Half the sandbox's rate leaves a stall of a slot's length room."""
     with running_sandbox(rate_limits=True, rate_scale=10.0) as (sandbox, url):
-        adapter = make_adapter(url, rate_scale=10.0)
+        adapter = make_adapter(url, rate_scale=5.0)
         offers = await adapter.list_offers()
         requests = [request_for(roomiest(sandbox, offers)) for _ in range(3)]
         reads = [adapter.list_instances() for _ in range(15)]
