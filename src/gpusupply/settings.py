@@ -68,6 +68,9 @@ class Settings(VendorSettings):  # VendorSettings: built from the vendor registr
     sandbox_offers: int = 3000
     sandbox_ready_after: float = 3.0
     sandbox_faults: str = ""
+    # In-process sandboxes' prices walk and their offers come and go (sandbox/market.py), so price
+    # history and alerts have something to watch. Off keeps the seeded prices fixed.
+    sandbox_prices_move: bool = True
     # Where in-process sandboxes keep their state across restarts (and lock it to one process);
     # `gpusupply serve` and `worker` set <data_dir>/sandboxes; None keeps it in memory (tests).
     sandbox_state_dir: Path | None = None

@@ -292,6 +292,7 @@ def sandbox(
     rate_scale: float = typer.Option(
         1.0, min=0.001, max=1000, help="Multiplies the documented rate limits (a client sets GPUSUPPLY_VENDOR_RATE_SCALE alike)."
     ),
+    prices_move: bool = typer.Option(False, "--prices-move", help="Prices walk and offers come and go (default: fixed seeded prices)."),
 ) -> None:
     """Serve one simulated vendor API standalone (any non-empty key is an account)."""
     import uvicorn
@@ -303,7 +304,7 @@ def sandbox(
         fail(f"unknown vendor {vendor!r}; one of {', '.join(VENDORS)}", 2)
     try:
         config = SandboxConfig(seed=seed, offers=offers, ready_after=ready_after, faults=parse_fault_spec(faults), stock=stock,
-                               rate_scale=rate_scale)
+                               rate_scale=rate_scale, prices_move=prices_move)
     except ValueError as exc:
         fail(str(exc), 2)
     simulated = sandbox_class(vendor)(config)
