@@ -104,6 +104,12 @@ class Settings(VendorSettings):  # VendorSettings: built from the vendor registr
     webhook_timeout_seconds: float = 5.0  # per delivery attempt
     webhook_poll_seconds: float = 1.0  # how often an idle delivery job looks for new events
 
+    # Prices over time (docs/prices.md).
+    price_alert_interval_seconds: float = Field(default=5.0, gt=0)  # how often alerts look for a new catalog refresh
+    # A price.below alert goes back above (price.above) only once the price is this share over the threshold.
+    price_alert_hysteresis: float = Field(default=0.03, ge=0, le=1)
+    price_downsample_interval_seconds: float = Field(default=600.0, gt=0)  # old points are merged this often
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:

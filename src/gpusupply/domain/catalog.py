@@ -37,10 +37,12 @@ from sqlalchemy import Table, delete, select, update
 
 from gpusupply.core.errors import VendorError
 from gpusupply.core.offers import Offer, OfferQuery, offer_from_dict, offer_to_dict
+from gpusupply.core.prices import points_from_offers
 from gpusupply.db.models import CatalogSnapshot, OfferRow, utcnow
 from gpusupply.db.session import Database
 from gpusupply.domain.job_leases import claim_job, finish_job, process_owner
 from gpusupply.domain.offer_index import OfferIndex
+from gpusupply.domain.price_history import add_points
 from gpusupply.settings import Settings
 from gpusupply.vendors.registry import VendorSet
 
@@ -386,6 +388,9 @@ class OfferCatalog:
             await session.flush()
             if rows:
                 await session.execute(cast(Table, OfferRow.__table__).insert(), rows)  # Core: one executemany
+            # The price history: one point per market of this refresh, in the snapshot's transaction
+            # (exactly one set of points per stored refresh; docs/prices.md).
+            await add_points(session, points_from_offers((s.offer for s in stored), fetched_at))
         return snapshot_id
 
     async def _load_newer_snapshot(self, vendor: str, *, fresh_only: bool) -> bool:
