@@ -156,7 +156,9 @@ async def _run_worker(settings: Settings, metrics_port: int | None = None) -> No
     vendors = await build_vendors(settings)
     vendors.share_buckets(DatabaseBuckets(db))  # one rate limit per vendor key, all processes
     catalog = OfferCatalog(db, vendors, settings)
-    engine = Engine(db, vendors, settings, catalog)
+    from gpusupply.services.procurement import procure_for_alert
+
+    engine = Engine(db, vendors, settings, catalog, alert_procurer=procure_for_alert)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

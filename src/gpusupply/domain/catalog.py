@@ -183,6 +183,16 @@ class OfferCatalog:
         if tasks:
             await asyncio.gather(*(asyncio.shield(t) for t in tasks), return_exceptions=True)
 
+    async def sync(self) -> None:
+        """Install every snapshot other processes stored since the last look, now."""
+        await self._sync_from_db(force=True)
+
+    def newest_refresh(self) -> datetime | None:
+        """When the newest catalog this process holds was read (any vendor): it changes on every
+        refresh, so it names the catalog a price alert was evaluated on."""
+        times = [state.fetched_at for state in self._state.values() if state.fetched_at is not None]
+        return max(times) if times else None
+
     def discard(self, offer_id: UUID) -> None:
         """Take an offer procured in this process out of search at once."""
         self._index.discard(offer_id)
