@@ -77,12 +77,12 @@ def price_rows(markets: Sequence[MarketNow], history: PriceHistory) -> list[list
     series = {(s.vendor or "", s.contract_type): s for s in history.series}
     rows = []
     for key in sorted(set(cheapest) | set(series)):
-        market, line = cheapest.get(key), series.get(key)
+        now_market, line = cheapest.get(key), series.get(key)
         lows = series_lows(line) if line is not None else []
-        change = market.change_24h if market is not None else None
+        change = now_market.change_24h if now_market is not None else None
         rows.append([
             key[0], key[1],
-            f"{market.price:.3f}" if market is not None else "-",
+            f"{now_market.price:.3f}" if now_market is not None else "-",
             f"{change.change_pct:+.1f}%" if change is not None else "-",
             f"{min(lows):.2f}-{max(lows):.2f}" if lows else "-",
             sparkline(lows),
