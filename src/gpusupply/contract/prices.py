@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from gpusupply.contract.cost import AutoDeleteIn
-from gpusupply.contract.offers import OffersRequest
+from gpusupply.contract.offers import OffersRequest, offers_request_for
 from gpusupply.core.inputs import CheckedModel
 
 
@@ -89,6 +91,25 @@ class PriceAlertIn(CheckedModel):
     name: str | None = Field(None, max_length=200)
     then: Literal["notify", "procure"] = Field("notify", description="`procure`: a limit order (needs `procure`).")
     procure: AlertProcureIn | None = None
+
+
+def price_alert_request_for(vendor_ids: Sequence[str]) -> type[PriceAlertIn]:
+    """`PriceAlertIn` whose `spec` names one of `vendor_ids`: the model a server validates with
+    (cached: one class, named `PriceAlertIn` in the OpenAPI document, sharing `OffersRequest`)."""
+    return _price_alert_request_for(tuple(vendor_ids))
+
+
+@cache
+def _price_alert_request_for(vendor_ids: tuple[str, ...]) -> type[PriceAlertIn]:
+    spec = PriceAlertIn.model_fields["spec"]
+    checked: Any = offers_request_for(vendor_ids)  # a class made at run time: a value to mypy, not a type
+    return create_model(
+        PriceAlertIn.__name__,
+        __base__=PriceAlertIn,
+        __doc__=PriceAlertIn.__doc__,
+        __module__=__name__,
+        spec=(checked, Field(description=spec.description)),
+    )
 
 
 class PriceAlertOut(BaseModel):

@@ -3,7 +3,7 @@ orders) (docs/prices.md)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
@@ -22,12 +22,20 @@ from gpusupply.contract.prices import (
     PricePointOut,
     PriceSeries,
     PricesNow,
+    price_alert_request_for,
 )
 from gpusupply.core.inputs import BoundedInt, Text
 from gpusupply.core.prices import MAX_POINTS_PER_SERIES, step_name
 from gpusupply.db.models import PriceAlert, PriceAlertFiring, utcnow
 from gpusupply.services import prices
 from gpusupply.services.keys import Principal
+from gpusupply.services.offers import KNOWN_VENDORS
+
+# The body as this server validates it: a `spec`'s vendor is one of its vendors (as /procure_offer).
+if TYPE_CHECKING:
+    PriceAlertBody = PriceAlertIn
+else:
+    PriceAlertBody = price_alert_request_for(KNOWN_VENDORS)
 
 router = APIRouter(route_class=ApiRoute, tags=["Prices"], responses=responses(401, 503))
 
@@ -157,10 +165,10 @@ def firing_out(firing: PriceAlertFiring) -> AlertFiringOut:
         "spec, never above the threshold, once, within your budget; the event names the resource. "
         "At most 100 alerts per tenant (409)."
     ),
-    responses=responses(409, 422),
+    responses=responses(409, 413, 422),
 )
 async def create_price_alert(
-    body: PriceAlertIn, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(service_context)
+    body: PriceAlertBody, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(service_context)
 ) -> PriceAlertOut:
     return alert_out(await prices.create_alert(ctx.db, principal, body))
 
