@@ -15,7 +15,15 @@ import pytest
 from gpusupply.engine.crash import ALERT_CRASH_POINTS
 
 from ..conftest import BACKENDS, SSH_KEY
-from .helpers import Api, SandboxProcess, ServiceProcess, create_api_key, sandbox_processes, service_env, wait_for
+from .helpers import (
+    Api,
+    SandboxProcess,
+    ServiceProcess,
+    create_api_key,
+    sandbox_processes,
+    service_env,
+    wait_for,
+)
 from .test_kill import database_url
 
 pytestmark = pytest.mark.timeout(240)

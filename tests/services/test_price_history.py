@@ -8,7 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 from gpusupply.core.prices import DAY, HOUR, RAW_STEP, Market, PricePoint
 from gpusupply.db.session import Database
-from gpusupply.domain.price_history import HistoryFilter, add_points, count_points, downsample_round, points_near, read_points
+from gpusupply.domain.price_history import (
+    HistoryFilter,
+    add_points,
+    count_points,
+    downsample_round,
+    points_near,
+    read_points,
+)
 
 NOW = datetime(2027, 6, 1, 12, 0, tzinfo=UTC)
 H100 = Market("vast", "nvidia-h100-sxm5-80gb", "H100", 1, "US", "ondemand")
