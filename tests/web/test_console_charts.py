@@ -15,6 +15,7 @@ from gpusupply.core.prices import Market, PricePoint
 from gpusupply.db.models import utcnow
 from gpusupply.db.session import Database
 from gpusupply.domain.price_history import add_points
+from tests.e2e.helpers import wait_for
 from tests.web.browser import WAIT_MS, Console
 from tests.web.test_console_browser import sign_in
 
@@ -64,6 +65,16 @@ def test_the_prices_chart_is_drawn_and_the_window_changes_it(page: Any, console:
     from playwright.sync_api import expect
 
     store_last_week(console)
+    token = console.key("charts")
+
+    def history() -> dict[str, Any]:
+        request = urllib.request.Request(console.url + "/prices/history?gpu_type=H100&since=24h", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - our own loopback server
+            return dict(json.load(answer))
+
+    # Every vendor's first catalog is in (the engine reads them as it starts): the series are all there.
+    vendors = set(console.settings.vendors)
+    wait_for(lambda: {s["vendor"] for s in history()["series"]} >= vendors, within=60, what="every vendor's first catalog")
     sign_in(page, console, "charts")
     page.get_by_role("link", name="Prices").click()
     expect(page).to_have_url(re.compile(r"/console/prices$"))
@@ -73,10 +84,7 @@ def test_the_prices_chart_is_drawn_and_the_window_changes_it(page: Any, console:
     console.screenshot(page, "prices")
 
     # The chart's lines are the API's series, point for point.
-    token = console.key("charts")
-    request = urllib.request.Request(console.url + "/prices/history?gpu_type=H100&since=24h", headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - our own loopback server
-        api = json.load(answer)
+    api = history()
     assert int(day["series"]) == len(api["series"])
     shown = page.evaluate(CHART_TABLE)
     assert list(shown) == [f"{s['vendor']} {s['contract_type']}" for s in api["series"]]

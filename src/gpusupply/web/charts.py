@@ -36,6 +36,8 @@ class ChartTable:
 
     columns: list[str]
     rows: list[tuple[datetime, list[float | None]]]
+    since: datetime  # the x axis spans the whole window, however few points it has
+    until: datetime
 
 
 def history_table(history: History) -> ChartTable:
@@ -45,7 +47,7 @@ def history_table(history: History) -> ChartTable:
     for n, series in enumerate(history.series):
         for point in series.points:
             by_time.setdefault(point.at, [None] * len(columns))[n] = point.min_price
-    return ChartTable(columns, sorted(by_time.items()))
+    return ChartTable(columns, sorted(by_time.items()), history.since, history.until)
 
 
 def spend_table(days: Sequence[tuple[str, float]], start: datetime, count: int) -> ChartTable:
@@ -55,7 +57,7 @@ def spend_table(days: Sequence[tuple[str, float]], start: datetime, count: int) 
     for n in range(count):
         day = start + timedelta(days=n)
         rows.append((day, [round(spent.get(day.date().isoformat(), 0.0), 2)]))
-    return ChartTable(["spend"], rows)
+    return ChartTable(["spend"], rows, start, start + timedelta(days=count))
 
 
 @router.get("/prices")

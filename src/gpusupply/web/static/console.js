@@ -132,6 +132,8 @@
     var options = {
       width: Math.max(target.clientWidth, 320),
       height: 320,
+      // The whole window, however few points there are (one point would otherwise span years).
+      scales: { x: { time: true, range: [parseFloat(table.getAttribute("data-since")), parseFloat(table.getAttribute("data-until"))] } },
       series: series,
       axes: [{}, { label: table.getAttribute("data-unit") || "" }],
     };
