@@ -86,6 +86,7 @@ def test_instants_are_iso_times_or_durations_back() -> None:
     assert parse_instant("2027-01-01T00:00:00Z", T) == datetime(2027, 1, 1, tzinfo=UTC)
     assert parse_instant("2027-01-01T00:00:00", T) == datetime(2027, 1, 1, tzinfo=UTC)  # no zone: UTC
     assert parse_instant("last tuesday", T) is None
+    assert parse_instant("999999w", T) is None  # before year 1: not a time
 
 
 def test_the_auto_step_keeps_a_series_short() -> None:
@@ -106,7 +107,7 @@ def test_a_year_of_five_minute_points_is_refused_with_a_step_that_fits() -> None
 
 @pytest.mark.parametrize(
     ("since", "until", "step", "field"),
-    [("tomorrow", None, None, "since"), (None, "soon", None, "until"), ("1h", "2h", None, "since"), (None, None, "30s", "step"), (None, None, "fast", "step")],
+    [("tomorrow", None, None, "since"), (None, "soon", None, "until"), (None, "0001-01-01T00:00:00Z", None, "since"), ("1h", "2h", None, "since"), (None, None, "30s", "step"), (None, None, "fast", "step")],
 )
 def test_bad_windows_name_the_parameter(since: str | None, until: str | None, step: str | None, field: str) -> None:
     with pytest.raises(UnprocessableError) as refused:

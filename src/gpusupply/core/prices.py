@@ -134,11 +134,11 @@ def parse_duration(text: str) -> int | None:
 def parse_instant(text: str, now: datetime) -> datetime | None:
     """An ISO 8601 time (UTC when it names no zone), or a duration back from now ('7d'); None if neither."""
     back = parse_duration(text)
-    if back is not None:
-        return now - timedelta(seconds=back)
     try:
+        if back is not None:
+            return now - timedelta(seconds=back)
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
+    except (ValueError, OverflowError):  # not a time, or before year 1
         return None
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 

@@ -125,7 +125,10 @@ def history_window(since: str | None, until: str | None, step: str | None, now: 
     end = now if until is None else parse_instant(until, now)
     if end is None:
         raise UnprocessableError("until must be an ISO 8601 time or a duration back from now like 1h", loc=("query", "until"))
-    start = end - DEFAULT_WINDOW if since is None else parse_instant(since, now)
+    try:
+        start = end - DEFAULT_WINDOW if since is None else parse_instant(since, now)
+    except OverflowError:  # `until` in year 1
+        start = None
     if start is None:
         raise UnprocessableError("since must be an ISO 8601 time or a duration back from now like 7d", loc=("query", "since"))
     if start >= end:
