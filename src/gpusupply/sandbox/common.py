@@ -461,6 +461,7 @@ class VendorSandbox:
         return {
             "vendor": self.name,
             "seed": self.config.seed,
+            "prices_move": self.config.prices_move,
             "clock": now,
             "faults": self.faults.faults,
             "injected": self.faults.injected,
