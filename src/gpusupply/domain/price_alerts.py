@@ -21,7 +21,7 @@ round, a crash after it leaves nothing to redo. So each firing procures exactly 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID, uuid4
@@ -80,7 +80,7 @@ def alert_query(spec: dict[str, Any]) -> OfferQuery:
 @dataclass(slots=True)
 class AlertRound:
     evaluated: int = 0
-    fired: list[tuple[UUID, str]] | None = None  # (alert id, event type)
+    fired: list[tuple[UUID, str]] = field(default_factory=list)  # (alert id, event type)
 
 
 async def evaluate_alerts(
@@ -91,7 +91,7 @@ async def evaluate_alerts(
     transaction just before it commits (the kill tests' crash point)."""
     await catalog.sync()
     through = catalog.newest_refresh()
-    result = AlertRound(fired=[])
+    result = AlertRound()
     if through is None:
         return result
     async with db.session() as session:
@@ -118,7 +118,7 @@ async def evaluate_alerts(
         fired = await _apply(db, alert, decision, cheapest, through, now, procurer, before_commit)
         result.evaluated += 1
         if fired is not None:
-            result.fired.append((alert.id, fired))  # type: ignore[union-attr]  # set to a list above
+            result.fired.append((alert.id, fired))
     return result
 
 
