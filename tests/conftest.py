@@ -302,6 +302,7 @@ def make_test_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "sandbox_offers": 200,
         "sandbox_ready_after": 0.3,
         "sandbox_faults": "",
+        "sandbox_prices_move": False,  # fixed seeded prices; tests of moving prices turn it on
         "vendor_timeout": 5.0,
         # Generous: a healthy sandbox's catalog must be read inside it on a starved machine (5 s made
         # Nebula's time out at load 10, and a search came back without its offers). Tests of a slow or
@@ -374,6 +375,7 @@ async def vendor_set(test_settings: Settings, sandbox_servers: dict[str, tuple[A
             offers=test_settings.sandbox_offers,
             ready_after=test_settings.sandbox_ready_after,
             faults=parse_fault_spec(test_settings.sandbox_faults),
+            prices_move=test_settings.sandbox_prices_move,
         )
         sandbox = sandbox_class(vendor)(config)
         server, app = sandbox_servers[vendor]

@@ -20,13 +20,24 @@ from fastapi import FastAPI
 from gpusupply import __version__, web
 from gpusupply.api import docs, errors, observability
 from gpusupply.api.deps import ServiceContext
-from gpusupply.api.routers import budgets, discovery, health, offers, procurement, resources, usage, webhooks
+from gpusupply.api.routers import (
+    budgets,
+    discovery,
+    health,
+    offers,
+    prices,
+    procurement,
+    resources,
+    usage,
+    webhooks,
+)
 from gpusupply.db.ratelimits import DatabaseBuckets
 from gpusupply.db.session import Database, alembic_config
 from gpusupply.domain.catalog import OfferCatalog
 from gpusupply.engine.runner import Engine
 from gpusupply.engine.sync import refresh_resource
 from gpusupply.sandbox.mode import build_vendors
+from gpusupply.services.procurement import procure_for_alert
 from gpusupply.settings import Settings, get_settings
 from gpusupply.vendors.registry import VendorSet
 
@@ -43,7 +54,8 @@ def migration_head() -> str:
 
 async def start_engine(ctx: ServiceContext) -> Engine:
     """The engine of this process, started; it also refreshes the offer catalog from now on."""
-    engine = Engine(ctx.db, ctx.vendors, ctx.settings, ctx.catalog)
+    # Buy-below orders write their procurement through the procurement service (docs/prices.md).
+    engine = Engine(ctx.db, ctx.vendors, ctx.settings, ctx.catalog, alert_procurer=procure_for_alert)
     await engine.start()
     return engine
 
@@ -111,7 +123,7 @@ def create_app(
     errors.install(app)
     docs.install(app)
     for router in (health.router, discovery.router, offers.router, procurement.router, resources.router,
-                   usage.router, budgets.router, webhooks.router):
+                   usage.router, budgets.router, webhooks.router, prices.router):
         app.include_router(router)
     web.install(app)  # the console at / (docs/console.md)
     observability.install(app)  # last: the outermost middleware sees every answer

@@ -68,6 +68,9 @@ class Settings(VendorSettings):  # VendorSettings: built from the vendor registr
     sandbox_offers: int = 3000
     sandbox_ready_after: float = 3.0
     sandbox_faults: str = ""
+    # In-process sandboxes' prices walk and their offers come and go (sandbox/market.py), so price
+    # history and alerts have something to watch. Off keeps the seeded prices fixed.
+    sandbox_prices_move: bool = True
     # Where in-process sandboxes keep their state across restarts (and lock it to one process);
     # `gpusupply serve` and `worker` set <data_dir>/sandboxes; None keeps it in memory (tests).
     sandbox_state_dir: Path | None = None
@@ -100,6 +103,12 @@ class Settings(VendorSettings):  # VendorSettings: built from the vendor registr
     guardrail_interval_seconds: float = 30.0  # auto-delete limits and budgets are checked this often
     webhook_timeout_seconds: float = 5.0  # per delivery attempt
     webhook_poll_seconds: float = 1.0  # how often an idle delivery job looks for new events
+
+    # Prices over time (docs/prices.md).
+    price_alert_interval_seconds: float = Field(default=5.0, gt=0)  # how often alerts look for a new catalog refresh
+    # A price.below alert goes back above (price.above) only once the price is this share over the threshold.
+    price_alert_hysteresis: float = Field(default=0.03, ge=0, le=1)
+    price_downsample_interval_seconds: float = Field(default=600.0, gt=0)  # old points are merged this often
 
     @property
     def effective_database_url(self) -> str:

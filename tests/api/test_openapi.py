@@ -35,6 +35,14 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("get", "/webhooks/{webhook_id}"): {"200", "404", "422"} | AUTH,
     ("delete", "/webhooks/{webhook_id}"): {"200", "404", "422"} | AUTH,
     ("get", "/webhooks/{webhook_id}/deliveries"): {"200", "404", "422"} | AUTH,
+    # Prices over time (docs/prices.md).
+    ("get", "/prices/history"): {"200", "422"} | AUTH,
+    ("get", "/prices/now"): {"200", "422"} | AUTH,
+    ("post", "/price_alerts"): {"201", "409", "413", "415", "422"} | AUTH,
+    ("get", "/price_alerts"): {"200"} | AUTH,
+    ("get", "/price_alerts/{alert_id}"): {"200", "404", "422"} | AUTH,
+    ("delete", "/price_alerts/{alert_id}"): {"200", "404", "422"} | AUTH,
+    ("get", "/price_alerts/{alert_id}/firings"): {"200", "404", "422"} | AUTH,
 }
 
 

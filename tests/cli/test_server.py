@@ -179,7 +179,13 @@ def test_sandbox_serves_one_vendor(env: dict[str, str]) -> None:
     try:
         state = wait_http(f"http://127.0.0.1:{port}/_sandbox/state", proc).json()
         assert state["vendor"] == "fal" and state["seed"] == 3 and state["faults"] == {"429": 0.5}
+        assert state["prices_move"] is False  # fixed seeded prices unless --prices-move
         assert httpx.put(f"http://127.0.0.1:{port}/_sandbox/config", json={}).json()["rate_scale"] == 4
+    finally:
+        stop(proc)
+    proc = start(["sandbox", "nebula", "--port", str(port), "--prices-move"], env)
+    try:
+        assert wait_http(f"http://127.0.0.1:{port}/_sandbox/state", proc).json()["prices_move"] is True
     finally:
         stop(proc)
     bad = subprocess.run([GPUSUPPLY, "sandbox", "aws", "--port", "1"], env=env, capture_output=True, text=True)

@@ -87,7 +87,7 @@ CASES: list[tuple[str, str, str, Any, int, str]] = [
 
 
 # The service's own bookkeeping, which background jobs (catalog refresh, leases) change at any time.
-BACKGROUND_TABLES = {"catalog_snapshots", "offers", "job_leases", "vendor_states", "rate_buckets", "installation"}
+BACKGROUND_TABLES = {"catalog_snapshots", "offers", "job_leases", "vendor_states", "rate_buckets", "installation", "price_points"}
 
 
 async def snapshot(service: Any) -> dict[str, list[tuple[Any, ...]]]:

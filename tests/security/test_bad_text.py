@@ -74,6 +74,15 @@ TEXT_FIELDS: list[tuple[str, str, str, Any, list[Any]]] = [
     ("resources vendor", "GET", "/resources?vendor={bad}", None, ["query", "vendor"]),
     ("resources status", "GET", "/resources?status={bad}", None, ["query", "status"]),
     ("deliveries status", "GET", f"/webhooks/{SOME_ID}/deliveries?status={{bad}}", None, ["query", "status"]),
+    ("price alert name", "POST", "/price_alerts", lambda bad: {"spec": {"compute": {"gpu_type": "H100"}}, "threshold": 2, "name": bad},
+     ["body", "name"]),
+    ("price alert spec gpu_type", "POST", "/price_alerts", lambda bad: {"spec": {"compute": {"gpu_type": bad}}, "threshold": 2},
+     ["body", "spec", "compute", "gpu_type"]),
+    ("price alert ssh key", "POST", "/price_alerts", lambda bad: {"spec": {"compute": {"gpu_type": "H100"}}, "threshold": 2,
+     "then": "procure", "procure": {"ssh_public_key": SSH_KEY + bad}}, ["body", "procure", "ssh_public_key"]),
+    ("price history gpu_type", "GET", "/prices/history?gpu_type={bad}", None, ["query", "gpu_type"]),
+    ("price history since", "GET", "/prices/history?gpu_type=H100&since={bad}", None, ["query", "since"]),
+    ("prices now region", "GET", "/prices/now?gpu_type=H100&region={bad}", None, ["query", "region"]),
 ]
 
 

@@ -47,6 +47,13 @@ OTHER_TENANT: dict[tuple[str, str], int | str] = {
     ("GET", "/webhooks/{webhook_id}"): 404,
     ("DELETE", "/webhooks/{webhook_id}"): 404,
     ("GET", "/webhooks/{webhook_id}/deliveries"): 404,
+    ("GET", "/prices/history"): "own",  # market data, like the catalog
+    ("GET", "/prices/now"): "own",
+    ("GET", "/price_alerts"): "own",
+    ("POST", "/price_alerts"): "own",
+    ("GET", "/price_alerts/{alert_id}"): 404,
+    ("DELETE", "/price_alerts/{alert_id}"): 404,
+    ("GET", "/price_alerts/{alert_id}/firings"): 404,
 }
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
 # Routes outside the OpenAPI document that need no key: the probes' neighbours, the documentation,
@@ -68,6 +75,9 @@ CONSOLE: dict[tuple[str, str], int | str] = {
     ("GET", "/console/"): "own",
     ("POST", "/console/sign-out"): "own",
     ("GET", "/console/offers"): "own",
+    # (before the refused post below, whose flash repeats the id bob sent on the next page)
+    ("GET", "/console/prices"): "own",
+    ("GET", "/console/usage"): "own",
     ("GET", "/console/offers/{offer_id}"): "own",  # the shared catalog (alice's offer shows as taken)
     ("POST", "/console/offers/{offer_id}/procure"): 409,
     ("GET", "/console/resources"): "own",
@@ -103,6 +113,8 @@ def body_for(method: str, path: str, offer_id: str) -> dict[str, Any] | None:
         return {"monthly_budget": 100}
     if path == "/webhooks" and method == "POST":
         return {"url": "http://127.0.0.1:9/bob"}
+    if path == "/price_alerts" and method == "POST":
+        return {"spec": {"compute": {"gpu_type": "H100"}}, "threshold": 1.0, "name": "bob-alert"}
     return None
 
 
@@ -110,6 +122,8 @@ def concrete(path: str, ids: dict[str, str]) -> str:
     for name, value in ids.items():
         path = path.replace("{" + name + "}", value)
     assert "{" not in path, f"no test value for a parameter of {path}: add it to the isolation test"
+    if path.startswith("/prices/"):
+        path += "?gpu_type=H100"  # a required query parameter: what is refused is the caller, never the input
     return path
 
 
@@ -125,7 +139,12 @@ async def alice_world(service: Any) -> dict[str, str]:
     hook = await service.alice.post("/webhooks", json={"url": "http://127.0.0.1:9/alice-hook", "description": "alice-hook"})
     assert hook.status_code == 201, hook.text
     assert (await service.alice.put("/budget", json={"monthly_budget": 31337.77})).status_code == 200
+    alert = await service.alice.post(
+        "/price_alerts", json={"spec": {"compute": {"gpu_type": "H100"}}, "threshold": 3133.77, "name": "alice-secret-alert"}
+    )
+    assert alert.status_code == 201, alert.text
     return {
+        "alert_id": alert.json()["alert_id"],
         "offer_id": offer_id,
         "resource_id": procured.json()["resource_ids"][0],
         "webhook_id": hook.json()["webhook_id"],
@@ -135,7 +154,8 @@ async def alice_world(service: Any) -> dict[str, str]:
 
 
 def alice_markers(world: dict[str, str]) -> list[str]:
-    return [world["resource_id"], world["webhook_id"], world["webhook_secret"], "alice-secret-name", "alice-hook", "31337.77"]
+    return [world["resource_id"], world["webhook_id"], world["webhook_secret"], "alice-secret-name", "alice-hook", "31337.77",
+            world["alert_id"], "alice-secret-alert"]
 
 
 def app_routes(routes: Iterable[Any]) -> set[tuple[str, str]]:
@@ -229,6 +249,7 @@ async def test_another_tenant_gets_404_or_only_its_own_data(service: Any, alice_
     assert resource.json()["auto_delete"] is None or resource.json()["auto_delete"].get("delete_at") is None
     assert (await service.alice.get(f"/webhooks/{alice_world['webhook_id']}")).status_code == 200
     assert (await service.alice.get("/budget")).json()["monthly_budget"] == 31337.77
+    assert (await service.alice.get(f"/price_alerts/{alice_world['alert_id']}")).status_code == 200
 
 
 async def test_tenant_keys_cannot_name_another_tenant(service: Any, alice_world: dict[str, str]) -> None:

@@ -156,7 +156,9 @@ async def _run_worker(settings: Settings, metrics_port: int | None = None) -> No
     vendors = await build_vendors(settings)
     vendors.share_buckets(DatabaseBuckets(db))  # one rate limit per vendor key, all processes
     catalog = OfferCatalog(db, vendors, settings)
-    engine = Engine(db, vendors, settings, catalog)
+    from gpusupply.services.procurement import procure_for_alert
+
+    engine = Engine(db, vendors, settings, catalog, alert_procurer=procure_for_alert)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -292,6 +294,7 @@ def sandbox(
     rate_scale: float = typer.Option(
         1.0, min=0.001, max=1000, help="Multiplies the documented rate limits (a client sets GPUSUPPLY_VENDOR_RATE_SCALE alike)."
     ),
+    prices_move: bool = typer.Option(False, "--prices-move", help="Prices walk and offers come and go (default: fixed seeded prices)."),
 ) -> None:
     """Serve one simulated vendor API standalone (any non-empty key is an account)."""
     import uvicorn
@@ -303,7 +306,7 @@ def sandbox(
         fail(f"unknown vendor {vendor!r}; one of {', '.join(VENDORS)}", 2)
     try:
         config = SandboxConfig(seed=seed, offers=offers, ready_after=ready_after, faults=parse_fault_spec(faults), stock=stock,
-                               rate_scale=rate_scale)
+                               rate_scale=rate_scale, prices_move=prices_move)
     except ValueError as exc:
         fail(str(exc), 2)
     simulated = sandbox_class(vendor)(config)

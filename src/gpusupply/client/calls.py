@@ -24,6 +24,15 @@ from gpusupply.contract.cost import (
     WebhookList,
     WebhookOut,
 )
+from gpusupply.contract.prices import (
+    AlertFiringList,
+    PriceAlertDeleted,
+    PriceAlertIn,
+    PriceAlertList,
+    PriceAlertOut,
+    PriceHistory,
+    PricesNow,
+)
 from gpusupply.contract.schemas import (
     ActionResponse,
     DeleteResourceResponse,
@@ -240,6 +249,48 @@ def list_deliveries(
 
 
 # ----- health ------------------------------------------------------------------------------------
+# ----- prices ------------------------------------------------------------------------------------
+def _market_params(gpu_type: str, gpu_count: int | None, region: str | None, contract_type: str | None, vendor: str | None) -> dict[str, Any]:
+    return _params(gpu_type=gpu_type, gpu_count=gpu_count, region=region, contract_type=contract_type, vendor=vendor)
+
+
+def price_history(
+    gpu_type: str, *, gpu_count: int | None = None, region: str | None = None, contract_type: str | None = None,
+    vendor: str | None = None, since: str | None = None, until: str | None = None, step: str | None = None,
+    across_vendors: bool = False,
+) -> Call[PriceHistory]:
+    params = _market_params(gpu_type, gpu_count, region, contract_type, vendor)
+    params.update(_params(since=since, until=until, step=step, across_vendors=across_vendors or None))
+    return Call(Request("GET", "/prices/history", params=params), PriceHistory)
+
+
+def prices_now(
+    gpu_type: str, *, gpu_count: int | None = None, region: str | None = None, contract_type: str | None = None,
+    vendor: str | None = None,
+) -> Call[PricesNow]:
+    return Call(Request("GET", "/prices/now", params=_market_params(gpu_type, gpu_count, region, contract_type, vendor)), PricesNow)
+
+
+def create_price_alert(body: PriceAlertIn) -> Call[PriceAlertOut]:
+    return Call(Request("POST", "/price_alerts", json=body.model_dump(mode="json", exclude_none=True)), PriceAlertOut)
+
+
+def list_price_alerts() -> Call[PriceAlertList]:
+    return _get("/price_alerts", PriceAlertList)
+
+
+def get_price_alert(alert_id: UUID | str) -> Call[PriceAlertOut]:
+    return _get(f"/price_alerts/{as_uuid(alert_id, 'alert_id')}", PriceAlertOut)
+
+
+def delete_price_alert(alert_id: UUID | str) -> Call[PriceAlertDeleted]:
+    return Call(Request("DELETE", f"/price_alerts/{as_uuid(alert_id, 'alert_id')}"), PriceAlertDeleted)
+
+
+def list_price_alert_firings(alert_id: UUID | str, *, limit: int = 100) -> Call[AlertFiringList]:
+    return _get(f"/price_alerts/{as_uuid(alert_id, 'alert_id')}/firings", AlertFiringList, limit=limit)
+
+
 def health() -> Call[Health]:
     return _get("/healthz", Health)
 

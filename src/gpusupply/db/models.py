@@ -327,3 +327,68 @@ class RateBucket(Base):
     key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     route: Mapped[str] = mapped_column(String(40), primary_key=True)  # an endpoint group, or "*" for the key
     tat: Mapped[float] = mapped_column(Float)  # seconds since the epoch, on the database's clock
+
+
+# ----- prices over time (domain/price_history.py, domain/price_alerts.py; docs/prices.md) ----------
+
+
+class PricePointRow(Base):
+    """What one catalog refresh saw in one market (vendor, canonical GPU, GPUs per offer, region
+    group, contract type), or such points merged into an hour or a day (`step_seconds`)."""
+
+    __tablename__ = "price_points"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    vendor: Mapped[str] = mapped_column(String(20))
+    gpu_type: Mapped[str] = mapped_column(String(100))
+    gpu_family: Mapped[str] = mapped_column(String(50))
+    gpu_count: Mapped[int] = mapped_column(Integer)
+    region: Mapped[str] = mapped_column(String(10))
+    contract_type: Mapped[str] = mapped_column(String(10))
+    step_seconds: Mapped[int] = mapped_column(Integer)  # 0: one refresh; 3600 / 86400: merged
+    at: Mapped[datetime] = mapped_column()  # the refresh, or the start of the hour / day
+    min_price: Mapped[float] = mapped_column(Float)  # USD per GPU-hour
+    median_price: Mapped[float] = mapped_column(Float)
+    max_price: Mapped[float] = mapped_column(Float)
+    offers: Mapped[float] = mapped_column(Float)
+    samples: Mapped[int] = mapped_column(Integer, default=1)
+
+    __table_args__ = (
+        Index("ix_price_points_family_at", "gpu_family", "at"),
+        Index("ix_price_points_step_at", "step_seconds", "at"),
+    )
+
+
+class PriceAlert(Base):
+    """A tenant's price alert: a get_offers document and a threshold in USD per GPU-hour; with
+    `then_procure`, a limit order (the procurement's fields in `procure`)."""
+
+    __tablename__ = "price_alerts"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200), default=None)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # the normalized get_offers document
+    threshold: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(10), default="new")  # new | below | above
+    procure: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # then: procure
+    procured_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_price: Mapped[float | None] = mapped_column(Float, default=None)
+    # The newest catalog refresh the alert was evaluated on (it is evaluated once per refresh).
+    evaluated_through: Mapped[datetime | None] = mapped_column(default=None)
+    last_fired_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PriceAlertFiring(Base):
+    """One firing of an alert (price.below or price.above), and what it procured."""
+
+    __tablename__ = "price_alert_firings"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    alert_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("price_alerts.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    at: Mapped[datetime] = mapped_column()
+    event_type: Mapped[str] = mapped_column(String(20))  # price.below | price.above
+    price: Mapped[float | None] = mapped_column(Float, default=None)  # cheapest match; None: no offer matches
+    vendor: Mapped[str | None] = mapped_column(String(20), default=None)
+    offer_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    resource_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)  # why nothing was procured, when not

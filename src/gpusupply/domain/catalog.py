@@ -37,10 +37,12 @@ from sqlalchemy import Table, delete, select, update
 
 from gpusupply.core.errors import VendorError
 from gpusupply.core.offers import Offer, OfferQuery, offer_from_dict, offer_to_dict
+from gpusupply.core.prices import points_from_offers
 from gpusupply.db.models import CatalogSnapshot, OfferRow, utcnow
 from gpusupply.db.session import Database
 from gpusupply.domain.job_leases import claim_job, finish_job, process_owner
 from gpusupply.domain.offer_index import OfferIndex
+from gpusupply.domain.price_history import add_points
 from gpusupply.settings import Settings
 from gpusupply.vendors.registry import VendorSet
 
@@ -180,6 +182,16 @@ class OfferCatalog:
         tasks = [self._start_refresh(v, force=True) for v in vendors if v in self._state]
         if tasks:
             await asyncio.gather(*(asyncio.shield(t) for t in tasks), return_exceptions=True)
+
+    async def sync(self) -> None:
+        """Install every snapshot other processes stored since the last look, now."""
+        await self._sync_from_db(force=True)
+
+    def newest_refresh(self) -> datetime | None:
+        """When the newest catalog this process holds was read (any vendor): it changes on every
+        refresh, so it names the catalog a price alert was evaluated on."""
+        times = [state.fetched_at for state in self._state.values() if state.fetched_at is not None]
+        return max(times) if times else None
 
     def discard(self, offer_id: UUID) -> None:
         """Take an offer procured in this process out of search at once."""
@@ -386,6 +398,9 @@ class OfferCatalog:
             await session.flush()
             if rows:
                 await session.execute(cast(Table, OfferRow.__table__).insert(), rows)  # Core: one executemany
+            # The price history: one point per market of this refresh, in the snapshot's transaction
+            # (exactly one set of points per stored refresh; docs/prices.md).
+            await add_points(session, points_from_offers((s.offer for s in stored), fetched_at))
         return snapshot_id
 
     async def _load_newer_snapshot(self, vendor: str, *, fresh_only: bool) -> bool:

@@ -52,10 +52,12 @@ EVENT_TYPES: dict[str, str] = {
     "resource.alert": "something needs a person, e.g. a delete the vendor has not confirmed in time",
     "orphan.terminated": "an instance carrying our marker but no live resource was deleted",
     "budget.alert": "80 % or 100 % of the monthly budget was used",
+    "price.below": "a price alert's cheapest match is at or under its threshold (a buy-below order names its resource)",
+    "price.above": "a price alert's cheapest match went back over its threshold (past the hysteresis), or is gone",
 }
 ALL_EVENTS = "*"
 # Event kinds (events.kind) that can become a webhook event: they get an outbox row.
-OUTBOX_KINDS = frozenset({"status_change", "alert", "orphan_terminated", "budget_alert", "auto_delete"})
+OUTBOX_KINDS = frozenset({"status_change", "alert", "orphan_terminated", "budget_alert", "auto_delete", "price_below", "price_above"})
 _FINAL_TYPES = {"deleted": "resource.deleted", "failed": "resource.failed", "terminated": "resource.terminated"}
 
 SECRET_PREFIX = "whsec_"
@@ -83,6 +85,8 @@ def event_types(kind: str, from_status: str | None, to_status: str | None) -> li
         "orphan_terminated": ["orphan.terminated"],
         "budget_alert": ["budget.alert"],
         "auto_delete": ["resource.auto_delete"],
+        "price_below": ["price.below"],
+        "price_above": ["price.above"],
     }.get(kind, [])
 
 

@@ -11,6 +11,8 @@ Points (in the order a resource meets them):
     provision.after_running  the vendor reports running; our row still says provisioning
     delete.before_vendor     the row is deleting; the vendor delete is not sent
     delete.after_vendor      the vendor delete was sent; the confirmation is not stored
+    price_alert.before_commit  a price alert's firing (and its procurement) is written, not committed
+    price_alert.after_commit   a price alert's firing (and its procurement) is committed
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ CRASH_POINTS = (
     "delete.before_vendor",
     "delete.after_vendor",
 )
+# A price alert's firing (tests/e2e/test_kill_price_alerts.py): a buy-below order procures once.
+ALERT_CRASH_POINTS = ("price_alert.before_commit", "price_alert.after_commit")
 
 
 def crash_point(name: str) -> None:

@@ -19,7 +19,8 @@ from gpusupply.db.session import Database
 from gpusupply.domain.catalog import OfferCatalog, catalog_job_name
 from gpusupply.domain.hints import hint
 from gpusupply.domain.job_leases import process_owner
-from gpusupply.engine import leases
+from gpusupply.domain.price_alerts import AlertProcurer
+from gpusupply.engine import leases, prices
 from gpusupply.engine.autodelete import JOB_NAME as GUARDRAILS
 from gpusupply.engine.autodelete import guardrail_job
 from gpusupply.engine.context import Clock, EngineContext
@@ -47,7 +48,10 @@ class Engine:
         *,
         owner: str | None = None,
         clock: Clock | None = None,
+        alert_procurer: AlertProcurer | None = None,
     ):
+        """`alert_procurer`: how a buy-below order writes its procurement (the process binds it to
+        services.procurement; without it such alerts fire without procuring)."""
         self.ctx = EngineContext(db, vendors, settings, catalog, owner or process_owner(), clock or utcnow)
         workers = settings.engine_workers
         self.pipelines = [
@@ -74,6 +78,12 @@ class Engine:
                 PeriodicJob(self.ctx, catalog_job_name(vendor), interval, self._catalog_refresh(catalog, vendor), clock=utcnow)
                 for vendor in vendors.adapters
             )
+            # Price alerts, evaluated on the catalog this process holds (docs/prices.md).
+            self.jobs.append(
+                PeriodicJob(self.ctx, prices.ALERTS_JOB, settings.price_alert_interval_seconds,
+                            prices.alerts_job(self.ctx, catalog, alert_procurer), clock=utcnow)
+            )
+        self.jobs.append(PeriodicJob(self.ctx, prices.DOWNSAMPLE_JOB, settings.price_downsample_interval_seconds, prices.downsample_job(self.ctx)))
         self._stopping: asyncio.Event | None = None
         self._loops: list[asyncio.Task[None]] = []
 

@@ -37,6 +37,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpusupply.core.ratelimit import Gcra
+from gpusupply.sandbox.market import MarketWalk
 
 FAULT_NAMES = ("429", "500", "503", "hang", "lost", "malformed", "preempt", "phantom_404", "ignored_delete", "late_create")
 # Faults drawn for every vendor API call; the others apply only where they make sense:
@@ -134,16 +135,22 @@ class SandboxConfig:
     stock: int | None = None  # units of every product / instance type (None: the seeded inventory)
     id_base: int = 0  # added to instance sequence numbers; a persisted sandbox draws one per process (state.py)
     late_seconds: float = 25.0  # how late a "late_create" reaches the vendor
+    prices_move: bool = False  # prices walk and offers come and go (sandbox/market.py); off: fixed prices
 
 
 class SandboxClock:
-    """Wall clock plus an offset that tests can advance, so time-driven behaviour needs no sleeping."""
+    """Wall clock plus an offset that tests can advance, so time-driven behaviour needs no sleeping.
+    `pin(at)` stops it at `at` (advancing still moves it): a test of moving prices reads exact times."""
 
     def __init__(self) -> None:
         self.offset = 0.0
+        self.pinned: float | None = None
 
     def now(self) -> float:
-        return time.time() + self.offset
+        return (time.time() if self.pinned is None else self.pinned) + self.offset
+
+    def pin(self, at: float) -> None:
+        self.pinned, self.offset = at, 0.0
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
@@ -298,6 +305,9 @@ class VendorSandbox:
         self._ids = itertools.count(1)
         # One-shot faults aimed at one call: (fault, instance id or None for the next such call).
         self.armed: list[tuple[str, str | None]] = []
+        # Moving prices (sandbox/market.py): applied by `reprice` when the walk's step or window changes.
+        self.market = MarketWalk(self.config.seed, self.name) if self.config.prices_move else None
+        self._market_state: tuple[int, int] | None = None
 
     def arm(self, fault: str, instance_id: str | None = None) -> None:
         """Make the next call that can take `fault` (about `instance_id`, when given) take it, once."""
@@ -316,6 +326,21 @@ class VendorSandbox:
     # ----- shared behaviour for vendor routes -------------------------------------------------
     def now(self) -> float:
         return self.clock.now()
+
+    def move_market(self) -> None:
+        """Bring prices and listings to the present, when they move and the walk has moved on."""
+        if self.market is None:
+            return
+        now = self.now()
+        state = self.market.state_key(now)
+        if state != self._market_state:
+            self._market_state = state
+            self.reprice(self.market, now)
+
+    def reprice(self, market: MarketWalk, now: float) -> None:
+        """Set the inventory's prices (base price * `market.factor`) and listings (`market.listed`)
+        for `now`. Vendor modules whose API shows prices override; fal shows none."""
+        return None
 
     def next_seq(self) -> int:
         return self.config.id_base + next(self._ids)
@@ -382,6 +407,7 @@ class VendorSandbox:
         returned in `gate.fault` for the route to act on.
         """
         self.requests += 1
+        self.move_market()
         if self.config.latency > 0:
             await asyncio.sleep(self.config.latency)
         wait = self.check_rate(account, endpoint)
@@ -435,6 +461,7 @@ class VendorSandbox:
         return {
             "vendor": self.name,
             "seed": self.config.seed,
+            "prices_move": self.config.prices_move,
             "clock": now,
             "faults": self.faults.faults,
             "injected": self.faults.injected,

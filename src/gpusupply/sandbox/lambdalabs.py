@@ -31,7 +31,7 @@ import base64
 import binascii
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -50,6 +50,7 @@ from gpusupply.sandbox.common import (
     is_ssh_public_key,
     read_json,
 )
+from gpusupply.sandbox.market import MarketWalk
 from gpusupply.vendors.lambdalabs import LIMITS
 
 API_PREFIX = "/api/v1"
@@ -223,10 +224,19 @@ class LambdaSandbox(VendorSandbox):
         super().__init__(config)
         self.types: dict[str, InstanceTypeSpec] = {t.name: t for t in INSTANCE_TYPES}
         self.capacity = build_capacity(self.config.seed)
+        self.withdrawn: set[tuple[str, str]] = set()  # (type, region) off the market for now (moving prices)
         self.ssh_keys: dict[str, list[SshKey]] = {}  # account -> keys
         self.instance_quota = DEFAULT_INSTANCE_QUOTA
         self._id_rng = random.Random(f"lambda-ids:{self.config.seed}")
         self._malformed_served = 0
+
+    def reprice(self, market: MarketWalk, now: float) -> None:
+        # Lambda lists one price per type (every region alike); capacity comes and goes per region.
+        self.types = {
+            spec.name: replace(spec, price_cents_per_hour=max(1, round(spec.price_cents_per_hour * market.factor(spec.gpu_description, now))))
+            for spec in INSTANCE_TYPES
+        }
+        self.withdrawn = {key for key in self.capacity if not market.listed(f"{key[0]}:{key[1]}", now)}
 
     # ----- rendering ---------------------------------------------------------------------------
     def error_response(self, status: int, kind: str, *, retry_after: float | None = None, endpoint: str = "", message: str | None = None) -> Response:
@@ -312,7 +322,7 @@ class LambdaSandbox(VendorSandbox):
         return [
             {"name": region, "description": REGIONS[region]}
             for region in REGIONS
-            if self.capacity.get((type_name, region), 0) > 0
+            if self.capacity.get((type_name, region), 0) > 0 and (type_name, region) not in self.withdrawn
         ]
 
     # ----- routes ------------------------------------------------------------------------------
@@ -371,7 +381,7 @@ class LambdaSandbox(VendorSandbox):
                 return failed(404, (DOES_NOT_EXIST, f"SSH key {keys[0]!r} does not exist.", "Add the SSH key first, or check its name."))
             if file_systems:
                 return failed(404, (DOES_NOT_EXIST, f"File system {file_systems[0]!r} does not exist.", "Check the file system's name."))
-            if self.capacity.get((type_name, region), 0) <= 0:
+            if self.capacity.get((type_name, region), 0) <= 0 or (type_name, region) in self.withdrawn:
                 return failed(400, ERR_CAPACITY)
             if len([i for i in self.visible_instances(account) if i.phase(self.now(), self.faults) != Phase.PREEMPTED]) >= self.instance_quota:
                 return failed(400, ERR_QUOTA)

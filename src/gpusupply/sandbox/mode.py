@@ -46,6 +46,7 @@ def sandbox_config(settings: Settings) -> SandboxConfig:
         ready_after=settings.sandbox_ready_after,
         faults=parse_fault_spec(settings.sandbox_faults),
         rate_scale=settings.vendor_rate_scale,
+        prices_move=settings.sandbox_prices_move,
     )
 
 

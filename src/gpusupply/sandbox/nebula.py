@@ -46,6 +46,7 @@ from gpusupply.sandbox.common import (
     read_json,
 )
 from gpusupply.sandbox.inventory import SIM_GPUS, SimGpu, price
+from gpusupply.sandbox.market import MarketWalk
 from gpusupply.vendors.nebula import LIMITS
 
 API_PREFIX = "/api/v1"
@@ -141,6 +142,12 @@ class Product:
     disk_size: int
     ephemeral: int
     stock: int
+    base_price_per_hour: float = 0.0  # the seeded price moving prices start from (sandbox/market.py)
+    withdrawn: bool = False  # off the market for now (moving prices): listed with no stock
+
+    @property
+    def free(self) -> int:
+        return 0 if self.withdrawn else self.stock
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -156,9 +163,9 @@ class Product:
             "gpu_count": self.gpu_count,
             "disk_size": self.disk_size,
             "ephemeral": self.ephemeral,
-            "stock": self.stock,
+            "stock": self.free,
             "cycle": "hourly",
-            "is_available": self.stock > 0,
+            "is_available": self.free > 0,
         }
 
 
@@ -221,6 +228,7 @@ def build_inventory(seed: int) -> Inventory:
                         gpu=gpu,
                         gpu_count=count,
                         price_per_hour=round(per_gpu_price * count, 3),
+                        base_price_per_hour=round(per_gpu_price * count, 3),
                         cpu=cpu_per_gpu * count,
                         ram=ram_per_gpu * count,
                         disk_size=200 if container else 100,
@@ -275,6 +283,12 @@ class NebulaSandbox(VendorSandbox):
         self._id_rng = random.Random(f"nebula-ids:{self.config.seed}") if not self.config.id_base else self.id_rng()
         self._ssh_key_ids = iter(range(70, 10**9))
         self._malformed_served = 0
+
+    def reprice(self, market: MarketWalk, now: float) -> None:
+        for product in self.products.values():
+            factor = market.factor(f"{product.gpu.nebula_name}:{product.dc.region}", now)
+            product.price_per_hour = round(product.base_price_per_hour * factor, 3)
+            product.withdrawn = not market.listed(product.id, now)
 
     # ----- rendering ---------------------------------------------------------------------------
     def error_response(self, status: int, kind: str, *, retry_after: float | None = None, endpoint: str = "", message: str | None = None) -> Response:
@@ -448,7 +462,7 @@ class NebulaSandbox(VendorSandbox):
             key = next((k for k in self.ssh_keys.get(account, []) if k.id == ssh_key_id), None)
             if key is None:
                 return failed(400, MSG_SSH_KEY_NOT_FOUND)
-            if product.stock <= 0:
+            if product.free <= 0:
                 return failed(400, MSG_OUT_OF_STOCK)
             product.stock -= 1
             instance = self.new_instance(account, name, product, image)

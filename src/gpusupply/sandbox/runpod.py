@@ -36,7 +36,7 @@ import json
 import random
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,6 +71,7 @@ from gpusupply.sandbox.common import (
     read_json,
 )
 from gpusupply.sandbox.inventory import SIM_GPUS, price
+from gpusupply.sandbox.market import MarketWalk
 from gpusupply.vendors.runpod import LIMITS, OPERATION_GROUPS
 
 SCHEMA_SDL = """
@@ -276,6 +277,9 @@ class RunPodSandbox(VendorSandbox):
         super().__init__(config)
         self.gpu_types, machines = build_inventory(self.config.seed)
         self.machines: dict[str, Machine] = {m.id: m for m in machines}
+        # Moving prices (sandbox/market.py) scale the seeded prices; machines come and go.
+        self.base_offers = {gpu_id: replace(offer) for gpu_id, offer in self.gpu_types.items()}
+        self.withdrawn: set[str] = set()
         self._id_rng = random.Random(f"runpod-ids:{self.config.seed}")
         self._malformed_served = 0
         self.schema = self._build_schema()
@@ -298,6 +302,7 @@ class RunPodSandbox(VendorSandbox):
             (m.size - m.reserved - used.get(m.id, 0), m)
             for m in self.machines.values()
             if m.gpu_type_id == gpu_type_id
+            and m.id not in self.withdrawn
             and (cloud is None or m.cloud == cloud)
             and (country is None or m.country == country)
             and (datacenter is None or m.datacenter == datacenter)
@@ -307,6 +312,17 @@ class RunPodSandbox(VendorSandbox):
     def max_count(self, gpu_type_id: str, cloud: str | None) -> int:
         sizes = [m.size for m in self.machines.values() if m.gpu_type_id == gpu_type_id and (cloud is None or m.cloud == cloud)]
         return max(sizes, default=0)
+
+    def reprice(self, market: MarketWalk, now: float) -> None:
+        def scaled(value: float | None, factor: float) -> float | None:
+            return None if value is None else round(value * factor, 2)
+
+        for gpu_id, base in self.base_offers.items():
+            factor = market.factor(gpu_id, now)
+            offer = self.gpu_types[gpu_id]
+            offer.secure_price, offer.community_price = scaled(base.secure_price, factor), scaled(base.community_price, factor)
+            offer.secure_spot, offer.community_spot = scaled(base.secure_spot, factor), scaled(base.community_spot, factor)
+        self.withdrawn = {m.id for m in self.machines.values() if not market.listed(m.id, now)}
 
     # ----- rendering ---------------------------------------------------------------------------
     def error_response(self, status: int, kind: str, *, retry_after: float | None = None, endpoint: str = "", message: str | None = None) -> Response:

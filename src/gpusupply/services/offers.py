@@ -19,10 +19,9 @@ from pydantic import ValidationError
 
 from gpusupply.contract.offers import OffersRequest, offers_request_for
 from gpusupply.core.errors import NotFoundError, PayloadTooLarge, UnprocessableError, UnsupportedMediaType
-from gpusupply.core.gpus import resolve_gpu_query, unknown_gpu_message
 from gpusupply.core.inputs import MAX_INT_DIGITS, TOO_LARGE, loads_json
 from gpusupply.core.offers import OfferQuery
-from gpusupply.core.regions import REGION_GROUPS, parse_region_group
+from gpusupply.domain.offer_query import normalized_document, query_from_request
 from gpusupply.settings import VENDORS
 
 if TYPE_CHECKING:
@@ -36,6 +35,8 @@ KNOWN_VENDORS = VENDORS  # one list of vendor ids: settings.VENDORS
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 MAX_OFFSET = 1_000_000  # far past any real result; keeps numbers inside every database's integer
+
+__all__ = ["OffersRequest", "normalized_document", "parse_offer_query", "query_from_request", "search_offers"]
 
 
 @dataclass(slots=True)
@@ -129,46 +130,6 @@ def parse_offer_query(document: Any, *, loc: tuple[str | int, ...] = ("body",)) 
     except ValidationError as exc:
         raise UnprocessableError("invalid offer query", errors=pydantic_errors(exc, loc)) from None
     return request, query_from_request(request, loc=loc)
-
-
-def query_from_request(request: OffersRequest, *, loc: tuple[str | int, ...] = ("body",)) -> OfferQuery:
-    family, canonical = resolve_gpu_query(request.compute.gpu_type)
-    if family is None and canonical is None:
-        raise UnprocessableError(unknown_gpu_message(request.compute.gpu_type), loc=(*loc, "compute", "gpu_type"))
-    region = None
-    if request.region is not None:
-        region = parse_region_group(request.region)
-        if region is None:
-            raise UnprocessableError(
-                f"unknown region {request.region!r}; use one of {', '.join(REGION_GROUPS)}", loc=(*loc, "region")
-            )
-    return OfferQuery(
-        gpu_family=family,
-        gpu_canonical=canonical,
-        gpu_count=request.compute.gpu_count,
-        max_price_per_gpu_hour=request.compute.max_price_per_gpu_hour,
-        contract_type=request.compute.contract_type,
-        vendor=request.vendor,
-        region=region,
-    )
-
-
-def normalized_document(request: OffersRequest, query: OfferQuery) -> dict[str, Any]:
-    """The document as stored for a procure-by-spec: canonical spellings, parseable again."""
-    compute: dict[str, Any] = {
-        "gpu_type": query.gpu_canonical or query.gpu_family,
-        "gpu_count": query.gpu_count,
-    }
-    if query.max_price_per_gpu_hour is not None:
-        compute["max_price_per_gpu_hour"] = query.max_price_per_gpu_hour
-    if query.contract_type is not None:
-        compute["contract_type"] = query.contract_type
-    document: dict[str, Any] = {"compute": compute}
-    if query.vendor is not None:
-        document["vendor"] = query.vendor
-    if query.region is not None:
-        document["region"] = query.region
-    return document
 
 
 def filters_applied(query: OfferQuery) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from gpusupply.core.gpus import canonical_model
 from gpusupply.core.inputs import require_text
 from gpusupply.core.offers import Offer, OfferQuery, offer_from_dict, offer_to_dict
 from gpusupply.core.states import ProcurementStatus, ResourceStatus, procurement_status
-from gpusupply.db.models import OfferRow, Procurement, Resource, utcnow
+from gpusupply.db.models import OfferRow, PriceAlert, Procurement, Resource, utcnow
 from gpusupply.db.session import Database, rows_matched
 from gpusupply.domain.catalog import OfferCatalog, effective_status
 from gpusupply.domain.events import add_event
@@ -346,6 +346,25 @@ async def _procure_spec(
     resource.gpu_family = model.family if model else query.gpu_family
     resource.gpu_count = query.gpu_count
     return await _write(session, procurement, resource, "procurement by spec: the engine picks the cheapest matching offer", limits)
+
+
+async def procure_for_alert(session: AsyncSession, alert: PriceAlert, firing_id: UUID) -> UUID:
+    """A buy-below order's procurement (domain/price_alerts.AlertProcurer), in the firing's own
+    transaction: by spec, bounded by the alert's threshold (it never pays more), budget checked
+    (BudgetExceeded is raised before anything is written). Returns the pending resource's id."""
+    fields = dict(alert.procure or {})
+    document = {**alert.spec, "compute": {**alert.spec["compute"], "max_price_per_gpu_hour": alert.threshold}}
+    spec = OffersRequest.model_validate(document)
+    now = utcnow()
+    auto_delete = fields.get("auto_delete")
+    limits = auto_delete_values(auto_delete, now) if auto_delete else None
+    principal = Principal(alert.tenant_id, "", alert.id, "price alert", False)
+    name = fields.get("resource_name") or (f"{alert.name} #{alert.procured_count + 1}" if alert.name else None)
+    response = await _procure_spec(
+        session, principal, spec, fields["ssh_public_key"], fields.get("cloud_init"), check_resource_name(name),
+        f"price-alert:{firing_id}", request_hash(document), limits,
+    )
+    return UUID(response["resource_ids"][0])
 
 
 def _new_resource(

@@ -26,6 +26,8 @@ from gpusupply.sandbox.common import (
     is_ssh_public_key,
     read_json,
 )
+from gpusupply.sandbox.inventory import SIM_GPUS
+from gpusupply.sandbox.market import CHURN_SHARE, MarketWalk
 from gpusupply.sandbox.vast.bodies import (
     COMPUTED_INSTANCE_COLUMNS,
     INSTANCE_COLUMNS,
@@ -108,11 +110,22 @@ class VastSandbox(VendorSandbox):
         super().__init__(config)
         self.rate_limits = {**RATE_LIMITS, **{name: default_rate_limit for name in UNDOCUMENTED_ENDPOINTS}}
         self.offers = OfferTable(self.config.seed, self.config.offers)
+        # The seeded columns moving prices start from (sandbox/market.py).
+        self.base_columns = {name: self.offers.columns[name].copy() for name in ("dph_base", "min_bid", "base_rentable")}
         self.taken: dict[int, str] = {}  # ask id -> instance id holding it
         self.accounts: dict[str, Account] = {}
         self.search_quota = search_quota
         self._searches: Counter[tuple[str, str]] = Counter()
         self._ssh_key_ids = 1000
+
+    def reprice(self, market: MarketWalk, now: float) -> None:
+        columns, base = self.offers.columns, self.base_columns
+        factors = np.array([market.factor(gpu.vast_name, now) for gpu in SIM_GPUS])[columns["gpu"]]
+        columns["dph_base"] = np.round(base["dph_base"] * factors, 6)
+        columns["min_bid"] = np.round(base["min_bid"] * factors, 6)
+        # One draw per ask and churn window (a vectorised form of `market.listed`, for thousands of asks).
+        draws = np.random.default_rng([market.seed, market.window(now), 7]).random(len(base["base_rentable"]))
+        columns["base_rentable"] = base["base_rentable"] & (draws >= CHURN_SHARE)
 
     # ----- envelope -------------------------------------------------------------------------------
     def error_response(

@@ -104,4 +104,52 @@
   });
 
   document.addEventListener("DOMContentLoaded", fillRemembered);
+
+  // Charts (the Prices and Usage pages): each `table.chart-data` is drawn with uPlot into the
+  // element its data-chart names, from the table's own numbers; the table then folds away.
+  var COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"];
+
+  function drawChart(table) {
+    var target = document.getElementById(table.getAttribute("data-chart"));
+    if (target === null || typeof window.uPlot !== "function") {
+      return;
+    }
+    var labels = Array.prototype.slice.call(table.tHead.rows[0].cells, 1).map(function (cell) {
+      return cell.textContent;
+    });
+    var xs = [];
+    var ys = labels.map(function () { return []; });
+    Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
+      xs.push(Date.parse(row.querySelector("time").getAttribute("datetime")) / 1000);
+      Array.prototype.forEach.call(row.querySelectorAll("td"), function (cell, n) {
+        var value = cell.getAttribute("data-value");
+        ys[n].push(value === null ? null : parseFloat(value));
+      });
+    });
+    var series = [{}].concat(labels.map(function (label, n) {
+      return { label: label, stroke: COLORS[n % COLORS.length], width: 2, spanGaps: true };
+    }));
+    var options = {
+      width: Math.max(target.clientWidth, 320),
+      height: 320,
+      // The whole window, however few points there are (one point would otherwise span years).
+      scales: { x: { time: true, range: [parseFloat(table.getAttribute("data-since")), parseFloat(table.getAttribute("data-until"))] } },
+      series: series,
+      axes: [{}, { label: table.getAttribute("data-unit") || "" }],
+    };
+    new window.uPlot(options, [xs].concat(ys), target);
+    // What was drawn, for people reading the page's source and for the browser tests.
+    target.setAttribute("data-drawn", "true");
+    target.setAttribute("data-points", String(xs.length));
+    target.setAttribute("data-series", String(labels.length));
+    target.setAttribute("data-from", String(xs.length ? xs[0] : ""));
+    var details = table.closest("details");
+    if (details !== null) {
+      details.open = false;
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    Array.prototype.forEach.call(document.querySelectorAll("table.chart-data"), drawChart);
+  });
 })();
