@@ -1,6 +1,6 @@
 """prices over time: price history points, price alerts and their firings (issue 18)
 
-Revision ID: 0022
+Revision ID: 0018
 Revises: 0017
 Create Date: 2026-12-05 07:00:00
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 from gpusupply.db.models import UtcDateTime
 
-revision = "0022"
+revision = "0018"
 down_revision = "0017"
 branch_labels = None
 depends_on = None
