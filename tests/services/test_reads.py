@@ -145,3 +145,14 @@ async def test_sqlite_reads_run_on_one_thread_and_see_commits_at_once(service: A
         assert await service.db.read(status_of(rid)) == status
     assert len(threads) == 1 and threads.pop().startswith("sqlite-reads")
     assert threading.current_thread().name not in threads
+
+
+def test_every_hot_read_statement_is_compiled_once() -> None:
+    """Each statement has a cache key, so SQLAlchemy compiles it once per dialect: a statement
+    without one (a custom element lacking `_traverse_internals`) is compiled again on every read,
+    which made the offer status about 40 times its SQL."""
+    from gpusupply.services import reads
+
+    page_statements = [statement for filters in ((), ("status",), ("offer_id", "vendor")) for statement in reads._page_statements(filters)]
+    for statement in [reads._OFFER_STATUS, reads._DETAIL, reads._TRANSITIONS, *page_statements]:
+        assert statement._generate_cache_key() is not None, statement

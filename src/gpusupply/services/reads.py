@@ -31,6 +31,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from gpusupply.db.models import Event, OfferRow, Procurement, Resource
 from gpusupply.domain.costs import BILLING_STATUSES, Transition
@@ -70,7 +71,10 @@ class _NotIndexed(ColumnElement[Any]):
     offer_id = ?` it may walk every row of the tenant through the tenant's index instead of the
     one or two rows of the offer (measured: 25 ms instead of well under 1 ms at 2,000 rows)."""
 
+    # Its cache key is its column's: without one SQLAlchemy compiles every statement holding it
+    # again on each execution (the offer status: about 1 ms a read, 40 times its SQL).
     inherit_cache = True
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]
 
     def __init__(self, column: Any) -> None:
         self.column = column
