@@ -4,13 +4,13 @@ on SQLite run on the one reader thread and see every committed write at once."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, func, select, update
 
 from gpusupply.core.errors import NotFoundError, UnprocessableError
 from gpusupply.core.offers import offer_from_dict
@@ -42,6 +42,14 @@ async def run_for_hours(service: Any, resource_id: uuid.UUID, hours: float, *, s
         resource.vendor_instance_id, resource.last_synced_at = f"i-{resource_id.hex[:8]}", utcnow()
 
 
+def offer_of(resource_id: uuid.UUID) -> Any:
+    async def read(fetch: Any) -> uuid.UUID:
+        [row] = await fetch(select(Resource.offer_id).where(Resource.id == resource_id), {})
+        return row.offer_id
+
+    return read
+
+
 @pytest.mark.parametrize("service_backend", BACKENDS)
 async def test_resource_page_answers_what_the_orm_path_answers(service: Any) -> None:
     alice, bob = await principal(service), await principal(service, "bob")
@@ -53,7 +61,7 @@ async def test_resource_page_answers_what_the_orm_path_answers(service: Any) -> 
     cases: list[dict[str, Any]] = [
         {}, {"vendor": "fal"}, {"status": "running"}, {"status": "stopped"}, {"limit": 2}, {"limit": 2, "offset": 2},
         {"limit": 3, "offset": 3}, {"offset": 5}, {"offset": 50}, {"vendor": "fal", "status": "pending"},
-        {"offer_id": (await service.db.read(lambda c: c.execute(select(Resource.offer_id).where(Resource.id == ids[2])).scalar_one()))},
+        {"offer_id": (await service.db.read(offer_of(ids[2])))},
     ]
     for case in cases:
         rows, total = await list_resources(service.db, alice, **case)
@@ -127,14 +135,16 @@ async def test_offer_status_on_both_databases(service: Any) -> None:
     assert gone.status == "procured" and gone.created_at is not None and [r.id for r in gone.resources] == [rid]
 
 
-async def test_sqlite_reads_run_on_one_thread_and_see_commits_at_once(service: Any) -> None:
-    assert service.db.is_sqlite
-    threads: set[str] = set()
+@pytest.mark.parametrize("service_backend", BACKENDS)
+async def test_hot_reads_see_every_commit_at_once(service: Any) -> None:
+    """The reader's own connection (SQLite: one, in autocommit; PostgreSQL: its pool) holds no
+    snapshot between reads: each sees what was committed just before it."""
+    statement = select(Resource.status).where(Resource.id == bindparam("resource_id"))
 
     def status_of(resource_id: uuid.UUID) -> Any:
-        def read(connection: Any) -> str:
-            threads.add(threading.current_thread().name)
-            return connection.execute(select(Resource.status).where(Resource.id == resource_id)).scalar_one()
+        async def read(fetch: Any) -> str:
+            [row] = await fetch(statement, {"resource_id": resource_id})
+            return str(row.status)
 
         return read
 
@@ -143,8 +153,6 @@ async def test_sqlite_reads_run_on_one_thread_and_see_commits_at_once(service: A
         async with service.db.transaction() as session:
             await session.execute(update(Resource).where(Resource.id == rid).values(status=status))
         assert await service.db.read(status_of(rid)) == status
-    assert len(threads) == 1 and threads.pop().startswith("sqlite-reads")
-    assert threading.current_thread().name not in threads
 
 
 def test_every_hot_read_statement_is_compiled_once() -> None:
@@ -156,3 +164,31 @@ def test_every_hot_read_statement_is_compiled_once() -> None:
     page_statements = [statement for filters in ((), ("status",), ("offer_id", "vendor")) for statement in reads._page_statements(filters)]
     for statement in [reads._OFFER_STATUS, reads._DETAIL, reads._TRANSITIONS, *page_statements]:
         assert statement._generate_cache_key() is not None, statement
+
+
+async def _backend_pid(fetch: Any) -> int:
+    [row] = await fetch(select(func.pg_backend_pid().label("pid")), {})
+    return int(row.pid)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("service_backend", ["postgres"])
+async def test_postgres_reads_reuse_a_connection_and_survive_it_being_cut(service: Any) -> None:
+    """The reader keeps its connections (no pre-ping round trip per read); one cut meanwhile (a
+    database restart, an administrator) costs no read: it is tried again on a new connection."""
+    first = await service.db.read(_backend_pid)
+    assert await service.db.read(_backend_pid) == first
+    url = service.db.engine.url
+    admin = await asyncpg.connect(host=url.host, port=url.port, user=url.username, database=url.database)
+    try:
+        cut = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            url.database,
+        )
+        assert cut >= 1
+        again = await service.db.read(_backend_pid)
+        assert again != first
+        alive = await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", again)
+        assert alive == 1
+    finally:
+        await admin.close()

@@ -5,8 +5,8 @@ hop to the database, db/reads.py): `GET /resources/{id}`, `GET /resources` and
 Each statement reads exactly the columns its answer needs (never the SSH key, cloud-init or the
 engine's lease columns) and brings the billing transitions the cost so far needs in the same
 statement (a LEFT JOIN on the events), so a read is one round trip instead of two or three.
-The rows are SQLAlchemy `Row`s: read-only, with the same attribute names as `Resource`, which is
-all the views and the cost functions use. Every statement filters by the caller's tenant.
+The rows are named tuples (db/reads.py): read-only, with the same attribute names as `Resource`,
+which is all the views and the cost functions use. Every statement filters by the caller's tenant.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ from uuid import UUID
 
 from sqlalchemy import (
     ColumnElement,
-    Connection,
     Integer,
-    Row,
     and_,
     bindparam,
     func,
@@ -34,6 +32,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from gpusupply.db.models import Event, OfferRow, Procurement, Resource
+from gpusupply.db.reads import Fetch, ReadRow
 from gpusupply.domain.costs import BILLING_STATUSES, Transition
 
 _resources = Resource.__table__
@@ -101,11 +100,11 @@ def _billing_events(resource_id: Any) -> Any:
 
 @dataclass(slots=True)
 class ResourceRead:
-    resource: Row[Any]  # RESOURCE_COLUMNS or SUMMARY_COLUMNS, by name
+    resource: ReadRow  # RESOURCE_COLUMNS or SUMMARY_COLUMNS, by name
     transitions: list[Transition]  # to running / stopped, oldest first
 
 
-def _group(rows: Sequence[Row[*tuple[Any, ...]]], width: int) -> list[ResourceRead]:
+def _group(rows: Sequence[ReadRow], width: int) -> list[ResourceRead]:
     """Rows of (`width` resource columns..., event at, event to_status, ...) into one read per
     resource, in order."""
     reads: list[ResourceRead] = []
@@ -131,8 +130,8 @@ _DETAIL = (
 def resource_detail(tenant_id: UUID, resource_id: UUID) -> Any:
     """A read: the tenant's resource with its billing transitions, or None."""
 
-    def read(connection: Connection) -> ResourceRead | None:
-        found = _group(connection.execute(_DETAIL, {"resource_id": resource_id, "tenant_id": tenant_id}).all(), len(RESOURCE_COLUMNS))
+    async def read(fetch: Fetch) -> ResourceRead | None:
+        found = _group(await fetch(_DETAIL, {"resource_id": resource_id, "tenant_id": tenant_id}), len(RESOURCE_COLUMNS))
         return found[0] if found else None
 
     return read
@@ -178,12 +177,12 @@ def resource_page(tenant_id: UUID, filters: dict[str, Any], limit: int, offset: 
     page, counting = _page_statements(tuple(name for name in PAGE_FILTERS if name in filters))
     values = {"tenant_id": tenant_id, **filters}
 
-    def read(connection: Connection) -> tuple[list[ResourceRead], int]:
-        rows = connection.execute(page, {**values, "limit": limit, "offset": offset}).all()
+    async def read(fetch: Fetch) -> tuple[list[ResourceRead], int]:
+        rows = await fetch(page, {**values, "limit": limit, "offset": offset})
         if not rows:  # an empty page (offset past the end) carries no total: count alone
-            return [], (0 if offset == 0 else int(connection.execute(counting, values).scalar_one()))
+            return [], (0 if offset == 0 else int((await fetch(counting, values))[0][0]))
         found = {row.id: ResourceRead(row, []) for row in rows}
-        for resource_id, at, to_status in connection.execute(_TRANSITIONS, {"resource_ids": list(found)}):
+        for resource_id, at, to_status in await fetch(_TRANSITIONS, {"resource_ids": list(found)}):
             found[resource_id].transitions.append(Transition(at, to_status))
         return list(found.values()), int(rows[0].total)
 
@@ -236,7 +235,7 @@ _OFFER_STATUS = (
 def offer_status(tenant_id: UUID, offer_id: UUID) -> Any:
     """A read: the rows of `_OFFER_STATUS` (at least one)."""
 
-    def read(connection: Connection) -> Sequence[Row[*tuple[Any, ...]]]:
-        return connection.execute(_OFFER_STATUS, {"tenant_id": tenant_id, "offer_id": offer_id}).all()
+    async def read(fetch: Fetch) -> Sequence[Any]:
+        return await fetch(_OFFER_STATUS, {"tenant_id": tenant_id, "offer_id": offer_id})
 
     return read
