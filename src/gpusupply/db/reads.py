@@ -270,7 +270,8 @@ class _PostgresReads:
                 raise error from exc
             except self._asyncpg.DataError as exc:  # a value the driver could not send: the caller's
                 raise DataError(sql, values, exc) from exc
-            except (self._asyncpg.InterfaceError, OSError, ConnectionError) as exc:
+            except (self._asyncpg.InterfaceError, self._asyncpg.InternalClientError, OSError, ConnectionError) as exc:
+                # closed, or its protocol left mid-operation by a cut ("cannot switch to state ...")
                 raise _ConnectionLost(OperationalError(sql, values, exc)) from exc
             return prepared.rows(raw)
 
