@@ -18,6 +18,7 @@ from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import OfferRow, Resource, utcnow
 from gpusupply.domain.costs import costs_so_far
 from gpusupply.domain.events import change_status
+from gpusupply.services import reads
 from gpusupply.services.procurement import offer_status
 from gpusupply.services.resources import get_resource_with_cost, list_resources, list_resources_with_costs
 from tests.conftest import BACKENDS
@@ -71,14 +72,16 @@ async def test_resource_page_answers_what_the_orm_path_answers(service: Any) -> 
         expected = await costs_so_far(service.db, rows)
         for (row, cost), resource in zip(page, rows, strict=True):
             assert cost == pytest.approx(expected[resource.id], rel=1e-3), case
-            storage = ((resource.offer_snapshot or {}).get("vendor_data") or {}).get("storage_per_hour")
-            assert (row.status, row.vendor, row.created_at, row.storage_per_hour) == (
-                resource.status, resource.vendor, resource.created_at, storage
-            )
+            assert (row.status, row.vendor, row.created_at) == (resource.status, resource.vendor, resource.created_at)
     running = dict((r.id, c) for r, c in (await list_resources_with_costs(service.db, alice))[0])
     assert running[ids[0]] > 0 and running[ids[1]] > 0 and running[ids[2]] == 0.0 and running[ids[4]] > 0
-    (vast, _), = (await list_resources_with_costs(service.db, alice, vendor="vast"))[0]
-    assert vast.storage_per_hour > 0  # its stopped hour is billed at this price (the costs above agree)
+    # The storage price (the stopped rate of vast) is read for the resources that were stopped only.
+    listed, _ = await service.db.read(reads.resource_page(alice.tenant_id, {}, 100, 0))
+    storage = {read.resource.id: read.storage_per_hour for read in listed}
+    async with service.db.session() as session:
+        vast = await session.get(Resource, ids[4])
+        assert vast is not None and storage[ids[4]] == vast.offer_snapshot["vendor_data"]["storage_per_hour"] > 0
+    assert storage[ids[0]] is None and storage[ids[2]] is None  # never stopped
     bobs, bobs_total = await list_resources_with_costs(service.db, bob)
     assert bobs_total == 1 and len(bobs) == 1 and set(ids).isdisjoint({r.id for r, _ in bobs})
     for bad in ({"status": "exploded"}, {"vendor": "aws"}, {"limit": 0}, {"offset": -1}):

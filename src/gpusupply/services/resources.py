@@ -135,12 +135,12 @@ async def list_resources_with_costs(
 
 
 def _listed_cost(read: reads.ResourceRead, now: datetime) -> float:
-    """The cost so far of a listed resource (reads.SUMMARY_COLUMNS: the storage price, not the snapshot)."""
+    """The cost so far of a listed resource (reads.SUMMARY_COLUMNS, and the storage price once stopped)."""
     row = read.resource
     if row.running_since is None:
         return 0.0
     price = float(row.price_per_hour or 0.0)
-    rates = Rates(running=price, stopped=stopped_rate_from_storage(row.vendor, price, row.storage_per_hour))
+    rates = Rates(running=price, stopped=stopped_rate_from_storage(row.vendor, price, read.storage_per_hour))
     return cost(resource_intervals(row, read.transitions, now), rates)
 
 
