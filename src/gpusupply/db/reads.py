@@ -52,7 +52,7 @@ class _Prepared:
     """A SELECT compiled for one dialect, with the processors of its binds and its columns."""
 
     def __init__(self, statement: Select[Any], dialect: Dialect):
-        self.compiled = statement.compile(dialect=dialect)
+        self.compiled = compiled = statement.compile(dialect=dialect)
         columns = self.compiled._result_columns  # (name in the result, ..., type), as SQLAlchemy reads them
         names = [column.keyname for column in columns]
         if len(set(names)) != len(names):
@@ -61,14 +61,15 @@ class _Prepared:
         self._dialect, self._types = dialect, [column.type for column in columns]
         # Some of PostgreSQL's need the driver's type of each column (`typed`); SQLite's do not.
         self.results: tuple[Any, ...] | None = None if dialect.name == "postgresql" else self.typed([None] * len(columns))
-        compiled = self.compiled
-        # Without an expanding parameter (`IN` over a list) the SQL and the order of its values are
-        # fixed: bind them here (SQLAlchemy's construct_expanded_state took a third of a read).
-        self._fixed = not compiled.post_compile_params and not compiled.literal_execute_params
-        if self._fixed:
-            self._defaults = compiled.construct_params(_check=False)  # literal values (LIMIT 1, a JSON path)
-            processors: Mapping[str, Any] = compiled._bind_processors
-            self._binds = tuple((name, processors.get(name)) for name in compiled.positiontup or ())
+        # Unless an `IN` takes a list of the caller's (`IN :resource_ids`, rendered per call for its
+        # length), the SQL and the order of its values are the same at every call: rendered at the
+        # first, then bound here (SQLAlchemy's construct_expanded_state took a third of a read).
+        self._fixed = not compiled.literal_execute_params and all(
+            param.value is not None for param in compiled.post_compile_params  # constant lists (billing statuses)
+        )
+        self._sql = ""
+        self._defaults: Mapping[str, Any] = {}
+        self._binds: tuple[tuple[str, Any], ...] | None = None
 
     def typed(self, driver_types: list[Any]) -> tuple[Any, ...]:
         """The result processors, given the driver's type of each column (as in a cursor's description)."""
@@ -80,14 +81,19 @@ class _Prepared:
 
     def bind(self, params: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
         """The SQL and its positional values for `params`."""
-        if self._fixed:
+        if self._fixed and self._binds is not None:
             defaults = self._defaults
             values = []
             for name, process in self._binds:
                 value = params[name] if name in params else defaults[name]
                 values.append(value if process is None or value is None else process(value))
-            return self.compiled.string, tuple(values)
+            return self._sql, tuple(values)
         state = self.compiled.construct_expanded_state(dict(params))
+        if self._fixed:  # literal values (LIMIT 1, a JSON path, a constant list) and each value's processor
+            self._sql, self._defaults = state.statement, dict(state.parameters)
+            every: Mapping[str, Any] = {**self.compiled._bind_processors, **state.processors}
+            self._binds = tuple((name, every.get(name)) for name in state.positiontup or ())
+            return self.bind(params)
         # The statement's own binds, then those an expanding parameter rendered for this call.
         processors: Mapping[str, Any] = self.compiled._bind_processors
         expanded: Mapping[str, Any] = state.processors
