@@ -1,5 +1,5 @@
-"""The API's polled reads as single SQLAlchemy Core statements, run through `Database.read` (one
-hop to the database, db/reads.py): `GET /resources/{id}`, `GET /resources` and
+"""The API's polled reads as single SQLAlchemy Core statements, run through `Database.read` (on
+the driver's own connection, db/reads.py): `GET /resources/{id}`, `GET /resources` and
 `GET /offers/{id}/status`.
 
 Each statement reads exactly the columns its answer needs (never the SSH key, cloud-init or the
