@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, CursorResult, Result, event, text
+from sqlalchemy import CursorResult, Result, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from gpusupply.db.reads import Reader
+from gpusupply.db.reads import Read, Reader
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Database:
         # Reads that need no transaction (PostgreSQL): no BEGIN and ROLLBACK round trips around them.
         readers = self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.read_sessions = async_sessionmaker(readers, expire_on_commit=False, autoflush=False)
-        self._reader = Reader(self.engine, sqlite_pragmas=pragmas)
+        self._reader = Reader(self.engine, sqlite_pragmas=pragmas, pool_size=pool_size)
         # SQLite has one writer: the engine serializes its claims through this lock (see engine/leases.py).
         self.claim_lock = asyncio.Lock()
         # This installation's id once read (db/installation.py).
@@ -100,8 +100,8 @@ class Database:
         async with self.read_sessions() as session:
             yield session
 
-    async def read(self, read: Callable[[Connection], T]) -> T:
-        """`read(connection)`, synchronous Core, as one hop (db/reads.py): the API's hot reads."""
+    async def read(self, read: Read[T]) -> T:
+        """`await read(fetch)` on the driver's own connection (db/reads.py): the API's hot reads."""
         return await self._reader.run(read)
 
     @asynccontextmanager
@@ -110,7 +110,7 @@ class Database:
             yield session
 
     async def dispose(self) -> None:
-        await asyncio.to_thread(self._reader.close)
+        await self._reader.close()
         await self.engine.dispose()
 
     async def migrate(self) -> None:

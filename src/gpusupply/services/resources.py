@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
-from sqlalchemy import Row, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.core.errors import ConflictError, NotFoundError, UnprocessableError, VendorError
@@ -124,7 +124,7 @@ async def list_resources_with_costs(
     vendor: str | None = None,
     limit: int = 100,
     offset: int = 0,
-) -> tuple[list[tuple[Row[Any], float]], int]:
+) -> tuple[list[tuple[reads.ReadRow, float]], int]:
     """`GET /resources`: the page (each resource with its cost so far) and the total, in one
     statement (services/reads.py)."""
     check_page(limit, offset)
@@ -135,12 +135,12 @@ async def list_resources_with_costs(
 
 
 def _listed_cost(read: reads.ResourceRead, now: datetime) -> float:
-    """The cost so far of a listed resource (reads.SUMMARY_COLUMNS: the storage price, not the snapshot)."""
+    """The cost so far of a listed resource (reads.SUMMARY_COLUMNS, and the storage price once stopped)."""
     row = read.resource
     if row.running_since is None:
         return 0.0
     price = float(row.price_per_hour or 0.0)
-    rates = Rates(running=price, stopped=stopped_rate_from_storage(row.vendor, price, row.storage_per_hour))
+    rates = Rates(running=price, stopped=stopped_rate_from_storage(row.vendor, price, read.storage_per_hour))
     return cost(resource_intervals(row, read.transitions, now), rates)
 
 
@@ -191,7 +191,7 @@ async def get_resource_with_cost(
     *,
     force_refresh: bool = False,
     refresh_timeout: float = 15.0,
-) -> tuple[Row[Any], float]:
+) -> tuple[reads.ReadRow, float]:
     """`GET /resources/{id}`: the resource and its cost so far (USD) from one statement
     (services/reads.py); re-read from the vendor first (`refresher`) when its last sync is older
     than 30 s (or `force_refresh`), then read again."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 
-from gpusupply.api.deps import ApiRoute, ServiceContext, get_principal, responses, service_context
+from gpusupply.api.deps import ApiRoute, ServiceContext, get_ctx, get_principal, responses, service_context
 from gpusupply.api.views import offer_status_out
 from gpusupply.contract import schemas
 from gpusupply.services import procurement
@@ -80,7 +80,6 @@ def _unset_extensions(body: schemas.ProcureRequest) -> set[str]:
     summary="Provisioning status of your procurement of an offer",
     responses=responses(404, 422),
 )
-async def offer_status(
-    offer_id: UUID, principal: Principal = Depends(get_principal), ctx: ServiceContext = Depends(service_context)
-) -> schemas.OfferStatusOut:
-    return offer_status_out(await procurement.offer_status(ctx.db, principal, offer_id))
+async def offer_status(offer_id: UUID, request: Request, principal: Principal = Depends(get_principal)) -> schemas.OfferStatusOut:
+    # The services straight from the request, as on the other polled routes: one dependency less to solve.
+    return offer_status_out(await procurement.offer_status(get_ctx(request).db, principal, offer_id))
