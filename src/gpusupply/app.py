@@ -20,7 +20,17 @@ from fastapi import FastAPI
 from gpusupply import __version__, web
 from gpusupply.api import docs, errors, observability
 from gpusupply.api.deps import ServiceContext
-from gpusupply.api.routers import budgets, discovery, health, offers, procurement, resources, usage, webhooks
+from gpusupply.api.routers import (
+    budgets,
+    discovery,
+    fleets,
+    health,
+    offers,
+    procurement,
+    resources,
+    usage,
+    webhooks,
+)
 from gpusupply.db.ratelimits import DatabaseBuckets
 from gpusupply.db.session import Database, alembic_config
 from gpusupply.domain.catalog import OfferCatalog
@@ -111,7 +121,7 @@ def create_app(
     errors.install(app)
     docs.install(app)
     for router in (health.router, discovery.router, offers.router, procurement.router, resources.router,
-                   usage.router, budgets.router, webhooks.router):
+                   usage.router, budgets.router, webhooks.router, fleets.router):
         app.include_router(router)
     web.install(app)  # the console at / (docs/console.md)
     observability.install(app)  # last: the outermost middleware sees every answer

@@ -52,10 +52,15 @@ EVENT_TYPES: dict[str, str] = {
     "resource.alert": "something needs a person, e.g. a delete the vendor has not confirmed in time",
     "orphan.terminated": "an instance carrying our marker but no live resource was deleted",
     "budget.alert": "80 % or 100 % of the monthly budget was used",
+    "fleet.member_lost": "a fleet member was preempted, vanished, failed or was deleted by hand (docs/fleets.md)",
+    "fleet.member_replaced": "a fleet requested a replacement for a lost member",
+    "fleet.degraded": "a fleet cannot reach its size now; the reason says why (it retries with backoff)",
 }
 ALL_EVENTS = "*"
 # Event kinds (events.kind) that can become a webhook event: they get an outbox row.
-OUTBOX_KINDS = frozenset({"status_change", "alert", "orphan_terminated", "budget_alert", "auto_delete"})
+# Fleet events (engine/fleets.py) are kinds of the same names as their webhook types.
+FLEET_EVENT_KINDS = {"fleet_member_lost": "fleet.member_lost", "fleet_member_replaced": "fleet.member_replaced", "fleet_degraded": "fleet.degraded"}
+OUTBOX_KINDS = frozenset({"status_change", "alert", "orphan_terminated", "budget_alert", "auto_delete", *FLEET_EVENT_KINDS})
 _FINAL_TYPES = {"deleted": "resource.deleted", "failed": "resource.failed", "terminated": "resource.terminated"}
 
 SECRET_PREFIX = "whsec_"
@@ -83,6 +88,7 @@ def event_types(kind: str, from_status: str | None, to_status: str | None) -> li
         "orphan_terminated": ["orphan.terminated"],
         "budget_alert": ["budget.alert"],
         "auto_delete": ["resource.auto_delete"],
+        **{k: [v] for k, v in FLEET_EVENT_KINDS.items()},
     }.get(kind, [])
 
 
@@ -124,6 +130,8 @@ def delivery_payload(
         "reason": event.reason,
         "details": event.data,
     }
+    if event.fleet_id is not None:
+        data["fleet_id"] = str(event.fleet_id)
     if resource is not None:
         data["resource"] = {
             "resource_id": str(resource.id),

@@ -30,10 +30,12 @@ from gpusupply.core.errors import (
     VendorError,
     VendorUnavailable,
 )
+from gpusupply.core.fleets import rank_offers
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import OfferRow, Resource
 from gpusupply.db.session import rows_matched
 from gpusupply.domain.events import change_status
+from gpusupply.domain.fleets import placement_preference
 from gpusupply.engine import leases
 from gpusupply.engine.context import EngineContext
 from gpusupply.engine.crash import crash_point
@@ -117,6 +119,11 @@ async def choose_offer(ctx: EngineContext, lease: leases.Lease, row: Resource, s
         return
     result = await ctx.catalog.search(query, limit=ctx.settings.max_failover_attempts + len(attempts) + 25)
     offers = [(str(s.offer_id), s.offer) for s in result.offers if s.status == "available"]
+    if row.fleet_id is not None:  # a fleet member: away from preempting vendor-regions, spread or packed
+        async with ctx.db.session() as session:
+            preference = await placement_preference(session, row.fleet_id, row.id, ctx.now())
+        if preference is not None:
+            offers = rank_offers(offers, preference)
     degraded = await degraded_vendors(ctx.db)
     taken: set[str] = set()
     while True:
