@@ -173,6 +173,9 @@ class PlacementPreference:
     placement: str  # spread | pack
     avoid: frozenset[VendorRegion]  # cooling down after a preemption
     placed: Counter[VendorRegion]  # where the other counting members are
+    # Older members still choosing their offer: a member chooses after them, so that it sees where
+    # they went (members chosen at the same moment would all see an empty fleet).
+    older_choosing: int = 0
 
 
 def rank_offers(offers: Sequence[tuple[str, Offer]], preference: PlacementPreference) -> list[tuple[str, Offer]]:

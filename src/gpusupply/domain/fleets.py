@@ -9,10 +9,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.core.fleets import COUNTING_STATUS_VALUES, Member, PlacementPreference, active_cooldowns
+from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import Event, Fleet, Resource
 from gpusupply.domain.events import add_event
 
@@ -63,6 +64,19 @@ async def placement_preference(session: AsyncSession, fleet_id: UUID, member_id:
             )
         )
     ).all()
+    me = await session.get(Resource, member_id)
+    older_choosing = 0
+    if me is not None:
+        older_choosing = (
+            await session.execute(
+                select(func.count()).select_from(Resource).where(
+                    Resource.fleet_id == fleet_id,
+                    Resource.status == ResourceStatus.PENDING.value,
+                    Resource.offer_id.is_(None),
+                    or_(Resource.created_at < me.created_at, and_(Resource.created_at == me.created_at, Resource.id < me.id)),
+                )
+            )
+        ).scalar_one()
     avoid = frozenset((str(c["vendor"]), str(c["vendor_region"])) for c in active_cooldowns(fleet.cooldowns or [], now))
     placed = Counter((str(vendor), str(region or "")) for vendor, region in others)
-    return PlacementPreference(fleet.placement, avoid, placed)
+    return PlacementPreference(fleet.placement, avoid, placed, int(older_choosing))

@@ -330,6 +330,7 @@ async def _add_members(
             await write_intent(session, procurement, resource, f"member of fleet {fleet.name}: the engine picks the cheapest matching offer")
         except ServiceError as exc:  # the tenant's budget (402) or a spec without a price bound under a budget (422)
             return f"the tenant's budget stops the fleet here: {exc.detail}"
+        await session.flush()  # the next member's budget check counts this one (the sessions do not autoflush)
         outcome.created.append(resource.id)
         _replacement_event(session, fleet, resource, now)
     if affordable < gap:
