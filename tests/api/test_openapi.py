@@ -35,6 +35,13 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("get", "/webhooks/{webhook_id}"): {"200", "404", "422"} | AUTH,
     ("delete", "/webhooks/{webhook_id}"): {"200", "404", "422"} | AUTH,
     ("get", "/webhooks/{webhook_id}/deliveries"): {"200", "404", "422"} | AUTH,
+    # Fleets (docs/fleets.md).
+    ("post", "/fleets"): {"201", "402", "409", "413", "415", "422"} | AUTH,
+    ("get", "/fleets"): {"200", "422"} | AUTH,
+    ("get", "/fleets/{fleet_id}"): {"200", "404", "422"} | AUTH,
+    ("patch", "/fleets/{fleet_id}"): {"200", "402", "404", "409", "413", "415", "422"} | AUTH,
+    ("delete", "/fleets/{fleet_id}"): {"200", "404", "409", "422"} | AUTH,
+    ("get", "/fleets/{fleet_id}/events"): {"200", "404", "422"} | AUTH,
 }
 
 
