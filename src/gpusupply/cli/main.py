@@ -14,7 +14,7 @@ from collections.abc import Callable
 import typer
 
 from gpusupply import __version__
-from gpusupply.cli import commands, cost, gpus, ssh, webhooks
+from gpusupply.cli import commands, cost, fleets, gpus, ssh, webhooks
 from gpusupply.cli.output import ExitCode
 
 # The commands cli/server.py registers (a test keeps the two the same).
@@ -81,6 +81,7 @@ def build_app(*, server: bool | None = None) -> typer.Typer:
     ssh.register(app)
     cost.register(app)
     webhooks.register(app)
+    fleets.register(app)
     return app
 
 
