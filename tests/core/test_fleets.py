@@ -20,11 +20,11 @@ OFFER = Offer(
 )
 
 
-def member(status: str, *, n: int = 0, price: float | None = 1.0, running: bool = False, instance: bool = True) -> Member:
+def member(status: str, *, n: int = 0, price: float | None = 1.0, running: bool = False, instance: bool = True, final: str | None = None) -> Member:
     return Member(
         id=f"m{n}", status=status, vendor="vast", vendor_region="Texas, US", price_per_hour=price,
         created_at=T0 + timedelta(seconds=n), running_since=T0 if running else None,
-        vendor_instance_id=f"i{n}" if instance else None,
+        vendor_instance_id=f"i{n}" if instance else None, final_status=final,
     )
 
 
@@ -44,8 +44,10 @@ def test_what_counts_toward_the_size(status: str, counts: bool) -> None:
         (member("terminated"), Loss.PREEMPTED),  # vanished while provisioning
         (member("failed", running=True), Loss.PREEMPTED),  # failed after it ran
         (member("failed"), Loss.NEVER_RAN),  # its procurement found nothing to create
-        (member("deleting", running=True), Loss.DELETED),
-        (member("deleted", running=True), Loss.DELETED),
+        (member("deleting", running=True, final="deleted"), Loss.DELETED),
+        (member("deleted", running=True, final="deleted"), Loss.DELETED),
+        (member("deleting", final="failed"), Loss.NEVER_RAN),  # a provisioning that failed: being cleaned up
+        (member("deleting", running=True, final="failed"), Loss.PREEMPTED),
     ],
 )
 def test_what_a_loss_was(found: Member, loss: Loss) -> None:

@@ -235,3 +235,36 @@ async def test_two_engines_never_add_more_members_than_the_size(tmp_path) -> Non
             await session.execute(update(Fleet).where(Fleet.id == fleet_id).values(next_attempt_at=rig.clock()))
         await wait_until(lambda: _status_is(rig, fleet_id, "active", "3 of 3 members, 3 running"), what="a round after the nudge")
         assert len(await members(rig, fleet_id)) == 3
+
+
+async def test_a_revived_member_makes_the_fleet_delete_one_too_many(tmp_path) -> None:
+    """The reconciler revives a `terminated` member whose instance shows up again (docs/engine.md,
+    rule 3); its fleet, which replaced it meanwhile, is one over its size and deletes an extra."""
+    async with engine_rig(tmp_path, vendors=SPOT_VENDORS, **FLEET_SETTINGS) as rig:
+        fleet_id = await create_fleet(rig, size=2)
+        await started(rig)
+        before = await wait_running(rig, fleet_id, 2)
+        lost = before[0]
+        await _set_status(rig, lost.id, "terminated", "instance vanished on the vendor (not found)")
+        await wait_until(lambda: _replaced(rig, fleet_id, lost.id), what="a replacement requested")
+        await _set_status(rig, lost.id, "running", "the instance shows up again in the vendor's list")
+        await wait_running(rig, fleet_id, 2)
+        assert lost.id in {m.id for m in await counting(rig, fleet_id)}  # the revived one is kept (it runs)
+        [back] = await fleet_events(rig, fleet_id, "fleet_member_back")
+        assert back.resource_id == lost.id
+        assert (await rig.resource(lost.id)).fleet_noted_at is None  # a later loss is a loss again
+
+
+async def _set_status(rig: Rig, resource_id: uuid.UUID, status: str, reason: str) -> None:
+    from gpusupply.core.states import ResourceStatus
+    from gpusupply.db.models import Resource
+    from gpusupply.domain.events import change_status
+
+    async with rig.db.transaction() as session:
+        row = await session.get(Resource, resource_id)
+        assert row is not None
+        change_status(session, row, ResourceStatus(status), reason)
+
+
+async def _replaced(rig: Rig, fleet_id: uuid.UUID, lost_id: uuid.UUID) -> bool:
+    return any(e.data["replaced_resource_id"] == str(lost_id) for e in await fleet_events(rig, fleet_id, "fleet_member_replaced"))

@@ -73,15 +73,19 @@ class Member:
     created_at: datetime
     running_since: datetime | None = None
     vendor_instance_id: str | None = None
+    final_status: str | None = None  # what a deletion ends in: deleted (asked) or failed (the engine's cleanup)
 
 
 def loss_kind(member: Member) -> Loss:
     """What ending (or deleting) a member was."""
+    failed = member.status == ResourceStatus.FAILED.value or (
+        member.status in (ResourceStatus.DELETING.value, ResourceStatus.DELETED.value) and member.final_status == ResourceStatus.FAILED.value
+    )
+    if failed:
+        return Loss.PREEMPTED if member.running_since is not None else Loss.NEVER_RAN
     if member.status in (ResourceStatus.DELETING.value, ResourceStatus.DELETED.value):
         return Loss.DELETED
-    if member.status == ResourceStatus.TERMINATED.value or member.running_since is not None:
-        return Loss.PREEMPTED
-    return Loss.NEVER_RAN
+    return Loss.PREEMPTED
 
 
 # Which members a scale-down deletes first: those that cost nothing yet, then those not running,

@@ -82,6 +82,6 @@ def change_status(
         resource.external_ip = resource.ssh_host = resource.ssh_port = None
     event = add_event(session, kind="status_change", resource=resource, reason=reason, data=data, at=now)
     event.from_status, event.to_status = old.value, new_status.value
-    if resource.fleet_id is not None and not counts(new_status.value):
-        hint_after_commit(session)  # its fleet replaces it at once (engine/fleets.py)
+    if resource.fleet_id is not None and counts(old.value) != counts(new_status.value):
+        hint_after_commit(session)  # its fleet replaces it (or, revived, deletes an extra) at once: engine/fleets.py
     return True

@@ -44,6 +44,7 @@ def member_of(row: Resource) -> Member:
         created_at=row.created_at,
         running_since=row.running_since,
         vendor_instance_id=row.vendor_instance_id,
+        final_status=row.final_status,
     )
 
 

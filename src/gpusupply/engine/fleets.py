@@ -71,10 +71,12 @@ DELETABLE = tuple(s for s in LIVE_STATUS_VALUES if s != ResourceStatus.DELETING.
 
 
 # ----- claiming -------------------------------------------------------------------------------------
-def _unnoted_loss() -> Any:
-    """A member stopped counting and its fleet has not taken note yet."""
-    return exists().where(
-        Resource.fleet_id == Fleet.id, Resource.fleet_noted_at.is_(None), Resource.status.notin_(COUNTING_STATUS_VALUES)
+def _unnoted_change() -> Any:
+    """A member stopped counting and its fleet has not taken note yet, or one it noted counts
+    again (a `terminated` member the reconciler revived: the fleet may now have one too many)."""
+    return or_(
+        exists().where(Resource.fleet_id == Fleet.id, Resource.fleet_noted_at.is_(None), Resource.status.notin_(COUNTING_STATUS_VALUES)),
+        exists().where(Resource.fleet_id == Fleet.id, Resource.fleet_noted_at.is_not(None), Resource.status.in_(COUNTING_STATUS_VALUES)),
     )
 
 
@@ -85,7 +87,7 @@ async def claim_fleets(ctx: EngineContext, *, limit: int = CLAIM_LIMIT) -> list[
     conditions = [
         Fleet.status.in_(rules.LIVE_FLEET_STATUSES),
         or_(Fleet.lock_expires_at.is_(None), Fleet.lock_expires_at < now),
-        or_(Fleet.next_attempt_at <= now, _unnoted_loss()),
+        or_(Fleet.next_attempt_at <= now, _unnoted_change()),
     ]
 
     async def take() -> list[tuple[uuid.UUID, uuid.UUID]]:
@@ -260,6 +262,10 @@ async def _close_gap(
     fleet.cooldowns = rules.active_cooldowns(fleet.cooldowns or [], now)
     never_ran = _note_losses(ctx, session, fleet, members, now, outcome)
     counting = [m for m in members if rules.counts(m.status)]
+    for revived in counting:
+        if revived.fleet_noted_at is not None:  # counts again: a later loss is a loss again
+            revived.fleet_noted_at = None
+            fleet_event(session, fleet, "fleet_member_back", f"member {revived.id} is {revived.status} again on its vendor", at=now, resource=revived)
     for extra in rules.extras_to_delete([member_of(m) for m in counting], fleet.size):
         row = next(m for m in counting if m.id == extra.id)
         if await _delete_member(session, row, f"fleet {fleet.name} scaled down to {fleet.size}", now):
