@@ -268,3 +268,28 @@ async def _set_status(rig: Rig, resource_id: uuid.UUID, status: str, reason: str
 
 async def _replaced(rig: Rig, fleet_id: uuid.UUID, lost_id: uuid.UUID) -> bool:
     return any(e.data["replaced_resource_id"] == str(lost_id) for e in await fleet_events(rig, fleet_id, "fleet_member_replaced"))
+
+
+async def test_the_sandboxes_preempt_a_chosen_instance_over_http(tmp_path) -> None:
+    """`POST /_sandbox/preempt`: the seeded tests choose which instance a vendor takes back, and when."""
+    import httpx
+
+    async with engine_rig(tmp_path, vendors=["vast", "runpod", "nebula"], **FLEET_SETTINGS) as rig:
+        await rig.start_engine()
+        on_demand = await rig.procure_offer((await rig.offers("runpod"))[0])
+        vast = await rig.procure_offer((await rig.offers("vast"))[0])
+        nebula = await rig.procure_offer((await rig.offers("nebula"))[0])
+        rows = {rid: await rig.wait_status(rid, "running") for rid in (on_demand, vast, nebula)}
+        async with httpx.AsyncClient(base_url=rig.vendors.urls["vast"]) as client:
+            taken = await client.post("/_sandbox/preempt", json={"instance_id": rows[vast].vendor_instance_id})
+            assert taken.status_code == 200 and taken.json()["instance_id"] == rows[vast].vendor_instance_id
+            again = await client.post("/_sandbox/preempt", json={"instance_id": rows[vast].vendor_instance_id})
+            assert again.status_code == 409 and "not running" in again.json()["detail"]
+            assert (await client.post("/_sandbox/preempt", json={"instance_id": "no-such"})).status_code == 409
+        assert rows[vast].vendor_instance_id not in {i["id"] for i in await rig.live_instances("vast")}
+        async with httpx.AsyncClient(base_url=rig.vendors.urls["runpod"]) as client:  # RunPod takes back spot pods only
+            refused = await client.post("/_sandbox/preempt", json={"instance_id": rows[on_demand].vendor_instance_id})
+            assert refused.status_code == 409 and "preempts only spot" in refused.json()["detail"]
+        rig.sandbox("nebula").preempt(rows[nebula].vendor_instance_id)
+        assert (await rig.wait_ended(vast, "terminated")).status == "terminated"
+        assert (await rig.wait_ended(nebula, "terminated")).status == "terminated"
