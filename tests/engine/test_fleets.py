@@ -224,8 +224,8 @@ async def test_a_round_whose_worker_died_is_redone_once_without_duplicates(tmp_p
         assert await alive.fleets.run_once() == 0  # at size: not due again until the check interval
 
 
-async def test_two_engines_never_add_more_members_than_the_size(tmp_path) -> None:
-    async with engine_rig(tmp_path, vendors=SPOT_VENDORS, **FLEET_SETTINGS) as rig:
+async def test_two_engines_never_add_more_members_than_the_size(tmp_path, db_url: str) -> None:
+    async with engine_rig(tmp_path, vendors=SPOT_VENDORS, db_url=db_url, **FLEET_SETTINGS) as rig:
         fleet_id = await create_fleet(rig, size=3)
         catalog = await rig.catalog()
         await rig.start_engine(catalog=catalog, owner="one")

@@ -272,6 +272,8 @@ async def _close_gap(
             outcome.deleted.append(row.id)
     counting = [m for m in counting if m.id not in outcome.deleted]
     gap = fleet.size - len(counting)
+    if gap <= 0:
+        fleet.replacing = []  # at its size (scaled down meanwhile): nothing is waiting for a replacement
     trouble: str | None = None
     if gap > 0:
         if never_ran:
