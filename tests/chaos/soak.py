@@ -265,16 +265,24 @@ FLEETS = (
     {"name": "soak-ondemand", "size": 2, "spec": {"compute": {"gpu_type": "H100", "gpu_count": 1, "max_price_per_gpu_hour": 50}}},
 )
 MAX_FLEET_SIZE = 4
+MIN_FLEET_LOSSES = 2  # after the clients are done, the fleets keep being preempted until they lost this many
+FLEET_LOSS_WAIT_SECONDS = 60.0
 
 
 class FleetWatcher:
-    """Creates the soak's fleets, scales them at random and samples them: a fleet must never count
-    more members than the largest size set since its last scale-down was carried out."""
+    """Creates the soak's fleets, scales them at random, has the sandboxes preempt running members
+    (besides the `preempt` fault, which takes an instance within its first minute: later than a
+    short run lasts) and samples them: a fleet must never count more members than the largest size
+    set since its last scale-down was carried out."""
 
-    def __init__(self, clients: Clients, figures: Figures, rng: random.Random):
+    def __init__(self, clients: Clients, figures: Figures, rng: random.Random, sandbox_urls: dict[str, str], database_url: str,
+                 min_losses: int = MIN_FLEET_LOSSES):
+        self.min_losses = min_losses
         self.clients = clients
         self.figures = figures
         self.rng = rng
+        self.sandbox_urls = sandbox_urls
+        self.database_url = database_url
         self.ceilings: dict[str, int] = {}  # fleet id -> the most members it may count now
 
     async def create(self) -> None:
@@ -284,22 +292,58 @@ class FleetWatcher:
             self.ceilings[answer.json()["fleet_id"]] = fleet["size"]
             self.figures.operations["fleet create"] += 1
 
+    async def preempt_one(self, members: list[dict[str, Any]]) -> None:
+        """The member's vendor takes it back now (`POST /_sandbox/preempt`); RunPod refuses an
+        on-demand pod (409), as it never preempts one."""
+        running = [m for m in members if m["status"] == "running" and m["vendor"] in self.sandbox_urls]
+        if not running:
+            return
+        member = self.rng.choice(running)
+        db = Database(self.database_url)
+        try:
+            async with db.session() as session:
+                instance_id = (await session.scalars(select(Resource.vendor_instance_id).where(Resource.id == uuid.UUID(member["resource_id"])))).first()
+        finally:
+            await db.dispose()
+        if instance_id is None:
+            return
+        async with httpx.AsyncClient(base_url=self.sandbox_urls[member["vendor"]], timeout=10) as sandbox:
+            answer = await sandbox.post("/_sandbox/preempt", json={"instance_id": instance_id})
+        if answer.status_code == 200:
+            self.figures.operations["fleet member preempted"] += 1
+
     async def sample(self, fleet_id: str) -> None:
         answer = await self.clients.call("GET", f"/fleets/{fleet_id}")
         self.figures.operations["fleet read"] += 1
         if answer.status_code != 200:
             return
         fleet = answer.json()
+        if self.rng.random() < 0.35:
+            await self.preempt_one(fleet["members"])
         if fleet["counting"] > self.ceilings[fleet_id]:
             self.figures.fleets_over_size.append(f"fleet {fleet['name']}: {fleet['counting']} members counting, at most {self.ceilings[fleet_id]} wanted")
         if fleet["counting"] <= fleet["size"]:
             self.ceilings[fleet_id] = fleet["size"]  # a scale-down is carried out: the new size is the ceiling
 
+    async def losses(self) -> int:
+        found = 0
+        for fleet_id in self.ceilings:
+            answer = await self.clients.call("GET", f"/fleets/{fleet_id}/events")
+            found += sum(1 for e in answer.json()["events"] if e["kind"] == "fleet_member_lost") if answer.status_code == 200 else 0
+        return found
+
     async def work(self, budget: list[int]) -> None:
-        while budget[0] > 0:
+        """Until the clients' operations are done, and then until the fleets have lost (and so
+        replaced) `min_losses` members, or `FLEET_LOSS_WAIT_SECONDS` passed."""
+        deadline: float | None = None
+        while True:
+            if budget[0] <= 0:
+                deadline = deadline or time.monotonic() + FLEET_LOSS_WAIT_SECONDS
+                if time.monotonic() > deadline or await self.losses() >= self.min_losses:
+                    return
             fleet_id = self.rng.choice(list(self.ceilings))
             await self.sample(fleet_id)
-            if self.rng.random() < 0.15:
+            if self.rng.random() < 0.15 and budget[0] > 0:
                 size = self.rng.randint(1, MAX_FLEET_SIZE)
                 answer = await self.clients.call("PATCH", f"/fleets/{fleet_id}", json={"size": size})
                 self.figures.operations["fleet scale"] += 1
@@ -608,7 +652,9 @@ async def run_one(config: SoakConfig, database_url: str, root: Path, server: Any
         before_faults = await asyncio.to_thread(requests_served, sandboxes)
         await asyncio.to_thread(set_faults, sandboxes, FAULTS)  # faults on once everything runs
         clients = Clients(serve.url, token, figures, rng)
-        watcher = FleetWatcher(Clients(serve.url, token, figures, random.Random(rng.getrandbits(64))), figures, random.Random(rng.getrandbits(64)))
+        watcher = FleetWatcher(Clients(serve.url, token, figures, random.Random(rng.getrandbits(64))), figures, random.Random(rng.getrandbits(64)),
+                               {vendor: sandbox.url for vendor, sandbox in sandboxes.items()}, database_url,
+                               min_losses=0 if config.db_fault else MIN_FLEET_LOSSES)  # the outage runs are about the outage
         await watcher.create()
         budget = [config.operations]
         try:

@@ -33,6 +33,7 @@ def test_short_soak_loses_nothing(database: str, tmp_path: Path, request: pytest
     assert figures.resources["deleted"] > 0 and len(figures.deletes_answered) > 0
     # Two fleets lived through it (scaled, sampled, deleted at the end: `must_be_zero` holds their rows).
     assert figures.operations["fleet create"] == 2 and figures.operations["fleet read"] > 0
+    assert figures.operations["fleet member preempted"] > 0 and figures.fleet_events["fleet_member_lost"] > 0
     # The second installation shared the vendor accounts the whole time, and ended as its user asked.
     assert sum(figures.other_installation.values()) >= 3 and set(figures.other_installation) <= {"deleted", "failed", "terminated"}
 
