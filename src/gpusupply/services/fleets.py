@@ -237,8 +237,13 @@ async def patch_fleet(db: Database, principal: Principal, fleet_id: UUID, fields
         changes: dict[str, Any] = {}
         if fields.get("size") is not None:
             size = check_size(int(fields["size"]))
-            if size > fleet.size:  # the members added must fit (the current ones are counted as live spend)
-                await _check_budget(session, principal.tenant_id, fleet.spec, size - fleet.size, now)
+            if size > fleet.size:  # the members still to add must fit (the current ones count as live spend)
+                counting = (
+                    await session.execute(
+                        select(func.count()).select_from(Resource).where(Resource.fleet_id == fleet.id, Resource.status.in_(COUNTING_STATUS_VALUES))
+                    )
+                ).scalar_one()
+                await _check_budget(session, principal.tenant_id, fleet.spec, size - int(counting), now)
             changes["size"] = size
         for name, choices in (("on_preemption", ON_PREEMPTION), ("placement", PLACEMENTS)):
             if fields.get(name) is not None:
