@@ -23,6 +23,7 @@ from gpusupply.api.deps import ServiceContext
 from gpusupply.api.routers import (
     budgets,
     discovery,
+    fleets,
     health,
     offers,
     prices,
@@ -123,7 +124,7 @@ def create_app(
     errors.install(app)
     docs.install(app)
     for router in (health.router, discovery.router, offers.router, procurement.router, resources.router,
-                   usage.router, budgets.router, webhooks.router, prices.router):
+                   usage.router, budgets.router, webhooks.router, prices.router, fleets.router):
         app.include_router(router)
     web.install(app)  # the console at / (docs/console.md)
     observability.install(app)  # last: the outermost middleware sees every answer

@@ -95,6 +95,13 @@ class Settings(VendorSettings):  # VendorSettings: built from the vendor registr
     engine_poll_seconds: float = 1.0  # how long an idle pipeline waits before looking for work again
     provisioning_poll_seconds: float = 2.0  # how often a provisioning / stopping / starting instance is re-read
 
+    # Fleets (docs/fleets.md).
+    # A vendor-region that took a fleet member back (preempted, terminated) gets none of its
+    # replacements for this long, when another offer exists.
+    fleet_preemption_cooldown_seconds: float = Field(default=900.0, ge=0)
+    fleet_check_seconds: float = Field(default=30.0, gt=0)  # a fleet at its size is checked again this often
+    fleet_retry_max_seconds: float = Field(default=300.0, gt=0)  # the longest wait of a fleet that cannot reach its size
+
     # Security.
     secret_key: SecretStr | None = None  # encrypts stored secrets; generated into data_dir when unset
     allow_private_webhook_urls: bool = False

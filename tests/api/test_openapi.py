@@ -43,6 +43,13 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("get", "/price_alerts/{alert_id}"): {"200", "404", "422"} | AUTH,
     ("delete", "/price_alerts/{alert_id}"): {"200", "404", "422"} | AUTH,
     ("get", "/price_alerts/{alert_id}/firings"): {"200", "404", "422"} | AUTH,
+    # Fleets (docs/fleets.md).
+    ("post", "/fleets"): {"201", "402", "409", "413", "415", "422"} | AUTH,
+    ("get", "/fleets"): {"200", "422"} | AUTH,
+    ("get", "/fleets/{fleet_id}"): {"200", "404", "422"} | AUTH,
+    ("patch", "/fleets/{fleet_id}"): {"200", "402", "404", "409", "413", "415", "422"} | AUTH,
+    ("delete", "/fleets/{fleet_id}"): {"200", "404", "409", "422"} | AUTH,
+    ("get", "/fleets/{fleet_id}/events"): {"200", "404", "422"} | AUTH,
 }
 
 

@@ -18,6 +18,11 @@ PostgreSQL it also kills one worker for good. Then faults go off, everything sti
 deleted, the system settles, and the figures are read from the sandboxes (`/_sandbox/state`) and
 the database. Exit status 1 if any figure that must be 0 is not.
 
+Fleets run through all of it: a spot fleet and an on-demand one, created at the start, scaled at
+random and sampled (never more members counting than wanted), their members preempted (the
+`preempt` fault) and the service killed under them; at the end they are deleted, and every
+member is judged like any resource (no leak, no duplicate).
+
 Database faults (runs of their own, a column each; `--full` includes them): PostgreSQL stopped
 for 20 s in the middle of procurements and deletes, PostgreSQL restarted twice in a row quickly,
 and the SQLite file held by another process (`BEGIN EXCLUSIVE`) for 10 s. Meanwhile the API must
@@ -47,7 +52,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from gpusupply.core.states import FINAL_STATUSES
-from gpusupply.db.models import Event, Resource
+from gpusupply.db.models import Event, Fleet, Resource
 from gpusupply.db.session import Database
 from gpusupply.settings import VENDORS  # every registered vendor
 from tests.e2e.helpers import (
@@ -101,6 +106,11 @@ class Figures:
     stuck: list[str] = field(default_factory=list)
     deleted_unasked: list[str] = field(default_factory=list)  # live instances deleted without a user's delete
     billing_past_end: list[str] = field(default_factory=list)  # instances alive after their resource ended
+    # Fleets (docs/fleets.md): a sample showing more counting members than any size set since the
+    # last scale-down finished, and fleets not `deleted` at the end.
+    fleets_over_size: list[str] = field(default_factory=list)
+    stuck_fleets: list[str] = field(default_factory=list)
+    fleet_events: Counter[str] = field(default_factory=Counter)  # fleet_member_lost, fleet_member_replaced, ...
     # For each resource named in a must-be-0 row: its event history and its instances' sandbox records.
     stories: dict[str, list[str]] = field(default_factory=dict)
     other_installation: Counter[str] = field(default_factory=Counter)
@@ -126,13 +136,16 @@ class Figures:
             "stuck resources": len(self.stuck),
             "live instances deleted without a user's delete": len(self.deleted_unasked),
             "instances billing beyond their resource's end": len(self.billing_past_end),
+            "fleets seen above their size": len(self.fleets_over_size),
+            "fleets not deleted at the end": len(self.stuck_fleets),
         }
 
     def problems(self) -> dict[str, list[str]]:
         """Each must-be-0 row's items, by the row's short name (empty lists left out)."""
         named = {"leaked": self.leaked, "duplicate": self.duplicates, "lost delete": self.lost_deletes,
                  "stuck": self.stuck, "deleted without a user's delete": self.deleted_unasked,
-                 "billing past its end": self.billing_past_end}
+                 "billing past its end": self.billing_past_end, "fleet over its size": self.fleets_over_size,
+                 "fleet not deleted": self.stuck_fleets}
         return {name: items for name, items in named.items() if items}
 
     @property
@@ -245,6 +258,110 @@ class Clients:
             await asyncio.sleep(self.rng.uniform(0.05, 0.3))  # users think a little: kills land mid-run
 
 
+# Fleets under preemption (the `preempt` fault takes every running instance back within a minute)
+# and SIGKILLs: a spot fleet and an on-demand one, scaled at random while the clients work.
+FLEETS = (
+    {"name": "soak-spot", "size": 3, "spec": {"compute": {"gpu_type": "RTX4090", "gpu_count": 1, "contract_type": "spot"}}},
+    {"name": "soak-ondemand", "size": 2, "spec": {"compute": {"gpu_type": "H100", "gpu_count": 1, "max_price_per_gpu_hour": 50}}},
+)
+MAX_FLEET_SIZE = 4
+MIN_FLEET_LOSSES = 2  # after the clients are done, the fleets keep being preempted until they lost this many
+FLEET_LOSS_WAIT_SECONDS = 60.0
+
+
+class FleetWatcher:
+    """Creates the soak's fleets, scales them at random, has the sandboxes preempt running members
+    (besides the `preempt` fault, which takes an instance within its first minute: later than a
+    short run lasts) and samples them: a fleet must never count more members than the largest size
+    set since its last scale-down was carried out."""
+
+    def __init__(self, clients: Clients, figures: Figures, rng: random.Random, sandbox_urls: dict[str, str], database_url: str,
+                 min_losses: int = MIN_FLEET_LOSSES):
+        self.min_losses = min_losses
+        self.clients = clients
+        self.figures = figures
+        self.rng = rng
+        self.sandbox_urls = sandbox_urls
+        self.database_url = database_url
+        self.ceilings: dict[str, int] = {}  # fleet id -> the most members it may count now
+
+    async def create(self) -> None:
+        for fleet in FLEETS:
+            answer = await self.clients.call("POST", "/fleets", json={**fleet, "ssh_public_key": SSH_KEY})
+            assert answer.status_code == 201, answer.text
+            self.ceilings[answer.json()["fleet_id"]] = fleet["size"]
+            self.figures.operations["fleet create"] += 1
+
+    async def preempt_one(self, members: list[dict[str, Any]]) -> None:
+        """The member's vendor takes it back now (`POST /_sandbox/preempt`); RunPod refuses an
+        on-demand pod (409), as it never preempts one."""
+        running = [m for m in members if m["status"] == "running" and m["vendor"] in self.sandbox_urls]
+        if not running:
+            return
+        member = self.rng.choice(running)
+        db = Database(self.database_url)
+        try:
+            async with db.session() as session:
+                instance_id = (await session.scalars(select(Resource.vendor_instance_id).where(Resource.id == uuid.UUID(member["resource_id"])))).first()
+        finally:
+            await db.dispose()
+        if instance_id is None:
+            return
+        async with httpx.AsyncClient(base_url=self.sandbox_urls[member["vendor"]], timeout=10) as sandbox:
+            answer = await sandbox.post("/_sandbox/preempt", json={"instance_id": instance_id})
+        if answer.status_code == 200:
+            self.figures.operations["fleet member preempted"] += 1
+
+    async def sample(self, fleet_id: str) -> None:
+        answer = await self.clients.call("GET", f"/fleets/{fleet_id}")
+        self.figures.operations["fleet read"] += 1
+        if answer.status_code != 200:
+            return
+        fleet = answer.json()
+        if self.rng.random() < 0.35:
+            await self.preempt_one(fleet["members"])
+        if fleet["counting"] > self.ceilings[fleet_id]:
+            self.figures.fleets_over_size.append(f"fleet {fleet['name']}: {fleet['counting']} members counting, at most {self.ceilings[fleet_id]} wanted")
+        if fleet["counting"] <= fleet["size"]:
+            self.ceilings[fleet_id] = fleet["size"]  # a scale-down is carried out: the new size is the ceiling
+
+    async def losses(self) -> int:
+        found = 0
+        for fleet_id in self.ceilings:
+            answer = await self.clients.call("GET", f"/fleets/{fleet_id}/events")
+            found += sum(1 for e in answer.json()["events"] if e["kind"] == "fleet_member_lost") if answer.status_code == 200 else 0
+        return found
+
+    async def work(self, budget: list[int]) -> None:
+        """Until the clients' operations are done, and then until the fleets have lost (and so
+        replaced) `min_losses` members, or `FLEET_LOSS_WAIT_SECONDS` passed."""
+        deadline: float | None = None
+        while True:
+            if budget[0] <= 0:
+                deadline = deadline or time.monotonic() + FLEET_LOSS_WAIT_SECONDS
+                if time.monotonic() > deadline or await self.losses() >= self.min_losses:
+                    return
+            fleet_id = self.rng.choice(list(self.ceilings))
+            await self.sample(fleet_id)
+            if self.rng.random() < 0.15 and budget[0] > 0:
+                size = self.rng.randint(1, MAX_FLEET_SIZE)
+                answer = await self.clients.call("PATCH", f"/fleets/{fleet_id}", json={"size": size})
+                self.figures.operations["fleet scale"] += 1
+                if answer.status_code == 200:
+                    self.ceilings[fleet_id] = max(self.ceilings[fleet_id], size)
+            await asyncio.sleep(self.rng.uniform(0.2, 0.6))
+
+
+async def delete_fleets(clients: Clients) -> bool:
+    """Delete every fleet not deleted yet (409 for one already deleting); True when all are deleted."""
+    answer = await clients.call("GET", "/fleets")
+    fleets = answer.json()["fleets"] if answer.status_code == 200 else []
+    for fleet in fleets:
+        if fleet["status"] not in ("deleting", "deleted"):
+            await clients.call("DELETE", f"/fleets/{fleet['fleet_id']}")
+    return not fleets
+
+
 async def killer(config: SoakConfig, serve: ServiceProcess, workers: list[ServiceProcess], budget: list[int],
                  figures: Figures, rng: random.Random) -> None:
     """SIGKILL `serve` when the remaining budget crosses seeded random points, and restart it."""
@@ -319,6 +436,18 @@ async def read_resources(database_url: str) -> list[Resource]:
         await db.dispose()
 
 
+async def read_fleets(database_url: str) -> tuple[list[Fleet], Counter[str]]:
+    """The fleets, and their events by kind."""
+    db = Database(database_url)
+    try:
+        async with db.session() as session:
+            fleets = list((await session.scalars(select(Fleet))).all())
+            kinds = Counter((await session.scalars(select(Event.kind).where(Event.fleet_id.is_not(None)))).all())
+            return fleets, kinds
+    finally:
+        await db.dispose()
+
+
 def live_instances(sandbox: SandboxProcess, state: dict[str, Any]) -> list[dict[str, Any]]:
     from gpusupply.sandbox.common import account_fingerprint
 
@@ -345,6 +474,8 @@ async def settle(installations: list[tuple[Clients, str]], sandboxes: dict[str, 
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         live_anywhere = 0
+        # Fleets first: a member deleted by hand is replaced while its fleet lives.
+        live_anywhere += sum([not await delete_fleets(clients) for clients, _ in installations])
         for clients, database_url in installations:
             live = [r for r in await read_resources(database_url) if r.status not in FINAL]
             live_anywhere += len(live)
@@ -455,6 +586,10 @@ async def judge(figures: Figures, sandboxes: dict[str, SandboxProcess], database
             status = resource.status if resource else "missing"
             figures.lost_deletes.append(f"{resource_id}: {status}")
     figures.stuck = [f"{r.id}: {r.status}" for r in resources if r.status not in FINAL]
+    for url in database_urls:
+        fleets, events = await read_fleets(url)
+        figures.stuck_fleets += [f"fleet {f.name}: {f.status} ({f.status_message})" for f in fleets if f.status != "deleted"]
+        figures.fleet_events.update(events)
     for resource in resources:
         if f"{resource.id}: {resource.status}" in figures.stuck:
             figures.stories.setdefault(str(resource.id), [])
@@ -517,9 +652,14 @@ async def run_one(config: SoakConfig, database_url: str, root: Path, server: Any
         before_faults = await asyncio.to_thread(requests_served, sandboxes)
         await asyncio.to_thread(set_faults, sandboxes, FAULTS)  # faults on once everything runs
         clients = Clients(serve.url, token, figures, rng)
+        watcher = FleetWatcher(Clients(serve.url, token, figures, random.Random(rng.getrandbits(64))), figures, random.Random(rng.getrandbits(64)),
+                               {vendor: sandbox.url for vendor, sandbox in sandboxes.items()}, database_url,
+                               min_losses=0 if config.db_fault else MIN_FLEET_LOSSES)  # the outage runs are about the outage
+        await watcher.create()
         budget = [config.operations]
         try:
             await asyncio.gather(
+                watcher.work(budget),
                 *(Clients(serve.url, token, figures, random.Random(rng.getrandbits(64))).work(budget)
                   for _ in range(config.clients)),
                 killer(config, serve, workers, budget, figures, random.Random(rng.getrandbits(64))),
@@ -537,6 +677,7 @@ async def run_one(config: SoakConfig, database_url: str, root: Path, server: Any
             await judge(figures, sandboxes, [database_url, other_url])
         finally:
             await clients.aclose()
+            await watcher.clients.aclose()
             await other_clients.aclose()
     finally:
         for process in processes:
@@ -585,6 +726,8 @@ def report(runs: list[Figures], command: str, console: Console) -> None:
     for fault in ("429", "500", "503", "hang", "lost", "late_create", "phantom_404", "ignored_delete", "malformed"):
         row(f"  {fault}", [f.faults_injected[fault] for f in runs])
     row("instances preempted", [f.faults_injected["preempt"] for f in runs])
+    for kind in ("fleet_member_lost", "fleet_member_replaced", "fleet_degraded", "fleet_member_failed"):
+        row(f"fleet events: {kind}", [f.fleet_events[kind] for f in runs])
     row("vendor rate-limit answers (real limits)", [f.vendor_rate_limited for f in runs])
     row("resources by final status", [", ".join(f"{k} {v}" for k, v in sorted(f.resources.items())) for f in runs])
     row("second installation's resources", [", ".join(f"{k} {v}" for k, v in sorted(f.other_installation.items())) for f in runs])

@@ -31,6 +31,9 @@ def test_short_soak_loses_nothing(database: str, tmp_path: Path, request: pytest
     # The run was really faulty, and work really happened.
     assert sum(n for name, n in figures.faults_injected.items() if name != "preempt") > 0
     assert figures.resources["deleted"] > 0 and len(figures.deletes_answered) > 0
+    # Two fleets lived through it (scaled, sampled, deleted at the end: `must_be_zero` holds their rows).
+    assert figures.operations["fleet create"] == 2 and figures.operations["fleet read"] > 0
+    assert figures.operations["fleet member preempted"] > 0 and figures.fleet_events["fleet_member_lost"] > 0
     # The second installation shared the vendor accounts the whole time, and ended as its user asked.
     assert sum(figures.other_installation.values()) >= 3 and set(figures.other_installation) <= {"deleted", "failed", "terminated"}
 
@@ -45,7 +48,7 @@ def test_the_report_names_every_figure(capsys: pytest.CaptureFixture[str]) -> No
     report([bad], "python -m tests.chaos.soak", Console(width=160, force_terminal=False))
     out = capsys.readouterr().out
     for figure in ("leaked instances", "duplicate instances (alive at once)", "lost deletes", "5xx answers", "stuck resources",
-                   "creates repeated after the first instance was gone"):
+                   "creates repeated after the first instance was gone", "fleets seen above their size", "fleets not deleted at the end"):
         assert figure in out
     assert "leaked: vast instance 1" in out
 

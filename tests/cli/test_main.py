@@ -57,5 +57,5 @@ def test_help_lists_every_command_either_way() -> None:
     for installed in (True, False):
         result = CliRunner().invoke(build_app(server=installed), ["--help"])
         assert result.exit_code == 0
-        for name in (*SERVER_COMMANDS, "offers", "procure", "resources", "ssh", "usage", "webhooks"):
+        for name in (*SERVER_COMMANDS, "offers", "procure", "resources", "ssh", "usage", "webhooks", "fleets"):
             assert f" {name} " in result.stdout, (installed, name)

@@ -60,6 +60,10 @@ PUBLIC_URL = "https://93.184.216.34/hooks/gpusupply"
         ("alert", None, None, ["resource.alert"]),
         ("attempt", None, None, []),
         ("vendor_degraded", None, None, []),
+        ("fleet_member_lost", None, None, ["fleet.member_lost"]),
+        ("fleet_member_replaced", None, None, ["fleet.member_replaced"]),
+        ("fleet_degraded", None, None, ["fleet.degraded"]),
+        ("fleet_changed", None, None, []),
     ],
 )
 def test_event_types(kind: str, from_status: str | None, to_status: str | None, types: list[str]) -> None:
@@ -121,6 +125,14 @@ def test_delivery_payload() -> None:
             "details": {"a": 1},
         },
     }
+
+
+def test_a_fleet_events_payload_names_its_fleet() -> None:
+    event = _event(kind="fleet_member_lost", reason="member lost", vendor="vast", data={"loss": "preempted"})
+    event.fleet_id = uuid.uuid4()
+    payload = delivery_payload(uuid.uuid4(), "fleet.member_lost", event, "alice", None)
+    assert payload["type"] == "fleet.member_lost" and payload["data"]["fleet_id"] == str(event.fleet_id)
+    assert payload["data"]["details"] == {"loss": "preempted"}
 
 
 SECRET = "whsec_test"

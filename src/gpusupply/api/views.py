@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpusupply.contract import fleets as fleet_schemas
 from gpusupply.contract import schemas
 from gpusupply.contract.cost import AutoDeleteOut
-from gpusupply.db.models import Event, ResourceLike
+from gpusupply.db.models import Event, ResourceLike, utcnow
 from gpusupply.domain.catalog import StoredOffer
+from gpusupply.services.fleets import FleetView
 from gpusupply.services.procurement import OfferStatus
 from gpusupply.services.resources import ssh_command
 
@@ -181,7 +183,7 @@ def resource_detail(resource: ResourceLike, cost_so_far: float | None = None) ->
         auto_delete=AutoDeleteOut(delete_at=resource.auto_delete_at, spend_limit=resource.spend_limit) if limits else None,
         status_message=resource.status_message,
         spec=_spec(resource),
-        linked_resources=[],
+        linked_resources=linked_resources(resource),
         offer_history=_offer_history(resource),
         valid_from=resource.running_since,
         valid_to=resource.ended_at,
@@ -203,4 +205,67 @@ def event_out(event: Event) -> schemas.EventOut:
         to_status=event.to_status,
         reason=event.reason,
         data=event.data,
+    )
+
+
+# ----- links and fleets ----------------------------------------------------------------------------
+FLEET_LINK = "fleet_member"  # the resource is a member of the linked fleet (docs/fleets.md)
+
+
+def linked_resources(resource: ResourceLike) -> list[schemas.LinkedResource]:
+    """A fleet member links to its fleet (a read from services/reads.py carries the fleet's name
+    and status)."""
+    fleet_id = getattr(resource, "fleet_id", None)
+    if fleet_id is None:
+        return []
+    return [
+        schemas.LinkedResource(
+            resource_id=fleet_id,
+            resource_type="fleet",
+            status=getattr(resource, "fleet_status", None) or "unknown",
+            link_type=FLEET_LINK,
+            linked_since=resource.created_at,
+            name=getattr(resource, "fleet_name", None),
+        )
+    ]
+
+
+def _fleet_fields(view: FleetView) -> dict[str, Any]:
+    fleet = view.fleet
+    return {
+        "fleet_id": fleet.id,
+        "name": fleet.name,
+        "status": fleet.status,
+        "status_message": fleet.status_message,
+        "size": fleet.size,
+        "counting": view.counting,
+        "running": view.running,
+        "spend_per_hour": round(view.spend_per_hour, 6),
+        "spec": fleet.spec,
+        "on_preemption": fleet.on_preemption,
+        "placement": fleet.placement,
+        "max_hourly_spend": fleet.max_hourly_spend,
+        "created_at": fleet.created_at,
+        "delete_requested_at": fleet.delete_requested_at,
+        "deleted_at": fleet.deleted_at,
+    }
+
+
+def fleet_summary(view: FleetView) -> fleet_schemas.FleetSummary:
+    return fleet_schemas.FleetSummary(**_fleet_fields(view))
+
+
+def fleet_detail(view: FleetView) -> fleet_schemas.FleetDetail:
+    return fleet_schemas.FleetDetail(
+        **_fleet_fields(view),
+        members=[
+            fleet_schemas.FleetMember(
+                resource_id=m.id, name=m.name, status=m.status, status_message=m.status_message, vendor=m.vendor,
+                vendor_region=m.vendor_region, gpu_type=m.gpu_type, gpu_count=m.gpu_count, pricing_total_hourly=m.price_per_hour,
+                created_at=m.created_at, running_since=m.running_since, access=_access(m),
+            )
+            for m in view.members
+        ],
+        cooldowns=[fleet_schemas.FleetCooldown.model_validate(c) for c in view.cooldowns(utcnow())],
+        events=[event_out(e) for e in view.events],
     )

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import typer
 
 from gpusupply import __version__
-from gpusupply.cli import commands, cost, gpus, prices, ssh, webhooks
+from gpusupply.cli import commands, cost, fleets, gpus, prices, ssh, webhooks
 from gpusupply.cli.output import ExitCode
 
 # The commands cli/server.py registers (a test keeps the two the same).
@@ -82,6 +82,7 @@ def build_app(*, server: bool | None = None) -> typer.Typer:
     cost.register(app)
     webhooks.register(app)
     prices.register(app)
+    fleets.register(app)
     return app
 
 

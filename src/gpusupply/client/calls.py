@@ -24,6 +24,7 @@ from gpusupply.contract.cost import (
     WebhookList,
     WebhookOut,
 )
+from gpusupply.contract.fleets import FleetCreate, FleetDetail, FleetList, FleetPatch
 from gpusupply.contract.prices import (
     AlertFiringList,
     PriceAlertDeleted,
@@ -246,6 +247,34 @@ def list_deliveries(
 ) -> Call[DeliveryList]:
     path = f"/webhooks/{as_uuid(webhook_id, 'webhook_id')}/deliveries"
     return _get(path, DeliveryList, status=status, limit=limit, offset=offset)
+
+
+# ----- fleets ------------------------------------------------------------------------------------
+def create_fleet(body: FleetCreate) -> Call[FleetDetail]:
+    """Not retried into a second fleet: a fleet's name is unique among your live fleets (409)."""
+    return Call(Request("POST", "/fleets", json=body.model_dump(mode="json", exclude_none=True)), FleetDetail)
+
+
+def list_fleets(*, include_deleted: bool = False, limit: int = 100, offset: int = 0) -> Call[FleetList]:
+    return _get("/fleets", FleetList, include_deleted=include_deleted or None, limit=limit, offset=offset)
+
+
+def get_fleet(fleet_id: UUID | str) -> Call[FleetDetail]:
+    return _get(f"/fleets/{as_uuid(fleet_id, 'fleet_id')}", FleetDetail)
+
+
+def update_fleet(fleet_id: UUID | str, patch: FleetPatch) -> Call[FleetDetail]:
+    """PATCH: only the fields set on the patch are sent (`max_hourly_spend=None` set removes the cap)."""
+    path = f"/fleets/{as_uuid(fleet_id, 'fleet_id')}"
+    return Call(Request("PATCH", path, json=patch.model_dump(mode="json", exclude_unset=True)), FleetDetail)
+
+
+def delete_fleet(fleet_id: UUID | str) -> Call[FleetDetail]:
+    return Call(Request("DELETE", f"/fleets/{as_uuid(fleet_id, 'fleet_id')}"), FleetDetail)
+
+
+def list_fleet_events(fleet_id: UUID | str, *, limit: int = 500, offset: int = 0) -> Call[EventList]:
+    return _get(f"/fleets/{as_uuid(fleet_id, 'fleet_id')}/events", EventList, limit=limit, offset=offset)
 
 
 # ----- health ------------------------------------------------------------------------------------

@@ -135,6 +135,39 @@ class Procurement(Base):
     __table_args__ = (Index("uq_procurement_idempotency", "tenant_id", "idempotency_key", unique=True),)
 
 
+class Fleet(LeaseMixin, Base):
+    """Keep `size` resources of `spec` running (docs/fleets.md). The engine's fleet job
+    (engine/fleets.py) leases the row and closes the gap between wanted and running; the members
+    are ordinary resources carrying `fleet_id`."""
+
+    __tablename__ = "fleets"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # the normalized get_offers document
+    size: Mapped[int] = mapped_column(Integer)  # members wanted
+    ssh_public_key: Mapped[str] = mapped_column(Text)
+    cloud_init: Mapped[str | None] = mapped_column(Text, default=None)
+    on_preemption: Mapped[str] = mapped_column(String(20), default="replace")  # replace | shrink
+    placement: Mapped[str] = mapped_column(String(20), default="spread")  # spread | pack
+    max_hourly_spend: Mapped[float | None] = mapped_column(Float, default=None)  # USD/h for all members
+    status: Mapped[str] = mapped_column(String(20), index=True)  # active | degraded | deleting | deleted
+    status_message: Mapped[str | None] = mapped_column(Text, default=None)
+    # Vendor-regions that just took a member back: [{"vendor", "vendor_region", "until"}]; replacements
+    # go elsewhere until then when another offer exists.
+    cooldowns: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Members lost and not replaced yet: [{"resource_id", "vendor", "vendor_region", "at"}], so the
+    # replacement's event names what it replaces and how long after the loss it was requested.
+    replacing: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    retry_count: Mapped[int] = mapped_column(Integer, default=0)  # consecutive rounds that could not reach size
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delete_requested_at: Mapped[datetime | None] = mapped_column(default=None)
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (Index("ix_fleets_engine_queue", "status", "next_attempt_at"),)
+
+
 class Resource(LeaseMixin, Base):
     __tablename__ = "resources"
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -187,6 +220,10 @@ class Resource(LeaseMixin, Base):
     # cost so far reaches spend_limit (USD).
     auto_delete_at: Mapped[datetime | None] = mapped_column(default=None)
     spend_limit: Mapped[float | None] = mapped_column(Float, default=None)
+    # Fleets (domain/fleets.py): the fleet this resource is a member of, and when the fleet took note
+    # that it stopped counting (deleting or ended), so each loss is handled once.
+    fleet_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("fleets.id"), index=True, default=None)
+    fleet_noted_at: Mapped[datetime | None] = mapped_column(default=None)
 
     __table_args__ = (
         Index("ix_resources_engine_queue", "status", "next_attempt_at"),
@@ -213,6 +250,7 @@ class Event(Base):
     to_status: Mapped[str | None] = mapped_column(String(20), default=None)
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    fleet_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True, default=None)  # a fleet's own events
 
 
 class VendorState(Base):

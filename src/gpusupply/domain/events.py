@@ -9,8 +9,10 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gpusupply.core.fleets import counts
 from gpusupply.core.states import FINAL_STATUSES, ResourceStatus, can_transition
 from gpusupply.db.models import Event, Resource, WebhookOutbox, utcnow
+from gpusupply.domain.hints import hint_after_commit
 from gpusupply.domain.webhooks import OUTBOX_KINDS
 
 
@@ -28,9 +30,12 @@ def add_event(
     vendor: str | None = None,
     at: datetime | None = None,
     tenant_id: UUID | None = None,
+    fleet_id: UUID | None = None,
 ) -> Event:
-    """Record an event. `tenant_id` is for events about a tenant but no resource (budget alerts)."""
+    """Record an event. `tenant_id` is for events about a tenant but no resource (budget alerts);
+    `fleet_id` for a fleet's own events (about one member, or none)."""
     event = Event(
+        fleet_id=fleet_id,
         resource_id=resource.id if resource else None,
         tenant_id=resource.tenant_id if resource else tenant_id,
         vendor=vendor or (resource.vendor if resource else None),
@@ -77,4 +82,6 @@ def change_status(
         resource.external_ip = resource.ssh_host = resource.ssh_port = None
     event = add_event(session, kind="status_change", resource=resource, reason=reason, data=data, at=now)
     event.from_status, event.to_status = old.value, new_status.value
+    if resource.fleet_id is not None and counts(old.value) != counts(new_status.value):
+        hint_after_commit(session)  # its fleet replaces it (or, revived, deletes an extra) at once: engine/fleets.py
     return True

@@ -10,18 +10,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gpusupply.core.errors import ServiceError, UnprocessableError
 from gpusupply.core.states import LIVE_STATUSES, ResourceStatus
-from gpusupply.db.models import Budget, Resource
+from gpusupply.db.models import Budget, Procurement, Resource
 from gpusupply.db.session import Database, rows_matched
 from gpusupply.domain import costs
 from gpusupply.domain.events import add_event
 
 ALERT_THRESHOLDS = (80, 100)  # percent of the monthly budget
+# How far ahead of spending the monthly check looks: the next hour of every live resource and of
+# the new one must still fit in the budget (vendors bill by the hour).
+HEADROOM_HOURS = 1.0
 
 
 
@@ -152,3 +157,98 @@ async def limited_resources(db: Database) -> list[Resource]:
             )
         )
         return list(rows.scalars())
+
+
+# ----- the procurement check (a procurement, and every member a fleet adds) ------------------------
+class BudgetExceeded(ServiceError):
+    """A procurement refused by a tenant budget: 402, with the limit and the numbers."""
+
+    status_code = 402
+
+
+
+def spec_price_bound(spec: dict[str, Any] | None) -> float | None:
+    """The most a procure-by-spec can cost per hour: max price per GPU-hour x GPU count."""
+    compute = (spec or {}).get("compute") or {}
+    price = compute.get("max_price_per_gpu_hour")
+    if price is None:
+        return None
+    return float(price) * int(compute.get("gpu_count") or 1)
+
+
+def procurement_refusal(
+    *,
+    max_hourly_spend: float | None,
+    monthly_budget: float | None,
+    new_hourly: float,
+    live_hourly: float,
+    month_spent: float,
+) -> str | None:
+    """Why a procurement costing `new_hourly` USD/h must be refused, or None. Pure."""
+    if max_hourly_spend is not None and live_hourly + new_hourly > max_hourly_spend + 1e-9:
+        return (
+            f"max_hourly_spend exceeded: your live resources cost {usd(live_hourly)}/h and this procurement adds "
+            f"{usd(new_hourly)}/h, {usd(live_hourly + new_hourly)}/h in all, over the cap of {usd(max_hourly_spend)}/h"
+        )
+    if monthly_budget is not None:
+        projected = month_spent + (live_hourly + new_hourly) * HEADROOM_HOURS
+        if projected > monthly_budget + 1e-9:
+            return (
+                f"monthly_budget exceeded: {usd(month_spent)} spent this month, plus one more hour of your live "
+                f"resources ({usd(live_hourly)}/h) and of this procurement ({usd(new_hourly)}/h) makes "
+                f"{usd(projected)}, over the monthly budget of {usd(monthly_budget)}"
+            )
+    return None
+
+
+async def live_hourly_spend(session: AsyncSession, tenant_id: UUID) -> float:
+    """USD per hour of the tenant's live resources: their fixed price, or for a procure-by-spec
+    that has no offer yet, its bound (max price x count; 0 when the spec has none)."""
+    rows = await session.execute(
+        select(Resource.price_per_hour, Procurement.spec)
+        .join(Procurement, Procurement.id == Resource.procurement_id)
+        .where(Resource.tenant_id == tenant_id, Resource.status.in_(LIVE_STATUS_VALUES))
+    )
+    total = 0.0
+    for price, spec in rows:
+        total += float(price) if price is not None else (spec_price_bound(spec) or 0.0)
+    return total
+
+
+async def check_procurement(
+    session: AsyncSession,
+    tenant_id: UUID,
+    new_hourly: float | None,
+    now: datetime,
+    *,
+    bound_loc: tuple[str | int, ...] = ("body", "spec", "compute", "max_price_per_gpu_hour"),
+) -> None:
+    """Refuse (402) a procurement that would pass the tenant's budget. Runs inside the procurement's
+    transaction and locks the budget row first, so concurrent procurements are checked one by one."""
+    locked = await session.execute(
+        update(Budget).where(Budget.tenant_id == tenant_id).values(alert_level=Budget.alert_level)
+    )
+    if rows_matched(locked) != 1:
+        return  # no budget
+    budget = (
+        await session.execute(select(Budget).where(Budget.tenant_id == tenant_id).execution_options(populate_existing=True))
+    ).scalar_one()
+    if budget.max_hourly_spend is None and budget.monthly_budget is None:
+        return
+    if new_hourly is None:
+        raise UnprocessableError(
+            "your tenant has a budget: give compute.max_price_per_gpu_hour in the spec, so the procurement can be "
+            "checked against it (the bound is max price x gpu_count)",
+            loc=bound_loc,
+        )
+    live = await live_hourly_spend(session, tenant_id)
+    spent = await month_spend(session, tenant_id, now) if budget.monthly_budget is not None else 0.0
+    refusal = procurement_refusal(
+        max_hourly_spend=budget.max_hourly_spend,
+        monthly_budget=budget.monthly_budget,
+        new_hourly=new_hourly,
+        live_hourly=live,
+        month_spent=spent,
+    )
+    if refusal is not None:
+        raise BudgetExceeded(f"procurement refused: {refusal}")

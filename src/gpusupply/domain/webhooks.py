@@ -54,10 +54,17 @@ EVENT_TYPES: dict[str, str] = {
     "budget.alert": "80 % or 100 % of the monthly budget was used",
     "price.below": "a price alert's cheapest match is at or under its threshold (a buy-below order names its resource)",
     "price.above": "a price alert's cheapest match went back over its threshold (past the hysteresis), or is gone",
+    "fleet.member_lost": "a fleet member was preempted, vanished, failed or was deleted by hand (docs/fleets.md)",
+    "fleet.member_replaced": "a fleet requested a replacement for a lost member",
+    "fleet.degraded": "a fleet cannot reach its size now; the reason says why (it retries with backoff)",
 }
 ALL_EVENTS = "*"
 # Event kinds (events.kind) that can become a webhook event: they get an outbox row.
-OUTBOX_KINDS = frozenset({"status_change", "alert", "orphan_terminated", "budget_alert", "auto_delete", "price_below", "price_above"})
+# Fleet events (engine/fleets.py) are kinds of the same names as their webhook types.
+FLEET_EVENT_KINDS = {"fleet_member_lost": "fleet.member_lost", "fleet_member_replaced": "fleet.member_replaced", "fleet_degraded": "fleet.degraded"}
+OUTBOX_KINDS = frozenset(
+    {"status_change", "alert", "orphan_terminated", "budget_alert", "auto_delete", "price_below", "price_above", *FLEET_EVENT_KINDS}
+)
 _FINAL_TYPES = {"deleted": "resource.deleted", "failed": "resource.failed", "terminated": "resource.terminated"}
 
 SECRET_PREFIX = "whsec_"
@@ -87,6 +94,7 @@ def event_types(kind: str, from_status: str | None, to_status: str | None) -> li
         "auto_delete": ["resource.auto_delete"],
         "price_below": ["price.below"],
         "price_above": ["price.above"],
+        **{k: [v] for k, v in FLEET_EVENT_KINDS.items()},
     }.get(kind, [])
 
 
@@ -128,6 +136,8 @@ def delivery_payload(
         "reason": event.reason,
         "details": event.data,
     }
+    if event.fleet_id is not None:
+        data["fleet_id"] = str(event.fleet_id)
     if resource is not None:
         data["resource"] = {
             "resource_id": str(resource.id),

@@ -24,6 +24,7 @@ from gpusupply.engine import leases, prices
 from gpusupply.engine.autodelete import JOB_NAME as GUARDRAILS
 from gpusupply.engine.autodelete import guardrail_job
 from gpusupply.engine.context import Clock, EngineContext
+from gpusupply.engine.fleets import FleetJob
 from gpusupply.engine.jobs import BackgroundJob, PeriodicJob, count_resources
 from gpusupply.engine.pipelines import actions, delete, procure, provision, refresh
 from gpusupply.engine.pipelines.base import Pipeline
@@ -69,6 +70,9 @@ class Engine:
         self.jobs.append(PeriodicJob(self.ctx, GUARDRAILS, settings.guardrail_interval_seconds, guardrail_job(self.ctx)))
         self.webhooks = WebhookDeliverer(self.ctx)
         self.jobs.append(self.webhooks)
+        # Fleets: keep each at its size (engine/fleets.py).
+        self.fleets = FleetJob(self.ctx)
+        self.jobs.append(self.fleets)
         # The offer catalog's refresh, per vendor, when this process keeps a catalog (domain/catalog.py).
         if catalog is not None:
             interval = max(settings.offer_cache_seconds, MIN_CATALOG_INTERVAL_SECONDS)

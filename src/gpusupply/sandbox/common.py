@@ -14,6 +14,8 @@ Admin routes (not part of any vendor API; under /_sandbox):
     POST /_sandbox/arm             {"fault": "phantom_404", "instance_id": "12"}   one call takes that fault, once
     PUT  /_sandbox/config          {"latency": s, "ready_after": s, "rate_limits": bool, "hang_seconds": s, "late_seconds": s}
     POST /_sandbox/clock/advance   {"seconds": n}   moves the sandbox clock forward
+    POST /_sandbox/preempt         {"instance_id": "12"}   the vendor takes that running instance back now (a spot
+                                   interruption, chosen by the caller: seeded tests pick which and when)
 """
 
 from __future__ import annotations
@@ -315,6 +317,19 @@ class VendorSandbox:
             raise ValueError(f"unknown fault {fault!r}; expected one of {', '.join(FAULT_NAMES)}")
         self.armed.append((fault, instance_id))
 
+    def preempt(self, instance_id: str) -> SimInstance:
+        """Take a running instance back now, as a spot interruption does. Raises ValueError when it
+        is not running, or when this vendor preempts only spot instances and it is not one."""
+        inst = self.instances.get(instance_id)
+        now = self.now()
+        if inst is None or inst.phase(now, self.faults) != Phase.RUNNING:
+            raise ValueError(f"instance {instance_id!r} is not running")
+        if self.preempts_only_spot and not getattr(inst, "interruptible", False):
+            raise ValueError(f"instance {instance_id!r} is on demand: {self.name} preempts only spot instances")
+        inst.preempted = now
+        self.faults.injected["preempt"] = self.faults.injected.get("preempt", 0) + 1
+        return inst
+
     def _take_armed(self, applicable: tuple[str, ...], instance_id: str | None) -> str | None:
         for n, (fault, target) in enumerate(self.armed):
             if fault in applicable and target in (None, instance_id):
@@ -518,6 +533,15 @@ class VendorSandbox:
             except ValueError as exc:
                 raise HTTPException(400, str(exc)) from None
             return {"armed": [{"fault": f, "instance_id": i} for f, i in self.armed]}
+
+        @router.post("/preempt")
+        async def preempt(request: Request) -> dict[str, Any]:
+            body = dict(await request.json())
+            try:
+                inst = self.preempt(str(body.get("instance_id")))
+            except ValueError as exc:
+                raise HTTPException(409, str(exc)) from None
+            return {"instance_id": inst.id, "preempted_at": inst.preempted}
 
         @router.put("/config")
         async def put_config(request: Request) -> dict[str, Any]:

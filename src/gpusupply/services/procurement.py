@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -29,26 +29,25 @@ from gpusupply.core.errors import (
     GoneError,
     NotFoundError,
     ServiceError,
-    ServiceUnavailable,
     UnprocessableError,
 )
-from gpusupply.core.gpus import canonical_model
 from gpusupply.core.inputs import require_text
-from gpusupply.core.offers import Offer, OfferQuery, offer_from_dict, offer_to_dict
+from gpusupply.core.offers import Offer, offer_from_dict, offer_to_dict
 from gpusupply.core.states import ProcurementStatus, ResourceStatus, procurement_status
 from gpusupply.db.models import OfferRow, PriceAlert, Procurement, Resource, utcnow
 from gpusupply.db.session import Database, rows_matched
 from gpusupply.domain.catalog import OfferCatalog, effective_status
-from gpusupply.domain.events import add_event
 from gpusupply.domain.hints import hint
-from gpusupply.services import reads
-from gpusupply.services.budgets import (
-    AutoDeleteValues,
-    apply_auto_delete,
-    auto_delete_values,
-    check_procurement,
-    spec_price_bound,
+from gpusupply.domain.intents import (
+    STATUS_IN_PROGRESS,
+    check_capacity,
+    fill_from_query,
+    new_resource,
+    spec_procurement,
+    write_intent,
 )
+from gpusupply.services import reads
+from gpusupply.services.budgets import AutoDeleteValues, apply_auto_delete, auto_delete_values
 from gpusupply.services.keys import Principal
 from gpusupply.services.offers import OffersRequest, normalized_document, query_from_request
 from gpusupply.vendors.registry import cloud_init_forms
@@ -57,7 +56,6 @@ MAX_CLOUD_INIT_BYTES = 64 * 1024
 MAX_SSH_KEY_CHARS = 16 * 1024
 MAX_IDEMPOTENCY_KEY_CHARS = 200
 CLOUD_INIT_PREFIXES = ("#cloud-config", "#!/")
-STATUS_IN_PROGRESS = "provisioning_in_progress"
 
 
 @dataclass(slots=True)
@@ -211,49 +209,6 @@ async def procure(
     return ProcureOutcome(response, replayed=False)
 
 
-# Loosening one condition at a time tells the caller which one leaves the spec without offers.
-_RELAXATIONS: tuple[tuple[str, str], ...] = (
-    ("max_price_per_gpu_hour", "compute.max_price_per_gpu_hour"),
-    ("vendor", "vendor"),
-    ("region", "region"),
-    ("contract_type", "compute.contract_type"),
-    ("gpu_count", "compute.gpu_count"),
-)
-
-
-async def check_capacity(catalog: OfferCatalog, query: OfferQuery) -> None:
-    """Refuse a spec that matches no offer now, saying which condition empties it."""
-    found = await catalog.search(query, limit=1)
-    if found.total:
-        return
-    wanted = query.gpu_canonical or query.gpu_family
-    if found.partial:
-        failing = "; ".join(f"{vendor}: {why}" for vendor, why in sorted(found.failed_vendors.items()))
-        raise ServiceUnavailable(
-            f"no offer matches the spec among the catalogs read, and some vendors' offers cannot be read now ({failing}); "
-            "retry later, or set wait_for_capacity: true to let the engine wait for capacity"
-        )
-    reasons = []
-    for field, name in _RELAXATIONS:
-        if getattr(query, field) is None:
-            continue
-        loosened = await catalog.search(_without(query, field), limit=1)
-        if loosened.total:
-            cheapest = loosened.offers[0].offer
-            reasons.append(
-                f"without {name} {loosened.total} would (cheapest: {cheapest.gpu_count}x {cheapest.gpu_family} on "
-                f"{cheapest.vendor} at ${cheapest.gpu_price_per_hour:.3f}/GPU-hour)"
-            )
-    why = "; ".join(reasons) if reasons else f"no vendor lists {wanted} offers now"
-    raise ConflictError(
-        f"no offer matches the spec now ({why}); change the spec, or set wait_for_capacity: true to wait for capacity"
-    )
-
-
-def _without(query: OfferQuery, field: str) -> OfferQuery:
-    return replace(query, **{field: None})
-
-
 async def _replay(db: Database, principal: Principal, key: str, fingerprint: str) -> ProcureOutcome | None:
     async with db.session() as session:
         earlier = (
@@ -311,7 +266,7 @@ async def _procure_offer(
         created_at=now,
         procured_at=now,
     )
-    resource = _new_resource(principal, procurement, ssh_public_key, cloud_init, name, now)
+    resource = new_resource(principal.tenant_id, procurement.id, ssh_public_key, cloud_init, name, now)
     _fill_from_offer(resource, offer_id, offer)
     return await _write(session, procurement, resource, f"procured offer {offer_id} ({offer.vendor})", limits)
 
@@ -329,22 +284,11 @@ async def _procure_spec(
 ) -> dict[str, Any]:
     query = query_from_request(spec, loc=("body", "spec"))
     now = utcnow()
-    procurement = Procurement(
-        id=uuid4(),
-        tenant_id=principal.tenant_id,
-        offer_id=None,
-        spec=normalized_document(spec, query),
-        idempotency_key=idempotency_key,
-        request_hash=fingerprint,
-        status=STATUS_IN_PROGRESS,
-        created_at=now,
-        procured_at=now,
+    procurement = spec_procurement(
+        principal.tenant_id, normalized_document(spec, query), now, idempotency_key=idempotency_key, fingerprint=fingerprint
     )
-    resource = _new_resource(principal, procurement, ssh_public_key, cloud_init, name, now)
-    model = canonical_model(query.gpu_canonical) if query.gpu_canonical else None
-    resource.gpu_type = query.gpu_canonical
-    resource.gpu_family = model.family if model else query.gpu_family
-    resource.gpu_count = query.gpu_count
+    resource = new_resource(principal.tenant_id, procurement.id, ssh_public_key, cloud_init, name, now)
+    fill_from_query(resource, query)
     return await _write(session, procurement, resource, "procurement by spec: the engine picks the cheapest matching offer", limits)
 
 
@@ -367,26 +311,6 @@ async def procure_for_alert(session: AsyncSession, alert: PriceAlert, firing_id:
     return UUID(response["resource_ids"][0])
 
 
-def _new_resource(
-    principal: Principal, procurement: Procurement, ssh_public_key: str, cloud_init: str | None, name: str | None, now: datetime
-) -> Resource:
-    return Resource(
-        id=uuid4(),
-        tenant_id=principal.tenant_id,
-        procurement_id=procurement.id,
-        name=name,
-        status=ResourceStatus.PENDING.value,
-        ssh_public_key=ssh_public_key,
-        cloud_init=cloud_init,
-        attempts=[],
-        retry_count=0,
-        delete_alerted=False,
-        created_at=now,
-        updated_at=now,
-        next_attempt_at=now,
-    )
-
-
 def _fill_from_offer(resource: Resource, offer_id: UUID, offer: Offer) -> None:
     resource.offer_id = offer_id
     resource.vendor = offer.vendor
@@ -402,27 +326,10 @@ def _fill_from_offer(resource: Resource, offer_id: UUID, offer: Offer) -> None:
 async def _write(
     session: AsyncSession, procurement: Procurement, resource: Resource, reason: str, limits: AutoDeleteValues | None = None
 ) -> dict[str, Any]:
-    # Guardrails (docs/cost.md): the tenant's budget must allow the price (by spec: its bound), and
-    # the resource carries its auto-delete limits from the start.
-    bound = resource.price_per_hour if resource.price_per_hour is not None else spec_price_bound(procurement.spec)
-    await check_procurement(session, procurement.tenant_id, bound, procurement.created_at)
+    # The resource carries its auto-delete limits from the start (docs/cost.md).
     if limits is not None:
         apply_auto_delete(resource, limits)
-    response = {
-        "offer_id": str(procurement.offer_id) if procurement.offer_id else None,
-        "status": STATUS_IN_PROGRESS,
-        "procured_at": procurement.procured_at.isoformat() if procurement.procured_at else None,
-        "resource_ids": [str(resource.id)],
-        "error": None,
-    }
-    procurement.response = response
-    session.add(procurement)
-    await session.flush()  # the resource's foreign key needs the procurement row first
-    session.add(resource)
-    # The history starts with the intent: "created as pending".
-    event = add_event(session, kind="status_change", resource=resource, reason=reason, at=resource.created_at)
-    event.to_status = ResourceStatus.PENDING.value
-    return response
+    return await write_intent(session, procurement, resource, reason)
 
 
 # ----- status of a procured offer ---------------------------------------------------------------

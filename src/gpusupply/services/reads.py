@@ -32,7 +32,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from gpusupply.core.states import ResourceStatus
-from gpusupply.db.models import Event, OfferRow, Procurement, Resource
+from gpusupply.db.models import Event, Fleet, OfferRow, Procurement, Resource
 from gpusupply.db.reads import Fetch, ReadRow
 from gpusupply.domain.costs import BILLING_STATUSES, Transition
 
@@ -48,6 +48,7 @@ RESOURCE_COLUMNS = tuple(
         "region", "vendor_instance_id", "vendor_status", "external_ip", "ssh_host", "ssh_port", "ssh_user", "gpu_type", "gpu_family",
         "gpu_count", "price_per_hour", "offer_snapshot", "attempts", "pending_action", "delete_requested_at",
         "created_at", "running_since", "ended_at", "last_synced_at", "updated_at", "auto_delete_at", "spend_limit",
+        "fleet_id",
     )
 )
 # What a listing shows of each (views.resource_summary) and its cost needs. The offer snapshot's
@@ -122,9 +123,14 @@ def _group(rows: Sequence[ReadRow], width: int) -> list[ResourceRead]:
 
 
 # ----- one resource ----------------------------------------------------------------------------
+_fleets = Fleet.__table__
+# A fleet member's answer links to its fleet (views.linked_resources): its name and status ride along.
+_FLEET_COLUMNS = (_fleets.c.name.label("fleet_name"), _fleets.c.status.label("fleet_status"))
 _DETAIL = (
-    select(*RESOURCE_COLUMNS, _events.c.at, _events.c.to_status)
-    .select_from(_resources.outerjoin(_events, _billing_events(_resources.c.id)))
+    select(*RESOURCE_COLUMNS, *_FLEET_COLUMNS, _events.c.at, _events.c.to_status)
+    .select_from(
+        _resources.outerjoin(_fleets, _fleets.c.id == _resources.c.fleet_id).outerjoin(_events, _billing_events(_resources.c.id))
+    )
     .where(_resources.c.id == bindparam("resource_id"), _resources.c.tenant_id == bindparam("tenant_id"))
     .order_by(_events.c.at, _events.c.id)
 )
@@ -134,7 +140,7 @@ def resource_detail(tenant_id: UUID, resource_id: UUID) -> Any:
     """A read: the tenant's resource with its billing transitions, or None."""
 
     async def read(fetch: Fetch) -> ResourceRead | None:
-        found = _group(await fetch(_DETAIL, {"resource_id": resource_id, "tenant_id": tenant_id}), len(RESOURCE_COLUMNS))
+        found = _group(await fetch(_DETAIL, {"resource_id": resource_id, "tenant_id": tenant_id}), len(RESOURCE_COLUMNS) + len(_FLEET_COLUMNS))
         return found[0] if found else None
 
     return read

@@ -206,6 +206,14 @@ async def get_resource_with_cost(
     return found.resource, resource_cost(found.resource, found.transitions, utcnow())
 
 
+async def stored_resource_with_cost(db: Database, principal: Principal, resource_id: UUID) -> tuple[reads.ReadRow, float]:
+    """The resource as stored (no vendor re-read) and its cost so far: the answer after a write."""
+    found = await db.read(reads.resource_detail(principal.tenant_id, resource_id))
+    if found is None:
+        raise NotFoundError(f"resource {resource_id} not found")
+    return found.resource, resource_cost(found.resource, found.transitions, utcnow())
+
+
 async def _read(
     db: Database, refresher: ResourceRefresher, principal: Principal, resource_id: UUID, force_refresh: bool, refresh_timeout: float,
 ) -> Resource:

@@ -15,10 +15,11 @@ STATIC = Path(__file__).parent / "static"
 
 
 def install(app: FastAPI) -> None:
-    from gpusupply.web import charts, plumbing, routes
+    from gpusupply.web import charts, fleets, plumbing, routes
 
     app.include_router(routes.router)
     app.include_router(charts.router)
+    app.include_router(fleets.router)
     app.add_api_route("/", routes.root, methods=["GET"], include_in_schema=False)
     app.mount(f"{plumbing.PREFIX}/static", StaticFiles(directory=STATIC), name="console-static")
     app.add_exception_handler(plumbing.SignInRequired, plumbing.sign_in_required)

@@ -12,7 +12,6 @@ from gpusupply.api.views import event_out, resource_detail, resource_summary
 from gpusupply.contract import schemas
 from gpusupply.contract.cost import ResourcePatch
 from gpusupply.core.inputs import BoundedInt, Text
-from gpusupply.domain.costs import costs_so_far
 from gpusupply.services import resources
 from gpusupply.services.keys import Principal
 from gpusupply.services.offers import MAX_OFFSET
@@ -83,8 +82,8 @@ async def patch_resource(
     ctx: ServiceContext = Depends(service_context),
 ) -> schemas.ResourceDetail:
     fields = body.auto_delete.model_dump(exclude_unset=True) if body.auto_delete is not None else None
-    resource = await resources.set_auto_delete(ctx.db, principal, resource_id, fields)
-    return resource_detail(resource, (await costs_so_far(ctx.db, [resource]))[resource.id])
+    await resources.set_auto_delete(ctx.db, principal, resource_id, fields)
+    return resource_detail(*await resources.stored_resource_with_cost(ctx.db, principal, resource_id))
 
 
 @router.delete(

@@ -30,10 +30,12 @@ from gpusupply.core.errors import (
     VendorError,
     VendorUnavailable,
 )
+from gpusupply.core.fleets import rank_offers
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import OfferRow, Resource
 from gpusupply.db.session import rows_matched
 from gpusupply.domain.events import change_status
+from gpusupply.domain.fleets import placement_preference
 from gpusupply.engine import leases
 from gpusupply.engine.context import EngineContext
 from gpusupply.engine.crash import crash_point
@@ -65,6 +67,7 @@ MAX_UNKNOWN_OUTCOMES = 3
 DEGRADED_RECHECK_SECONDS = 15.0
 RATE_LIMIT_BACKOFF_CAP = 10.0  # a busy vendor is asked again soon; its Retry-After wins when longer
 PENDING = ResourceStatus.PENDING.value
+FLEET_SIBLING_WAIT_SECONDS = 0.1  # a fleet member chooses after its older siblings (core/fleets.py)
 
 
 async def step(ctx: EngineContext, lease: leases.Lease, row: Resource) -> None:
@@ -117,6 +120,14 @@ async def choose_offer(ctx: EngineContext, lease: leases.Lease, row: Resource, s
         return
     result = await ctx.catalog.search(query, limit=ctx.settings.max_failover_attempts + len(attempts) + 25)
     offers = [(str(s.offer_id), s.offer) for s in result.offers if s.status == "available"]
+    if row.fleet_id is not None:  # a fleet member: away from preempting vendor-regions, spread or packed
+        async with ctx.db.session() as session:
+            preference = await placement_preference(session, row.fleet_id, row.id, ctx.now())
+        if preference is not None and preference.older_choosing:
+            await retry_later(ctx, lease, FLEET_SIBLING_WAIT_SECONDS, count=False, message="waiting for older fleet members to choose their offers")
+            return
+        if preference is not None:
+            offers = rank_offers(offers, preference)
     degraded = await degraded_vendors(ctx.db)
     taken: set[str] = set()
     while True:

@@ -1,0 +1,138 @@
+"""Procurement intents: the `procurements` and `resources` rows a procurement writes before any
+vendor hears of it (docs/engine.md, "Procure: exactly one create"), and the capacity check of a
+spec. Shared by `POST /procure_offer` (services/procurement.py) and the fleet job, which adds a
+fleet's members as ordinary procurements by spec (engine/fleets.py): one path, one budget check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gpusupply.core.errors import ConflictError, ServiceUnavailable
+from gpusupply.core.gpus import canonical_model
+from gpusupply.core.offers import OfferQuery
+from gpusupply.core.states import ResourceStatus
+from gpusupply.db.models import Procurement, Resource
+from gpusupply.domain.catalog import OfferCatalog
+from gpusupply.domain.events import add_event
+from gpusupply.domain.guardrails import check_procurement, spec_price_bound
+
+STATUS_IN_PROGRESS = "provisioning_in_progress"
+
+
+def new_resource(
+    tenant_id: UUID,
+    procurement_id: UUID,
+    ssh_public_key: str,
+    cloud_init: str | None,
+    name: str | None,
+    now: datetime,
+    *,
+    fleet_id: UUID | None = None,
+) -> Resource:
+    return Resource(
+        id=uuid4(),
+        tenant_id=tenant_id,
+        procurement_id=procurement_id,
+        name=name,
+        status=ResourceStatus.PENDING.value,
+        ssh_public_key=ssh_public_key,
+        cloud_init=cloud_init,
+        attempts=[],
+        retry_count=0,
+        delete_alerted=False,
+        created_at=now,
+        updated_at=now,
+        next_attempt_at=now,
+        fleet_id=fleet_id,
+    )
+
+
+def spec_procurement(tenant_id: UUID, document: dict[str, Any], now: datetime, *, idempotency_key: str | None = None, fingerprint: str | None = None) -> Procurement:
+    """A procurement by spec (`document`: a normalized get_offers document)."""
+    return Procurement(
+        id=uuid4(),
+        tenant_id=tenant_id,
+        offer_id=None,
+        spec=document,
+        idempotency_key=idempotency_key,
+        request_hash=fingerprint,
+        status=STATUS_IN_PROGRESS,
+        created_at=now,
+        procured_at=now,
+    )
+
+
+def fill_from_query(resource: Resource, query: OfferQuery) -> None:
+    """What a spec says of the GPU before an offer is chosen."""
+    model = canonical_model(query.gpu_canonical) if query.gpu_canonical else None
+    resource.gpu_type = query.gpu_canonical
+    resource.gpu_family = model.family if model else query.gpu_family
+    resource.gpu_count = query.gpu_count
+
+
+async def write_intent(session: AsyncSession, procurement: Procurement, resource: Resource, reason: str) -> dict[str, Any]:
+    """Check the tenant's budget (402 `BudgetExceeded`), then add both rows and the first event
+    ("created as pending"). Returns the procurement's answer, stored on it for replays."""
+    # Guardrails (docs/cost.md): the tenant's budget must allow the price (by spec: its bound).
+    bound = resource.price_per_hour if resource.price_per_hour is not None else spec_price_bound(procurement.spec)
+    await check_procurement(session, procurement.tenant_id, bound, procurement.created_at)
+    response = {
+        "offer_id": str(procurement.offer_id) if procurement.offer_id else None,
+        "status": STATUS_IN_PROGRESS,
+        "procured_at": procurement.procured_at.isoformat() if procurement.procured_at else None,
+        "resource_ids": [str(resource.id)],
+        "error": None,
+    }
+    procurement.response = response
+    session.add(procurement)
+    await session.flush()  # the resource's foreign key needs the procurement row first
+    session.add(resource)
+    event = add_event(session, kind="status_change", resource=resource, reason=reason, at=resource.created_at)
+    event.to_status = ResourceStatus.PENDING.value
+    return response
+
+
+# Loosening one condition at a time tells the caller which one leaves the spec without offers.
+_RELAXATIONS: tuple[tuple[str, str], ...] = (
+    ("max_price_per_gpu_hour", "compute.max_price_per_gpu_hour"),
+    ("vendor", "vendor"),
+    ("region", "region"),
+    ("contract_type", "compute.contract_type"),
+    ("gpu_count", "compute.gpu_count"),
+)
+
+
+async def check_capacity(catalog: OfferCatalog, query: OfferQuery) -> None:
+    """Refuse a spec that matches no offer now, saying which condition empties it: 409, or 503
+    while some vendor's catalog cannot be read."""
+    found = await catalog.search(query, limit=1)
+    if found.total:
+        return
+    wanted = query.gpu_canonical or query.gpu_family
+    if found.partial:
+        failing = "; ".join(f"{vendor}: {why}" for vendor, why in sorted(found.failed_vendors.items()))
+        raise ServiceUnavailable(
+            f"no offer matches the spec among the catalogs read, and some vendors' offers cannot be read now ({failing}); "
+            "retry later, or set wait_for_capacity: true to let the engine wait for capacity"
+        )
+    reasons = []
+    for field, name in _RELAXATIONS:
+        if getattr(query, field) is None:
+            continue
+        loosened = await catalog.search(replace(query, **{field: None}), limit=1)
+        if loosened.total:
+            cheapest = loosened.offers[0].offer
+            reasons.append(
+                f"without {name} {loosened.total} would (cheapest: {cheapest.gpu_count}x {cheapest.gpu_family} on "
+                f"{cheapest.vendor} at ${cheapest.gpu_price_per_hour:.3f}/GPU-hour)"
+            )
+    why = "; ".join(reasons) if reasons else f"no vendor lists {wanted} offers now"
+    raise ConflictError(
+        f"no offer matches the spec now ({why}); change the spec, or set wait_for_capacity: true to wait for capacity"
+    )
