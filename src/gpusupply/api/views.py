@@ -6,6 +6,7 @@ from typing import Any
 
 from gpusupply.contract import schemas
 from gpusupply.contract.cost import AutoDeleteOut
+from gpusupply.core.offers import deployment_type
 from gpusupply.db.models import Event, ResourceLike
 from gpusupply.domain.catalog import StoredOffer
 from gpusupply.services.procurement import OfferStatus
@@ -33,7 +34,12 @@ def offer_out(stored: StoredOffer) -> schemas.OfferOut:
         storage_price_per_hour=0.0,
         total_price_per_hour=offer.total_price_per_hour,
         expires_at=stored.expires_at,
-        gpus_per_node=offer.gpu_count,
+        type="cluster" if offer.node_count > 1 else "vm",
+        deployment_type=deployment_type(offer),
+        node_count=offer.node_count,
+        gpus_per_node=offer.gpu_count // max(1, offer.node_count),
+        infiniband_bandwidth_gbps=offer.infiniband_bandwidth_gbps if offer.node_count > 1 else 0.0,
+        cluster_storage_gb=0.0 if offer.node_count > 1 else None,
         gpu_memory_in_gb=offer.gpu_memory_gb,
         country=offer.country,
     )
@@ -75,6 +81,9 @@ def offer_details(stored: StoredOffer) -> schemas.OfferDetails:
         expires_at=stored.expires_at,
         procured_at=stored.procured_at,
         vendor_region=offer.vendor_region,
+        type="cluster" if offer.node_count > 1 else "vm",
+        node_count=offer.node_count,
+        gpus_per_node=offer.gpu_count // max(1, offer.node_count),
     )
 
 

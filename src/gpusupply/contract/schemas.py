@@ -96,17 +96,17 @@ class OfferOut(BaseModel):
     created_at: datetime = Field(description="When the offer was read from the vendor.")
     vendor_region: str
     contract_type: Literal["ondemand", "spot"]
-    type: str = "vm"
+    type: str = Field("vm", description="vm, or cluster: node_count identical nodes placed together (docs/api.md, Clusters).")
     vcpu_count: float | None
     memory_in_gb: float | None
     storage_details: list[StorageDetail]
     storage_price_per_hour: float = Field(description="0: the boot disk is included in gpu_price_per_hour.")
     total_price_per_hour: float
     expires_at: datetime
-    deployment_type: str | None = None
+    deployment_type: str | None = Field(None, description="vm, infiniband-cluster or co-located-cluster.")
     node_count: int = 1
     gpus_per_node: int
-    infiniband_bandwidth_gbps: float | None = None
+    infiniband_bandwidth_gbps: float | None = Field(None, description="Between the nodes of a cluster; 0 without InfiniBand.")
     cluster_storage_gb: float | None = None
     # Ours.
     gpu_memory_in_gb: float
@@ -141,6 +141,9 @@ class OfferDetails(BaseModel):
     expires_at: datetime | None = None
     procured_at: datetime | None = None
     vendor_region: str | None = None
+    type: str = "vm"
+    node_count: int = 1
+    gpus_per_node: int | None = None
 
 
 # ----- procurement ------------------------------------------------------------------------------
