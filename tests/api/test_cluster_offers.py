@@ -48,8 +48,8 @@ async def test_node_count_and_interconnect_narrow_the_search(service: Any) -> No
     two = await search(service.alice, H100_16 + "  node_count: 2\n", limit=1000)
     assert two["filters_applied"]["node_count"] == 2
     assert two["offers"] and all(o["node_count"] == 2 and o["gpus_per_node"] == 8 for o in two["offers"])
-    everything = await search(service.alice, H100_16, limit=1000)
-    assert len(two["offers"]) < len(everything["offers"])  # the 4 x 4 and 8 x 2 clusters are left out
+    four = await search(service.alice, H100_16 + "  node_count: 4\n", limit=1000)
+    assert all(o["node_count"] == 4 and o["gpus_per_node"] == 4 for o in four["offers"])
     single = await search(service.alice, "compute:\n  gpu_type: H100\n  gpu_count: 8\n  node_count: 1\n", limit=1000)
     assert single["offers"] and all(o["type"] == "vm" for o in single["offers"])
 
