@@ -157,7 +157,7 @@ class ProcureRequest(CheckedModel):
     ssh_public_key: str = Field(min_length=1, max_length=16384, description="One OpenSSH public key line.")
     cloud_init: str | None = Field(None, description="Starts with '#cloud-config' or '#!/'; at most 64 KB.")
     resource_name: str | None = Field(None, max_length=200)
-    cluster_name: str | None = Field(None, max_length=200, description="Accepted for compatibility; no cluster offers yet.")
+    cluster_name: str | None = Field(None, max_length=200, description="The cluster's name (cluster offers only; generated when left out).")
     auto_delete: AutoDeleteIn | None = Field(None, description="Delete the resource at a time or spend (extension, docs/cost.md).")
     wait_for_capacity: bool = Field(
         False,
@@ -225,7 +225,7 @@ class LinkedResource(BaseModel):
     resource_id: UUID
     resource_type: str
     status: str
-    link_type: str
+    link_type: str = Field(description="member: a node of this cluster; member_of: the cluster this node belongs to.")
     linked_since: datetime | None = None
     name: str | None = None
     linked_until: datetime | None = None
@@ -242,7 +242,7 @@ class OfferHistoryEntry(BaseModel):
 
 class ResourceSummary(BaseModel):
     resource_id: UUID
-    resource_type: str = "vm"
+    resource_type: str = Field("vm", description="vm (one instance), or cluster (its nodes are vm resources, see linked_resources).")
     name: str | None
     status: str
     vendor: str | None

@@ -213,7 +213,11 @@ async def reconcile_vendor(ctx: EngineContext, vendor: str) -> ReconcileReport:
     report.listed = len(listing)
     async with ctx.db.session() as session:
         live = [_known(r) for r in await session.execute(
-            select(*KNOWN_COLUMNS).where(Resource.vendor == vendor, Resource.status.in_([s.value for s in LIVE_STATUSES]))
+            select(*KNOWN_COLUMNS).where(
+                Resource.vendor == vendor,
+                Resource.status.in_([s.value for s in LIVE_STATUSES]),
+                Resource.resource_type == "vm",  # a cluster has no instance: its nodes do
+            )
         )]
         # Rows named by markers: the live ones are known already; read only the others.
         known_ids = {r.id for r in live}

@@ -12,6 +12,7 @@ Admin routes (not part of any vendor API; under /_sandbox):
     GET  /_sandbox/state           every instance that exists, every committed create, faults injected
     GET  /_sandbox/faults          PUT /_sandbox/faults {"429": 0.2, ...}   (same names as --faults)
     POST /_sandbox/arm             {"fault": "phantom_404", "instance_id": "12"}   one call takes that fault, once
+                                   {"fault": "refuse_create"} / {"fault": "stall_create"}: fail or stall the next create
     PUT  /_sandbox/config          {"latency": s, "ready_after": s, "rate_limits": bool, "hang_seconds": s, "late_seconds": s}
     POST /_sandbox/clock/advance   {"seconds": n}   moves the sandbox clock forward
 """
@@ -38,16 +39,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpusupply.core.ratelimit import Gcra
 
-FAULT_NAMES = ("429", "500", "503", "hang", "lost", "malformed", "preempt", "phantom_404", "ignored_delete", "late_create")
+FAULT_NAMES = (
+    "429", "500", "503", "hang", "lost", "malformed", "preempt", "phantom_404", "ignored_delete", "late_create",
+    "refuse_create", "stall_create",
+)
 # Faults drawn for every vendor API call; the others apply only where they make sense:
 #   lost            create: committed, but the answer never reaches the client
 #   late_create     create: reaches the vendor `late_seconds` late (after the client gave up), then commits
+#   refuse_create   create: refused as the vendor refuses a create it has no capacity for (nothing is made)
+#   stall_create    create: committed, but the instance never comes up (it stays creating until deleted)
 #   malformed       lists: a broken page
 #   phantom_404     one-instance read: "not found" although the instance exists (the list still shows it)
 #   ignored_delete  delete: acknowledged, but nothing is deleted
 #   preempt         running instances disappear
 GENERIC_FAULTS = ("429", "500", "503", "hang")
-CREATE_FAULTS = ("lost", "late_create")
+CREATE_FAULTS = ("lost", "late_create", "refuse_create")
+STALLED_SECONDS = 10.0**9  # the `ready_after` of a stalled create: never, for any test
 READ_FAULTS = ("phantom_404",)
 DELETE_FAULTS = ("ignored_delete",)
 
@@ -398,7 +405,13 @@ class VendorSandbox:
         if fault == "hang":
             await asyncio.sleep(self.config.hang_seconds)
             return Gate(self.error_response(504, "server_error"))
+        if fault == "refuse_create":
+            return Gate(self.capacity_refusal())
         return Gate(None, fault)
+
+    def capacity_refusal(self) -> Response:
+        """This vendor's answer to a create it has no capacity for. Vendor modules override."""
+        return self.error_response(400, "capacity", message="no capacity for this create")
 
     async def lost_response(self) -> Response:
         """The work is committed, but the client never gets the answer: hold it past the client's
@@ -412,6 +425,8 @@ class VendorSandbox:
         return JSONResponse({"error": kind, "message": message or kind}, status_code=status, headers=headers)
 
     def record_create(self, instance: SimInstance, **detail: Any) -> None:
+        if self._take_armed(("stall_create",), None) or self.faults.draw(("stall_create",)):
+            instance.ready_after = STALLED_SECONDS
         self.instances[instance.id] = instance
         self.creates.append(LedgerEntry(self.now(), instance.account, instance.id, instance.marker, detail))
 

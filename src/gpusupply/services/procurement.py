@@ -34,7 +34,7 @@ from gpusupply.core.errors import (
 )
 from gpusupply.core.gpus import canonical_model
 from gpusupply.core.inputs import require_text
-from gpusupply.core.offers import Offer, OfferQuery, offer_from_dict, offer_to_dict
+from gpusupply.core.offers import Offer, OfferQuery, node_offer, offer_from_dict, offer_to_dict
 from gpusupply.core.states import ProcurementStatus, ResourceStatus, procurement_status
 from gpusupply.db.models import OfferRow, Procurement, Resource, utcnow
 from gpusupply.db.session import Database, rows_matched
@@ -128,12 +128,12 @@ def check_cloud_init_for_vendor(vendor: str, cloud_init: str | None) -> None:
     )
 
 
-def check_resource_name(name: str | None) -> str | None:
+def check_resource_name(name: str | None, *, loc: tuple[str, ...] = ("body", "resource_name")) -> str | None:
     if name is None:
         return None
     name = name.strip()
     if not 1 <= len(name) <= 200 or not name.isprintable():
-        raise UnprocessableError("resource_name must be 1-200 printable characters", loc=("body", "resource_name"))
+        raise UnprocessableError(f"{loc[-1]} must be 1-200 printable characters", loc=loc)
     return name
 
 
@@ -168,6 +168,7 @@ async def procure(
     body: dict[str, Any],
     auto_delete: dict[str, Any] | None = None,
     wait_for_capacity: bool = False,
+    cluster_name: str | None = None,
 ) -> ProcureOutcome:
     """Procure one offer, or (with `spec`) the cheapest offer matching a get_offers document.
     `auto_delete`: {delete_at | ttl_seconds, spend_limit} (services/budgets.py). A spec that
@@ -181,6 +182,7 @@ async def procure(
     key = check_ssh_public_key(ssh_public_key)
     init = check_cloud_init(cloud_init)
     name = check_resource_name(resource_name)
+    cluster = check_resource_name(cluster_name, loc=("body", "cluster_name"))
     idem = check_idempotency_key(idempotency_key)
     fingerprint = request_hash(body)
     if idem is not None:
@@ -192,7 +194,7 @@ async def procure(
     try:
         async with db.transaction() as session:
             if offer_id is not None:
-                response = await _procure_offer(session, principal, offer_id, key, init, name, idem, fingerprint, limits)
+                response = await _procure_offer(session, principal, offer_id, key, init, name, idem, fingerprint, limits, cluster)
             else:
                 assert spec is not None
                 response = await _procure_spec(session, principal, spec, key, init, name, idem, fingerprint, limits)
@@ -283,6 +285,7 @@ async def _procure_offer(
     idempotency_key: str | None,
     fingerprint: str,
     limits: AutoDeleteValues | None = None,
+    cluster_name: str | None = None,
 ) -> dict[str, Any]:
     now = utcnow()
     # Compare-and-set first: of two concurrent procures of one offer exactly one wins.
@@ -313,7 +316,48 @@ async def _procure_offer(
     )
     resource = _new_resource(principal, procurement, ssh_public_key, cloud_init, name, now)
     _fill_from_offer(resource, offer_id, offer)
+    if offer.node_count > 1:
+        resource.name = cluster_name or name or f"cluster-{str(resource.id)[:8]}"
+        nodes = cluster_nodes_for(resource, offer)
+        return await _write(session, procurement, resource, f"procured cluster offer {offer_id} ({offer.vendor}, {offer.node_count} nodes)", limits, nodes)
     return await _write(session, procurement, resource, f"procured offer {offer_id} ({offer.vendor})", limits)
+
+
+def cluster_nodes_for(cluster: Resource, offer: Offer) -> list[Resource]:
+    """The node rows of a cluster resource, one per node, each created from the node offer with a
+    marker of its own (its resource id). The cluster row itself bills nothing: its nodes do."""
+    node = node_offer(offer)
+    cluster.resource_type = "cluster"
+    cluster.price_per_hour = 0.0
+    return [
+        Resource(
+            id=uuid4(),
+            tenant_id=cluster.tenant_id,
+            procurement_id=cluster.procurement_id,
+            cluster_id=cluster.id,
+            resource_type="vm",
+            name=f"{cluster.name}-node-{index}",
+            status=ResourceStatus.PENDING.value,
+            ssh_public_key=cluster.ssh_public_key,
+            cloud_init=cluster.cloud_init,
+            offer_id=cluster.offer_id,
+            vendor=node.vendor,
+            vendor_region=node.vendor_region,
+            region=node.region,
+            gpu_type=node.gpu_type,
+            gpu_family=node.gpu_family,
+            gpu_count=node.gpu_count,
+            price_per_hour=node.total_price_per_hour,
+            offer_snapshot=offer_to_dict(node),
+            attempts=[],
+            retry_count=0,
+            delete_alerted=False,
+            created_at=cluster.created_at,
+            updated_at=cluster.created_at,
+            next_attempt_at=cluster.created_at,
+        )
+        for index in range(1, offer.node_count + 1)
+    ]
 
 
 async def _procure_spec(
@@ -381,11 +425,22 @@ def _fill_from_offer(resource: Resource, offer_id: UUID, offer: Offer) -> None:
 
 
 async def _write(
-    session: AsyncSession, procurement: Procurement, resource: Resource, reason: str, limits: AutoDeleteValues | None = None
+    session: AsyncSession,
+    procurement: Procurement,
+    resource: Resource,
+    reason: str,
+    limits: AutoDeleteValues | None = None,
+    nodes: list[Resource] | None = None,
 ) -> dict[str, Any]:
+    """Write the intent: the procurement and its resource, and for a cluster every node's row too,
+    all in this one transaction, before the engine makes any vendor call."""
     # Guardrails (docs/cost.md): the tenant's budget must allow the price (by spec: its bound), and
-    # the resource carries its auto-delete limits from the start.
-    bound = resource.price_per_hour if resource.price_per_hour is not None else spec_price_bound(procurement.spec)
+    # the resource carries its auto-delete limits from the start (a cluster's apply to the cluster).
+    nodes = nodes or []
+    if nodes:
+        bound: float | None = sum(node.price_per_hour or 0.0 for node in nodes)
+    else:
+        bound = resource.price_per_hour if resource.price_per_hour is not None else spec_price_bound(procurement.spec)
     await check_procurement(session, procurement.tenant_id, bound, procurement.created_at)
     if limits is not None:
         apply_auto_delete(resource, limits)
@@ -393,16 +448,20 @@ async def _write(
         "offer_id": str(procurement.offer_id) if procurement.offer_id else None,
         "status": STATUS_IN_PROGRESS,
         "procured_at": procurement.procured_at.isoformat() if procurement.procured_at else None,
-        "resource_ids": [str(resource.id)],
+        "resource_ids": [str(r.id) for r in (resource, *nodes)],
         "error": None,
     }
     procurement.response = response
     session.add(procurement)
     await session.flush()  # the resource's foreign key needs the procurement row first
     session.add(resource)
+    session.add_all(nodes)
     # The history starts with the intent: "created as pending".
     event = add_event(session, kind="status_change", resource=resource, reason=reason, at=resource.created_at)
     event.to_status = ResourceStatus.PENDING.value
+    for node in nodes:
+        event = add_event(session, kind="status_change", resource=node, reason=f"node of cluster {resource.name} ({resource.id})", at=node.created_at)
+        event.to_status = ResourceStatus.PENDING.value
     return response
 
 
@@ -455,18 +514,22 @@ _ENDING = frozenset({ResourceStatus.DELETING, ResourceStatus.DELETED, ResourceSt
 def _status_view(
     offer_id: UUID, offer: _OfferFacts | None, procurement: _ProcurementFacts | None, resources: list[Any]
 ) -> OfferStatus:
-    statuses = [ResourceStatus(r.status) for r in resources]
+    # A cluster's procurement is its cluster resource's (all or nothing); its nodes are the instances.
+    clusters = [r for r in resources if r.resource_type == "cluster"]
+    instances = [r for r in resources if r.resource_type != "cluster"]
+    judged = clusters or instances
+    statuses = [ResourceStatus(r.status) for r in judged]
     # A resource that ended (deleted, terminated) or is being deleted without ever running was
     # never delivered: for the procurement it counts as failed, not ready.
     delivered = [
         ResourceStatus.FAILED if s in _ENDING and r.running_since is None else s
-        for s, r in zip(statuses, resources, strict=True)
+        for s, r in zip(statuses, judged, strict=True)
     ]
-    derived = procurement_status(delivered, any(r.vendor_instance_id for r in resources))
-    running = sum(1 for s in statuses if s == ResourceStatus.RUNNING)
+    derived = procurement_status(delivered, any(r.vendor_instance_id for r in instances))
+    running = sum(1 for r in instances if r.status == ResourceStatus.RUNNING)
     failures = [
         r.status_message or f"the resource was {r.status} before it ran"
-        for r, s in zip(resources, delivered, strict=True)
+        for r, s in zip(judged, delivered, strict=True)
         if s == ResourceStatus.FAILED and (r.status_message or r.status != ResourceStatus.FAILED)
     ]
     failure = (procurement.failure_reason if procurement else None) or ("; ".join(failures) if failures else None)
@@ -477,7 +540,7 @@ def _status_view(
         created_at=created,
         procurement_status=derived.value,
         resources=resources,
-        progress=f"{running}/{len(resources)} instances running",
+        progress=f"{running}/{len(instances)} instances running",
         failure_reason=failure if derived == ProcurementStatus.FAILED or failures else None,
         procured_at=procurement.procured_at if procurement else None,
     )

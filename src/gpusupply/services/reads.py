@@ -47,6 +47,7 @@ RESOURCE_COLUMNS = tuple(
         "region", "vendor_instance_id", "vendor_status", "external_ip", "ssh_host", "ssh_port", "ssh_user", "gpu_type", "gpu_family",
         "gpu_count", "price_per_hour", "offer_snapshot", "attempts", "pending_action", "delete_requested_at",
         "created_at", "running_since", "ended_at", "last_synced_at", "updated_at", "auto_delete_at", "spend_limit",
+        "resource_type", "cluster_id",
     )
 )
 # What a listing shows of each (views.resource_summary) and its cost needs: of the offer snapshot
@@ -57,7 +58,7 @@ SUMMARY_COLUMNS = (
         for name in (
             "id", "name", "status", "vendor", "vendor_region", "region", "external_ip", "ssh_host", "ssh_port", "ssh_user",
             "gpu_type", "gpu_family", "gpu_count", "offer_id", "price_per_hour", "created_at", "running_since",
-            "ended_at", "updated_at",
+            "ended_at", "updated_at", "resource_type", "cluster_id",
         )
     ),
     _resources.c.offer_snapshot[("vendor_data", "storage_per_hour")].label("storage_per_hour"),
@@ -186,6 +187,28 @@ def resource_page(tenant_id: UUID, filters: dict[str, Any], limit: int, offset: 
     return read
 
 
+# ----- a cluster's nodes, and a node's cluster -------------------------------------------------
+_MEMBERS = (
+    select(*SUMMARY_COLUMNS)
+    .where(_resources.c.tenant_id == bindparam("tenant_id"), _resources.c.cluster_id == bindparam("cluster_id"))
+    .order_by(_resources.c.name, _resources.c.id)
+)
+
+
+def cluster_members(tenant_id: UUID, cluster_id: UUID) -> Any:
+    """A read: the nodes of the tenant's cluster (SUMMARY_COLUMNS), each with its billing transitions."""
+
+    def read(connection: Connection) -> list[ResourceRead]:
+        rows = connection.execute(_MEMBERS, {"tenant_id": tenant_id, "cluster_id": cluster_id}).all()
+        found = {row.id: ResourceRead(row, []) for row in rows}
+        if found:
+            for resource_id, at, to_status in connection.execute(_TRANSITIONS, {"resource_ids": list(found)}):
+                found[resource_id].transitions.append(Transition(at, to_status))
+        return list(found.values())
+
+    return read
+
+
 # ----- the status of a procured offer ----------------------------------------------------------
 _procurements = Procurement.__table__
 _offers = OfferRow.__table__
@@ -199,7 +222,10 @@ _FIRST_PROCUREMENT = (
 # What the status shows of each resource (views.offer_status_out, procurement._status_view).
 _STATUS_RESOURCE_COLUMNS = tuple(
     _resources.c[name]
-    for name in ("id", "status", "status_message", "external_ip", "ssh_host", "ssh_port", "ssh_user", "running_since", "vendor_instance_id")
+    for name in (
+        "id", "status", "status_message", "external_ip", "ssh_host", "ssh_port", "ssh_user", "running_since", "vendor_instance_id",
+        "resource_type", "name",
+    )
 )
 _ONE = select(literal_column("1").label("one")).subquery("one")
 # One row per resource of the tenant's procurement of the offer (or one row of NULLs for them),
