@@ -12,7 +12,8 @@ Admin routes (not part of any vendor API; under /_sandbox):
     GET  /_sandbox/state           every instance that exists, every committed create, faults injected
     GET  /_sandbox/faults          PUT /_sandbox/faults {"429": 0.2, ...}   (same names as --faults)
     POST /_sandbox/arm             {"fault": "phantom_404", "instance_id": "12"}   one call takes that fault, once
-                                   {"fault": "refuse_create"} / {"fault": "stall_create"}: fail or stall the next create
+                                   {"fault": "refuse_create", "after": 1}: the second create is refused
+                                   ("stall_create": made, never comes up); "after" lets that many through first
     PUT  /_sandbox/config          {"latency": s, "ready_after": s, "rate_limits": bool, "hang_seconds": s, "late_seconds": s}
     POST /_sandbox/clock/advance   {"seconds": n}   moves the sandbox clock forward
 """
@@ -303,19 +304,29 @@ class VendorSandbox:
         self.rate_limited = 0
         self._limiters: dict[tuple[str, str], Gcra] = {}
         self._ids = itertools.count(1)
-        # One-shot faults aimed at one call: (fault, instance id or None for the next such call).
+        # One-shot faults aimed at one call: (fault, instance id or None for the next such call), and
+        # how many such calls to let through first (so "the second create fails" is testable).
         self.armed: list[tuple[str, str | None]] = []
+        self._armed_after: list[int] = []
 
-    def arm(self, fault: str, instance_id: str | None = None) -> None:
-        """Make the next call that can take `fault` (about `instance_id`, when given) take it, once."""
+    def arm(self, fault: str, instance_id: str | None = None, *, after: int = 0) -> None:
+        """Make the next call that can take `fault` (about `instance_id`, when given) take it, once;
+        with `after`, the call after that many such calls went through."""
         if fault not in FAULT_NAMES:
             raise ValueError(f"unknown fault {fault!r}; expected one of {', '.join(FAULT_NAMES)}")
+        if after < 0:
+            raise ValueError("after must be 0 or more calls")
         self.armed.append((fault, instance_id))
+        self._armed_after.append(after)
 
     def _take_armed(self, applicable: tuple[str, ...], instance_id: str | None) -> str | None:
         for n, (fault, target) in enumerate(self.armed):
             if fault in applicable and target in (None, instance_id):
+                if self._armed_after[n] > 0:
+                    self._armed_after[n] -= 1  # this call goes through; a later one takes the fault
+                    continue
                 del self.armed[n]
+                del self._armed_after[n]
                 self.faults.injected[fault] = self.faults.injected.get(fault, 0) + 1
                 return fault
         return None
@@ -502,7 +513,10 @@ class VendorSandbox:
         async def arm(request: Request) -> dict[str, Any]:
             body = dict(await request.json())
             try:
-                self.arm(str(body.get("fault")), None if body.get("instance_id") is None else str(body["instance_id"]))
+                after = body.get("after", 0)
+                if not isinstance(after, int) or isinstance(after, bool):
+                    raise ValueError("after must be a whole number of calls")
+                self.arm(str(body.get("fault")), None if body.get("instance_id") is None else str(body["instance_id"]), after=after)
             except ValueError as exc:
                 raise HTTPException(400, str(exc)) from None
             return {"armed": [{"fault": f, "instance_id": i} for f, i in self.armed]}
