@@ -31,6 +31,7 @@ def test_short_soak_loses_nothing(database: str, tmp_path: Path, request: pytest
     # The run was really faulty, and work really happened.
     assert sum(n for name, n in figures.faults_injected.items() if name != "preempt") > 0
     assert figures.resources["deleted"] > 0 and len(figures.deletes_answered) > 0
+    assert figures.operations["procure cluster"] > 0  # clusters too: ready whole, or rolled back to nothing
     # The second installation shared the vendor accounts the whole time, and ended as its user asked.
     assert sum(figures.other_installation.values()) >= 3 and set(figures.other_installation) <= {"deleted", "failed", "terminated"}
 
