@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.api.helpers import procure, search, wait_for
-from tests.conftest import BACKENDS
+from tests.conftest import BACKENDS, SSH_KEY
 
 FAST_ENGINE = {"engine_poll_seconds": 0.1, "provisioning_poll_seconds": 0.2, "refresh_interval_seconds": 1.0}
 SECTORS = ("sector_1", "sector_2", "sector_3")
@@ -148,4 +148,40 @@ async def test_a_node_that_never_comes_up_rolls_the_cluster_back_at_the_deadline
     body = await wait_for(failed, within=60)
     assert "rolled back" in body["status_message"]
     assert len(service.vendors.sandboxes["fal"].state()["creates"]) == 2
+    assert live_fal_instances(service) == []
+
+
+@pytest.mark.parametrize("settings_overrides", [FAST_ENGINE])
+@pytest.mark.parametrize("service_engine", [True])
+@pytest.mark.parametrize("service_backend", BACKENDS)
+async def test_by_spec_a_full_sector_fails_over_to_the_next_placement(service: Any) -> None:
+    client = service.alice
+    fal = service.vendors.sandboxes["fal"]
+    for sector, free in zip(SECTORS, (1, 2, 2), strict=True):  # the cheapest (first) sector takes one node only
+        fal.stock[("gpu_8x_h100_sxm5", sector)] = free
+    spec = {"vendor": "fal", "compute": {"gpu_type": "H100", "gpu_count": 16, "interconnect": "infiniband"}}
+    answer = await client.post("/procure_offer", json={"spec": spec, "ssh_public_key": SSH_KEY, "cluster_name": "spec-trainer"})
+    assert answer.status_code == 200, answer.text
+    (cluster_id,) = answer.json()["resource_ids"]  # the nodes come with the placement
+
+    async def running() -> dict[str, Any] | None:
+        body = await resource(client, cluster_id)
+        assert body["status"] not in ("failed", "deleting"), body
+        return body if body["status"] == "running" else None
+
+    body = await wait_for(running, within=90)
+    assert body["resource_type"] == "cluster" and body["name"] == "spec-trainer"
+    members = [link for link in body["linked_resources"] if link["link_type"] == "member"]
+    assert sorted(link["status"] for link in members) == ["failed", "failed", "running", "running"]
+    roles = [entry["role"] for entry in body["offer_history"]]
+    assert roles[0] == "failed" and roles[-1] == "primary", body["offer_history"]
+    creates = fal.state()["creates"]
+    assert [c["sector"] for c in creates].count("sector_1") == 1  # the first placement's one node, then deleted
+    assert {c["sector"] for c in creates[1:]} == {"sector_2"}
+    assert (await client.delete(f"/resources/{cluster_id}")).status_code == 200
+
+    async def deleted() -> bool:
+        return (await resource(client, cluster_id))["status"] == "deleted"
+
+    await wait_for(deleted, within=60)
     assert live_fal_instances(service) == []

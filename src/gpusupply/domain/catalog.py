@@ -165,6 +165,10 @@ class OfferCatalog:
                 failed[vendor] = state.error or "catalog not read yet"
         return SearchResult(page, total, bool(failed), failed)
 
+    def wants_clusters(self, query: OfferQuery) -> bool:
+        """Whether a procurement by this spec is a cluster (core.offers.wants_clusters)."""
+        return self._index.wants_clusters(query)
+
     async def get(self, offer_id: UUID) -> StoredOffer | None:
         """Any offer any replica returned, from the database, until its row is cleaned up."""
         async with self.db.session() as session:

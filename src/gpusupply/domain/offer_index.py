@@ -189,6 +189,14 @@ class OfferIndex:
         parts = self._parts.values() if vendor is None else [p for v, p in self._parts.items() if v == vendor]
         return sum(len(part.leaf_of) for part in parts)
 
+    @staticmethod
+    def _largest_node(query: OfferQuery, parts: Iterable[_VendorPart]) -> int:
+        return max((part.largest_node(query) for part in parts), default=0)
+
+    def wants_clusters(self, query: OfferQuery) -> bool:
+        """Whether the query asks for clusters, given the single nodes every vendor has now."""
+        return wants_clusters(query, self._largest_node(query, self._parts.values()))
+
     def search(self, query: OfferQuery, *, now: datetime, limit: int, offset: int = 0) -> tuple[list[StoredOffer], int]:
         """(the page of matches sorted by price, the number of all matches)."""
         if query.vendor is not None:
@@ -198,7 +206,7 @@ class OfferIndex:
         runs: list[Iterator[_Entry]] = []
         total = 0
         live = [part for part in parts if part.expires_at is not None and part.expires_at > now]
-        if wants_clusters(query, max((part.largest_node(query) for part in live), default=0)):
+        if wants_clusters(query, self._largest_node(query, live)):
             for part in live:
                 clusters = part.cluster_entries(query, self._taken_clusters)
                 if clusters:

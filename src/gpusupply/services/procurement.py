@@ -34,10 +34,11 @@ from gpusupply.core.errors import (
 )
 from gpusupply.core.gpus import canonical_model
 from gpusupply.core.inputs import require_text
-from gpusupply.core.offers import Offer, OfferQuery, node_offer, offer_from_dict, offer_to_dict
+from gpusupply.core.offers import Offer, OfferQuery, offer_from_dict, offer_to_dict
 from gpusupply.core.states import ProcurementStatus, ResourceStatus, procurement_status
 from gpusupply.db.models import OfferRow, Procurement, Resource, utcnow
 from gpusupply.db.session import Database, rows_matched
+from gpusupply.domain import clusters
 from gpusupply.domain.catalog import OfferCatalog, effective_status
 from gpusupply.domain.events import add_event
 from gpusupply.domain.hints import hint
@@ -197,7 +198,10 @@ async def procure(
                 response = await _procure_offer(session, principal, offer_id, key, init, name, idem, fingerprint, limits, cluster)
             else:
                 assert spec is not None
-                response = await _procure_spec(session, principal, spec, key, init, name, idem, fingerprint, limits)
+                as_cluster = catalog.wants_clusters(query_from_request(spec, loc=("body", "spec")))
+                response = await _procure_spec(
+                    session, principal, spec, key, init, name, idem, fingerprint, limits, cluster if as_cluster else None, as_cluster
+                )
     except (ServiceError, IntegrityError) as exc:
         # A concurrent request with the same key may have won: answer as its replay.
         if idem is not None:
@@ -317,47 +321,10 @@ async def _procure_offer(
     resource = _new_resource(principal, procurement, ssh_public_key, cloud_init, name, now)
     _fill_from_offer(resource, offer_id, offer)
     if offer.node_count > 1:
-        resource.name = cluster_name or name or f"cluster-{str(resource.id)[:8]}"
-        nodes = cluster_nodes_for(resource, offer)
-        return await _write(session, procurement, resource, f"procured cluster offer {offer_id} ({offer.vendor}, {offer.node_count} nodes)", limits, nodes)
+        resource.name = clusters.cluster_name(resource.id, cluster_name, name)
+        reason = f"procured cluster offer {offer_id} ({offer.vendor}, {offer.node_count} nodes)"
+        return await _write(session, procurement, resource, reason, limits, cluster_offer=offer)
     return await _write(session, procurement, resource, f"procured offer {offer_id} ({offer.vendor})", limits)
-
-
-def cluster_nodes_for(cluster: Resource, offer: Offer) -> list[Resource]:
-    """The node rows of a cluster resource, one per node, each created from the node offer with a
-    marker of its own (its resource id). The cluster row itself bills nothing: its nodes do."""
-    node = node_offer(offer)
-    cluster.resource_type = "cluster"
-    cluster.price_per_hour = 0.0
-    return [
-        Resource(
-            id=uuid4(),
-            tenant_id=cluster.tenant_id,
-            procurement_id=cluster.procurement_id,
-            cluster_id=cluster.id,
-            resource_type="vm",
-            name=f"{cluster.name}-node-{index}",
-            status=ResourceStatus.PENDING.value,
-            ssh_public_key=cluster.ssh_public_key,
-            cloud_init=cluster.cloud_init,
-            offer_id=cluster.offer_id,
-            vendor=node.vendor,
-            vendor_region=node.vendor_region,
-            region=node.region,
-            gpu_type=node.gpu_type,
-            gpu_family=node.gpu_family,
-            gpu_count=node.gpu_count,
-            price_per_hour=node.total_price_per_hour,
-            offer_snapshot=offer_to_dict(node),
-            attempts=[],
-            retry_count=0,
-            delete_alerted=False,
-            created_at=cluster.created_at,
-            updated_at=cluster.created_at,
-            next_attempt_at=cluster.created_at,
-        )
-        for index in range(1, offer.node_count + 1)
-    ]
 
 
 async def _procure_spec(
@@ -370,7 +337,12 @@ async def _procure_spec(
     idempotency_key: str | None,
     fingerprint: str,
     limits: AutoDeleteValues | None = None,
+    cluster_name: str | None = None,
+    as_cluster: bool = False,
 ) -> dict[str, Any]:
+    """By spec: the resource waits for the engine to pick the offer. A spec asking for a cluster
+    (more GPUs than any single node has, a node_count, InfiniBand) makes a cluster resource whose
+    nodes the engine writes with the placement it picks (engine/pipelines/cluster.py)."""
     query = query_from_request(spec, loc=("body", "spec"))
     now = utcnow()
     procurement = Procurement(
@@ -389,6 +361,11 @@ async def _procure_spec(
     resource.gpu_type = query.gpu_canonical
     resource.gpu_family = model.family if model else query.gpu_family
     resource.gpu_count = query.gpu_count
+    if as_cluster:
+        resource.resource_type = clusters.CLUSTER
+        resource.name = clusters.cluster_name(resource.id, cluster_name, name)
+        reason = "cluster procurement by spec: the engine picks the cheapest placement, then creates every node"
+        return await _write(session, procurement, resource, reason, limits)
     return await _write(session, procurement, resource, "procurement by spec: the engine picks the cheapest matching offer", limits)
 
 
@@ -430,20 +407,29 @@ async def _write(
     resource: Resource,
     reason: str,
     limits: AutoDeleteValues | None = None,
-    nodes: list[Resource] | None = None,
+    *,
+    cluster_offer: Offer | None = None,
 ) -> dict[str, Any]:
-    """Write the intent: the procurement and its resource, and for a cluster every node's row too,
-    all in this one transaction, before the engine makes any vendor call."""
+    """Write the intent: the procurement and its resource, and for a cluster offer every node's row
+    too (domain/clusters.py), all in this one transaction, before the engine makes any vendor call."""
     # Guardrails (docs/cost.md): the tenant's budget must allow the price (by spec: its bound), and
     # the resource carries its auto-delete limits from the start (a cluster's apply to the cluster).
-    nodes = nodes or []
-    if nodes:
-        bound: float | None = sum(node.price_per_hour or 0.0 for node in nodes)
+    if cluster_offer is not None:
+        bound: float | None = cluster_offer.total_price_per_hour
     else:
         bound = resource.price_per_hour if resource.price_per_hour is not None else spec_price_bound(procurement.spec)
     await check_procurement(session, procurement.tenant_id, bound, procurement.created_at)
     if limits is not None:
         apply_auto_delete(resource, limits)
+    session.add(procurement)
+    await session.flush()  # the resource's foreign key needs the procurement row first
+    session.add(resource)
+    # The history starts with the intent: "created as pending".
+    event = add_event(session, kind="status_change", resource=resource, reason=reason, at=resource.created_at)
+    event.to_status = ResourceStatus.PENDING.value
+    nodes = []
+    if cluster_offer is not None:
+        nodes = clusters.add_nodes(session, resource, cluster_offer, resource.offer_id, resource.created_at)
     response = {
         "offer_id": str(procurement.offer_id) if procurement.offer_id else None,
         "status": STATUS_IN_PROGRESS,
@@ -452,16 +438,6 @@ async def _write(
         "error": None,
     }
     procurement.response = response
-    session.add(procurement)
-    await session.flush()  # the resource's foreign key needs the procurement row first
-    session.add(resource)
-    session.add_all(nodes)
-    # The history starts with the intent: "created as pending".
-    event = add_event(session, kind="status_change", resource=resource, reason=reason, at=resource.created_at)
-    event.to_status = ResourceStatus.PENDING.value
-    for node in nodes:
-        event = add_event(session, kind="status_change", resource=node, reason=f"node of cluster {resource.name} ({resource.id})", at=node.created_at)
-        event.to_status = ResourceStatus.PENDING.value
     return response
 
 

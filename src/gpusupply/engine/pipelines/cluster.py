@@ -15,6 +15,12 @@ transaction (after locking them, so no node changes under the decision) and
 - deleting: hands every live node to deletion (the cluster's final status) and ends when every
   node has, on the vendor's word: `deleted`, or `failed` with the reason of the rollback.
 
+By spec, the cluster starts without an offer: the step picks the cheapest untried cluster offer
+(a placement: a fal sector, a region) and writes every node's row with it in one transaction.
+When a placement rolls back and failovers remain (`max_failover_attempts`), its nodes are deleted
+(each confirmed) and, once none is left, the next cheapest placement gets new nodes; the earlier
+placement's nodes stay linked, `failed`. Each placement's nodes carry its offer id.
+
 Crash safety comes from the nodes: each node's row exists, with its marker, before any create, so
 after a SIGKILL anywhere the ordinary recovery finds every node that was created, and this step,
 which is a pure function of the rows, carries on (complete cluster, or rollback to nothing).
@@ -22,6 +28,7 @@ which is a pure function of the rows, carries on (complete cluster, or rollback 
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,11 +36,14 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.core.states import FINAL_STATUSES, ResourceStatus, can_transition
-from gpusupply.db.models import Procurement, Resource
+from gpusupply.db.models import OfferRow, Procurement, Resource
+from gpusupply.db.session import rows_matched
+from gpusupply.domain.clusters import add_nodes, current_nodes
 from gpusupply.domain.events import change_status
 from gpusupply.engine import leases
 from gpusupply.engine.context import EngineContext
-from gpusupply.engine.pipelines.common import age, hand_to_deletion
+from gpusupply.engine.pipelines import offers as attempts_
+from gpusupply.engine.pipelines.common import age, degraded_vendors, hand_to_deletion, note_event, procurement_spec
 
 PIPELINE = "cluster"
 RESOURCE_TYPE = "cluster"
@@ -45,6 +55,10 @@ _FINAL = frozenset(s.value for s in FINAL_STATUSES)
 
 
 async def step(ctx: EngineContext, lease: leases.Lease, row: Resource) -> None:
+    spec = await procurement_spec(ctx.db, row.procurement_id)
+    if row.status in (S.PENDING.value, S.PROVISIONING.value) and row.offer_snapshot is None:
+        await place(ctx, lease, row, spec)
+        return
     now = ctx.now()
 
     async def merge(session: AsyncSession, cluster: Resource) -> None:
@@ -52,14 +66,123 @@ async def step(ctx: EngineContext, lease: leases.Lease, row: Resource) -> None:
         status = S(cluster.status)
         if status == S.DELETING:
             settle_deletion(session, ctx, cluster, nodes, now)
-        elif status in (S.PENDING, S.PROVISIONING):
-            gather(session, ctx, cluster, nodes, now)
-        else:
-            follow(session, ctx, cluster, nodes, now)
+        elif status in (S.PENDING, S.PROVISIONING) and cluster.offer_snapshot is not None:
+            gather(session, ctx, cluster, current_nodes(cluster, nodes), now, failover=spec is not None)
+        elif status not in (S.PENDING, S.PROVISIONING):
+            follow(session, ctx, cluster, current_nodes(cluster, nodes), now)
         if cluster.status == S.FAILED.value:
             await _fail_procurement(session, cluster)
 
     await leases.apply(ctx.db, lease, merge)
+
+
+# ----- by spec: choosing a placement --------------------------------------------------------------
+
+
+async def place(ctx: EngineContext, lease: leases.Lease, row: Resource, spec: dict[str, Any] | None) -> None:
+    """Pick the cheapest untried cluster offer and write every node's row with it, once the nodes
+    of an earlier placement are all gone; or fail when none is left."""
+    now = ctx.now()
+    async with ctx.db.session() as session:
+        statuses = list((await session.execute(select(Resource.status).where(Resource.cluster_id == row.id))).scalars())
+    if any(status not in _FINAL for status in statuses):
+        await _later(ctx, lease, ctx.settings.provisioning_poll_seconds, "waiting until the last placement's nodes are deleted")
+        return
+    attempts = list(row.attempts or [])
+    if spec is None or ctx.catalog is None:
+        await _end_unplaced(ctx, lease, "a cluster without an offer needs a spec and the offer catalog")
+        return
+    if age(now, row.created_at) > ctx.settings.provisioning_timeout_seconds or attempts_.failed_count(attempts) >= ctx.settings.max_failover_attempts:
+        await _end_unplaced(ctx, lease, attempts_.failure_summary(attempts, searched=-1))
+        return
+    try:
+        query = attempts_.spec_to_query(spec)
+    except attempts_.BadSpec as exc:
+        await _end_unplaced(ctx, lease, f"invalid spec: {exc}")
+        return
+    result = await ctx.catalog.search(query, limit=ctx.settings.max_failover_attempts + len(attempts) + 25)
+    offers = [(str(s.offer_id), s.offer) for s in result.offers if s.status == "available" and s.offer.node_count > 1]
+    degraded = await degraded_vendors(ctx.db)
+    taken: set[str] = set()
+    while True:
+        candidate, _ = attempts_.pick_offer(
+            [o for o in offers if o[0] not in taken], attempts=attempts, degraded=degraded, enabled=ctx.vendors.adapters
+        )
+        if candidate is None:
+            if result.partial and (row.retry_count or 0) < 3:
+                await _later(ctx, lease, 2.0 * (1 + (row.retry_count or 0)), f"offer catalog partial: {result.failed_vendors}", count=True)
+                return
+            await _end_unplaced(ctx, lease, attempts_.failure_summary(attempts, searched=len(offers)))
+            return
+        placed = await leases.apply(ctx.db, lease, _merge_place(ctx, candidate), release_lease=False)
+        if placed != "taken":
+            break
+        taken.add(candidate.offer_id)
+    await leases.release(ctx.db, [lease])
+    if placed == "placed":
+        discard = getattr(ctx.catalog, "discard", None)
+        if discard is not None:
+            discard(uuid.UUID(candidate.offer_id))
+
+
+def _merge_place(ctx: EngineContext, candidate: attempts_.Candidate) -> leases.Merge[str]:
+    now = ctx.now()
+    offer = candidate.offer
+
+    async def merge(session: AsyncSession, fresh: Resource) -> str:
+        if fresh.status not in (S.PENDING.value, S.PROVISIONING.value) or fresh.offer_snapshot is not None:
+            return "moved"
+        claimed = await session.execute(
+            update(OfferRow)
+            .where(OfferRow.id == uuid.UUID(candidate.offer_id), OfferRow.status == "available")
+            .values(status="procured", procured_at=now, procured_by=fresh.tenant_id)
+            .execution_options(synchronize_session=False)
+        )
+        if rows_matched(claimed) == 0:
+            return "taken"  # another procurement got it first
+        record = attempts_.attempt_record(candidate.offer_id, offer, at=now)
+        fresh.attempts = [*(fresh.attempts or []), record]
+        add_nodes(session, fresh, offer, uuid.UUID(candidate.offer_id), now)
+        fresh.next_attempt_at = now
+        note_event(
+            session, fresh, "attempt",
+            f"placing {offer.node_count} nodes on {offer.vendor} offer {offer.vendor_offer_id} at ${offer.gpu_price_per_hour:.2f}/GPU-h",
+            now=now, data=record,
+        )
+        return "placed"
+
+    return merge
+
+
+async def _end_unplaced(ctx: EngineContext, lease: leases.Lease, reason: str) -> None:
+    """No placement left: nothing is on the vendor (every earlier node is final), so fail at once."""
+    now = ctx.now()
+
+    async def merge(session: AsyncSession, cluster: Resource) -> None:
+        if cluster.status == S.PROVISIONING.value:
+            change_status(session, cluster, S.PENDING, "no placement left", at=now)
+        if cluster.status == S.PENDING.value:
+            change_status(session, cluster, S.FAILED, reason, at=now)
+            await _fail_procurement(session, cluster)
+        else:
+            cluster.next_attempt_at = now
+
+    await leases.apply(ctx.db, lease, merge)
+
+
+async def _later(ctx: EngineContext, lease: leases.Lease, seconds: float, message: str, *, count: bool = False) -> None:
+    when = ctx.after(seconds)
+
+    async def merge(session: AsyncSession, cluster: Resource) -> None:
+        cluster.next_attempt_at = when
+        cluster.status_message = message
+        if count:
+            cluster.retry_count = (cluster.retry_count or 0) + 1
+
+    await leases.apply(ctx.db, lease, merge)
+
+
+# ----- the all-or-nothing rule --------------------------------------------------------------------
 
 
 async def lock_nodes(session: AsyncSession, cluster_id: Any, now: datetime) -> list[Resource]:
@@ -87,13 +210,16 @@ def broken_node(nodes: list[Resource]) -> tuple[Resource, str] | None:
     return None
 
 
-def gather(session: AsyncSession, ctx: EngineContext, cluster: Resource, nodes: list[Resource], now: datetime) -> None:
+def gather(session: AsyncSession, ctx: EngineContext, cluster: Resource, nodes: list[Resource], now: datetime, *, failover: bool) -> None:
     if not nodes:
         roll_back(session, cluster, nodes, "the cluster has no nodes", now)
         return
     broken = broken_node(nodes)
     if broken is not None:
-        roll_back(session, cluster, nodes, broken[1], now)
+        if failover and attempts_.failed_count(cluster.attempts or []) + 1 < ctx.settings.max_failover_attempts:
+            next_placement(session, cluster, nodes, broken[1], now)
+        else:
+            roll_back(session, cluster, nodes, broken[1], now)
         return
     running = [n for n in nodes if n.status == S.RUNNING.value and (n.external_ip or n.ssh_host)]
     deadline = ctx.settings.provisioning_timeout_seconds
@@ -111,6 +237,22 @@ def gather(session: AsyncSession, ctx: EngineContext, cluster: Resource, nodes: 
         _move(session, cluster, S.PROVISIONING, progress(nodes), now)
     cluster.status_message = progress(nodes)
     cluster.next_attempt_at = now + timedelta(seconds=ctx.settings.provisioning_poll_seconds)
+
+
+def next_placement(session: AsyncSession, cluster: Resource, nodes: list[Resource], reason: str, now: datetime) -> None:
+    """By spec: this placement failed. Delete its nodes (each confirmed); the next step picks the
+    next cheapest placement once none of them is left."""
+    offer_id = str(cluster.offer_id)
+    cluster.attempts = attempts_.close_attempt(cluster.attempts or [], offer_id, attempts_.FAILED, reason)
+    for node in nodes:
+        if node.status not in _FINAL:
+            hand_to_deletion(session, node, f"placement failed: {reason}; deleting its nodes before the next one", now=now, final_status=S.FAILED)
+    note_event(session, cluster, "attempt", f"placement on {cluster.vendor} offer {offer_id} failed: {reason}", now=now, data={"offer_id": offer_id})
+    if cluster.status == S.PROVISIONING.value:
+        change_status(session, cluster, S.PENDING, f"placement failed ({reason}); trying the next cheapest", at=now)
+    cluster.offer_id = None
+    cluster.offer_snapshot = None
+    cluster.next_attempt_at = now
 
 
 def roll_back(session: AsyncSession, cluster: Resource, nodes: list[Resource], reason: str, now: datetime) -> None:
