@@ -185,3 +185,34 @@ async def test_by_spec_a_full_sector_fails_over_to_the_next_placement(service: A
 
     await wait_for(deleted, within=60)
     assert live_fal_instances(service) == []
+
+
+@pytest.mark.parametrize("settings_overrides", [{**FAST_ENGINE, "guardrail_interval_seconds": 0.5}])
+@pytest.mark.parametrize("service_engine", [True])
+async def test_a_spend_limit_counts_every_node_and_deletes_the_whole_cluster(service: Any) -> None:
+    client = service.alice
+    offer = await fal_sector_cluster(service)
+    cluster_id = (await procure(client, offer["offer_id"])).json()["resource_ids"][0]
+
+    async def running() -> bool:
+        return (await resource(client, cluster_id))["status"] == "running"
+
+    await wait_for(running, within=60)
+
+    async def costs_something() -> dict[str, Any] | None:
+        body = await resource(client, cluster_id)
+        return body if body["cost_so_far"] > 0 else None
+
+    body = await wait_for(costs_something, within=30)  # the nodes bill; the cluster is their sum
+    node_costs = [(await resource(client, link["resource_id"]))["cost_so_far"] for link in body["linked_resources"]]
+    assert all(cost > 0 for cost in node_costs)
+    patched = await client.patch(f"/resources/{cluster_id}", json={"auto_delete": {"spend_limit": body["cost_so_far"]}})
+    assert patched.status_code == 200, patched.text
+
+    async def deleted() -> bool:
+        return (await resource(client, cluster_id))["status"] == "deleted"
+
+    await wait_for(deleted, within=60)
+    events = (await client.get(f"/resources/{cluster_id}/events")).json()["events"]
+    assert any(e["kind"] == "auto_delete" and "spend limit" in (e["reason"] or "") for e in events)
+    assert live_fal_instances(service) == []
