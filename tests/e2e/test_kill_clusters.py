@@ -84,7 +84,7 @@ def test_killed_during_gang_procurement_the_cluster_completes(
 
     def finish(api: Api) -> None:
         assert api.wait_status(cluster_id, "running", "failed", "deleting")["status"] == "running"
-        assert api.resource(cluster_id)["status_message"].endswith("2/2 instances running")
+        assert api.resource(cluster_id)["status_message"].endswith("2/2 nodes running")
         api.delete(cluster_id)
         assert api.wait_status(cluster_id, "deleted", "failed")["status"] == "deleted"
 

@@ -300,8 +300,9 @@ def settle_deletion(session: AsyncSession, ctx: EngineContext, cluster: Resource
 
 
 def progress(nodes: list[Resource]) -> str:
+    """The cluster's status message while it comes up (the CLI's `procure --wait` shows it)."""
     running = sum(1 for n in nodes if n.status == S.RUNNING.value)
-    return f"{running}/{len(nodes)} instances running"
+    return f"{running}/{len(nodes)} nodes running"
 
 
 def _move(session: AsyncSession, cluster: Resource, status: S, reason: str, now: datetime) -> None:
