@@ -348,6 +348,17 @@ class Members:
     hourly: float | None  # a cluster: its live nodes' price per hour together
 
 
+async def cluster_nodes(db: Database, principal: Principal, cluster_id: UUID) -> list[Resource]:
+    """Every node of the caller's cluster (each placement's, by name), for the console's cluster page."""
+    async with db.read_session() as session:
+        found = await session.execute(
+            select(Resource)
+            .where(Resource.cluster_id == cluster_id, Resource.tenant_id == principal.tenant_id)
+            .order_by(Resource.created_at, Resource.name, Resource.id)
+        )
+        return list(found.scalars())
+
+
 async def linked_resources(db: Database, principal: Principal, resource: Any) -> Members:
     """What `linked_resources` shows of a resource, and for a cluster its nodes' cost and price."""
     if resource.resource_type == CLUSTER:
