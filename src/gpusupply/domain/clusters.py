@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,13 +18,13 @@ from gpusupply.domain.events import add_event
 CLUSTER = "cluster"  # Resource.resource_type of a cluster; its nodes are "vm"
 
 
-def add_nodes(session: AsyncSession, cluster: Resource, offer: Offer, offer_id: object, now: datetime) -> list[Resource]:
+def add_nodes(session: AsyncSession, cluster: Resource, offer: Offer, offer_id: UUID | None, now: datetime) -> list[Resource]:
     """Place the cluster on `offer` (a cluster offer): one pending node row per node, each created
     from the node offer under a marker of its own (its resource id), with its "created as pending"
     event. The cluster row itself bills nothing from now on: its nodes do."""
     node = node_offer(offer)
     cluster.resource_type = CLUSTER
-    cluster.offer_id = offer_id  # type: ignore[assignment]  # a UUID, typed loosely for both callers
+    cluster.offer_id = offer_id
     cluster.vendor, cluster.vendor_region, cluster.region = offer.vendor, offer.vendor_region, offer.region
     cluster.gpu_type, cluster.gpu_family, cluster.gpu_count = offer.gpu_type, offer.gpu_family, offer.gpu_count
     cluster.offer_snapshot = offer_to_dict(offer)

@@ -43,7 +43,13 @@ from gpusupply.domain.events import change_status
 from gpusupply.engine import leases
 from gpusupply.engine.context import EngineContext
 from gpusupply.engine.pipelines import offers as attempts_
-from gpusupply.engine.pipelines.common import age, degraded_vendors, hand_to_deletion, note_event, procurement_spec
+from gpusupply.engine.pipelines.common import (
+    age,
+    degraded_vendors,
+    hand_to_deletion,
+    note_event,
+    procurement_spec,
+)
 
 PIPELINE = "cluster"
 RESOURCE_TYPE = "cluster"
