@@ -216,3 +216,43 @@ async def test_a_spend_limit_counts_every_node_and_deletes_the_whole_cluster(ser
     events = (await client.get(f"/resources/{cluster_id}/events")).json()["events"]
     assert any(e["kind"] == "auto_delete" and "spend limit" in (e["reason"] or "") for e in events)
     assert live_fal_instances(service) == []
+
+
+@pytest.mark.parametrize("settings_overrides", [FAST_ENGINE])
+@pytest.mark.parametrize("service_engine", [True])
+async def test_stop_and_start_act_on_every_node_where_the_vendor_can(service: Any) -> None:
+    client = service.alice
+    body = await search(client, "vendor: nebula\ncompute:\n  gpu_type: H100\n  gpu_count: 16\n", limit=100)
+    offer = next(o for o in body["offers"] if o["type"] == "cluster")
+    cluster_id, *node_ids = (await procure(client, offer["offer_id"])).json()["resource_ids"]
+
+    async def cluster_is(status: str) -> bool:
+        return (await resource(client, cluster_id))["status"] == status
+
+    await wait_for(lambda: cluster_is("running"), within=60)
+    assert (await client.post(f"/resources/{cluster_id}/stop")).status_code == 202
+    assert {(await resource(client, n))["status"] for n in node_ids} <= {"stopping", "stopped"}
+    await wait_for(lambda: cluster_is("stopped"), within=60)
+    assert [(await resource(client, n))["status"] for n in node_ids] == ["stopped"] * len(node_ids)
+    again = await client.post(f"/resources/{cluster_id}/stop")
+    assert again.status_code == 409 and "needs status running" in again.json()["detail"]
+    assert (await client.post(f"/resources/{cluster_id}/start")).status_code == 202
+    await wait_for(lambda: cluster_is("running"), within=60)
+    assert (await client.delete(f"/resources/{cluster_id}")).status_code == 200
+    await wait_for(lambda: cluster_is("deleted"), within=60)
+
+
+@pytest.mark.parametrize("settings_overrides", [FAST_ENGINE])
+@pytest.mark.parametrize("service_engine", [True])
+async def test_a_cluster_action_the_vendor_cannot_do_is_a_409(service: Any) -> None:
+    offer = await fal_sector_cluster(service)
+    cluster_id = (await procure(service.alice, offer["offer_id"])).json()["resource_ids"][0]
+    refused = await service.alice.post(f"/resources/{cluster_id}/stop")
+    assert refused.status_code == 409 and "fal does not support stop" in refused.json()["detail"]
+    assert (await service.alice.delete(f"/resources/{cluster_id}")).status_code == 200
+
+    async def gone() -> bool:
+        return (await resource(service.alice, cluster_id))["status"] == "deleted"
+
+    await wait_for(gone, within=60)
+    assert live_fal_instances(service) == []

@@ -40,6 +40,7 @@ from gpusupply.db.models import OfferRow, Procurement, Resource
 from gpusupply.db.session import rows_matched
 from gpusupply.domain.clusters import add_nodes, current_nodes
 from gpusupply.domain.events import change_status
+from gpusupply.domain.hints import hint
 from gpusupply.engine import leases
 from gpusupply.engine.context import EngineContext
 from gpusupply.engine.pipelines import offers as attempts_
@@ -80,6 +81,7 @@ async def step(ctx: EngineContext, lease: leases.Lease, row: Resource) -> None:
             await _fail_procurement(session, cluster)
 
     await leases.apply(ctx.db, lease, merge)
+    hint()  # nodes handed to deletion (or the next placement's) are due now: wake this process's pipelines
 
 
 # ----- by spec: choosing a placement --------------------------------------------------------------
@@ -283,11 +285,12 @@ def follow(session: AsyncSession, ctx: EngineContext, cluster: Resource, nodes: 
                 hand_to_deletion(session, other, f"cluster {cluster.name} is deleted: {why}", now=now, final_status=final)
         return
     statuses = {S(n.status) for n in nodes}
-    target = statuses.pop() if len(statuses) == 1 else next((s for s in (S.STOPPING, S.STARTING, S.REBOOTING) if s in statuses), None)
+    # All in one status: that one; mixed: the action still under way on some node.
+    target = next(iter(statuses)) if len(statuses) == 1 else next((s for s in (S.STOPPING, S.STARTING, S.REBOOTING) if s in statuses), None)
     if target is not None and target in _FOLLOWED and can_transition(S(cluster.status), target):
         change_status(session, cluster, target, progress(nodes), at=now)
     cluster.status_message = progress(nodes)
-    settled = len(statuses) <= 1 and target in (S.RUNNING, S.STOPPED)
+    settled = len(statuses) == 1 and target in (S.RUNNING, S.STOPPED)
     wait = ctx.settings.refresh_interval_seconds if settled else ctx.settings.provisioning_poll_seconds
     cluster.next_attempt_at = now + timedelta(seconds=wait)
 
