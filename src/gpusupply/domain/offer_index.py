@@ -181,8 +181,9 @@ class OfferIndex:
             leaf = part.leaf_of.pop(offer_id, None)
             if leaf is not None:
                 return leaf.remove(str(offer_id))
-        # Not a leaf's offer: maybe a cluster offer (derived here already or not yet).
-        self._taken_clusters.add(offer_id)
+        # Not a leaf's offer: a cluster offer (derived here already or not yet) has a name-based id.
+        if offer_id.version == 5:
+            self._taken_clusters.add(offer_id)
         return False
 
     def count(self, vendor: str | None = None) -> int:
