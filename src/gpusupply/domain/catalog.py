@@ -57,6 +57,8 @@ __all__ = [
 FAILURE_RETRY_SECONDS = 10.0
 # How long a refresh may hold the vendor's lease beyond the fetch timeout (storing the rows).
 LEASE_MARGIN_SECONDS = 30.0
+# How many stored cluster offer ids a process remembers (they change with every snapshot).
+STORED_CLUSTERS_KEPT = 10_000
 # Poll interval while another process refreshes a vendor we have no catalog for.
 FOREIGN_REFRESH_POLL_SECONDS = 0.2
 
@@ -382,6 +384,8 @@ class OfferCatalog:
             ]
             if rows:
                 await session.execute(cast(Table, OfferRow.__table__).insert(), rows)
+        if len(self._stored_clusters) > STORED_CLUSTERS_KEPT:
+            self._stored_clusters.clear()  # old snapshots' ids: a forgotten one costs one existence check
         self._stored_clusters.update(s.offer_id for s in new)
 
     @staticmethod
