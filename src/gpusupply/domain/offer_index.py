@@ -165,15 +165,27 @@ class OfferIndex:
 
     def __init__(self) -> None:
         self._parts: dict[str, _VendorPart] = {}
+        # The largest single node per GPU family / canonical name over every vendor: most searches
+        # ask for no more GPUs than that, and one lookup tells them they want no clusters.
+        self._largest: dict[str, int] = {}
         # Cluster offers procured (here or, seen through the database, elsewhere): never answered again.
         self._taken_clusters: set[UUID] = set()
 
     def replace_vendor(self, vendor: str, offers: Iterable[StoredOffer]) -> None:
         """Install a vendor's new catalog snapshot (replacing the previous one atomically)."""
         self._parts[vendor] = _VendorPart.build(offers)
+        self._update_largest()
 
     def drop_vendor(self, vendor: str) -> None:
         self._parts.pop(vendor, None)
+        self._update_largest()
+
+    def _update_largest(self) -> None:
+        largest: dict[str, int] = {}
+        for part in self._parts.values():
+            for name, count in part.largest.items():
+                largest[name] = max(largest.get(name, 0), count)
+        self._largest = largest
 
     def discard(self, offer_id: UUID) -> bool:
         """Take one offer out of search (it was procured). True if it was there."""
@@ -190,13 +202,17 @@ class OfferIndex:
         parts = self._parts.values() if vendor is None else [p for v, p in self._parts.items() if v == vendor]
         return sum(len(part.leaf_of) for part in parts)
 
-    @staticmethod
-    def _largest_node(query: OfferQuery, parts: Iterable[_VendorPart]) -> int:
-        return max((part.largest_node(query) for part in parts), default=0)
-
     def wants_clusters(self, query: OfferQuery) -> bool:
-        """Whether the query asks for clusters, given the single nodes every vendor has now."""
-        return wants_clusters(query, self._largest_node(query, self._parts.values()))
+        """Whether the query asks for clusters (core.offers.wants_clusters), given the single nodes
+        of the vendors it searches. The common case (no cluster filter, no more GPUs than some node
+        has) is one dictionary lookup."""
+        name = query.gpu_canonical or query.gpu_family
+        if query.vendor is None and name is not None:
+            largest = self._largest.get(name, 0)
+        else:
+            parts = [self._parts[query.vendor]] if query.vendor in self._parts else [] if query.vendor else self._parts.values()
+            largest = max((part.largest_node(query) for part in parts), default=0)
+        return wants_clusters(query, largest)
 
     def search(self, query: OfferQuery, *, now: datetime, limit: int, offset: int = 0) -> tuple[list[StoredOffer], int]:
         """(the page of matches sorted by price, the number of all matches)."""
@@ -207,7 +223,7 @@ class OfferIndex:
         runs: list[Iterator[_Entry]] = []
         total = 0
         live = [part for part in parts if part.expires_at is not None and part.expires_at > now]
-        if wants_clusters(query, self._largest_node(query, live)):
+        if self.wants_clusters(query):
             for part in live:
                 clusters = part.cluster_entries(query, self._taken_clusters)
                 if clusters:
