@@ -49,11 +49,11 @@ class _Leaf:
     entries: list[_Entry] = field(default_factory=list)
 
     def fits(self, query: OfferQuery) -> bool:
+        """(The search asks for single machines at all: checked once, before the leaves.)"""
         return (
             (query.gpu_count is None or self.gpu_count == query.gpu_count)
-            and query.node_count in (None, 1)
-            and query.interconnect != "infiniband"
-            and self.places(query)
+            and (query.contract_type is None or self.contract_type == query.contract_type)
+            and (query.region is None or self.region == query.region)
         )
 
     def places(self, query: OfferQuery) -> bool:
@@ -222,14 +222,17 @@ class OfferIndex:
             parts = list(self._parts.values())
         runs: list[Iterator[_Entry]] = []
         total = 0
-        live = [part for part in parts if part.expires_at is not None and part.expires_at > now]
         if self.wants_clusters(query):
-            for part in live:
-                clusters = part.cluster_entries(query, self._taken_clusters)
-                if clusters:
-                    total += len(clusters)
-                    runs.append(iter(clusters))
-        for part in live:
+            for part in parts:
+                if part.expires_at is not None and part.expires_at > now:
+                    clusters = part.cluster_entries(query, self._taken_clusters)
+                    if clusters:
+                        total += len(clusters)
+                        runs.append(iter(clusters))
+        singles = query.node_count in (None, 1) and query.interconnect != "infiniband"
+        for part in parts if singles else ():
+            if part.expires_at is None or part.expires_at <= now:
+                continue
             for leaf in part.candidate_leaves(query):
                 if not leaf.fits(query):
                     continue
