@@ -207,11 +207,13 @@ class OfferIndex:
         of the vendors it searches. The common case (no cluster filter, no more GPUs than some node
         has) is one dictionary lookup."""
         name = query.gpu_canonical or query.gpu_family
-        if query.vendor is None and name is not None:
+        if name is None:
+            largest = max(self._largest.values(), default=0)
+        elif query.vendor is None:
             largest = self._largest.get(name, 0)
         else:
-            parts = [self._parts[query.vendor]] if query.vendor in self._parts else [] if query.vendor else self._parts.values()
-            largest = max((part.largest_node(query) for part in parts), default=0)
+            part = self._parts.get(query.vendor)
+            largest = part.largest.get(name, 0) if part is not None else 0
         return wants_clusters(query, largest)
 
     def search(self, query: OfferQuery, *, now: datetime, limit: int, offset: int = 0) -> tuple[list[StoredOffer], int]:
