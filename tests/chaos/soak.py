@@ -180,6 +180,10 @@ DB_FAULTS = {
 FAULT_DATABASE = {"pg-stop": "postgres", "pg-restart-twice": "postgres", "sqlite-lock": "sqlite"}
 
 
+CLUSTER_SHARE = 0.12  # of procurements, clusters of two or more nodes
+CLUSTER_SPEC = {"compute": {"gpu_type": "H100", "gpu_count": 16}}
+
+
 class Clients:
     """Concurrent API users. Every answer is counted; refused connections are retried."""
 
@@ -219,7 +223,21 @@ class Clients:
     async def procure(self) -> None:
         headers = {"Idempotency-Key": str(uuid.UUID(int=self.rng.getrandbits(128)))} if self.rng.random() < 0.5 else {}
         body: dict[str, Any] = {"ssh_public_key": SSH_KEY}
-        if self.rng.random() < 0.3:
+        draw = self.rng.random()
+        if draw < CLUSTER_SHARE:
+            # A cluster (fal's InfiniBand sectors, co-located Nebula and Lambda nodes): all or nothing.
+            found = await self.call("POST", "/get_offers", json=CLUSTER_SPEC, params={"limit": 20})
+            self.figures.operations["search"] += 1
+            offers = found.json().get("offers", []) if found.status_code == 200 else []
+            if not offers:
+                return
+            body["offer_id"] = self.rng.choice(offers)["offer_id"]
+            answer = await self.call("POST", "/procure_offer", json=body)
+            self.figures.operations["procure cluster"] += 1
+            if answer.status_code == 200:
+                self.live.append(answer.json()["resource_ids"][0])  # the cluster: its nodes go with it
+            return
+        if draw < CLUSTER_SHARE + 0.3:
             body["spec"] = self._spec()
             kind = "procure by spec"
         else:
@@ -480,7 +498,8 @@ async def settle(installations: list[tuple[Clients, str]], sandboxes: dict[str, 
             live = [r for r in await read_resources(database_url) if r.status not in FINAL]
             live_anywhere += len(live)
             for resource in live:
-                if resource.status != "deleting":
+                # A node of a cluster is deleted with its cluster (alone it is a 409).
+                if resource.status != "deleting" and resource.cluster_id is None:
                     await clients.call("DELETE", f"/resources/{resource.id}")
         instances = await asyncio.to_thread(lambda: sum(len(live_instances(s, s.state())) for s in sandboxes.values()))
         if not live_anywhere and instances == 0:

@@ -34,6 +34,7 @@ def test_short_soak_loses_nothing(database: str, tmp_path: Path, request: pytest
     # Two fleets lived through it (scaled, sampled, deleted at the end: `must_be_zero` holds their rows).
     assert figures.operations["fleet create"] == 2 and figures.operations["fleet read"] > 0
     assert figures.operations["fleet member preempted"] > 0 and figures.fleet_events["fleet_member_lost"] > 0
+    assert figures.operations["procure cluster"] > 0  # clusters too: ready whole, or rolled back to nothing
     # The second installation shared the vendor accounts the whole time, and ended as its user asked.
     assert sum(figures.other_installation.values()) >= 3 and set(figures.other_installation) <= {"deleted", "failed", "terminated"}
 

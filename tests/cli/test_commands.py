@@ -544,3 +544,21 @@ def test_ssh_and_ssh_config(cli: CliRunner, live: LiveService, home: Path, tmp_p
     assert f"resource {rid} is deleted: no SSH address" in one_error_line(ended)
     run(cli, "ssh-config")
     assert f"gpusupply-{rid[:8]}" not in path.read_text()
+
+
+def test_procure_a_cluster_and_wait_shows_nodes_running(cli: CliRunner, home: Path) -> None:
+    offers = json.loads(run(cli, "offers", "H100", "--count", "16", "--vendor", "nebula", "--json").stdout)["offers"]
+    clusters = [o for o in offers if o["type"] == "cluster"]
+    assert clusters, offers
+    offer = clusters[0]
+    procured = run(cli, "procure", offer["offer_id"], "--cluster-name", "cli-cluster",
+                   "--ssh-key", str(home / ".ssh" / "id_ed25519.pub"), "--wait", "--timeout", "90").stdout
+    nodes = offer["node_count"]
+    assert f"/{nodes} nodes running" in procured and f"{nodes}/{nodes} nodes running" in procured
+    assert f"ready: cluster cli-cluster, {nodes} nodes, 16x {offer['gpu_type']} on nebula" in procured
+    for n in range(1, nodes + 1):
+        assert re.search(rf"cli-cluster-node-{n}: ssh -i ~/.ssh/id_ed25519 \w+@", procured), procured
+    listed = json.loads(run(cli, "resources", "--json").stdout)["resources"]
+    (cluster,) = [r for r in listed if r["name"] == "cli-cluster"]
+    assert cluster["resource_type"] == "cluster"
+    run(cli, "delete", "cli-cluster", "--wait")

@@ -291,3 +291,28 @@ async def test_async_webhooks(sdk: AsyncGpuSupply) -> None:
     assert (await sdk.delete_webhook(created.webhook_id)).webhook_id == created.webhook_id
     with pytest.raises(NotFoundError):
         await sdk.get_webhook(created.webhook_id)
+
+
+def test_a_cluster_through_the_sdk(live: LiveService) -> None:
+    from gpusupply.contract.offers import ComputeSpec
+    from gpusupply.contract.schemas import OffersRequest
+
+    with live.client() as gs:
+        query = OffersRequest(compute=ComputeSpec(gpu_type="H100", gpu_count=16, node_count=2), vendor="nebula")
+        offers = gs.get_offers(query=query).offers
+        assert offers and all(o.type == "cluster" and (o.node_count, o.gpus_per_node) == (2, 8) for o in offers)
+        answer = gs.procure(offers[0].offer_id, ssh_public_key=SSH_KEY, cluster_name="sdk-cluster")
+        cluster_id, *node_ids = answer.resource_ids
+        assert len(node_ids) == 2
+        progress: list[str | None] = []
+        ready = gs.wait_ready(cluster_id, on_update=lambda r: progress.append(r.status_message))
+        assert ready.resource_type == "cluster" and ready.name == "sdk-cluster"
+        assert progress[-1] is not None and progress[-1].endswith("2/2 nodes running")
+        assert {link.resource_id for link in ready.linked_resources if link.link_type == "member"} == set(node_ids)
+        assert all(gs.get_resource(n).access.ssh_command for n in node_ids)
+        assert gs.get_offer_status(offers[0].offer_id).progress == "2/2 instances running"
+        with pytest.raises(ConflictError, match="sdk-cluster"):
+            gs.delete_resource(node_ids[0])
+        gs.delete_resource(cluster_id)
+        assert gs.wait_deleted(cluster_id).status == "deleted"
+        assert not [m for m in live_markers(live, "nebula") if any(str(n) in m for n in node_ids)]

@@ -464,3 +464,25 @@ async def test_budget_refusals_show_on_the_procure_form(service: Any) -> None:
         assert SSH_KEY in refused.text  # the form is kept
         listing = await client.get("/console/resources")
         assert "This month: <strong>$0.00</strong> spent" in listing.text and "capped at $0.01/h" in listing.text
+
+
+async def test_a_cluster_page_lists_its_nodes_with_their_ssh_commands(service: Any) -> None:
+    from tests.api.helpers import search
+
+    body = await search(service.alice, "compute:\n  gpu_type: H100\n  gpu_count: 16\n", limit=100)
+    offer = next(o for o in body["offers"] if o["type"] == "cluster")
+    answer = (await procure(service.alice, offer["offer_id"], cluster_name="web-cluster")).json()
+    cluster_id, *node_ids = answer["resource_ids"]
+    for n, node_id in enumerate(node_ids, start=1):  # no engine here: the nodes' rows as the engine leaves them
+        await set_row(service, node_id, status="running", vendor_instance_id=f"n-{n}", external_ip=f"203.0.113.{n}",
+                      ssh_port=22, last_synced_at=utcnow(), running_since=utcnow())
+    async with console_client(service) as client:
+        await sign_in(client, service.tenants["alice"].token)
+        page = (await client.get(f"/console/resources/{cluster_id}")).text
+        assert 'id="nodes-heading"' in page
+        for n, node_id in enumerate(node_ids, start=1):
+            assert f'href="/console/resources/{node_id}">web-cluster-node-{n}</a>' in page
+            assert f"<code>ssh root@203.0.113.{n} -p 22</code>" in page
+        node_page = (await client.get(f"/console/resources/{node_ids[0]}")).text
+        assert f'Node of cluster <a href="/console/resources/{cluster_id}">web-cluster</a>' in node_page
+        assert f'id="delete-{node_ids[0]}"' not in node_page  # a node is deleted with its cluster

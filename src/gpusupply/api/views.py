@@ -7,11 +7,12 @@ from typing import Any
 from gpusupply.contract import fleets as fleet_schemas
 from gpusupply.contract import schemas
 from gpusupply.contract.cost import AutoDeleteOut
+from gpusupply.core.offers import deployment_type
 from gpusupply.db.models import Event, ResourceLike, utcnow
 from gpusupply.domain.catalog import StoredOffer
 from gpusupply.services.fleets import FleetView
 from gpusupply.services.procurement import OfferStatus
-from gpusupply.services.resources import ssh_command
+from gpusupply.services.resources import Members, ssh_command
 
 
 def offer_out(stored: StoredOffer) -> schemas.OfferOut:
@@ -35,7 +36,12 @@ def offer_out(stored: StoredOffer) -> schemas.OfferOut:
         storage_price_per_hour=0.0,
         total_price_per_hour=offer.total_price_per_hour,
         expires_at=stored.expires_at,
-        gpus_per_node=offer.gpu_count,
+        type="cluster" if offer.node_count > 1 else "vm",
+        deployment_type=deployment_type(offer),
+        node_count=offer.node_count,
+        gpus_per_node=offer.gpu_count // max(1, offer.node_count),
+        infiniband_bandwidth_gbps=offer.infiniband_bandwidth_gbps if offer.node_count > 1 else 0.0,
+        cluster_storage_gb=0.0 if offer.node_count > 1 else None,
         gpu_memory_in_gb=offer.gpu_memory_gb,
         country=offer.country,
     )
@@ -77,6 +83,9 @@ def offer_details(stored: StoredOffer) -> schemas.OfferDetails:
         expires_at=stored.expires_at,
         procured_at=stored.procured_at,
         vendor_region=offer.vendor_region,
+        type="cluster" if offer.node_count > 1 else "vm",
+        node_count=offer.node_count,
+        gpus_per_node=offer.gpu_count // max(1, offer.node_count),
     )
 
 
@@ -106,7 +115,7 @@ def offer_status_out(status: OfferStatus) -> schemas.OfferStatusOut:
         status=status.status,
         created_at=status.created_at,
         procurement_status=status.procurement_status,
-        instances=[instance_out(r) for r in status.resources if r.status != "pending"],
+        instances=[instance_out(r) for r in status.resources if r.status != "pending" and r.resource_type != "cluster"],
         resource_ids=[r.id for r in status.resources],
         progress=status.progress,
         failure_reason=status.failure_reason,
@@ -117,6 +126,7 @@ def offer_status_out(status: OfferStatus) -> schemas.OfferStatusOut:
 def _summary_fields(resource: ResourceLike, cost_so_far: float | None = None) -> dict[str, Any]:
     return {
         "resource_id": resource.id,
+        "resource_type": getattr(resource, "resource_type", None) or "vm",
         "name": resource.name,
         "status": resource.status,
         "vendor": resource.vendor,
@@ -176,14 +186,24 @@ def _offer_history(resource: ResourceLike) -> list[schemas.OfferHistoryEntry]:
     return history
 
 
-def resource_detail(resource: ResourceLike, cost_so_far: float | None = None) -> schemas.ResourceDetail:
+def resource_detail(resource: ResourceLike, cost_so_far: float | None = None, members: Members | None = None) -> schemas.ResourceDetail:
     limits = resource.auto_delete_at is not None or resource.spend_limit is not None
+    fields = _summary_fields(resource, members.cost_so_far if members and members.cost_so_far is not None else cost_so_far)
+    if members is not None and members.hourly is not None:
+        fields["pricing_total_hourly"] = round(members.hourly, 6)  # a cluster: its live nodes together
+    links = [
+        schemas.LinkedResource(
+            resource_id=link.resource_id, resource_type=link.resource_type, status=link.status, link_type=link.link_type,
+            linked_since=link.linked_since, linked_until=link.linked_until, name=link.name,
+        )
+        for link in (members.links if members else [])
+    ]
     return schemas.ResourceDetail(
-        **_summary_fields(resource, cost_so_far),
+        **fields,
         auto_delete=AutoDeleteOut(delete_at=resource.auto_delete_at, spend_limit=resource.spend_limit) if limits else None,
         status_message=resource.status_message,
         spec=_spec(resource),
-        linked_resources=linked_resources(resource),
+        linked_resources=links + linked_resources(resource),
         offer_history=_offer_history(resource),
         valid_from=resource.running_since,
         valid_to=resource.ended_at,

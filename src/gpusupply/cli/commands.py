@@ -226,7 +226,8 @@ def follow(gs: GpuSupply, resource_id: str, target: WaitTarget, *, timeout: floa
 
         def update(resource: ResourceDetail) -> None:
             line(resource)
-            progress.update(task, description=f"{resource.status}, waiting for {target.value}")
+            shown = f"{resource.status} ({resource.status_message})" if resource.resource_type == "cluster" else resource.status
+            progress.update(task, description=f"{shown}, waiting for {target.value}")
 
         return gs.wait_for_status(resource_id, statuses, fail_on=fail_on, timeout=timeout, on_update=update)
 
@@ -316,6 +317,7 @@ def procure(
     spot: Annotated[bool | None, typer.Option("--spot/--on-demand", help="With --gpu.")] = None,
     vendor: Annotated[str | None, typer.Option("--vendor", show_default=False, help="With --gpu: only this vendor.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="A name for the resource.")] = None,
+    cluster_name: Annotated[str | None, typer.Option("--cluster-name", help="A cluster offer: the cluster's name.")] = None,
     cloud_init: Annotated[Path | None, typer.Option("--cloud-init", exists=True, dir_okay=False, readable=True,
                                                     help="A #cloud-config or #!/ script file.")] = None,
     idempotency_key: Annotated[str | None, typer.Option(
@@ -349,7 +351,7 @@ def procure(
             _announce(gs, offer_id, spec)
         answer = gs.procure(
             offer_id, spec=spec, ssh_public_key=key, cloud_init=script, resource_name=name,
-            idempotency_key=idempotency_key, auto_delete=limits, wait_for_capacity=wait_for_capacity,
+            idempotency_key=idempotency_key, auto_delete=limits, wait_for_capacity=wait_for_capacity, cluster_name=cluster_name,
         )
         resource_id = str(answer.resource_ids[0])
         if not wait:
@@ -363,10 +365,14 @@ def procure(
         if not json_output:
             output.console().print(f"procured: resource {resource_id}; waiting until it is running")
         resource = follow(gs, resource_id, WaitTarget.RUNNING, timeout=timeout, json_output=json_output)
+        nodes = [gs.get_resource(link.resource_id) for link in resource.linked_resources if link.link_type == "member"]
     if json_output:
-        output.print_json({"procurement": answer, "resource": resource})
+        output.print_json({"procurement": answer, "resource": resource, **({"nodes": nodes} if nodes else {})})
         return
     out = output.console()
+    if resource.resource_type == "cluster":
+        output.print_cluster(resource, nodes, private_key_for(key_file))
+        return
     command = output.ssh_command(resource.access.ssh_command, private_key_for(key_file))
     out.print(f"ready: {resource.gpu_count}x {resource.gpu_type} on {resource.vendor} ({output.money(resource.pricing_total_hourly)}/h)")
     out.print(command or "(the vendor gave no SSH address)")

@@ -396,3 +396,15 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [jsonable(item) for item in value]
     return value
+
+
+def print_cluster(cluster: ResourceDetail, nodes: Sequence[ResourceDetail], private_key: Path | None) -> None:
+    """A ready cluster: its size and price, then each running node's SSH command."""
+    out = console()
+    running = [node for node in nodes if node.status == "running"]
+    out.print(
+        f"ready: cluster {cluster.name}, {len(running)} nodes, {cluster.gpu_count}x {cluster.gpu_type} on {cluster.vendor} "
+        f"({money(cluster.pricing_total_hourly)}/h)"
+    )
+    for node in running:
+        out.print(f"{node.name}: {ssh_command(node.access.ssh_command, private_key) or '(the vendor gave no SSH address)'}")

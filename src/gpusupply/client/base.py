@@ -117,6 +117,7 @@ class ClientBase:
         idempotency_key: str | None,
         auto_delete: AutoDeleteIn | None = None,
         wait_for_capacity: bool = False,
+        cluster_name: str | None = None,
     ) -> Call[ProcureResponse]:
         if (offer_id is None) == (spec is None):
             raise ValueError("give exactly one of offer_id (procure that offer) and spec (the cheapest match)")
@@ -128,6 +129,7 @@ class ClientBase:
             resource_name=resource_name,
             auto_delete=auto_delete,
             wait_for_capacity=wait_for_capacity,
+            cluster_name=cluster_name,
         )
         # A key per call: the retries of this call are one procurement, a new call is another.
         return calls.procure(body, idempotency_key=idempotency_key or f"sdk-{uuid.uuid4()}")

@@ -231,6 +231,12 @@ class WaitPolicy:
             interval = min(self.max_interval, interval * self.growth)
 
 
+def _changed(last: ResourceDetail, now: ResourceDetail) -> bool:
+    if now.status != last.status:
+        return True
+    return now.resource_type == "cluster" and now.status_message != last.status_message
+
+
 def wait_for_status(
     get: Callable[[], Call[ResourceDetail]],
     policy: RetryPolicy,
@@ -246,7 +252,8 @@ def wait_for_status(
     Raises ResourceFailedError when the status is in `fail_on`, WaitTimeoutError when `wait.timeout`
     passes first. A server that is briefly unreachable or failing (after the request's own retries)
     does not end the wait; a 4xx does (the resource is not there, or the key is wrong).
-    `on_update` is called with each state read whose status differs from the previous one.
+    `on_update` is called with each state read whose status differs from the previous one (for a
+    cluster also its progress, "1/2 nodes running").
     """
     deadline = clock() + wait.timeout
     last: ResourceDetail | None = None
@@ -258,7 +265,7 @@ def wait_for_status(
             trouble = exc
         else:
             trouble = None
-            if on_update is not None and (last is None or resource.status != last.status):
+            if on_update is not None and (last is None or _changed(last, resource)):
                 on_update(resource)
             last = resource
             if resource.status in targets:

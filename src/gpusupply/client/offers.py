@@ -77,6 +77,7 @@ class BlockingOffers(BlockingDriver):
         idempotency_key: str | None = None,
         auto_delete: AutoDeleteIn | None = None,
         wait_for_capacity: bool = False,
+        cluster_name: str | None = None,
     ) -> ProcureResponse:
         """Procure an offer, or (with `spec`) the cheapest offer matching a get_offers document.
 
@@ -85,9 +86,14 @@ class BlockingOffers(BlockingDriver):
         `auto_delete` (e.g. `AutoDeleteIn(ttl_seconds=3600, spend_limit=20)`) deletes it at a time or
         spend. A procurement the budget does not allow raises BudgetExceededError (402); a spec no
         offer matches now raises ConflictError (409) unless `wait_for_capacity`.
+        A cluster offer (`offer.type == "cluster"`; search with `gpu_count` above one node's, or
+        `query=OffersRequest(compute=ComputeSpec(..., node_count=2, interconnect="infiniband"))`)
+        makes a cluster resource named `cluster_name`, then its nodes: `resource_ids` lists them
+        all, the cluster first (docs/api.md, Clusters).
         """
         call = self._procure_call(
-            offer_id, spec, ssh_public_key, cloud_init, resource_name, idempotency_key, auto_delete, wait_for_capacity
+            offer_id, spec, ssh_public_key, cloud_init, resource_name, idempotency_key, auto_delete, wait_for_capacity,
+            cluster_name,
         )
         return self._call(call)
 
@@ -145,8 +151,10 @@ class AsyncOffers(AsyncDriver):
         idempotency_key: str | None = None,
         auto_delete: AutoDeleteIn | None = None,
         wait_for_capacity: bool = False,
+        cluster_name: str | None = None,
     ) -> ProcureResponse:
         call = self._procure_call(
-            offer_id, spec, ssh_public_key, cloud_init, resource_name, idempotency_key, auto_delete, wait_for_capacity
+            offer_id, spec, ssh_public_key, cloud_init, resource_name, idempotency_key, auto_delete, wait_for_capacity,
+            cluster_name,
         )
         return await self._call(call)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, create_model, field_validator
+from pydantic import ConfigDict, Field, create_model, field_validator, model_validator
 
 from gpusupply.core.inputs import CheckedModel
 
@@ -23,9 +23,24 @@ class ComputeSpec(CheckedModel):
     gpu_type: str = Field(
         min_length=1, max_length=100, description="A family (`H100`) or a canonical name (`nvidia-h100-sxm5-80gb`)."
     )
-    gpu_count: int = Field(1, ge=1, le=1024, strict=True, description="GPUs per offer (exact match).")
+    gpu_count: int = Field(
+        1, ge=1, le=1024, strict=True,
+        description="GPUs per offer (exact match); more than any single node has answers cluster offers (node_count x gpus_per_node).",
+    )
     max_price_per_gpu_hour: float | None = Field(None, gt=0, allow_inf_nan=False, description="USD per GPU-hour.")
     contract_type: Literal["ondemand", "spot"] | None = None
+    node_count: int | None = Field(
+        None, ge=1, le=64, strict=True, description="Extension: exactly this many nodes (1: single machines only); divides gpu_count."
+    )
+    interconnect: Literal["infiniband", "any"] | None = Field(
+        None, description="Extension: `infiniband` answers only clusters whose nodes share an InfiniBand fabric."
+    )
+
+    @model_validator(mode="after")
+    def _nodes_divide_gpus(self) -> ComputeSpec:
+        if self.node_count is not None and self.gpu_count % self.node_count:
+            raise ValueError(f"gpu_count ({self.gpu_count}) must be a multiple of node_count ({self.node_count}): it counts every node's GPUs")
+        return self
 
     @field_validator("max_price_per_gpu_hour", mode="before")
     @classmethod

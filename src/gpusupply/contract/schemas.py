@@ -96,17 +96,17 @@ class OfferOut(BaseModel):
     created_at: datetime = Field(description="When the offer was read from the vendor.")
     vendor_region: str
     contract_type: Literal["ondemand", "spot"]
-    type: str = "vm"
+    type: str = Field("vm", description="vm, or cluster: node_count identical nodes placed together (docs/api.md, Clusters).")
     vcpu_count: float | None
     memory_in_gb: float | None
     storage_details: list[StorageDetail]
     storage_price_per_hour: float = Field(description="0: the boot disk is included in gpu_price_per_hour.")
     total_price_per_hour: float
     expires_at: datetime
-    deployment_type: str | None = None
+    deployment_type: str | None = Field(None, description="vm, infiniband-cluster or co-located-cluster.")
     node_count: int = 1
     gpus_per_node: int
-    infiniband_bandwidth_gbps: float | None = None
+    infiniband_bandwidth_gbps: float | None = Field(None, description="Between the nodes of a cluster; 0 without InfiniBand.")
     cluster_storage_gb: float | None = None
     # Ours.
     gpu_memory_in_gb: float
@@ -141,6 +141,9 @@ class OfferDetails(BaseModel):
     expires_at: datetime | None = None
     procured_at: datetime | None = None
     vendor_region: str | None = None
+    type: str = "vm"
+    node_count: int = 1
+    gpus_per_node: int | None = None
 
 
 # ----- procurement ------------------------------------------------------------------------------
@@ -154,7 +157,7 @@ class ProcureRequest(CheckedModel):
     ssh_public_key: str = Field(min_length=1, max_length=16384, description="One OpenSSH public key line.")
     cloud_init: str | None = Field(None, description="Starts with '#cloud-config' or '#!/'; at most 64 KB.")
     resource_name: str | None = Field(None, max_length=200)
-    cluster_name: str | None = Field(None, max_length=200, description="Accepted for compatibility; no cluster offers yet.")
+    cluster_name: str | None = Field(None, max_length=200, description="The cluster's name (cluster offers only; generated when left out).")
     auto_delete: AutoDeleteIn | None = Field(None, description="Delete the resource at a time or spend (extension, docs/cost.md).")
     wait_for_capacity: bool = Field(
         False,
@@ -222,7 +225,7 @@ class LinkedResource(BaseModel):
     resource_id: UUID
     resource_type: str
     status: str
-    link_type: str
+    link_type: str = Field(description="member: a node of this cluster; member_of: the cluster this node belongs to.")
     linked_since: datetime | None = None
     name: str | None = None
     linked_until: datetime | None = None
@@ -239,7 +242,7 @@ class OfferHistoryEntry(BaseModel):
 
 class ResourceSummary(BaseModel):
     resource_id: UUID
-    resource_type: str = "vm"
+    resource_type: str = Field("vm", description="vm (one instance), or cluster (its nodes are vm resources, see linked_resources).")
     name: str | None
     status: str
     vendor: str | None

@@ -175,6 +175,11 @@ class Resource(LeaseMixin, Base):
     procurement_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("procurements.id"), index=True)
     offer_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)  # the offer being tried / used
     name: Mapped[str | None] = mapped_column(String(200), default=None)
+    # "vm" (one vendor instance), or "cluster": no instance of its own, its nodes are the "vm" rows
+    # whose `cluster_id` names it (engine/pipelines/cluster.py). Every node is created and deleted
+    # as a resource of its own, each with its own marker.
+    resource_type: Mapped[str] = mapped_column(String(20), default="vm", server_default="vm")
+    cluster_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None, index=True)
     status: Mapped[str] = mapped_column(String(20), index=True)
     # The status a deletion ends in: "deleted" for a user delete, "failed" when the engine cleans
     # up a failed provisioning. Only reached once the vendor confirmed the instance is gone.

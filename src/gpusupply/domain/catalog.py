@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
-from uuid import UUID, uuid4
+from uuid import UUID, uuid4, uuid5
 
 from sqlalchemy import Table, delete, select, update
 
@@ -59,6 +59,8 @@ __all__ = [
 FAILURE_RETRY_SECONDS = 10.0
 # How long a refresh may hold the vendor's lease beyond the fetch timeout (storing the rows).
 LEASE_MARGIN_SECONDS = 30.0
+# How many stored cluster offer ids a process remembers (they change with every snapshot).
+STORED_CLUSTERS_KEPT = 10_000
 # Poll interval while another process refreshes a vendor we have no catalog for.
 FOREIGN_REFRESH_POLL_SECONDS = 0.2
 
@@ -143,6 +145,7 @@ class OfferCatalog:
         # searches then start no background refresh of their own.
         self.refreshed_by_engine = False
         self._job_refreshes: set[asyncio.Task[None]] = set()  # `refresh_as_job` rounds in flight
+        self._stored_clusters: set[UUID] = set()  # cluster offers known to be in the offers table
 
     # ----- public interface --------------------------------------------------------------------
     async def start(self) -> None:
@@ -158,12 +161,17 @@ class OfferCatalog:
         now = utcnow()
         self._revalidate(now)
         page, total = self._index.search(query, now=now, limit=limit, offset=offset)
+        await self._store_clusters(page)
         failed = {}
         for vendor in wanted:
             state = self._state.get(vendor)
             if state is not None and not state.usable(now):
                 failed[vendor] = state.error or "catalog not read yet"
         return SearchResult(page, total, bool(failed), failed)
+
+    def wants_clusters(self, query: OfferQuery) -> bool:
+        """Whether a procurement by this spec is a cluster (core.offers.wants_clusters)."""
+        return self._index.wants_clusters(query)
 
     async def get(self, offer_id: UUID) -> StoredOffer | None:
         """Any offer any replica returned, from the database, until its row is cleaned up."""
@@ -368,24 +376,50 @@ class OfferCatalog:
             state.error, state.failed_at = "catalog is being read by another process", time.monotonic()
 
     # ----- database ----------------------------------------------------------------------------
+    async def _store_clusters(self, page: list[StoredOffer]) -> None:
+        """Store the cluster offers of a search answer that are not stored yet, so that any
+        replica answers `GET /offers/{id}` for them and a procurement can take one. Their ids are
+        the same in every replica (offer_index.cluster_offer_id): a row another replica stored
+        first is left as it is. They sit in a snapshot of their own, which no replica loads as
+        a catalog (each derives them from its node offers)."""
+        new = [s for s in page if s.offer.node_count > 1 and s.offer_id not in self._stored_clusters]
+        if not new:
+            return
+        async with self.db.transaction() as session:
+            known = set(
+                (await session.execute(select(OfferRow.id).where(OfferRow.id.in_([s.offer_id for s in new])))).scalars()
+            )
+            rows = [
+                self._offer_row(s, cluster_snapshot_id(self._state[s.offer.vendor].snapshot_id), s.offer.fetched_at)
+                for s in new
+                if s.offer_id not in known
+            ]
+            if rows:
+                await session.execute(cast(Table, OfferRow.__table__).insert(), rows)
+        if len(self._stored_clusters) > STORED_CLUSTERS_KEPT:
+            self._stored_clusters.clear()  # old snapshots' ids: a forgotten one costs one existence check
+        self._stored_clusters.update(s.offer_id for s in new)
+
+    @staticmethod
+    def _offer_row(stored: StoredOffer, snapshot_id: UUID, fetched_at: datetime) -> dict[str, Any]:
+        offer = stored.offer
+        return {
+            "id": stored.offer_id,
+            "snapshot_id": snapshot_id,
+            "vendor": offer.vendor,
+            "vendor_offer_id": offer.vendor_offer_id[:200],
+            "gpu_type": offer.gpu_type[:100],
+            "gpu_family": offer.gpu_family[:50],
+            "gpu_count": offer.gpu_count,
+            "data": offer_to_dict(offer),
+            "fetched_at": fetched_at,
+            "expires_at": stored.expires_at,
+            "status": "available",
+        }
+
     async def _store_snapshot(self, vendor: str, stored: list[StoredOffer], fetched_at: datetime) -> UUID:
         snapshot_id = uuid4()
-        rows = [
-            {
-                "id": s.offer_id,
-                "snapshot_id": snapshot_id,
-                "vendor": vendor,
-                "vendor_offer_id": s.offer.vendor_offer_id[:200],
-                "gpu_type": s.offer.gpu_type[:100],
-                "gpu_family": s.offer.gpu_family[:50],
-                "gpu_count": s.offer.gpu_count,
-                "data": offer_to_dict(s.offer),
-                "fetched_at": fetched_at,
-                "expires_at": s.expires_at,
-                "status": "available",
-            }
-            for s in stored
-        ]
+        rows = [self._offer_row(s, snapshot_id, fetched_at) for s in stored]
         async with self.db.transaction() as session:
             await session.execute(
                 update(CatalogSnapshot)
@@ -497,6 +531,11 @@ class OfferCatalog:
 
     async def _release_lease(self, vendor: str, token: UUID) -> None:
         await finish_job(self.db, catalog_job_name(vendor), token, now=utcnow())
+
+
+def cluster_snapshot_id(snapshot_id: UUID | None) -> UUID:
+    """Where the cluster offers derived from a catalog snapshot are stored (never loaded as one)."""
+    return uuid5(snapshot_id or UUID(int=0), "clusters")
 
 
 def catalog_job_name(vendor: str) -> str:

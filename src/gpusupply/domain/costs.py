@@ -212,11 +212,18 @@ async def load_transitions(session: AsyncSession, resource_ids: Iterable[UUID]) 
 async def costs_in_session(
     session: AsyncSession, resources: Sequence[Resource], now: datetime
 ) -> dict[UUID, float]:
+    """Each resource's cost; a cluster's is its nodes' together (the cluster row bills nothing)."""
     billed = [r for r in resources if r.running_since is not None]
     transitions = await load_transitions(session, [r.id for r in billed])
     costs = {r.id: 0.0 for r in resources}
     for resource in billed:
         costs[resource.id] = resource_cost(resource, transitions[resource.id], now)
+    cluster_ids = [r.id for r in resources if r.resource_type == "cluster"]
+    if cluster_ids:
+        nodes = list((await session.execute(select(Resource).where(Resource.cluster_id.in_(cluster_ids)))).scalars())
+        cluster_of = {n.id: n.cluster_id for n in nodes if n.cluster_id is not None}
+        for node_id, node_cost in (await costs_in_session(session, nodes, now)).items():
+            costs[cluster_of[node_id]] = costs[cluster_of[node_id]] + node_cost
     return costs
 
 

@@ -140,6 +140,7 @@ async def exhausted_resources(db: Database, tenant_ids: list[UUID]) -> list[UUID
                 Resource.tenant_id.in_(tenant_ids),
                 Resource.status.in_(LIVE_STATUS_VALUES),
                 Resource.status != ResourceStatus.DELETING.value,
+                Resource.cluster_id.is_(None),  # a cluster's nodes go with their cluster (in this list)
             )
         )
         return list(rows.scalars())

@@ -15,10 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.core.errors import ConflictError, ServiceUnavailable
 from gpusupply.core.gpus import canonical_model
-from gpusupply.core.offers import OfferQuery
+from gpusupply.core.offers import Offer, OfferQuery
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import Procurement, Resource
 from gpusupply.domain.catalog import OfferCatalog
+from gpusupply.domain.clusters import add_nodes
 from gpusupply.domain.events import add_event
 from gpusupply.domain.guardrails import check_procurement, spec_price_bound
 
@@ -76,25 +77,33 @@ def fill_from_query(resource: Resource, query: OfferQuery) -> None:
     resource.gpu_count = query.gpu_count
 
 
-async def write_intent(session: AsyncSession, procurement: Procurement, resource: Resource, reason: str) -> dict[str, Any]:
+async def write_intent(
+    session: AsyncSession, procurement: Procurement, resource: Resource, reason: str, *, cluster_offer: Offer | None = None
+) -> dict[str, Any]:
     """Check the tenant's budget (402 `BudgetExceeded`), then add both rows and the first event
-    ("created as pending"). Returns the procurement's answer, stored on it for replays."""
+    ("created as pending"), and for a cluster offer every node's row too (domain/clusters.py), all in
+    the caller's one transaction, before the engine makes any vendor call. Returns the
+    procurement's answer, stored on it for replays."""
     # Guardrails (docs/cost.md): the tenant's budget must allow the price (by spec: its bound).
-    bound = resource.price_per_hour if resource.price_per_hour is not None else spec_price_bound(procurement.spec)
+    if cluster_offer is not None:
+        bound: float | None = cluster_offer.total_price_per_hour
+    else:
+        bound = resource.price_per_hour if resource.price_per_hour is not None else spec_price_bound(procurement.spec)
     await check_procurement(session, procurement.tenant_id, bound, procurement.created_at)
-    response = {
-        "offer_id": str(procurement.offer_id) if procurement.offer_id else None,
-        "status": STATUS_IN_PROGRESS,
-        "procured_at": procurement.procured_at.isoformat() if procurement.procured_at else None,
-        "resource_ids": [str(resource.id)],
-        "error": None,
-    }
-    procurement.response = response
     session.add(procurement)
     await session.flush()  # the resource's foreign key needs the procurement row first
     session.add(resource)
     event = add_event(session, kind="status_change", resource=resource, reason=reason, at=resource.created_at)
     event.to_status = ResourceStatus.PENDING.value
+    nodes = add_nodes(session, resource, cluster_offer, resource.offer_id, resource.created_at) if cluster_offer is not None else []
+    response = {
+        "offer_id": str(procurement.offer_id) if procurement.offer_id else None,
+        "status": STATUS_IN_PROGRESS,
+        "procured_at": procurement.procured_at.isoformat() if procurement.procured_at else None,
+        "resource_ids": [str(r.id) for r in (resource, *nodes)],
+        "error": None,
+    }
+    procurement.response = response
     return response
 
 

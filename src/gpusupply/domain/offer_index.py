@@ -8,6 +8,11 @@ first), cuts each leaf at the price cap by bisection (so counting is cheap), and
 leaves lazily for the requested page. Only available, unexpired offers are ever in a leaf, and
 all offers of one vendor share the expiry of that vendor's catalog snapshot.
 
+Cluster offers (core.offers.cluster_offer) are not in the leaves: a search that wants clusters
+(`core.offers.wants_clusters`) derives them from the leaves' offers that can be placed together,
+each under an id made from its node offer's id and its size (so every replica names it alike),
+and merges them with the rest by price. Ordinary searches never look at them.
+
 The interface is small on purpose (`replace_vendor`, `discard`, `search`) so the structure
 behind it can be optimized without touching callers.
 """
@@ -21,9 +26,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
-from gpusupply.core.offers import OfferQuery, price_key
+from gpusupply.core.offers import OfferQuery, cluster_nodes, cluster_offer, price_key, wants_clusters
 
 if TYPE_CHECKING:
     from gpusupply.domain.catalog import StoredOffer
@@ -44,10 +49,17 @@ class _Leaf:
     entries: list[_Entry] = field(default_factory=list)
 
     def fits(self, query: OfferQuery) -> bool:
+        """(The search asks for single machines at all: checked once, before the leaves.)"""
         return (
             (query.gpu_count is None or self.gpu_count == query.gpu_count)
             and (query.contract_type is None or self.contract_type == query.contract_type)
             and (query.region is None or self.region == query.region)
+        )
+
+    def places(self, query: OfferQuery) -> bool:
+        """The filters a leaf's offers share with the clusters made of them."""
+        return (query.contract_type is None or self.contract_type == query.contract_type) and (
+            query.region is None or self.region == query.region
         )
 
     def cut(self, max_price: float | None) -> int:
@@ -70,6 +82,11 @@ class _VendorPart:
     by_family: dict[str, list[_Leaf]]
     by_canonical: dict[str, list[_Leaf]]
     leaf_of: dict[UUID, _Leaf]
+    # The largest single node per GPU family and canonical name (whether a search wants clusters).
+    largest: dict[str, int] = field(default_factory=dict)
+    # Leaves holding an offer that can be placed as a cluster, and the cluster offers derived so far.
+    cluster_leaves: list[_Leaf] = field(default_factory=list)
+    clusters: dict[tuple[UUID, int], StoredOffer] = field(default_factory=dict)
 
     @classmethod
     def build(cls, offers: Iterable[StoredOffer]) -> _VendorPart:
@@ -89,9 +106,48 @@ class _VendorPart:
             part.leaves.append(leaf)
             part.by_family.setdefault(family, []).append(leaf)
             part.by_canonical.setdefault(canonical, []).append(leaf)
+            for name in (family, canonical):
+                part.largest[name] = max(part.largest.get(name, 0), count)
+            if any(entry[2].offer.cluster_max_nodes > 1 for entry in entries):
+                part.cluster_leaves.append(leaf)
             for entry in entries:
                 part.leaf_of[entry[2].offer_id] = leaf
         return part
+
+    def largest_node(self, query: OfferQuery) -> int:
+        name = query.gpu_canonical or query.gpu_family
+        return self.largest.get(name, 0) if name is not None else max(self.largest.values(), default=0)
+
+    def cluster_entries(self, query: OfferQuery, taken: set[UUID]) -> list[_Entry]:
+        """The cluster offers this vendor's offers make for the query, sorted by price."""
+        found: list[_Entry] = []
+        for leaf in self.cluster_leaves:
+            if query.gpu_canonical is not None and leaf.canonical != query.gpu_canonical:
+                continue
+            if query.gpu_family is not None and leaf.family != query.gpu_family:
+                continue
+            if not leaf.places(query):
+                continue
+            for _, _, stored in islice(leaf.entries, leaf.cut(query.max_price_per_gpu_hour)):
+                nodes = cluster_nodes(stored.offer, query)
+                if nodes is None:
+                    continue
+                cluster = self._cluster(stored, nodes)
+                if cluster.offer_id not in taken:
+                    found.append((price_key(cluster.offer), str(cluster.offer_id), cluster))
+        found.sort()
+        return found
+
+    def _cluster(self, node: StoredOffer, nodes: int) -> StoredOffer:
+        key = (node.offer_id, nodes)
+        cluster = self.clusters.get(key)
+        if cluster is None:
+            from gpusupply.domain.catalog import StoredOffer
+
+            cluster = StoredOffer(cluster_offer_id(node.offer_id, nodes), cluster_offer(node.offer, nodes), node.expires_at, "available")
+            self.clusters[key] = cluster
+        return cluster
+
 
     def candidate_leaves(self, query: OfferQuery) -> Sequence[_Leaf]:
         if query.gpu_canonical is not None:
@@ -109,13 +165,27 @@ class OfferIndex:
 
     def __init__(self) -> None:
         self._parts: dict[str, _VendorPart] = {}
+        # The largest single node per GPU family / canonical name over every vendor: most searches
+        # ask for no more GPUs than that, and one lookup tells them they want no clusters.
+        self._largest: dict[str, int] = {}
+        # Cluster offers procured (here or, seen through the database, elsewhere): never answered again.
+        self._taken_clusters: set[UUID] = set()
 
     def replace_vendor(self, vendor: str, offers: Iterable[StoredOffer]) -> None:
         """Install a vendor's new catalog snapshot (replacing the previous one atomically)."""
         self._parts[vendor] = _VendorPart.build(offers)
+        self._update_largest()
 
     def drop_vendor(self, vendor: str) -> None:
         self._parts.pop(vendor, None)
+        self._update_largest()
+
+    def _update_largest(self) -> None:
+        largest: dict[str, int] = {}
+        for part in self._parts.values():
+            for name, count in part.largest.items():
+                largest[name] = max(largest.get(name, 0), count)
+        self._largest = largest
 
     def discard(self, offer_id: UUID) -> bool:
         """Take one offer out of search (it was procured). True if it was there."""
@@ -123,11 +193,28 @@ class OfferIndex:
             leaf = part.leaf_of.pop(offer_id, None)
             if leaf is not None:
                 return leaf.remove(str(offer_id))
+        # Not a leaf's offer: a cluster offer (derived here already or not yet) has a name-based id.
+        if offer_id.version == 5:
+            self._taken_clusters.add(offer_id)
         return False
 
     def count(self, vendor: str | None = None) -> int:
         parts = self._parts.values() if vendor is None else [p for v, p in self._parts.items() if v == vendor]
         return sum(len(part.leaf_of) for part in parts)
+
+    def wants_clusters(self, query: OfferQuery) -> bool:
+        """Whether the query asks for clusters (core.offers.wants_clusters), given the single nodes
+        of the vendors it searches. The common case (no cluster filter, no more GPUs than some node
+        has) is one dictionary lookup."""
+        name = query.gpu_canonical or query.gpu_family
+        if name is None:
+            largest = max(self._largest.values(), default=0)
+        elif query.vendor is None:
+            largest = self._largest.get(name, 0)
+        else:
+            part = self._parts.get(query.vendor)
+            largest = part.largest.get(name, 0) if part is not None else 0
+        return wants_clusters(query, largest)
 
     def search(self, query: OfferQuery, *, now: datetime, limit: int, offset: int = 0) -> tuple[list[StoredOffer], int]:
         """(the page of matches sorted by price, the number of all matches)."""
@@ -137,7 +224,15 @@ class OfferIndex:
             parts = list(self._parts.values())
         runs: list[Iterator[_Entry]] = []
         total = 0
-        for part in parts:
+        if self.wants_clusters(query):
+            for part in parts:
+                if part.expires_at is not None and part.expires_at > now:
+                    clusters = part.cluster_entries(query, self._taken_clusters)
+                    if clusters:
+                        total += len(clusters)
+                        runs.append(iter(clusters))
+        singles = query.node_count in (None, 1) and query.interconnect != "infiniband"
+        for part in parts if singles else ():
             if part.expires_at is None or part.expires_at <= now:
                 continue
             for leaf in part.candidate_leaves(query):
@@ -151,3 +246,8 @@ class OfferIndex:
             return [], total
         merged: Any = runs[0] if len(runs) == 1 else heapq.merge(*runs)
         return [entry[2] for entry in islice(merged, offset, offset + limit)], total
+
+
+def cluster_offer_id(node_offer_id: UUID, nodes: int) -> UUID:
+    """The id of the cluster of `nodes` nodes of an offer: the same in every replica."""
+    return uuid5(node_offer_id, f"cluster:{nodes}")

@@ -31,6 +31,8 @@ def query_from_request(request: OffersRequest, *, loc: tuple[str | int, ...] = (
         contract_type=request.compute.contract_type,
         vendor=request.vendor,
         region=region,
+        node_count=request.compute.node_count,
+        interconnect=request.compute.interconnect,
     )
 
 
@@ -44,6 +46,10 @@ def normalized_document(request: OffersRequest, query: OfferQuery) -> dict[str, 
         compute["max_price_per_gpu_hour"] = query.max_price_per_gpu_hour
     if query.contract_type is not None:
         compute["contract_type"] = query.contract_type
+    if query.node_count is not None:
+        compute["node_count"] = query.node_count
+    if query.interconnect is not None:
+        compute["interconnect"] = query.interconnect
     document: dict[str, Any] = {"compute": compute}
     if query.vendor is not None:
         document["vendor"] = query.vendor

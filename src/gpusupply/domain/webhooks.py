@@ -147,6 +147,9 @@ def delivery_payload(
             "gpu_type": resource.gpu_type,
             "gpu_count": resource.gpu_count,
             "price_per_hour": resource.price_per_hour,
+            # A cluster and its nodes each have their events: "cluster", or a node naming its cluster.
+            "resource_type": resource.resource_type,
+            "cluster_id": str(resource.cluster_id) if resource.cluster_id else None,
         }
     return {
         "id": str(delivery_id),

@@ -73,12 +73,14 @@ async def claim(
     resource_id: uuid.UUID | None = None,
     due_only: bool = True,
     vendor_room: dict[str, int] | None = None,
+    resource_type: str | None = "vm",
 ) -> list[Lease]:
     """Lease up to `limit` due rows in `statuses` (or only `resource_id`, when given).
 
     `vendor_room`: at most this many rows of each vendor named (0 leaves a vendor out), so that
     one vendor whose calls queue behind its rate limit cannot take every worker of a pipeline.
     Rows without a vendor yet, and vendors not named, are not limited.
+    `resource_type`: only rows of that type ("vm": instances, "cluster": clusters; None: any).
     """
     if limit <= 0:
         return []
@@ -88,6 +90,8 @@ async def claim(
         conditions.append(Resource.next_attempt_at <= now)
     if resource_id is not None:
         conditions.append(Resource.id == resource_id)
+    if resource_type is not None:
+        conditions.append(Resource.resource_type == resource_type)
     room = dict(vendor_room or {})
     full = [vendor for vendor, n in room.items() if n <= 0]
     if full:

@@ -39,6 +39,7 @@ from gpusupply.domain.events import add_event, change_status
 from gpusupply.engine import leases
 from gpusupply.engine.absence import GONE_STATES, judge_not_found, listing_problem, seen
 from gpusupply.engine.context import EngineContext
+from gpusupply.engine.pipelines.common import hand_to_deletion
 from gpusupply.engine.sync import merge_observation, note_absence, observe_sighting, read_instance
 from gpusupply.metrics import FOREIGN_INSTANCES, ORPHANS_FOUND, ORPHANS_TERMINATED, VENDOR_DEGRADED
 from gpusupply.vendors.base import VendorInstance, parse_marker
@@ -213,7 +214,11 @@ async def reconcile_vendor(ctx: EngineContext, vendor: str) -> ReconcileReport:
     report.listed = len(listing)
     async with ctx.db.session() as session:
         live = [_known(r) for r in await session.execute(
-            select(*KNOWN_COLUMNS).where(Resource.vendor == vendor, Resource.status.in_([s.value for s in LIVE_STATUSES]))
+            select(*KNOWN_COLUMNS).where(
+                Resource.vendor == vendor,
+                Resource.status.in_([s.value for s in LIVE_STATUSES]),
+                Resource.resource_type == "vm",  # a cluster has no instance: its nodes do
+            )
         )]
         # Rows named by markers: the live ones are known already; read only the others.
         known_ids = {r.id for r in live}
@@ -313,6 +318,18 @@ def _row_of(instance: VendorInstance, rows: dict[uuid.UUID, KnownResource]) -> K
     return next((r for r in rows.values() if r.vendor_instance_id == instance.vendor_instance_id), None)
 
 
+async def _not_alone(session: AsyncSession, node: Resource, now: datetime) -> None:
+    """A revived node of a cluster that is being deleted or ended is deleted too: a cluster lives
+    and ends whole (pipelines/cluster.py), and no node of it bills on its own."""
+    if node.cluster_id is None:
+        return
+    cluster = await session.get(Resource, node.cluster_id)
+    if cluster is None or (S(cluster.status) not in FINAL_STATUSES and cluster.status != S.DELETING.value):
+        return
+    final = S.DELETED if (cluster.final_status or cluster.status) == S.DELETED.value else S.FAILED
+    hand_to_deletion(session, node, f"cluster {cluster.name} ({cluster.id}) is {cluster.status}: its node is not kept alone", now=now, final_status=final)
+
+
 async def revive(ctx: EngineContext, resource_id: uuid.UUID, instance: VendorInstance) -> bool:
     """A resource ended on an observation (`terminated`) whose instance shows up again: live again.
 
@@ -340,6 +357,7 @@ async def revive(ctx: EngineContext, resource_id: uuid.UUID, instance: VendorIns
             "it had been taken for gone on an observation; the resource is live again",
             at=now,
         )
+        await _not_alone(session, row, now)
     log.warning("resource revived: its instance is back on the vendor", extra={"resource_id": str(resource_id), "instance": instance.vendor_instance_id})
     return True
 

@@ -26,7 +26,7 @@ from gpusupply.engine.autodelete import guardrail_job
 from gpusupply.engine.context import Clock, EngineContext
 from gpusupply.engine.fleets import FleetJob
 from gpusupply.engine.jobs import BackgroundJob, PeriodicJob, count_resources
-from gpusupply.engine.pipelines import actions, delete, procure, provision, refresh
+from gpusupply.engine.pipelines import actions, cluster, delete, procure, provision, refresh
 from gpusupply.engine.pipelines.base import Pipeline
 from gpusupply.engine.reconciler import reconcile_vendor
 from gpusupply.engine.webhook_delivery import WebhookDeliverer
@@ -61,6 +61,8 @@ class Engine:
             Pipeline(self.ctx, delete.PIPELINE, delete.STATUSES, delete.step, workers=workers),
             Pipeline(self.ctx, actions.PIPELINE, actions.STATUSES, actions.step, workers=max(1, workers // 4)),
             Pipeline(self.ctx, refresh.PIPELINE, refresh.STATUSES, refresh.step, workers=max(1, workers // 2)),
+            # Clusters make no vendor call (their nodes are the rows above): a few workers do.
+            Pipeline(self.ctx, cluster.PIPELINE, cluster.STATUSES, cluster.step, workers=max(1, workers // 4), resource_type=cluster.RESOURCE_TYPE),
         ]
         self.jobs: list[BackgroundJob] = [
             PeriodicJob(self.ctx, f"reconcile:{vendor}", settings.reconcile_interval_seconds, self._reconciler(vendor))

@@ -12,6 +12,8 @@ Admin routes (not part of any vendor API; under /_sandbox):
     GET  /_sandbox/state           every instance that exists, every committed create, faults injected
     GET  /_sandbox/faults          PUT /_sandbox/faults {"429": 0.2, ...}   (same names as --faults)
     POST /_sandbox/arm             {"fault": "phantom_404", "instance_id": "12"}   one call takes that fault, once
+                                   {"fault": "refuse_create", "after": 1}: the second create is refused
+                                   ("stall_create": made, never comes up); "after" lets that many through first
     PUT  /_sandbox/config          {"latency": s, "ready_after": s, "rate_limits": bool, "hang_seconds": s, "late_seconds": s}
     POST /_sandbox/clock/advance   {"seconds": n}   moves the sandbox clock forward
     POST /_sandbox/preempt         {"instance_id": "12"}   the vendor takes that running instance back now (a spot
@@ -41,16 +43,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gpusupply.core.ratelimit import Gcra
 from gpusupply.sandbox.market import MarketWalk
 
-FAULT_NAMES = ("429", "500", "503", "hang", "lost", "malformed", "preempt", "phantom_404", "ignored_delete", "late_create")
+FAULT_NAMES = (
+    "429", "500", "503", "hang", "lost", "malformed", "preempt", "phantom_404", "ignored_delete", "late_create",
+    "refuse_create", "stall_create",
+)
 # Faults drawn for every vendor API call; the others apply only where they make sense:
 #   lost            create: committed, but the answer never reaches the client
 #   late_create     create: reaches the vendor `late_seconds` late (after the client gave up), then commits
+#   refuse_create   create: refused as the vendor refuses a create it has no capacity for (nothing is made)
+#   stall_create    create: committed, but the instance never comes up (it stays creating until deleted)
 #   malformed       lists: a broken page
 #   phantom_404     one-instance read: "not found" although the instance exists (the list still shows it)
 #   ignored_delete  delete: acknowledged, but nothing is deleted
 #   preempt         running instances disappear
 GENERIC_FAULTS = ("429", "500", "503", "hang")
-CREATE_FAULTS = ("lost", "late_create")
+CREATE_FAULTS = ("lost", "late_create", "refuse_create")
+STALLED_SECONDS = 10.0**9  # the `ready_after` of a stalled create: never, for any test
 READ_FAULTS = ("phantom_404",)
 DELETE_FAULTS = ("ignored_delete",)
 
@@ -305,17 +313,23 @@ class VendorSandbox:
         self.rate_limited = 0
         self._limiters: dict[tuple[str, str], Gcra] = {}
         self._ids = itertools.count(1)
-        # One-shot faults aimed at one call: (fault, instance id or None for the next such call).
+        # One-shot faults aimed at one call: (fault, instance id or None for the next such call), and
+        # how many such calls to let through first (so "the second create fails" is testable).
         self.armed: list[tuple[str, str | None]] = []
         # Moving prices (sandbox/market.py): applied by `reprice` when the walk's step or window changes.
         self.market = MarketWalk(self.config.seed, self.name) if self.config.prices_move else None
         self._market_state: tuple[int, int] | None = None
+        self._armed_after: list[int] = []
 
-    def arm(self, fault: str, instance_id: str | None = None) -> None:
-        """Make the next call that can take `fault` (about `instance_id`, when given) take it, once."""
+    def arm(self, fault: str, instance_id: str | None = None, *, after: int = 0) -> None:
+        """Make the next call that can take `fault` (about `instance_id`, when given) take it, once;
+        with `after`, the call after that many such calls went through."""
         if fault not in FAULT_NAMES:
             raise ValueError(f"unknown fault {fault!r}; expected one of {', '.join(FAULT_NAMES)}")
+        if after < 0:
+            raise ValueError("after must be 0 or more calls")
         self.armed.append((fault, instance_id))
+        self._armed_after.append(after)
 
     def preempt(self, instance_id: str) -> SimInstance:
         """Take a running instance back now, as a spot interruption does. Raises ValueError when it
@@ -333,7 +347,11 @@ class VendorSandbox:
     def _take_armed(self, applicable: tuple[str, ...], instance_id: str | None) -> str | None:
         for n, (fault, target) in enumerate(self.armed):
             if fault in applicable and target in (None, instance_id):
+                if self._armed_after[n] > 0:
+                    self._armed_after[n] -= 1  # this call goes through; a later one takes the fault
+                    continue
                 del self.armed[n]
+                del self._armed_after[n]
                 self.faults.injected[fault] = self.faults.injected.get(fault, 0) + 1
                 return fault
         return None
@@ -439,7 +457,13 @@ class VendorSandbox:
         if fault == "hang":
             await asyncio.sleep(self.config.hang_seconds)
             return Gate(self.error_response(504, "server_error"))
+        if fault == "refuse_create":
+            return Gate(self.capacity_refusal())
         return Gate(None, fault)
+
+    def capacity_refusal(self) -> Response:
+        """This vendor's answer to a create it has no capacity for. Vendor modules override."""
+        return self.error_response(400, "capacity", message="no capacity for this create")
 
     async def lost_response(self) -> Response:
         """The work is committed, but the client never gets the answer: hold it past the client's
@@ -453,6 +477,8 @@ class VendorSandbox:
         return JSONResponse({"error": kind, "message": message or kind}, status_code=status, headers=headers)
 
     def record_create(self, instance: SimInstance, **detail: Any) -> None:
+        if self._take_armed(("stall_create",), None) or self.faults.draw(("stall_create",)):
+            instance.ready_after = STALLED_SECONDS
         self.instances[instance.id] = instance
         self.creates.append(LedgerEntry(self.now(), instance.account, instance.id, instance.marker, detail))
 
@@ -529,7 +555,10 @@ class VendorSandbox:
         async def arm(request: Request) -> dict[str, Any]:
             body = dict(await request.json())
             try:
-                self.arm(str(body.get("fault")), None if body.get("instance_id") is None else str(body["instance_id"]))
+                after = body.get("after", 0)
+                if not isinstance(after, int) or isinstance(after, bool):
+                    raise ValueError("after must be a whole number of calls")
+                self.arm(str(body.get("fault")), None if body.get("instance_id") is None else str(body["instance_id"]), after=after)
             except ValueError as exc:
                 raise HTTPException(400, str(exc)) from None
             return {"armed": [{"fault": f, "instance_id": i} for f, i in self.armed]}

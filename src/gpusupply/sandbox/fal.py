@@ -130,6 +130,9 @@ class _CachedCreate:
 class FalSandbox(VendorSandbox):
     name = "fal"
 
+    def capacity_refusal(self) -> Response:
+        return fal_error(400, "validation_error", "Insufficient capacity for this instance type; try again later")
+
     key_bucket = RATE_BUCKET  # one limit over every Compute route
 
     def __init__(self, config: SandboxConfig | None = None, *, rate_limit: tuple[float, float] = DEFAULT_RATE_LIMIT):

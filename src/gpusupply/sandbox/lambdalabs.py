@@ -217,6 +217,9 @@ def api_key_from(header: str) -> str | None:
 
 class LambdaSandbox(VendorSandbox):
     name = "lambda"
+
+    def capacity_refusal(self) -> Response:
+        return failed(400, ERR_CAPACITY)
     rate_limits = DEFAULT_RATE_LIMITS
     key_bucket = "api"  # the key's limit, on every route; launch has its own besides
 

@@ -269,6 +269,9 @@ def parse_paging(request: Request) -> tuple[int, int] | None:
 
 class NebulaSandbox(VendorSandbox):
     name = "nebula"
+
+    def capacity_refusal(self) -> Response:
+        return failed(400, MSG_OUT_OF_STOCK)
     rate_limits = DEFAULT_RATE_LIMITS
 
     def __init__(self, config: SandboxConfig | None = None):

@@ -270,6 +270,9 @@ def graphql_error(message: str, code: str, *, status: int, headers: dict[str, st
 
 class RunPodSandbox(VendorSandbox):
     name = "runpod"
+
+    def capacity_refusal(self) -> Response:
+        return graphql_error(MSG_NO_CAPACITY, "INTERNAL_SERVER_ERROR", status=200)
     rate_limits = LIMITS.routes
     preempts_only_spot = True
 

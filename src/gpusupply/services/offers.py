@@ -139,7 +139,7 @@ def filters_applied(query: OfferQuery) -> dict[str, Any]:
         applied["gpu_family"] = query.gpu_family
     if query.gpu_canonical is not None:
         applied["gpu_type"] = query.gpu_canonical
-    for name in ("gpu_count", "max_price_per_gpu_hour", "contract_type", "vendor", "region"):
+    for name in ("gpu_count", "max_price_per_gpu_hour", "contract_type", "vendor", "region", "node_count", "interconnect"):
         value = getattr(query, name)
         if value is not None:
             applied[name] = value

@@ -36,6 +36,7 @@ from gpusupply.core.offers import Offer, offer_from_dict, offer_to_dict
 from gpusupply.core.states import ProcurementStatus, ResourceStatus, procurement_status
 from gpusupply.db.models import OfferRow, PriceAlert, Procurement, Resource, utcnow
 from gpusupply.db.session import Database, rows_matched
+from gpusupply.domain import clusters
 from gpusupply.domain.catalog import OfferCatalog, effective_status
 from gpusupply.domain.hints import hint
 from gpusupply.domain.intents import (
@@ -126,12 +127,12 @@ def check_cloud_init_for_vendor(vendor: str, cloud_init: str | None) -> None:
     )
 
 
-def check_resource_name(name: str | None) -> str | None:
+def check_resource_name(name: str | None, *, loc: tuple[str, ...] = ("body", "resource_name")) -> str | None:
     if name is None:
         return None
     name = name.strip()
     if not 1 <= len(name) <= 200 or not name.isprintable():
-        raise UnprocessableError("resource_name must be 1-200 printable characters", loc=("body", "resource_name"))
+        raise UnprocessableError(f"{loc[-1]} must be 1-200 printable characters", loc=loc)
     return name
 
 
@@ -166,6 +167,7 @@ async def procure(
     body: dict[str, Any],
     auto_delete: dict[str, Any] | None = None,
     wait_for_capacity: bool = False,
+    cluster_name: str | None = None,
 ) -> ProcureOutcome:
     """Procure one offer, or (with `spec`) the cheapest offer matching a get_offers document.
     `auto_delete`: {delete_at | ttl_seconds, spend_limit} (services/budgets.py). A spec that
@@ -179,6 +181,7 @@ async def procure(
     key = check_ssh_public_key(ssh_public_key)
     init = check_cloud_init(cloud_init)
     name = check_resource_name(resource_name)
+    cluster = check_resource_name(cluster_name, loc=("body", "cluster_name"))
     idem = check_idempotency_key(idempotency_key)
     fingerprint = request_hash(body)
     if idem is not None:
@@ -190,10 +193,13 @@ async def procure(
     try:
         async with db.transaction() as session:
             if offer_id is not None:
-                response = await _procure_offer(session, principal, offer_id, key, init, name, idem, fingerprint, limits)
+                response = await _procure_offer(session, principal, offer_id, key, init, name, idem, fingerprint, limits, cluster)
             else:
                 assert spec is not None
-                response = await _procure_spec(session, principal, spec, key, init, name, idem, fingerprint, limits)
+                as_cluster = catalog.wants_clusters(query_from_request(spec, loc=("body", "spec")))
+                response = await _procure_spec(
+                    session, principal, spec, key, init, name, idem, fingerprint, limits, cluster if as_cluster else None, as_cluster
+                )
     except (ServiceError, IntegrityError) as exc:
         # A concurrent request with the same key may have won: answer as its replay.
         if idem is not None:
@@ -238,6 +244,7 @@ async def _procure_offer(
     idempotency_key: str | None,
     fingerprint: str,
     limits: AutoDeleteValues | None = None,
+    cluster_name: str | None = None,
 ) -> dict[str, Any]:
     now = utcnow()
     # Compare-and-set first: of two concurrent procures of one offer exactly one wins.
@@ -268,6 +275,10 @@ async def _procure_offer(
     )
     resource = new_resource(principal.tenant_id, procurement.id, ssh_public_key, cloud_init, name, now)
     _fill_from_offer(resource, offer_id, offer)
+    if offer.node_count > 1:
+        resource.name = clusters.cluster_name(resource.id, cluster_name, name)
+        reason = f"procured cluster offer {offer_id} ({offer.vendor}, {offer.node_count} nodes)"
+        return await _write(session, procurement, resource, reason, limits, cluster_offer=offer)
     return await _write(session, procurement, resource, f"procured offer {offer_id} ({offer.vendor})", limits)
 
 
@@ -281,7 +292,12 @@ async def _procure_spec(
     idempotency_key: str | None,
     fingerprint: str,
     limits: AutoDeleteValues | None = None,
+    cluster_name: str | None = None,
+    as_cluster: bool = False,
 ) -> dict[str, Any]:
+    """By spec: the resource waits for the engine to pick the offer. A spec asking for a cluster
+    (more GPUs than any single node has, a node_count, InfiniBand) makes a cluster resource whose
+    nodes the engine writes with the placement it picks (engine/pipelines/cluster.py)."""
     query = query_from_request(spec, loc=("body", "spec"))
     now = utcnow()
     procurement = spec_procurement(
@@ -289,6 +305,11 @@ async def _procure_spec(
     )
     resource = new_resource(principal.tenant_id, procurement.id, ssh_public_key, cloud_init, name, now)
     fill_from_query(resource, query)
+    if as_cluster:
+        resource.resource_type = clusters.CLUSTER
+        resource.name = clusters.cluster_name(resource.id, cluster_name, name)
+        reason = "cluster procurement by spec: the engine picks the cheapest placement, then creates every node"
+        return await _write(session, procurement, resource, reason, limits)
     return await _write(session, procurement, resource, "procurement by spec: the engine picks the cheapest matching offer", limits)
 
 
@@ -324,12 +345,19 @@ def _fill_from_offer(resource: Resource, offer_id: UUID, offer: Offer) -> None:
 
 
 async def _write(
-    session: AsyncSession, procurement: Procurement, resource: Resource, reason: str, limits: AutoDeleteValues | None = None
+    session: AsyncSession,
+    procurement: Procurement,
+    resource: Resource,
+    reason: str,
+    limits: AutoDeleteValues | None = None,
+    *,
+    cluster_offer: Offer | None = None,
 ) -> dict[str, Any]:
-    # The resource carries its auto-delete limits from the start (docs/cost.md).
+    # The resource carries its auto-delete limits from the start (docs/cost.md; a cluster's apply to
+    # the cluster).
     if limits is not None:
         apply_auto_delete(resource, limits)
-    return await write_intent(session, procurement, resource, reason)
+    return await write_intent(session, procurement, resource, reason, cluster_offer=cluster_offer)
 
 
 # ----- status of a procured offer ---------------------------------------------------------------
@@ -381,18 +409,22 @@ _ENDING = frozenset({ResourceStatus.DELETING, ResourceStatus.DELETED, ResourceSt
 def _status_view(
     offer_id: UUID, offer: _OfferFacts | None, procurement: _ProcurementFacts | None, resources: list[Any]
 ) -> OfferStatus:
-    statuses = [ResourceStatus(r.status) for r in resources]
+    # A cluster's procurement is its cluster resource's (all or nothing); its nodes are the instances.
+    clusters = [r for r in resources if r.resource_type == "cluster"]
+    instances = [r for r in resources if r.resource_type != "cluster"]
+    judged = clusters or instances
+    statuses = [ResourceStatus(r.status) for r in judged]
     # A resource that ended (deleted, terminated) or is being deleted without ever running was
     # never delivered: for the procurement it counts as failed, not ready.
     delivered = [
         ResourceStatus.FAILED if s in _ENDING and r.running_since is None else s
-        for s, r in zip(statuses, resources, strict=True)
+        for s, r in zip(statuses, judged, strict=True)
     ]
-    derived = procurement_status(delivered, any(r.vendor_instance_id for r in resources))
-    running = sum(1 for s in statuses if s == ResourceStatus.RUNNING)
+    derived = procurement_status(delivered, any(r.vendor_instance_id for r in instances))
+    running = sum(1 for r in instances if r.status == ResourceStatus.RUNNING)
     failures = [
         r.status_message or f"the resource was {r.status} before it ran"
-        for r, s in zip(resources, delivered, strict=True)
+        for r, s in zip(judged, delivered, strict=True)
         if s == ResourceStatus.FAILED and (r.status_message or r.status != ResourceStatus.FAILED)
     ]
     failure = (procurement.failure_reason if procurement else None) or ("; ".join(failures) if failures else None)
@@ -403,7 +435,7 @@ def _status_view(
         created_at=created,
         procurement_status=derived.value,
         resources=resources,
-        progress=f"{running}/{len(resources)} instances running",
+        progress=f"{running}/{len(instances)} instances running",
         failure_reason=failure if derived == ProcurementStatus.FAILED or failures else None,
         procured_at=procurement.procured_at if procurement else None,
     )

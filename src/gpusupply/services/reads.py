@@ -48,7 +48,7 @@ RESOURCE_COLUMNS = tuple(
         "region", "vendor_instance_id", "vendor_status", "external_ip", "ssh_host", "ssh_port", "ssh_user", "gpu_type", "gpu_family",
         "gpu_count", "price_per_hour", "offer_snapshot", "attempts", "pending_action", "delete_requested_at",
         "created_at", "running_since", "ended_at", "last_synced_at", "updated_at", "auto_delete_at", "spend_limit",
-        "fleet_id",
+        "fleet_id", "resource_type", "cluster_id",
     )
 )
 # What a listing shows of each (views.resource_summary) and its cost needs. The offer snapshot's
@@ -59,7 +59,7 @@ SUMMARY_COLUMNS = tuple(
     for name in (
         "id", "name", "status", "vendor", "vendor_region", "region", "external_ip", "ssh_host", "ssh_port", "ssh_user",
         "gpu_type", "gpu_family", "gpu_count", "offer_id", "price_per_hour", "created_at", "running_since",
-        "ended_at", "updated_at",
+        "ended_at", "updated_at", "resource_type", "cluster_id",
     )
 )
 _STORAGE_PRICES = select(
@@ -190,16 +190,41 @@ def resource_page(tenant_id: UUID, filters: dict[str, Any], limit: int, offset: 
         rows = await fetch(page, {**values, "limit": limit, "offset": offset})
         if not rows:  # an empty page (offset past the end) carries no total: count alone
             return [], (0 if offset == 0 else int((await fetch(counting, values))[0][0]))
-        found = {row.id: ResourceRead(row, []) for row in rows}
-        stopped = set()
-        for resource_id, at, to_status in await fetch(_TRANSITIONS, {"resource_ids": list(found)}):
-            found[resource_id].transitions.append(Transition(at, to_status))
-            if to_status == ResourceStatus.STOPPED.value:
-                stopped.add(resource_id)
-        if stopped:
-            for resource_id, storage_per_hour in await fetch(_STORAGE_PRICES, {"resource_ids": sorted(stopped)}):
-                found[resource_id].storage_per_hour = storage_per_hour
-        return list(found.values()), int(rows[0].total)
+        return await _with_costs_inputs(fetch, rows), int(rows[0].total)
+
+    return read
+
+
+async def _with_costs_inputs(fetch: Fetch, rows: Sequence[ReadRow]) -> list[ResourceRead]:
+    """Listed rows (SUMMARY_COLUMNS) with what their cost needs: their billing transitions, and
+    the storage price of those ever stopped (a statement by ids each, only when there are some)."""
+    found = {row.id: ResourceRead(row, []) for row in rows}
+    if not found:
+        return []
+    stopped = set()
+    for resource_id, at, to_status in await fetch(_TRANSITIONS, {"resource_ids": list(found)}):
+        found[resource_id].transitions.append(Transition(at, to_status))
+        if to_status == ResourceStatus.STOPPED.value:
+            stopped.add(resource_id)
+    if stopped:
+        for resource_id, storage_per_hour in await fetch(_STORAGE_PRICES, {"resource_ids": sorted(stopped)}):
+            found[resource_id].storage_per_hour = storage_per_hour
+    return list(found.values())
+
+
+# ----- a cluster's nodes, and a node's cluster -------------------------------------------------
+_MEMBERS = (
+    select(*SUMMARY_COLUMNS)
+    .where(_resources.c.tenant_id == bindparam("tenant_id"), _resources.c.cluster_id == bindparam("cluster_id"))
+    .order_by(_resources.c.name, _resources.c.id)
+)
+
+
+def cluster_members(tenant_id: UUID, cluster_id: UUID) -> Any:
+    """A read: the nodes of the tenant's cluster (SUMMARY_COLUMNS), each with its billing transitions."""
+
+    async def read(fetch: Fetch) -> list[ResourceRead]:
+        return await _with_costs_inputs(fetch, await fetch(_MEMBERS, {"tenant_id": tenant_id, "cluster_id": cluster_id}))
 
     return read
 
@@ -217,7 +242,10 @@ _FIRST_PROCUREMENT = (
 # What the status shows of each resource (views.offer_status_out, procurement._status_view).
 _STATUS_RESOURCE_COLUMNS = tuple(
     _resources.c[name]
-    for name in ("id", "status", "status_message", "external_ip", "ssh_host", "ssh_port", "ssh_user", "running_since", "vendor_instance_id")
+    for name in (
+        "id", "status", "status_message", "external_ip", "ssh_host", "ssh_port", "ssh_user", "running_since", "vendor_instance_id",
+        "resource_type", "name",
+    )
 )
 _ONE = select(literal_column("1").label("one")).subquery("one")
 # One row per resource of the tenant's procurement of the offer (or one row of NULLs for them),

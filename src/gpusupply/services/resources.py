@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
@@ -269,9 +270,13 @@ async def _lock(session: AsyncSession, principal: Principal, resource_id: UUID) 
 
 
 async def delete_resource(db: Database, principal: Principal, resource_id: UUID, *, force: bool = False) -> Resource:
-    """Record the delete; the engine deletes on the vendor and marks it deleted once confirmed."""
+    """Record the delete; the engine deletes on the vendor and marks it deleted once confirmed.
+    A cluster's delete is every node's (each confirmed by the vendor); a node of a live cluster is
+    only deleted with its cluster (409 naming it)."""
     async with db.transaction() as session:
         resource = await _lock(session, principal, resource_id)
+        if resource.cluster_id is not None:
+            await _refuse_node_of_live_cluster(session, principal, resource)
         status = ResourceStatus(resource.status)
         if status == ResourceStatus.DELETING:
             raise ConflictError(f"resource {resource_id} is already being deleted")
@@ -283,13 +288,109 @@ async def delete_resource(db: Database, principal: Principal, resource_id: UUID,
             )
         now = utcnow()
         reason = "delete requested" + (" (force)" if force else "")
-        change_status(session, resource, ResourceStatus.DELETING, reason, data={"force": force}, at=now)
-        resource.final_status = ResourceStatus.DELETED.value
-        resource.delete_requested_at = now
-        resource.next_attempt_at = now
-        resource.pending_action = None
+        _mark_deleting(session, resource, reason, force, now)
+        if resource.resource_type == CLUSTER:
+            for node in await _lock_nodes(session, principal, resource):
+                if ResourceStatus(node.status) not in FINAL_STATUSES and node.status != ResourceStatus.DELETING:
+                    _mark_deleting(session, node, f"cluster {resource.name} ({resource.id}): {reason}", force, now)
     hint()
     return resource
+
+
+def _mark_deleting(session: AsyncSession, resource: Resource, reason: str, force: bool, now: datetime) -> None:
+    change_status(session, resource, ResourceStatus.DELETING, reason, data={"force": force}, at=now)
+    resource.final_status = ResourceStatus.DELETED.value
+    resource.delete_requested_at = now
+    resource.next_attempt_at = now
+    resource.pending_action = None
+
+
+CLUSTER = "cluster"
+
+
+async def _refuse_node_of_live_cluster(session: AsyncSession, principal: Principal, node: Resource) -> None:
+    cluster = (
+        await session.execute(select(Resource).where(Resource.id == node.cluster_id, Resource.tenant_id == principal.tenant_id))
+    ).scalar_one_or_none()
+    if cluster is not None and ResourceStatus(cluster.status) not in FINAL_STATUSES:
+        raise ConflictError(
+            f"resource {node.id} is a node of cluster {cluster.name!r} ({cluster.id}); a cluster lives and is deleted "
+            f"whole: DELETE /resources/{cluster.id} deletes every node"
+        )
+
+
+async def _lock_nodes(session: AsyncSession, principal: Principal, cluster: Resource) -> list[Resource]:
+    """A cluster's nodes, locked for this transaction (after the cluster: the engine locks in that order too)."""
+    await session.execute(
+        update(Resource)
+        .where(Resource.cluster_id == cluster.id, Resource.tenant_id == principal.tenant_id)
+        .values(updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    found = await session.execute(
+        select(Resource)
+        .where(Resource.cluster_id == cluster.id, Resource.tenant_id == principal.tenant_id)
+        .order_by(Resource.name, Resource.id)
+        .execution_options(populate_existing=True)
+    )
+    return list(found.scalars())
+
+
+@dataclass(slots=True)
+class Link:
+    """A resource linked to another: a cluster's node (`member`) or a node's cluster (`member_of`)."""
+
+    resource_id: UUID
+    resource_type: str
+    status: str
+    link_type: str  # member | member_of
+    linked_since: datetime | None
+    linked_until: datetime | None
+    name: str | None
+
+
+@dataclass(slots=True)
+class Members:
+    links: list[Link]
+    cost_so_far: float | None  # a cluster: its nodes' together; None for anything else
+    hourly: float | None  # a cluster: its live nodes' price per hour together
+
+
+async def cluster_nodes(db: Database, principal: Principal, cluster_id: UUID) -> list[Resource]:
+    """Every node of the caller's cluster (each placement's, by name), for the console's cluster page."""
+    async with db.read_session() as session:
+        found = await session.execute(
+            select(Resource)
+            .where(Resource.cluster_id == cluster_id, Resource.tenant_id == principal.tenant_id)
+            .order_by(Resource.created_at, Resource.name, Resource.id)
+        )
+        return list(found.scalars())
+
+
+async def linked_resources(db: Database, principal: Principal, resource: Any) -> Members:
+    """What `linked_resources` shows of a resource, and for a cluster its nodes' cost and price."""
+    if resource.resource_type == CLUSTER:
+        nodes = await db.read(reads.cluster_members(principal.tenant_id, resource.id))
+        now = utcnow()
+        links = [
+            Link(n.resource.id, n.resource.resource_type, n.resource.status, "member", n.resource.created_at, n.resource.ended_at, n.resource.name)
+            for n in nodes
+        ]
+        live = [n.resource for n in nodes if ResourceStatus(n.resource.status) not in FINAL_STATUSES]
+        return Members(links, sum(_listed_cost(n, now) for n in nodes), sum(float(n.price_per_hour or 0.0) for n in live))
+    if resource.cluster_id is None:
+        return Members([], None, None)
+    async with db.read_session() as session:
+        cluster = (
+            await session.execute(
+                select(Resource.id, Resource.name, Resource.status, Resource.ended_at).where(
+                    Resource.id == resource.cluster_id, Resource.tenant_id == principal.tenant_id
+                )
+            )
+        ).one_or_none()
+    if cluster is None:
+        return Members([], None, None)
+    return Members([Link(cluster.id, CLUSTER, cluster.status, "member_of", resource.created_at, cluster.ended_at or resource.ended_at, cluster.name)], None, None)
 
 
 async def request_action(db: Database, vendors: VendorSet, principal: Principal, resource_id: UUID, action: str) -> Resource:
@@ -299,6 +400,8 @@ async def request_action(db: Database, vendors: VendorSet, principal: Principal,
     needed, moving_to = ACTIONS[action]
     async with db.transaction() as session:
         resource = await _lock(session, principal, resource_id)
+        if resource.resource_type == CLUSTER:
+            return await _cluster_action(session, vendors, principal, resource, action)
         if resource.vendor is None:
             raise ConflictError(f"cannot {action} resource {resource_id}: it has no instance yet (status {resource.status})")
         adapter = vendors.adapters.get(resource.vendor)
@@ -316,6 +419,32 @@ async def request_action(db: Database, vendors: VendorSet, principal: Principal,
         resource.next_attempt_at = now
     hint()
     return resource
+
+
+async def _cluster_action(session: AsyncSession, vendors: VendorSet, principal: Principal, cluster: Resource, action: str) -> Resource:
+    """Start, stop or reboot every node of a cluster, if its vendor does that and every node can."""
+    needed, moving_to = ACTIONS[action]
+    adapter = vendors.adapters.get(cluster.vendor or "")
+    if adapter is None:
+        raise ConflictError(f"cannot {action} cluster {cluster.id}: vendor {cluster.vendor} is not enabled here")
+    if not adapter.capabilities.supports(action):
+        raise ConflictError(f"vendor {cluster.vendor} does not support {action}")
+    if cluster.status != needed:
+        raise ConflictError(f"cannot {action} cluster {cluster.id} while it is {cluster.status}; {action} needs status {needed.value}")
+    nodes = await _lock_nodes(session, principal, cluster)
+    waiting = [n for n in nodes if n.status != needed]
+    if waiting:
+        names = ", ".join(f"{n.name} is {n.status}" for n in waiting)
+        raise ConflictError(f"cannot {action} cluster {cluster.id}: every node must be {needed.value} ({names})")
+    now = utcnow()
+    change_status(session, cluster, moving_to, f"{action} requested for every node", at=now)
+    cluster.next_attempt_at = now
+    for node in nodes:
+        change_status(session, node, moving_to, f"{action} requested for cluster {cluster.name}", at=now)
+        node.pending_action = action
+        node.next_attempt_at = now
+    hint()
+    return cluster
 
 
 # ----- auto-delete limits (cost guardrails, docs/cost.md) ----------------------------------------

@@ -172,6 +172,7 @@ async def usage_report(
             Resource.running_since.is_not(None),
             Resource.running_since < end,
             or_(Resource.ended_at.is_(None), Resource.ended_at > start),
+            Resource.resource_type != "cluster",  # a cluster's GPU-hours and cost are its nodes' (listed here)
         ]
         if principal.is_admin and tenant is None:
             tenant_names = dict((await session.execute(select(Tenant.id, Tenant.name))).tuples().all())

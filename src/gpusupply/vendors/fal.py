@@ -46,6 +46,12 @@ INSTANCES = "/compute/instances"
 # published per instance type (docs/vendors/fal.md). Override with GPUSUPPLY_FAL_PRICE_TABLE.
 DEFAULT_PRICE_TABLE: dict[str, float] = {"gpu_1x_h100_sxm5": 1.89, "gpu_8x_h100_sxm5": 1.89}
 SECTOR_TYPES: dict[str, tuple[str, ...]] = {"gpu_8x_h100_sxm5": ("sector_1", "sector_2", "sector_3")}
+# A sector is fal's InfiniBand placement: nodes created in one sector share its fabric (8 x 400 Gb/s
+# per node). fal shows no capacity, so a sector offer is offered as a cluster of up to this many
+# nodes; a create the sector cannot take is refused ("Insufficient capacity") and the cluster is
+# rolled back (docs/vendors/fal.md).
+SECTOR_MAX_NODES = 4
+SECTOR_INFINIBAND_GBPS = 3200.0
 FAL_REGIONS = ("us-west", "us-central", "us-east", "eu-north", "eu-west", "other")
 ASSIGNED_REGION = "auto"  # an offer's vendor_region: fal picks the region at create
 SSH_PORT = 22  # fal reports only an IP; SSH is root@ip on the standard port
@@ -140,6 +146,9 @@ def map_offer(instance_type: str, sector: str | None, price_per_gpu_hour: float,
         country=None,
         available=True,  # fal exposes no capacity query; a create may still answer "no capacity"
         vendor_data={"instance_type": instance_type, "sector": sector, "possible_regions": list(FAL_REGIONS)},
+        # Only a sector places nodes together: without one fal picks any region for each.
+        cluster_max_nodes=SECTOR_MAX_NODES if sector else 0,
+        infiniband_bandwidth_gbps=SECTOR_INFINIBAND_GBPS if sector else 0.0,
     )
 
 

@@ -72,6 +72,10 @@ API_PATH = "/api/v1"
 SSH_PORT = 22  # Lambda instances are VMs with a public IP; sshd listens on 22
 SSH_USER = "ubuntu"  # Lambda Stack images log in as ubuntu
 MAX_NAME = 64  # InstanceLaunchRequest.name maxLength
+# Lambda launches several instances of one type in one region (co-located, no InfiniBand). Its API
+# shows only whether a region has capacity, not how much: a region is offered for clusters of up to
+# this many nodes, and a launch it cannot take is refused and the cluster rolled back.
+MAX_CLUSTER_NODES = 4
 
 # Documented limits (OpenAPI info.description): "generally limited to one request per second"
 # for the key; launch "one request per 12 seconds, or five requests per minute". The sandbox
@@ -261,6 +265,7 @@ def map_offers(item: Mapping[str, Any], fetched_at: datetime) -> list[Offer]:
                     "vendor_gpu": description,
                     "price_cents_per_hour": cents,
                 },
+                cluster_max_nodes=MAX_CLUSTER_NODES,
             )
         )
     return offers

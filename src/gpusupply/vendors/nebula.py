@@ -194,6 +194,11 @@ def _number(value: Any) -> float | None:
     return None
 
 
+# A product is one GPU configuration in one region, with its stock: a co-located cluster of up to
+# min(stock, this) identical instances (no InfiniBand between them).
+MAX_CLUSTER_NODES = 8
+
+
 def map_offer(product: Mapping[str, Any], fetched_at: datetime) -> Offer | None:
     """One Nebula product -> Offer; None when the product lacks what an offer needs (id, a GPU
     count, a price). `price_per_hour` is for the whole product, so per GPU it is divided."""
@@ -236,6 +241,7 @@ def map_offer(product: Mapping[str, Any], fetched_at: datetime) -> Offer | None:
             "stock": int(stock) if stock is not None else None,
             "ephemeral_gb": _number(product.get("ephemeral")),
         },
+        cluster_max_nodes=min(int(stock), MAX_CLUSTER_NODES) if available and stock is not None and vendor_region else 0,
     )
 
 

@@ -6,7 +6,7 @@ confirmation dialog. The responses and session checks every page uses are in plu
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -69,6 +69,7 @@ from gpusupply.web.views import (
     IN_FLIGHT,
     STATUS_DISPLAY,
     ResourceView,
+    money,
     resource_label,
     resource_view,
 )
@@ -386,10 +387,21 @@ async def _resource(ctx: ServiceContext, visitor: Visitor, resource_id: str) -> 
 async def _live_html(ctx: ServiceContext, visitor: Visitor, resource: Resource) -> str:
     events, total = await resources.list_events(ctx.db, visitor.principal, resource.id, limit=500)
     view = _views(ctx, [resource], await costs.costs_so_far(ctx.db, [resource]))[0]
+    nodes: list[ResourceView] = []
+    if resource.resource_type == "cluster":  # the cluster page lists its nodes with their SSH commands
+        rows = await resources.cluster_nodes(ctx.db, visitor.principal, resource.id)
+        nodes = _views(ctx, rows, await costs.costs_so_far(ctx.db, rows))
+        live = [row.price_per_hour or 0.0 for row in rows if row.status not in ("deleted", "failed", "terminated")]
+        view = replace(view, price=money(sum(live), per="h"))
+    links = await resources.linked_resources(ctx.db, visitor.principal, resource) if resource.cluster_id else None
+    if links and links.links and links.links[0].status not in ("deleted", "failed", "terminated"):
+        view = replace(view, actions=[a for a in view.actions if a != "delete"])  # deleted with its cluster
     return render_text(
         "_resource_live.html",
         view=view,
         resource=resource,
+        nodes=nodes,
+        member_of=links.links[0] if links and links.links else None,
         events=events,
         events_total=total,
         here=f"{PREFIX}/resources/{resource.id}",

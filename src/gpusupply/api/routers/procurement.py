@@ -54,6 +54,7 @@ async def procure_offer(
         ssh_public_key=body.ssh_public_key,
         cloud_init=body.cloud_init,
         resource_name=body.resource_name,
+        cluster_name=body.cluster_name,
         idempotency_key=idempotency_key,
         # (auto_delete and wait_for_capacity left out when unset: older requests' fingerprints stay the same)
         body=body.model_dump(mode="json", exclude=_unset_extensions(body)),

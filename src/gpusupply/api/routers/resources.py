@@ -61,7 +61,7 @@ async def get_resource(
     resource, cost = await resources.get_resource_with_cost(
         ctx.db, ctx.refresh_resource, principal, resource_id, force_refresh=force_refresh, refresh_timeout=ctx.settings.vendor_timeout + 5
     )
-    return resource_detail(resource, cost)
+    return resource_detail(resource, cost, await resources.linked_resources(ctx.db, principal, resource))
 
 
 @router.patch(
@@ -83,7 +83,8 @@ async def patch_resource(
 ) -> schemas.ResourceDetail:
     fields = body.auto_delete.model_dump(exclude_unset=True) if body.auto_delete is not None else None
     await resources.set_auto_delete(ctx.db, principal, resource_id, fields)
-    return resource_detail(*await resources.stored_resource_with_cost(ctx.db, principal, resource_id))
+    resource, cost = await resources.stored_resource_with_cost(ctx.db, principal, resource_id)
+    return resource_detail(resource, cost, await resources.linked_resources(ctx.db, principal, resource))
 
 
 @router.delete(
@@ -92,7 +93,8 @@ async def patch_resource(
     summary="Delete a resource (asynchronous: deleting, then deleted once the vendor confirms)",
     description=(
         "Refused with 409 when the resource is already deleting or ended, and while a start/stop/reboot is in "
-        "flight unless `force=true`. A pending or provisioning resource can always be deleted."
+        "flight unless `force=true`. A pending or provisioning resource can always be deleted. Deleting a cluster "
+        "deletes every node; a node of a live cluster is refused with 409 naming the cluster."
     ),
     responses=responses(404, 409, 422),
 )

@@ -27,8 +27,11 @@ Step = Callable[[EngineContext, leases.Lease, Resource], Awaitable[None]]
 
 
 class Pipeline:
-    def __init__(self, ctx: EngineContext, name: str, statuses: tuple[str, ...], step: Step, *, workers: int):
+    def __init__(
+        self, ctx: EngineContext, name: str, statuses: tuple[str, ...], step: Step, *, workers: int, resource_type: str = "vm"
+    ):
         self.ctx = ctx
+        self.resource_type = resource_type
         self.name = name
         self.statuses = statuses
         self.step = step
@@ -83,6 +86,7 @@ class Pipeline:
                         lease=self.ctx.lease,
                         now=self.ctx.now(),
                         vendor_room=self.vendor_room(),
+                        resource_type=self.resource_type,
                     )
                 except Exception:
                     log.exception("claim failed", extra={"pipeline": self.name})

@@ -48,6 +48,8 @@ def spec_to_query(spec: dict[str, Any]) -> OfferQuery:
         contract_type=compute.get("contract_type") or None,
         vendor=spec.get("vendor") or None,
         region=region_group,
+        node_count=int(compute["node_count"]) if compute.get("node_count") is not None else None,
+        interconnect=compute.get("interconnect") or None,
     )
 
 

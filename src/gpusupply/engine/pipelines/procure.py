@@ -78,7 +78,9 @@ async def step(ctx: EngineContext, lease: leases.Lease, row: Resource) -> None:
 
 
 async def step_pending(ctx: EngineContext, lease: leases.Lease, row: Resource) -> None:
-    spec = await procurement_spec(ctx.db, row.procurement_id)
+    # A cluster's node is created from the node offer it was written with and never fails over on
+    # its own: the cluster rolls back as a whole (pipelines/cluster.py).
+    spec = None if row.cluster_id is not None else await procurement_spec(ctx.db, row.procurement_id)
     if row.offer_snapshot is None:
         await choose_offer(ctx, lease, row, spec)
         return
@@ -119,7 +121,8 @@ async def choose_offer(ctx: EngineContext, lease: leases.Lease, row: Resource, s
         await fail(ctx, lease, attempts_.failure_summary(attempts, searched=-1))
         return
     result = await ctx.catalog.search(query, limit=ctx.settings.max_failover_attempts + len(attempts) + 25)
-    offers = [(str(s.offer_id), s.offer) for s in result.offers if s.status == "available"]
+    # A single resource takes single-machine offers only (a cluster spec makes a cluster resource).
+    offers = [(str(s.offer_id), s.offer) for s in result.offers if s.status == "available" and s.offer.node_count == 1]
     if row.fleet_id is not None:  # a fleet member: away from preempting vendor-regions, spread or packed
         async with ctx.db.session() as session:
             preference = await placement_preference(session, row.fleet_id, row.id, ctx.now())

@@ -99,6 +99,9 @@ def _proxy_page(status: int, title: str) -> Response:
 class VastSandbox(VendorSandbox):
     name = "vast"
 
+    def capacity_refusal(self) -> Response:
+        return vast_error(410, "no_such_ask", "error 410/3907: no_such_ask Instance type is no longer available.")
+
     def __init__(
         self,
         config: SandboxConfig | None = None,
