@@ -54,6 +54,12 @@ OTHER_TENANT: dict[tuple[str, str], int | str] = {
     ("GET", "/price_alerts/{alert_id}"): 404,
     ("DELETE", "/price_alerts/{alert_id}"): 404,
     ("GET", "/price_alerts/{alert_id}/firings"): 404,
+    ("POST", "/fleets"): "own",
+    ("GET", "/fleets"): "own",
+    ("GET", "/fleets/{fleet_id}"): 404,
+    ("PATCH", "/fleets/{fleet_id}"): 404,
+    ("DELETE", "/fleets/{fleet_id}"): 404,
+    ("GET", "/fleets/{fleet_id}/events"): 404,
 }
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
 # Routes outside the OpenAPI document that need no key: the probes' neighbours, the documentation,
@@ -78,6 +84,9 @@ CONSOLE: dict[tuple[str, str], int | str] = {
     # (before the refused post below, whose flash repeats the id bob sent on the next page)
     ("GET", "/console/prices"): "own",
     ("GET", "/console/usage"): "own",
+    ("GET", "/console/fleets"): "own",
+    ("GET", "/console/fleets/{fleet_id}"): 404,
+    ("GET", "/console/fleets/{fleet_id}/live"): 404,
     ("GET", "/console/offers/{offer_id}"): "own",  # the shared catalog (alice's offer shows as taken)
     ("POST", "/console/offers/{offer_id}/procure"): 409,
     ("GET", "/console/resources"): "own",
@@ -107,6 +116,10 @@ def body_for(method: str, path: str, offer_id: str) -> dict[str, Any] | None:
         return {"offer_id": offer_id, "ssh_public_key": SSH_KEY}
     if path == "/get_offers":
         return {"compute": {"gpu_type": "RTX4090"}}
+    if path == "/fleets" and method == "POST":
+        return {"name": "bob-fleet", "size": 0, "ssh_public_key": SSH_KEY, "spec": {"compute": {"gpu_type": "H100"}}}
+    if method == "PATCH" and path.startswith("/fleets/"):
+        return {"size": 0}
     if method == "PATCH":
         return {"auto_delete": {"ttl_seconds": 3600}}
     if path == "/budget" and method == "PUT":
@@ -143,7 +156,11 @@ async def alice_world(service: Any) -> dict[str, str]:
         "/price_alerts", json={"spec": {"compute": {"gpu_type": "H100"}}, "threshold": 3133.77, "name": "alice-secret-alert"}
     )
     assert alert.status_code == 201, alert.text
+    fleet = await service.alice.post("/fleets", json={
+        "name": "alice-secret-fleet", "size": 0, "ssh_public_key": SSH_KEY, "spec": {"compute": {"gpu_type": "H100"}}})
+    assert fleet.status_code == 201, fleet.text
     return {
+        "fleet_id": fleet.json()["fleet_id"],
         "alert_id": alert.json()["alert_id"],
         "offer_id": offer_id,
         "resource_id": procured.json()["resource_ids"][0],
@@ -155,7 +172,7 @@ async def alice_world(service: Any) -> dict[str, str]:
 
 def alice_markers(world: dict[str, str]) -> list[str]:
     return [world["resource_id"], world["webhook_id"], world["webhook_secret"], "alice-secret-name", "alice-hook", "31337.77",
-            world["alert_id"], "alice-secret-alert"]
+            world["alert_id"], "alice-secret-alert", world["fleet_id"], "alice-secret-fleet"]
 
 
 def app_routes(routes: Iterable[Any]) -> set[tuple[str, str]]:
