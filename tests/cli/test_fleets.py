@@ -36,7 +36,8 @@ def shown(cli: CliRunner, fleet: str) -> dict[str, object]:
 
 
 def test_create_show_scale_watch_delete(cli: CliRunner) -> None:
-    assert "no fleets" in run(cli, "fleets", "list").stderr
+    # The module's service is shared: another test's fleets may be listed, never this one yet.
+    assert "cli-fleet" not in run(cli, "fleets", "list").stdout
     created = run(cli, "fleets", "create", "cli-fleet", "--gpu", "RTX4090", "--size", "2", "--max-price", "50",
                   "--placement", "pack", "--ssh-key", SSH_KEY).stdout
     assert "fleet cli-fleet:" in created and "2 wanted" in created and "fleets show cli-fleet --watch" in created
