@@ -57,7 +57,7 @@ def test_create_show_scale_watch_delete(cli: CliRunner) -> None:
     assert "deleting" in run(cli, "fleets", "delete", "cli-fleet").stdout
     watched = run(cli, "fleets", "show", "cli-fleet", "--watch", "--interval", "0.2").stdout
     assert watched.count("fleet cli-fleet (") >= 1 and ": deleted" in watched  # drawn until deleted
-    assert "no fleets" in run(cli, "fleets", "list").stderr
+    assert "cli-fleet" not in run(cli, "fleets", "list").stdout  # a deleted fleet is listed only with --all
     assert "cli-fleet" in run(cli, "fleets", "list", "--all").stdout
 
 
