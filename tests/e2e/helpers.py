@@ -295,6 +295,20 @@ class ServiceProcess:
                 self.kill()
 
 
+def run_until_crash(backend: str, env: dict[str, str], log: Path, crash_at: str) -> None:
+    """Start the engine (a worker on PostgreSQL, `serve` on SQLite) armed to SIGKILL itself at
+    `crash_at`, and wait for it to die there."""
+    crashing = ServiceProcess.worker(env, log) if backend == "postgres" else ServiceProcess.serve(env, log)
+    crashing.start(crash_at=crash_at)
+    try:
+        code = crashing.wait_exit(60)
+    except subprocess.TimeoutExpired:
+        crashing.kill()
+        raise AssertionError(f"the engine never reached {crash_at}: {log.read_text(errors='replace')[-2000:]}") from None
+    assert code == 137, log.read_text(errors="replace")[-2000:]
+    assert f"crashing at {crash_at}" in log.read_text(errors="replace")
+
+
 def create_api_key(env: dict[str, str]) -> str:
     out = subprocess.run([str(BIN), "keys", "create", "e2e"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -5,7 +5,6 @@ as their own processes, so they outlive the killed service."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from .helpers import (
     ServiceProcess,
     create_api_key,
     e2e_vendors,
+    run_until_crash,
     sandbox_processes,
     service_env,
 )
@@ -83,15 +83,7 @@ def test_killed_at_each_step_the_work_completes_once(
     if deleting:
         with_api(lambda api: [api.delete(rid) for rid in resources], engine=False)
 
-    crashing = ServiceProcess.worker(env, log) if backend == "postgres" else ServiceProcess.serve(env, log)
-    crashing.start(crash_at=crash_at)
-    try:
-        code = crashing.wait_exit(60)
-    except subprocess.TimeoutExpired:
-        crashing.kill()
-        raise AssertionError(f"the engine never reached {crash_at}: {log.read_text(errors='replace')[-2000:]}") from None
-    assert code == 137, log.read_text(errors="replace")[-2000:]
-    assert f"crashing at {crash_at}" in log.read_text(errors="replace")
+    run_until_crash(backend, env, log, crash_at)
 
     def finish(api: Api) -> None:
         if not deleting:

@@ -6,7 +6,6 @@ against the fal sandbox process's own ledger."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,15 @@ import httpx
 import pytest
 
 from ..conftest import BACKENDS
-from .helpers import Api, SandboxProcess, ServiceProcess, create_api_key, sandbox_processes, service_env
+from .helpers import (
+    Api,
+    SandboxProcess,
+    ServiceProcess,
+    create_api_key,
+    run_until_crash,
+    sandbox_processes,
+    service_env,
+)
 from .test_kill import database_url
 
 pytestmark = pytest.mark.timeout(240)
@@ -42,15 +49,7 @@ def procure_cluster(api: Api) -> tuple[str, list[str]]:
 
 
 def crash_and_restart(backend: str, env: dict[str, str], log: Path, crash_at: str, finish: Callable[[Api], None], token: str) -> None:
-    crashing = ServiceProcess.worker(env, log) if backend == "postgres" else ServiceProcess.serve(env, log)
-    crashing.start(crash_at=crash_at)
-    try:
-        code = crashing.wait_exit(60)
-    except subprocess.TimeoutExpired:
-        crashing.kill()
-        raise AssertionError(f"the engine never reached {crash_at}: {log.read_text(errors='replace')[-2000:]}") from None
-    assert code == 137, log.read_text(errors="replace")[-2000:]
-    assert f"crashing at {crash_at}" in log.read_text(errors="replace")
+    run_until_crash(backend, env, log, crash_at)
     with_api(env, log, token, finish, engine=True)  # a new process, same database: it takes the expired leases over
 
 

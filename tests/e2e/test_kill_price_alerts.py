@@ -5,7 +5,6 @@ the sandbox vendor's own ledger. The sandbox runs as its own process, so it outl
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from .helpers import (
     SandboxProcess,
     ServiceProcess,
     create_api_key,
+    run_until_crash,
     sandbox_processes,
     service_env,
     wait_for,
@@ -73,15 +73,7 @@ def test_killed_while_firing_the_order_procures_once(
         api.close()
         api_only.stop()
 
-    crashing = ServiceProcess.worker(env, log) if backend == "postgres" else ServiceProcess.serve(env, log)
-    crashing.start(crash_at=crash_at)
-    try:
-        code = crashing.wait_exit(60)
-    except subprocess.TimeoutExpired:
-        crashing.kill()
-        raise AssertionError(f"the engine never reached {crash_at}: {log.read_text(errors='replace')[-2000:]}") from None
-    assert code == 137, log.read_text(errors="replace")[-2000:]
-    assert f"crashing at {crash_at}" in log.read_text(errors="replace")
+    run_until_crash(backend, env, log, crash_at)
 
     service = ServiceProcess.serve(env, log).start()  # a new process, same database
     api = Api(service.url, token)

@@ -203,7 +203,7 @@ def resource_detail(resource: ResourceLike, cost_so_far: float | None = None, me
         auto_delete=AutoDeleteOut(delete_at=resource.auto_delete_at, spend_limit=resource.spend_limit) if limits else None,
         status_message=resource.status_message,
         spec=_spec(resource),
-        linked_resources=links + linked_resources(resource),
+        linked_resources=links + fleet_links(resource),
         offer_history=_offer_history(resource),
         valid_from=resource.running_since,
         valid_to=resource.ended_at,
@@ -232,7 +232,7 @@ def event_out(event: Event) -> schemas.EventOut:
 FLEET_LINK = "fleet_member"  # the resource is a member of the linked fleet (docs/fleets.md)
 
 
-def linked_resources(resource: ResourceLike) -> list[schemas.LinkedResource]:
+def fleet_links(resource: ResourceLike) -> list[schemas.LinkedResource]:
     """A fleet member links to its fleet (a read from services/reads.py carries the fleet's name
     and status)."""
     fleet_id = getattr(resource, "fleet_id", None)

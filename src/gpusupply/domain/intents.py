@@ -15,11 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.core.errors import ConflictError, ServiceUnavailable
 from gpusupply.core.gpus import canonical_model
-from gpusupply.core.offers import Offer, OfferQuery
+from gpusupply.core.offers import Offer, OfferQuery, node_offer, offer_to_dict
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import Procurement, Resource
 from gpusupply.domain.catalog import OfferCatalog
-from gpusupply.domain.clusters import add_nodes
+from gpusupply.domain.clusters import CLUSTER
 from gpusupply.domain.events import add_event
 from gpusupply.domain.guardrails import check_procurement, spec_price_bound
 
@@ -52,6 +52,37 @@ def new_resource(
         next_attempt_at=now,
         fleet_id=fleet_id,
     )
+
+
+def fill_from_offer(resource: Resource, offer_id: UUID | None, offer: Offer) -> None:
+    """What a resource takes from the offer it is created from."""
+    resource.offer_id = offer_id
+    resource.vendor, resource.vendor_region, resource.region = offer.vendor, offer.vendor_region, offer.region
+    resource.gpu_type, resource.gpu_family, resource.gpu_count = offer.gpu_type, offer.gpu_family, offer.gpu_count
+    resource.price_per_hour = offer.total_price_per_hour
+    resource.offer_snapshot = offer_to_dict(offer)
+
+
+def add_cluster_nodes(session: AsyncSession, cluster: Resource, offer: Offer, offer_id: UUID | None, now: datetime) -> list[Resource]:
+    """Place the cluster on `offer` (a cluster offer): one pending node row per node, each created
+    from the node offer under a marker of its own (its resource id), with its "created as pending"
+    event. The cluster row itself bills nothing from now on: its nodes do."""
+    cluster.resource_type = CLUSTER
+    fill_from_offer(cluster, offer_id, offer)
+    cluster.price_per_hour = 0.0
+    node = node_offer(offer)
+    nodes = []
+    for index in range(1, offer.node_count + 1):
+        row = new_resource(cluster.tenant_id, cluster.procurement_id, cluster.ssh_public_key, cluster.cloud_init,
+                           f"{cluster.name}-node-{index}", now)
+        row.resource_type, row.cluster_id = "vm", cluster.id
+        fill_from_offer(row, offer_id, node)
+        nodes.append(row)
+    session.add_all(nodes)
+    for row in nodes:
+        event = add_event(session, kind="status_change", resource=row, reason=f"node of cluster {cluster.name} ({cluster.id})", at=now)
+        event.to_status = ResourceStatus.PENDING.value
+    return nodes
 
 
 def spec_procurement(tenant_id: UUID, document: dict[str, Any], now: datetime, *, idempotency_key: str | None = None, fingerprint: str | None = None) -> Procurement:
@@ -95,7 +126,7 @@ async def write_intent(
     session.add(resource)
     event = add_event(session, kind="status_change", resource=resource, reason=reason, at=resource.created_at)
     event.to_status = ResourceStatus.PENDING.value
-    nodes = add_nodes(session, resource, cluster_offer, resource.offer_id, resource.created_at) if cluster_offer is not None else []
+    nodes = add_cluster_nodes(session, resource, cluster_offer, resource.offer_id, resource.created_at) if cluster_offer is not None else []
     response = {
         "offer_id": str(procurement.offer_id) if procurement.offer_id else None,
         "status": STATUS_IN_PROGRESS,

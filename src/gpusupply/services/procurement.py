@@ -32,7 +32,7 @@ from gpusupply.core.errors import (
     UnprocessableError,
 )
 from gpusupply.core.inputs import require_text
-from gpusupply.core.offers import Offer, offer_from_dict, offer_to_dict
+from gpusupply.core.offers import Offer, offer_from_dict
 from gpusupply.core.states import ProcurementStatus, ResourceStatus, procurement_status
 from gpusupply.db.models import OfferRow, PriceAlert, Procurement, Resource, utcnow
 from gpusupply.db.session import Database, rows_matched
@@ -42,6 +42,7 @@ from gpusupply.domain.hints import hint
 from gpusupply.domain.intents import (
     STATUS_IN_PROGRESS,
     check_capacity,
+    fill_from_offer,
     fill_from_query,
     new_resource,
     spec_procurement,
@@ -274,7 +275,7 @@ async def _procure_offer(
         procured_at=now,
     )
     resource = new_resource(principal.tenant_id, procurement.id, ssh_public_key, cloud_init, name, now)
-    _fill_from_offer(resource, offer_id, offer)
+    fill_from_offer(resource, offer_id, offer)
     if offer.node_count > 1:
         resource.name = clusters.cluster_name(resource.id, cluster_name, name)
         reason = f"procured cluster offer {offer_id} ({offer.vendor}, {offer.node_count} nodes)"
@@ -330,18 +331,6 @@ async def procure_for_alert(session: AsyncSession, alert: PriceAlert, firing_id:
         f"price-alert:{firing_id}", request_hash(document), limits,
     )
     return UUID(response["resource_ids"][0])
-
-
-def _fill_from_offer(resource: Resource, offer_id: UUID, offer: Offer) -> None:
-    resource.offer_id = offer_id
-    resource.vendor = offer.vendor
-    resource.vendor_region = offer.vendor_region
-    resource.region = offer.region
-    resource.gpu_type = offer.gpu_type
-    resource.gpu_family = offer.gpu_family
-    resource.gpu_count = offer.gpu_count
-    resource.price_per_hour = offer.total_price_per_hour
-    resource.offer_snapshot = offer_to_dict(offer)
 
 
 async def _write(

@@ -124,7 +124,7 @@ def _group(rows: Sequence[ReadRow], width: int) -> list[ResourceRead]:
 
 # ----- one resource ----------------------------------------------------------------------------
 _fleets = Fleet.__table__
-# A fleet member's answer links to its fleet (views.linked_resources): its name and status ride along.
+# A fleet member's answer links to its fleet (views.fleet_links): its name and status ride along.
 _FLEET_COLUMNS = (_fleets.c.name.label("fleet_name"), _fleets.c.status.label("fleet_status"))
 _DETAIL = (
     select(*RESOURCE_COLUMNS, *_FLEET_COLUMNS, _events.c.at, _events.c.to_status)

@@ -196,21 +196,17 @@ async def get_resource_with_cost(
     """`GET /resources/{id}`: the resource and its cost so far (USD) from one statement
     (services/reads.py); re-read from the vendor first (`refresher`) when its last sync is older
     than 30 s (or `force_refresh`), then read again."""
-    read = reads.resource_detail(principal.tenant_id, resource_id)
-    found = await db.read(read)
-    if found is None:
-        raise NotFoundError(f"resource {resource_id} not found")
-    if needs_refresh(found.resource, force=force_refresh, now=utcnow()) and await _refresh(refresher, resource_id, refresh_timeout):
-        found = await db.read(read)
-        if found is None:  # cannot happen (a resource row is never deleted); never answer another's
-            raise NotFoundError(f"resource {resource_id} not found")
-    return found.resource, resource_cost(found.resource, found.transitions, utcnow())
+    row, cost_so_far = await stored_resource_with_cost(db, principal, resource_id)
+    if needs_refresh(row, force=force_refresh, now=utcnow()) and await _refresh(refresher, resource_id, refresh_timeout):
+        return await stored_resource_with_cost(db, principal, resource_id)
+    return row, cost_so_far
 
 
 async def stored_resource_with_cost(db: Database, principal: Principal, resource_id: UUID) -> tuple[reads.ReadRow, float]:
-    """The resource as stored (no vendor re-read) and its cost so far: the answer after a write."""
+    """The resource as stored (no vendor re-read) and its cost so far: the answer after a write,
+    and the read before and after a vendor re-read."""
     found = await db.read(reads.resource_detail(principal.tenant_id, resource_id))
-    if found is None:
+    if found is None:  # after a re-read this cannot happen (a row is never deleted); never answer another's
         raise NotFoundError(f"resource {resource_id} not found")
     return found.resource, resource_cost(found.resource, found.transitions, utcnow())
 

@@ -36,20 +36,22 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.core.states import FINAL_STATUSES, ResourceStatus, can_transition
-from gpusupply.db.models import OfferRow, Procurement, Resource
-from gpusupply.db.session import rows_matched
-from gpusupply.domain.clusters import add_nodes, current_nodes
+from gpusupply.db.models import Procurement, Resource
+from gpusupply.domain.clusters import current_nodes
 from gpusupply.domain.events import change_status
 from gpusupply.domain.hints import hint
+from gpusupply.domain.intents import add_cluster_nodes
 from gpusupply.engine import leases
 from gpusupply.engine.context import EngineContext
 from gpusupply.engine.pipelines import offers as attempts_
 from gpusupply.engine.pipelines.common import (
     age,
+    claim_offer,
     degraded_vendors,
     hand_to_deletion,
     note_event,
     procurement_spec,
+    take_first_free_offer,
 )
 
 PIPELINE = "cluster"
@@ -111,21 +113,13 @@ async def place(ctx: EngineContext, lease: leases.Lease, row: Resource, spec: di
     result = await ctx.catalog.search(query, limit=ctx.settings.max_failover_attempts + len(attempts) + 25)
     offers = [(str(s.offer_id), s.offer) for s in result.offers if s.status == "available" and s.offer.node_count > 1]
     degraded = await degraded_vendors(ctx.db)
-    taken: set[str] = set()
-    while True:
-        candidate, _ = attempts_.pick_offer(
-            [o for o in offers if o[0] not in taken], attempts=attempts, degraded=degraded, enabled=ctx.vendors.adapters
-        )
-        if candidate is None:
-            if result.partial and (row.retry_count or 0) < 3:
-                await _later(ctx, lease, 2.0 * (1 + (row.retry_count or 0)), f"offer catalog partial: {result.failed_vendors}", count=True)
-                return
-            await _end_unplaced(ctx, lease, attempts_.failure_summary(attempts, searched=len(offers)))
+    candidate, placed, _ = await take_first_free_offer(ctx, lease, offers, attempts, degraded, lambda c, _: _merge_place(ctx, c))
+    if candidate is None:
+        if result.partial and (row.retry_count or 0) < 3:
+            await _later(ctx, lease, 2.0 * (1 + (row.retry_count or 0)), f"offer catalog partial: {result.failed_vendors}", count=True)
             return
-        placed = await leases.apply(ctx.db, lease, _merge_place(ctx, candidate), release_lease=False)
-        if placed != "taken":
-            break
-        taken.add(candidate.offer_id)
+        await _end_unplaced(ctx, lease, attempts_.failure_summary(attempts, searched=len(offers)))
+        return
     await leases.release(ctx.db, [lease])
     if placed == "placed":
         discard = getattr(ctx.catalog, "discard", None)
@@ -140,17 +134,11 @@ def _merge_place(ctx: EngineContext, candidate: attempts_.Candidate) -> leases.M
     async def merge(session: AsyncSession, fresh: Resource) -> str:
         if fresh.status not in (S.PENDING.value, S.PROVISIONING.value) or fresh.offer_snapshot is not None:
             return "moved"
-        claimed = await session.execute(
-            update(OfferRow)
-            .where(OfferRow.id == uuid.UUID(candidate.offer_id), OfferRow.status == "available")
-            .values(status="procured", procured_at=now, procured_by=fresh.tenant_id)
-            .execution_options(synchronize_session=False)
-        )
-        if rows_matched(claimed) == 0:
+        if not await claim_offer(session, candidate.offer_id, fresh.tenant_id, now):
             return "taken"  # another procurement got it first
         record = attempts_.attempt_record(candidate.offer_id, offer, at=now)
         fresh.attempts = [*(fresh.attempts or []), record]
-        add_nodes(session, fresh, offer, uuid.UUID(candidate.offer_id), now)
+        add_cluster_nodes(session, fresh, offer, uuid.UUID(candidate.offer_id), now)
         fresh.next_attempt_at = now
         note_event(
             session, fresh, "attempt",

@@ -4,18 +4,22 @@ moves every pipeline makes (retry later, fail, hand over to deletion)."""
 from __future__ import annotations
 
 import random
+import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gpusupply.core.offers import Offer
 from gpusupply.core.states import ResourceStatus
-from gpusupply.db.models import Event, Procurement, Resource, VendorState
-from gpusupply.db.session import Database
+from gpusupply.db.models import Event, OfferRow, Procurement, Resource, VendorState
+from gpusupply.db.session import Database, rows_matched
 from gpusupply.domain.events import add_event, change_status
 from gpusupply.engine import leases
 from gpusupply.engine.context import EngineContext
+from gpusupply.engine.pipelines import offers as attempts_
 from gpusupply.vendors.base import CreateRequest
 
 
@@ -122,3 +126,43 @@ def note_event(session: AsyncSession, row: Resource, kind: str, reason: str, *, 
 
 def next_refresh(ctx: EngineContext) -> datetime:
     return ctx.now() + timedelta(seconds=ctx.settings.refresh_interval_seconds)
+
+
+# ----- choosing an offer (the procure and cluster pipelines) -------------------------------------
+Skipped = list[tuple[str, Offer, str]]  # offers passed over, with why (attempts_.pick_offer)
+
+
+async def claim_offer(session: AsyncSession, offer_id: str, tenant_id: Any, now: datetime) -> bool:
+    """Take a catalog offer for a procurement, in the caller's transaction: False when another
+    procurement took it first."""
+    claimed = await session.execute(
+        update(OfferRow)
+        .where(OfferRow.id == uuid.UUID(offer_id), OfferRow.status == "available")
+        .values(status="procured", procured_at=now, procured_by=tenant_id)
+        .execution_options(synchronize_session=False)
+    )
+    return rows_matched(claimed) != 0
+
+
+async def take_first_free_offer(
+    ctx: EngineContext,
+    lease: leases.Lease,
+    offers: Sequence[tuple[str, Offer]],
+    attempts: Sequence[dict[str, Any]],
+    degraded: dict[str, str],
+    merge_for: Callable[[attempts_.Candidate, Skipped], leases.Merge[str]],
+) -> tuple[attempts_.Candidate | None, str | None, Skipped]:
+    """Apply `merge_for(best offer, offers skipped)` under the lease, passing over offers another
+    procurement took first (the merge answers "taken"). Returns the candidate and the merge's
+    answer, or (None, None, skipped) once no offer is left."""
+    taken: set[str] = set()
+    while True:
+        candidate, skipped = attempts_.pick_offer(
+            [o for o in offers if o[0] not in taken], attempts=attempts, degraded=degraded, enabled=ctx.vendors.adapters
+        )
+        if candidate is None:
+            return None, None, skipped
+        outcome = await leases.apply(ctx.db, lease, merge_for(candidate, skipped), release_lease=False)
+        if outcome != "taken":
+            return candidate, outcome, skipped
+        taken.add(candidate.offer_id)

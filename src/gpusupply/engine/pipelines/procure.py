@@ -33,9 +33,9 @@ from gpusupply.core.errors import (
 from gpusupply.core.fleets import rank_offers
 from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import OfferRow, Resource
-from gpusupply.db.session import rows_matched
 from gpusupply.domain.events import change_status
 from gpusupply.domain.fleets import placement_preference
+from gpusupply.domain.intents import fill_from_offer
 from gpusupply.engine import leases
 from gpusupply.engine.context import EngineContext
 from gpusupply.engine.crash import crash_point
@@ -44,6 +44,7 @@ from gpusupply.engine.pipelines import provision
 from gpusupply.engine.pipelines.common import (
     age,
     backoff_seconds,
+    claim_offer,
     create_request,
     create_settles_in,
     degraded_vendors,
@@ -51,6 +52,7 @@ from gpusupply.engine.pipelines.common import (
     note_event,
     procurement_spec,
     retry_later,
+    take_first_free_offer,
 )
 from gpusupply.metrics import PROCUREMENT_ATTEMPTS, PROCUREMENT_FAILOVERS
 from gpusupply.vendors.base import CreateRequest, VendorAdapter, VendorInstance
@@ -132,28 +134,21 @@ async def choose_offer(ctx: EngineContext, lease: leases.Lease, row: Resource, s
         if preference is not None:
             offers = rank_offers(offers, preference)
     degraded = await degraded_vendors(ctx.db)
-    taken: set[str] = set()
-    while True:
-        candidate, skipped = attempts_.pick_offer(
-            [o for o in offers if o[0] not in taken], attempts=attempts, degraded=degraded, enabled=ctx.vendors.adapters
-        )
-        if candidate is None:
-            if result.partial and (row.retry_count or 0) < 3:
-                await retry_later(ctx, lease, backoff_seconds(row.retry_count or 0, base=2.0), message=f"offer catalog partial: {result.failed_vendors}")
-                return
-            await fail(ctx, lease, attempts_.failure_summary(attempts + _skipped_records(skipped, ctx), searched=len(offers)), extra_attempts=_skipped_records(skipped, ctx))
+    candidate, chosen, skipped = await take_first_free_offer(
+        ctx, lease, offers, attempts, degraded, lambda c, passed: _merge_choose(ctx, c, _skipped_records(passed, ctx))
+    )
+    if candidate is None:
+        if result.partial and (row.retry_count or 0) < 3:
+            await retry_later(ctx, lease, backoff_seconds(row.retry_count or 0, base=2.0), message=f"offer catalog partial: {result.failed_vendors}")
             return
-        chosen = await leases.apply(ctx.db, lease, _merge_choose(ctx, candidate, _skipped_records(skipped, ctx)), release_lease=False)
-        if chosen == "taken":
-            taken.add(candidate.offer_id)
-            continue
-        if chosen == "moved":
-            await leases.release(ctx.db, [lease])
-            return
-        discard = getattr(ctx.catalog, "discard", None)
-        if discard is not None:  # out of this process's search results at once
-            discard(uuid.UUID(candidate.offer_id))
-        break
+        await fail(ctx, lease, attempts_.failure_summary(attempts + _skipped_records(skipped, ctx), searched=len(offers)), extra_attempts=_skipped_records(skipped, ctx))
+        return
+    if chosen == "moved":
+        await leases.release(ctx.db, [lease])
+        return
+    discard = getattr(ctx.catalog, "discard", None)
+    if discard is not None:  # out of this process's search results at once
+        discard(uuid.UUID(candidate.offer_id))
     # Go on with the create at once, under the same lease.
     fresh = await leases.load(ctx.db, lease)
     if fresh is None:
@@ -167,32 +162,19 @@ def _skipped_records(skipped: list[tuple[str, Any, str]], ctx: EngineContext) ->
 
 
 def _merge_choose(ctx: EngineContext, candidate: attempts_.Candidate, skipped: list[dict[str, Any]]) -> leases.Merge[str]:
-    from gpusupply.core.offers import offer_to_dict
-
     now = ctx.now()
     offer = candidate.offer
 
     async def merge(session: AsyncSession, fresh: Resource) -> str:
         if fresh.status != PENDING or fresh.offer_snapshot is not None:
             return "moved"
-        claimed = await session.execute(
-            update(OfferRow)
-            .where(OfferRow.id == uuid.UUID(candidate.offer_id), OfferRow.status == "available")
-            .values(status="procured", procured_at=now, procured_by=fresh.tenant_id)
-        )
-        if rows_matched(claimed) == 0:
+        if not await claim_offer(session, candidate.offer_id, fresh.tenant_id, now):
             return "taken"  # another procurement got it first
         for record in skipped:
             note_event(session, fresh, "attempt", record["reason"], now=now, data=record)
         record = attempts_.attempt_record(candidate.offer_id, offer, at=now)
         fresh.attempts = [*(fresh.attempts or []), *skipped, record]
-        fresh.offer_id = uuid.UUID(candidate.offer_id)
-        fresh.vendor = offer.vendor
-        fresh.vendor_region = offer.vendor_region
-        fresh.region = offer.region
-        fresh.gpu_type, fresh.gpu_family, fresh.gpu_count = offer.gpu_type, offer.gpu_family, offer.gpu_count
-        fresh.price_per_hour = offer.total_price_per_hour
-        fresh.offer_snapshot = offer_to_dict(offer)
+        fill_from_offer(fresh, uuid.UUID(candidate.offer_id), offer)
         fresh.retry_count = 0
         fresh.next_attempt_at = now
         note_event(
