@@ -85,6 +85,33 @@ async def test_server_errors_are_recovered_without_a_second_create(tmp_path, ven
         assert rig.sandbox(vendor).faults.injected["500"] + rig.sandbox(vendor).faults.injected["503"] > 0
 
 
+async def test_a_vendor_answer_starts_the_create_check_backoff_over(tmp_path) -> None:
+    """Failed checks of an earlier create grow the backoff; a check the vendor answers ("nothing
+    yet", inside the visibility window) starts it over, so failures far apart never add up to a
+    minute's wait (a 40 % error rate once kept a create waiting past a minute)."""
+    vendor = MARKER_VENDORS[0]
+    async with engine_rig(tmp_path, vendors=[vendor], create_visibility_seconds=3600) as rig:
+        rid = await rig.procure_offer(await first_offer(rig, vendor))
+        rig.set_faults(vendor, {"500": 1.0})  # the create's answer is an error: its outcome is unknown
+        await rig.start_engine()
+
+        async def failed_checks() -> bool:
+            row = await rig.resource(rid)
+            return (row.retry_count or 0) >= 3 and "checking the earlier create" in (row.status_message or "")
+
+        await wait_until(failed_checks, what="checks of the earlier create to fail")
+        rig.set_faults(vendor, {})
+        rig.clock.advance(120)  # past the grown backoff
+
+        async def answered() -> bool:
+            return (await rig.resource(rid)).retry_count == 0
+
+        await wait_until(answered, what="an answered check to start the backoff over")
+        row = await rig.resource(rid)
+        assert row.status == "pending" and row.vendor_instance_id is None  # nothing was created: still settling
+        assert (await rig.state(vendor))["creates"] == []
+
+
 @pytest.mark.parametrize("vendor", VENDORS)
 async def test_lost_create_response_is_recovered_not_repeated(tmp_path, vendor: str) -> None:
     """The vendor commits the create but the answer never arrives (a 502 after a hang)."""

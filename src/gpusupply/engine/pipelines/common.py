@@ -106,13 +106,19 @@ def hand_to_deletion(session: AsyncSession, row: Resource, reason: str, *, now: 
     row.next_attempt_at = now
 
 
-async def retry_later(ctx: EngineContext, lease: leases.Lease, seconds: float, *, message: str | None = None, count: bool = True) -> None:
-    """Keep the row as it is and look at it again in `seconds`."""
+async def retry_later(
+    ctx: EngineContext, lease: leases.Lease, seconds: float, *, message: str | None = None, count: bool = True, answered: bool = False
+) -> None:
+    """Keep the row as it is and look at it again in `seconds`. `count`: this wait follows a failed
+    vendor call (the backoff grows); `answered`: the vendor answered, so the backoff starts over
+    (failures far apart must not add up to a minute's wait)."""
     when = ctx.after(seconds)
 
     async def merge(session: AsyncSession, row: Resource) -> None:
         row.next_attempt_at = when
-        if count:
+        if answered:
+            row.retry_count = 0
+        elif count:
             row.retry_count = (row.retry_count or 0) + 1
         if message is not None:
             row.status_message = message

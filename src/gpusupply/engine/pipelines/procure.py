@@ -317,7 +317,7 @@ async def recover(ctx: EngineContext, lease: leases.Lease, row: Resource, adapte
         return
     remaining = create_settles_in(row, settings, now)
     if remaining > 0:
-        await retry_later(ctx, lease, min(settings.provisioning_poll_seconds, remaining), count=False)
+        await retry_later(ctx, lease, min(settings.provisioning_poll_seconds, remaining), answered=True)
         return
     await _nothing_created(ctx, lease, row, age(now, row.create_attempted_at), is_spec=is_spec)
 
