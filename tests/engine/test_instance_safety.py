@@ -49,7 +49,7 @@ async def test_one_not_found_read_does_not_end_a_running_resource(tmp_path, vend
         instance_id = (await rig.resource(rid)).vendor_instance_id
         rig.sandbox(vendor).arm("phantom_404", instance_id)
 
-        await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, now=rig.clock())
+        await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, clock=rig.clock)
         row = await rig.resource(rid)
         assert row.status == "running" and row.absent_since is not None
         assert "confirming" in (row.status_message or "")
@@ -61,7 +61,7 @@ async def test_one_not_found_read_does_not_end_a_running_resource(tmp_path, vend
 
         # The second read, after the delay, finds it: the suspicion is dropped.
         rig.clock.advance(rig.settings.absence_confirm_seconds)
-        await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, now=rig.clock())
+        await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, clock=rig.clock)
         row = await rig.resource(rid)
         assert row.status == "running" and row.absent_since is None
         assert await instance_is_live(rig, vendor, instance_id)
@@ -78,9 +78,9 @@ async def test_a_listing_that_still_shows_the_instance_overrules_two_not_found_r
         sandbox = rig.sandbox(vendor)
         sandbox.arm("phantom_404", instance_id)
         sandbox.arm("phantom_404", instance_id)
-        await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, now=rig.clock())
+        await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, clock=rig.clock)
         rig.clock.advance(rig.settings.absence_confirm_seconds)
-        await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, now=rig.clock())
+        await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, clock=rig.clock)
         assert sandbox.faults.injected["phantom_404"] == 2
         row = await rig.resource(rid)
         assert row.status == "running" and row.absent_since is None
@@ -95,10 +95,10 @@ async def test_a_confirmed_absence_ends_the_resource(tmp_path, vendor: str) -> N
         await engine.stop()
         instance_id = (await rig.resource(rid)).vendor_instance_id or ""
         await rig.vendors.adapters[vendor].delete(instance_id)  # deleted elsewhere (the vendor's console)
-        await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, now=rig.clock())
+        await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, clock=rig.clock)
         assert (await rig.resource(rid)).status == "running"  # one answer is not enough
         rig.clock.advance(rig.settings.absence_confirm_seconds)
-        await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, now=rig.clock())
+        await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, clock=rig.clock)
         row = await rig.resource(rid)
         # Vendors that keep a deleted instance readable say so themselves; the others are confirmed
         # by two reads and the list.

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -94,17 +94,17 @@ async def test_refresh_resource_reads_the_vendor_and_skips_leased_rows(tmp_path)
         await engine.stop()
         synced = row.last_synced_at
         rig.clock.advance(1)
-        await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, now=rig.clock())
+        await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, clock=rig.clock)
         fresh = await rig.resource(rid)
         assert fresh.last_synced_at is not None and synced is not None and fresh.last_synced_at > synced
         assert fresh.lock_token is None
         # the instance vanishes on the vendor (deleted elsewhere): the refresh sees it, and ends the
         # row once a second read after the delay and the list agree
         await rig.vendors.adapters[vendor].delete(fresh.vendor_instance_id or "")
-        await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, now=rig.clock())
+        await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, clock=rig.clock)
         assert (await rig.resource(rid)).status == "running"
         rig.clock.advance(rig.settings.absence_confirm_seconds)
-        await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, now=rig.clock())
+        await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, clock=rig.clock)
         gone = await rig.resource(rid)
         assert gone.status == "terminated"
         assert "vanished" in (gone.status_message or "") or "terminated" in (gone.status_message or "")
@@ -125,3 +125,33 @@ def test_the_vendor_login_is_kept_and_shown_in_the_ssh_command() -> None:
     assert ssh_command("198.51.100.3", None, 22) == "ssh root@198.51.100.3 -p 22"  # no word from the vendor: root
     plain = observe(S.PROVISIONING, VendorInstance("i-2", I.RUNNING, "running", external_ip="192.0.2.1"), now=NOW, running_since=None)
     assert "ssh_user" not in plain.fields
+
+
+@pytest.mark.parametrize("vendor", available_vendors())
+async def test_an_end_is_dated_when_the_vendors_answer_came_not_when_the_read_began(tmp_path, vendor: str) -> None:
+    """A paced read can wait seconds before it is sent. The end of a preempted instance is dated
+    when the answer came, so the resource never ends before the vendor stopped billing for it."""
+    async with engine_rig(tmp_path, vendors=[vendor]) as rig:
+        if vendor == "runpod":  # RunPod takes back spot pods only
+            offer = next(o for o in await rig.vendors.adapters[vendor].list_offers() if o.available and o.contract_type == "spot")
+        else:
+            offer = (await rig.offers(vendor))[0]
+        rid = await rig.procure_offer(offer)
+        engine = await rig.start_engine()
+        instance_id = (await rig.wait_status(rid, "running")).vendor_instance_id or ""
+        await engine.stop()
+        sandbox = rig.sandbox(vendor)
+        sandbox.preempt(instance_id)
+        for _ in range(2):  # vendors that forget a preempted instance confirm its absence with a second read
+            sent, began = sandbox.requests, rig.clock()
+
+            def clock() -> datetime:  # the vendor's answer comes 10 s after the step began
+                return rig.clock() + timedelta(seconds=10 if sandbox.requests > sent else 0)  # noqa: B023 (called in this round)
+
+            await refresh_resource(rig.db, rig.vendors, rid, settings=rig.settings, clock=clock)
+            row = await rig.resource(rid)
+            if row.status == "terminated":
+                break
+            rig.clock.advance(rig.settings.absence_confirm_seconds)
+        assert row.status == "terminated", row.status_message
+        assert row.ended_at is not None and row.ended_at >= began + timedelta(seconds=10)

@@ -384,9 +384,9 @@ async def confirm_vanished(ctx: EngineContext, adapter: Any, resource_id: uuid.U
         if row is None or not row.vendor_instance_id:
             await leases.release(ctx.db, [lease])
             return False
-        now = ctx.now()
         try:
             instance = await read_instance(adapter, row.vendor_instance_id)
+            now = ctx.now()  # dated when the answer is in (sync.refresh_leased says why)
             sighting = seen(instance) if instance is not None else await judge_not_found(
                 adapter, row.vendor_instance_id, absent_since=row.absent_since, now=now,
                 confirm_seconds=ctx.settings.absence_confirm_seconds, listed_absent=True,

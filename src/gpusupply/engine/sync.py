@@ -24,6 +24,7 @@ from gpusupply.domain.events import change_status
 from gpusupply.engine import leases
 from gpusupply.engine.absence import Sighting, sight
 from gpusupply.engine.batch_reads import read_instance
+from gpusupply.engine.context import Clock
 from gpusupply.vendors.base import VendorInstance
 
 log = logging.getLogger(__name__)
@@ -116,25 +117,29 @@ REFRESH_PIPELINE = "refresh"
 
 
 async def refresh_leased(
-    db: Database, adapter: Any, lease: leases.Lease, row: Resource, *, now: datetime, next_refresh: datetime, confirm_seconds: float
+    db: Database, adapter: Any, lease: leases.Lease, row: Resource, *, clock: Clock, refresh_seconds: float, confirm_seconds: float
 ) -> SyncResult | None:
     """Re-read a running/stopped resource we hold the lease on, and apply what the vendor shows.
 
     A "not found" ends the row only once confirmed (engine/absence.py); until then the row keeps
     its status and is read again after `confirm_seconds`. Returns the result, or None when the
-    vendor could not be read or the absence is not confirmed yet (the row keeps its status)."""
+    vendor could not be read or the absence is not confirmed yet (the row keeps its status).
+
+    The observation is dated when the vendor's answer is in, not when the step began: a paced
+    read can wait seconds, and an end dated before the vendor ended the instance would bill less
+    than the vendor does."""
     status = ResourceStatus(row.status)
     instance_id = row.vendor_instance_id or ""
     try:
-        sighting = await sight(
-            adapter, instance_id, await read_instance(adapter, instance_id),
-            absent_since=row.absent_since, now=now, confirm_seconds=confirm_seconds,
-        )
+        instance = await read_instance(adapter, instance_id)
+        now = clock()
+        sighting = await sight(adapter, instance_id, instance, absent_since=row.absent_since, now=now, confirm_seconds=confirm_seconds)
     except VendorError as exc:
         log.info("refresh: vendor read failed", extra={"resource_id": str(row.id), "error": str(exc)})
+        retry_at = clock() + timedelta(seconds=refresh_seconds)
 
         async def keep(session: AsyncSession, fresh: Resource) -> None:
-            fresh.next_attempt_at = next_refresh
+            fresh.next_attempt_at = retry_at
 
         await leases.apply(db, lease, keep)
         return None
@@ -142,6 +147,7 @@ async def refresh_leased(
         await leases.apply(db, lease, note_absence(sighting, confirm_seconds))
         return None
     result = observe_sighting(status, sighting, now=now, running_since=row.running_since)
+    next_refresh = now + timedelta(seconds=refresh_seconds)
 
     async def merge(session: AsyncSession, fresh: Resource) -> None:
         merge_observation(session, fresh, result, computed_for=status, now=now)
@@ -184,7 +190,7 @@ async def refresh_resource(
     *,
     settings: Any = None,
     owner: str = "api",
-    now: datetime | None = None,
+    clock: Clock = utcnow,
 ) -> None:
     """Re-read one resource from its vendor now (the API's force_refresh and 30 s staleness rule).
 
@@ -197,7 +203,7 @@ async def refresh_resource(
 
         settings = get_settings()
 
-    now = now or utcnow()
+    now = clock()
     claimed = await leases.claim(
         db,
         pipeline="refresh-api",
@@ -219,8 +225,7 @@ async def refresh_resource(
             await leases.release(db, [lease])
             return
         await refresh_leased(
-            db, adapter, lease, row, now=now, next_refresh=now + timedelta(seconds=settings.refresh_interval_seconds),
-            confirm_seconds=settings.absence_confirm_seconds,
+            db, adapter, lease, row, clock=clock, refresh_seconds=settings.refresh_interval_seconds, confirm_seconds=settings.absence_confirm_seconds
         )
     except leases.LeaseLost:
         return

@@ -130,10 +130,6 @@ def note_event(session: AsyncSession, row: Resource, kind: str, reason: str, *, 
     add_event(session, kind=kind, resource=row, reason=reason, data=data or None, at=now)
 
 
-def next_refresh(ctx: EngineContext) -> datetime:
-    return ctx.now() + timedelta(seconds=ctx.settings.refresh_interval_seconds)
-
-
 # ----- choosing an offer (the procure and cluster pipelines) -------------------------------------
 Skipped = list[tuple[str, Offer, str]]  # offers passed over, with why (attempts_.pick_offer)
 

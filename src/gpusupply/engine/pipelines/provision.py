@@ -41,6 +41,7 @@ async def step(ctx: EngineContext, lease: leases.Lease, row: Resource) -> None:
         return
     try:
         instance = await read_instance_batched(adapter, row.vendor_instance_id)  # polls of many instances share a listing
+        now = ctx.now()  # the observation is dated when the answer is in (a paced read waits)
         if instance is None and waited < settings.create_visibility_seconds:
             # Just created: some vendors show a new instance a moment late. Not gone yet.
             await retry_later(ctx, lease, settings.provisioning_poll_seconds, count=False)

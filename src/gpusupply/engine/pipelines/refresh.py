@@ -9,7 +9,7 @@ from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import Resource
 from gpusupply.engine import leases
 from gpusupply.engine.context import EngineContext
-from gpusupply.engine.pipelines.common import next_refresh, retry_later
+from gpusupply.engine.pipelines.common import retry_later
 from gpusupply.engine.sync import refresh_leased
 
 PIPELINE = "refresh"
@@ -21,6 +21,7 @@ async def step(ctx: EngineContext, lease: leases.Lease, row: Resource) -> None:
     if adapter is None or not row.vendor_instance_id:
         await retry_later(ctx, lease, ctx.settings.refresh_interval_seconds, message=f"vendor {row.vendor} is not enabled here", count=False)
         return
+    settings = ctx.settings
     await refresh_leased(
-        ctx.db, adapter, lease, row, now=ctx.now(), next_refresh=next_refresh(ctx), confirm_seconds=ctx.settings.absence_confirm_seconds
+        ctx.db, adapter, lease, row, clock=ctx.now, refresh_seconds=settings.refresh_interval_seconds, confirm_seconds=settings.absence_confirm_seconds
     )
