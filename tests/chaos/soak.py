@@ -152,6 +152,13 @@ class Figures:
     def ok(self) -> bool:
         return not any(self.must_be_zero().values())
 
+    def explain(self) -> str:
+        """Every must-be-0 item and the story of each resource it names, in full (for a failed test)."""
+        lines = [f"{name}: {item}" for name, items in self.problems().items() for item in items]
+        for resource_id, story in self.stories.items():
+            lines += [f"story of resource {resource_id}:", *(f"  {line}" for line in story)]
+        return "\n".join(lines)
+
 
 @dataclass
 class SoakConfig:
@@ -758,13 +765,8 @@ def report(runs: list[Figures], command: str, console: Console) -> None:
             console.print(f"[dim]{figures.database}: killed {kill}[/dim]")
         for outage in figures.db_outages:
             console.print(f"[dim]{figures.database}: {outage}[/dim]")
-        for name, items in figures.problems().items():
-            for item in items[:20]:
-                console.print(f"[red]{figures.database}: {name}: {item}[/red]")
-        for resource_id, story in figures.stories.items():
-            console.print(f"{figures.database}: story of resource {resource_id}:", markup=False)
-            for line in story:
-                console.print(f"  {line}", markup=False, soft_wrap=True)
+        for line in figures.explain().splitlines():
+            console.print(f"{figures.database}: {line}", markup=False, soft_wrap=True)
 
 
 async def soak(configs: list[SoakConfig]) -> list[Figures]:

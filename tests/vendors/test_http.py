@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import httpx
 import pytest
 
 from gpusupply.core.ratelimit import Bucket
 from gpusupply.vendors.fal import LIMITS, FalAdapter
-from gpusupply.vendors.http import MAX_LATE_REBOOKINGS, VendorHttp, pacing
+from gpusupply.vendors.http import MAX_LATE_REBOOKINGS, VendorHttp, before_unsafe_send, pacing
 
 
 def waits(http: VendorHttp, endpoints: list[str], now: float = 100.0) -> list[float]:
@@ -111,4 +112,46 @@ async def test_a_caller_late_every_time_sends_after_its_last_booking() -> None:
     http = _shared_http(clock, shared)
     await http._pace("create")
     assert len(shared.bookings) == MAX_LATE_REBOOKINGS + 1
+    await http.aclose()
+
+
+def _recording_http(clock: StallingClock, sent: list[str]) -> VendorHttp:
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(f"{request.method} {request.url.path}")
+        return httpx.Response(200, json={})
+
+    return VendorHttp("v", "http://vendor.test", auth_headers={}, rates={"create": (1.0, 1.0), "list": (100.0, 10.0)},
+                      clock=clock, sleep=clock.sleep, transport=httpx.MockTransport(answer))
+
+
+async def test_a_create_runs_the_callers_guard_after_its_pacing_wait_and_before_it_leaves() -> None:
+    clock, sent = StallingClock(stalls=[]), []
+    http = _recording_http(clock, sent)
+    guarded: list[tuple[float, int]] = []  # (the pacer's time, calls sent so far) at each guard
+
+    async def guard() -> None:
+        guarded.append((clock.now, len(sent)))
+
+    with before_unsafe_send(guard):
+        await http.request("POST", "/create", endpoint="create", safe=False, creates=True)
+        await http.request("POST", "/create", endpoint="create", safe=False, creates=True)  # waits 1 s for its slot
+        await http.request("POST", "/keys", endpoint="list", safe=False)  # unsafe, but makes no instance: no guard
+        await http.request("GET", "/list", endpoint="list", safe=True)  # a read: no guard
+    await http.request("POST", "/create", endpoint="create", safe=False, creates=True)  # outside the block: no guard
+    assert sent == ["POST /create", "POST /create", "POST /keys", "GET /list", "POST /create"]
+    assert clock.slept == [1.0, 1.0]
+    assert guarded == [(1000.0, 0), (1001.0, 1)]  # the second ran after its wait, before it was sent
+    await http.aclose()
+
+
+async def test_a_guard_that_raises_keeps_the_call_unsent() -> None:
+    clock, sent = StallingClock(stalls=[]), []
+    http = _recording_http(clock, sent)
+
+    async def withdrawn() -> None:
+        raise LookupError("the row no longer wants it")
+
+    with before_unsafe_send(withdrawn), pytest.raises(LookupError):
+        await http.request("POST", "/create", endpoint="create", safe=False, creates=True)
+    assert sent == []
     await http.aclose()

@@ -337,6 +337,7 @@ class FalAdapter:
             INSTANCES,
             endpoint="create",
             safe=False,  # never retried here: the engine calls recover, which replays the key
+            creates=True,
             ok=(200, 201),
             json=body,
             headers={"Idempotency-Key": request.idempotency_key},

@@ -23,12 +23,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -56,6 +58,24 @@ log = logging.getLogger(__name__)
 MAX_RETRY_AFTER = 60.0
 
 Limit = tuple[float, float]  # (requests per second, burst)
+
+# The caller's guard on its creates (calls sent with `creates=True`): run after the call's pacing
+# wait, right before it is sent; an exception from it stops the call unsent. The engine records a create there, under
+# the row's lease (engine/pipelines/procure.py), so a create leaves only while its row still wants
+# it and its step still holds the lease, and the moment on record is when it left, however long the
+# pacer held it (a vendor allowing one launch in 12 s can hold it a minute).
+BeforeSend = Callable[[], Awaitable[None]]
+_BEFORE_UNSAFE_SEND: ContextVar[BeforeSend | None] = ContextVar("before_unsafe_send", default=None)
+
+
+@contextlib.contextmanager
+def before_unsafe_send(guard: BeforeSend) -> Iterator[None]:
+    """Run `guard` before each create sent inside this block (this task and what it awaits)."""
+    token = _BEFORE_UNSAFE_SEND.set(guard)
+    try:
+        yield
+    finally:
+        _BEFORE_UNSAFE_SEND.reset(token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,17 +321,22 @@ class VendorHttp:
         *,
         endpoint: str,
         safe: bool,
+        creates: bool = False,
         ok: tuple[int, ...] = (200, 201, 202, 204),
         **kwargs: Any,
     ) -> httpx.Response:
         """Send one call under the policy; returns the response for a status in `ok`, else raises.
 
         `endpoint` names the rate-limit bucket (e.g. "create", "list"). `safe` allows retries.
+        `creates`: this call makes an instance (never safe); the caller's guard runs before it leaves.
         """
         attempts = self._retry.attempts if safe else 1
         last: VendorError | None = None
+        guard = _BEFORE_UNSAFE_SEND.get() if creates else None
         for attempt in range(attempts):
             await self._pace(endpoint)
+            if guard is not None:
+                await guard()
             started = time.monotonic()
             try:
                 response = await self._client.request(method, path, **kwargs)

@@ -428,7 +428,7 @@ class LambdaAdapter:
         for attempt in range(2):
             body["ssh_key_names"] = [await self._ssh_key_name(request.ssh_public_key)]
             try:
-                ids = await self._call("POST", "instance-operations/launch", parse_launch, endpoint="launch", safe=False, json=body)
+                ids = await self._call("POST", "instance-operations/launch", parse_launch, endpoint="launch", safe=False, creates=True, json=body)
                 break
             except NotFoundOnVendor as exc:
                 # A refused launch committed nothing. The resource not found is either our SSH key

@@ -469,7 +469,7 @@ class NebulaAdapter:
         for attempt in range(2):
             body["ssh_key_id"] = await self._ssh_key_id(request.ssh_public_key)
             try:
-                await self._call("POST", "computing/instance", endpoint="create", safe=False, json=body)
+                await self._call("POST", "computing/instance", endpoint="create", safe=False, creates=True, json=body)
                 break
             except (NotFoundOnVendor, InvalidRequest) as exc:
                 # A refused create committed nothing: if our cached key was deleted on Nebula,

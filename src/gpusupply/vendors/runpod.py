@@ -442,13 +442,15 @@ class RunPodAdapter:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _graphql(self, document: str, variables: dict[str, Any] | None, *, group: str, safe: bool) -> dict[str, Any]:
+    async def _graphql(
+        self, document: str, variables: dict[str, Any] | None, *, group: str, safe: bool, creates: bool = False
+    ) -> dict[str, Any]:
         """One GraphQL call under the shared policy; returns `data`, or raises the typed error of
         `errors[]`. A safe call whose error is retryable (rate limit, upstream) is tried again."""
         attempts = 3 if safe else 1
         for attempt in range(attempts):
             response = await self._http.request(
-                "POST", GRAPHQL_PATH, endpoint=group, safe=safe, json={"query": document, "variables": variables or {}}
+                "POST", GRAPHQL_PATH, endpoint=group, safe=safe, creates=creates, json={"query": document, "variables": variables or {}}
             )
             body = parse_json(VENDOR, response)
             found = first_error(body)
@@ -489,7 +491,7 @@ class RunPodAdapter:
     # ----- create and recover ------------------------------------------------------------------
     async def create(self, request: CreateRequest) -> VendorInstance:
         document, field, fields = create_input(request, image=self.image)
-        data = await self._graphql(document, {"input": fields}, group="create", safe=False)  # never retried: recover finds it
+        data = await self._graphql(document, {"input": fields}, group="create", safe=False, creates=True)  # never retried: recover finds it
         pod = data.get(field)
         if not isinstance(pod, dict):
             raise VendorUnavailable(VENDOR, f"{field} answered without a pod; outcome unknown")

@@ -512,6 +512,7 @@ class VastAdapter:
         response = await self._http.request(
             "PUT", f"{API_V0}/asks/{ask}/", endpoint="create",
             safe=False,  # never retried here: the engine calls recover, which looks for our label
+            creates=True,
             ok=(200, 201), json=body,
         )
         data = parse_json(VENDOR, response)

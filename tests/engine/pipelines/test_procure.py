@@ -3,6 +3,7 @@ exactly once, against the sandbox vendors over HTTP, through their faults."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy import update
 
 from gpusupply.db.models import Resource, VendorState, utcnow
 from gpusupply.engine.pipelines.offers import spec_to_query
-from gpusupply.metrics import PROCUREMENT_FAILOVERS
+from gpusupply.metrics import PROCUREMENT_FAILOVERS, VENDOR_RATE_LIMIT_WAIT
 
 from ..helpers import Rig, available_vendors, engine_rig, wait_until
 
@@ -109,6 +110,29 @@ async def test_a_vendor_answer_starts_the_create_check_backoff_over(tmp_path) ->
         await wait_until(answered, what="an answered check to start the backoff over")
         row = await rig.resource(rid)
         assert row.status == "pending" and row.vendor_instance_id is None  # nothing was created: still settling
+        assert (await rig.state(vendor))["creates"] == []
+
+
+async def test_a_create_withdrawn_while_it_waits_for_its_slot_never_leaves(tmp_path) -> None:
+    """The pacer can hold a create long (Lambda allows one launch in 12 s). Deleted meanwhile, the
+    row's create never leaves (vendors/http.before_unsafe_send), and the row ends without a vendor
+    call; before, it was sent late, after the delete had concluded nothing existed."""
+    vendor = "vast"  # its create has a bucket of its own: the create is the only call waiting on it
+    async with engine_rig(tmp_path, vendors=[vendor]) as rig:
+        rid = await rig.procure_offer(await first_offer(rig, vendor))
+        http = rig.vendors.adapters[vendor]._http
+        while http.reserve("create", time.monotonic()) < 3.0:
+            pass  # the next create's slot is 3 s away
+        waited = VENDOR_RATE_LIMIT_WAIT.labels(vendor)._value.get()
+        await rig.start_engine()
+
+        async def waiting_for_its_slot() -> bool:
+            return VENDOR_RATE_LIMIT_WAIT.labels(vendor)._value.get() - waited >= 2.5
+
+        await wait_until(waiting_for_its_slot, what="the create to wait for its slot")
+        await rig.request_delete(rid)
+        row = await rig.wait_status(rid, "deleted", within=30)
+        assert row.status_message == "nothing was created on the vendor" and row.create_attempted_at is None
         assert (await rig.state(vendor))["creates"] == []
 
 

@@ -56,6 +56,7 @@ from gpusupply.engine.pipelines.common import (
 )
 from gpusupply.metrics import PROCUREMENT_ATTEMPTS, PROCUREMENT_FAILOVERS
 from gpusupply.vendors.base import CreateRequest, VendorAdapter, VendorInstance
+from gpusupply.vendors.http import before_unsafe_send
 
 log = logging.getLogger(__name__)
 
@@ -190,34 +191,54 @@ def _merge_choose(ctx: EngineContext, candidate: attempts_.Candidate, skipped: l
 # ----- create -------------------------------------------------------------------------------------
 
 
+class CreateWithdrawn(Exception):
+    """The row no longer wants the create (deleted, or another choice) when its turn to leave came."""
+
+
 async def create(ctx: EngineContext, lease: leases.Lease, row: Resource, adapter: VendorAdapter, *, is_spec: bool) -> None:
-    attempted_at = ctx.now()
+    first_attempt_at = ctx.now()
     request = create_request(row, await ctx.installation())
     offer_id = str(row.offer_id) if row.offer_id else None
+    marked: list[datetime] = []  # when this step recorded a create leaving
 
-    async def mark(session: AsyncSession, fresh: Resource) -> bool:
-        if fresh.status != PENDING or fresh.create_attempted_at is not None or fresh.offer_snapshot != row.offer_snapshot:
-            return False
-        fresh.create_attempted_at = attempted_at
-        attempts = list(fresh.attempts or [])
-        if not any(a.get("offer_id") == offer_id and a.get("outcome") == attempts_.TRYING for a in attempts):
-            attempts.append(attempts_.attempt_record(offer_id or "", request.offer, at=attempted_at))
-            fresh.attempts = attempts
-        return True
+    async def mark_sent() -> None:
+        """The attempt is on record before the vendor hears of it, dated when it leaves (after the
+        pacer's wait): from here on, recover before creating (vendors/http.before_unsafe_send)."""
+        sent_at = ctx.now()
 
-    # The attempt is on record before the vendor hears of it: from here on, recover before creating.
-    if not await leases.apply(ctx.db, lease, mark, release_lease=False):
-        await leases.release(ctx.db, [lease])
-        return
-    crash_point("procure.before_create")
+        async def mark(session: AsyncSession, fresh: Resource) -> bool:
+            if fresh.status != PENDING or fresh.offer_snapshot != row.offer_snapshot:
+                return False
+            if fresh.create_attempted_at is not None and fresh.create_attempted_at not in marked:
+                return False  # another step's create is on record
+            fresh.create_attempted_at = sent_at
+            attempts = list(fresh.attempts or [])
+            if not any(a.get("offer_id") == offer_id and a.get("outcome") == attempts_.TRYING for a in attempts):
+                attempts.append(attempts_.attempt_record(offer_id or "", request.offer, at=sent_at))
+                fresh.attempts = attempts
+            return True
+
+        if not await leases.apply(ctx.db, lease, mark, release_lease=False):
+            raise CreateWithdrawn(f"resource {row.id}")
+        marked.append(sent_at)
+        crash_point("procure.before_create")
+
     vendor = adapter.vendor
     try:
-        instance = await adapter.create(_with_first_attempt(request, attempted_at))
+        with before_unsafe_send(mark_sent):
+            instance = await adapter.create(_with_first_attempt(request, first_attempt_at))
+    except CreateWithdrawn:
+        await leases.release(ctx.db, [lease])
+        return
     except RateLimited as exc:
         PROCUREMENT_ATTEMPTS.labels(vendor, "rate_limited").inc()
         await _refused_for_now(ctx, lease, backoff_seconds(row.retry_count or 0, base=0.5, cap=RATE_LIMIT_BACKOFF_CAP, retry_after=exc.retry_after))
         return
     except VendorUnavailable as exc:
+        if not marked:  # failed before the create left (e.g. a read it needed): nothing to recover
+            PROCUREMENT_ATTEMPTS.labels(vendor, "unsent").inc()
+            await _refused_for_now(ctx, lease, backoff_seconds(row.retry_count or 0, base=0.5, cap=RATE_LIMIT_BACKOFF_CAP))
+            return
         PROCUREMENT_ATTEMPTS.labels(vendor, "unknown").inc()
         await _outcome_unknown(ctx, lease, f"create outcome unknown ({exc.message}); recovering before any new create")
         return
