@@ -11,6 +11,7 @@ import pytest
 
 from gpusupply.vendors.base import CreateRequest
 from gpusupply.vendors.http import before_unsafe_send
+from gpusupply.vendors.registry import SANDBOX_KEY, VENDOR_SPECS
 from tests.conftest import SSH_KEY
 
 VENDORS = ["vast", "fal", "nebula", "lambda", "runpod"]
@@ -37,8 +38,12 @@ async def test_a_refusing_guard_keeps_the_create_from_leaving(vendor: str, vendo
         guarded.append(len(sandbox.state()["creates"]))
         raise Withdrawn
 
+    # A second adapter on the same sandbox: the slot its pacer books for the refused create is not
+    # one the create below would wait behind (Lambda allows one launch in 12 s).
+    refused_by = VENDOR_SPECS[vendor].adapter(vendor_set.urls[vendor], SANDBOX_KEY)
     with before_unsafe_send(refuse), pytest.raises(Withdrawn):
-        await adapter.create(request)
+        await refused_by.create(request)
+    await refused_by.aclose()
     assert guarded == [creates_before] and len(sandbox.state()["creates"]) == creates_before
 
     async def allow() -> None:
