@@ -67,6 +67,26 @@ class Console:
                 self.keys[tenant] = pool.submit(asyncio.run, _create_key(self.settings, tenant)).result()
         return self.keys[tenant]
 
+    def wait_for_every_vendor(self, within: float = 90.0) -> None:
+        """Until a search answers with every vendor's offers: a vendor's first catalog read can fail
+        on a loaded machine (SQLite busy past its timeout) and is read again 10 s later; pages
+        that count offers must not look before that."""
+        import time
+
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.key('catalog-check')}"}
+        deadline = time.monotonic() + within
+        while True:
+            answer = httpx.post(f"{self.url}/get_offers", params={"limit": 1}, json={"compute": {"gpu_type": "H100", "gpu_count": 1}}, headers=headers, timeout=30)
+            answer.raise_for_status()
+            body = answer.json()
+            if not body["partial"]:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"vendors still missing from the catalog: {body['failed_vendors']}")
+            time.sleep(0.5)
+
     def screenshot(self, page: Any, name: str, *, max_height: int | None = None) -> Path:
         """The whole page, or its top `max_height` pixels (a long table need not be shown whole)."""
         path = self.screenshots / f"{name}.png"

@@ -39,7 +39,9 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     screenshots = Path(SCREENSHOT_DIR) if SCREENSHOT_DIR else root / "screenshots"
     screenshots.mkdir(parents=True, exist_ok=True)
     with ServerThread(create_app(settings, run_engine=True)) as server:
-        yield Console(server.url, settings, screenshots)
+        console = Console(server.url, settings, screenshots)
+        console.wait_for_every_vendor()
+        yield console
 
 
 @pytest.fixture
