@@ -215,8 +215,10 @@ async def test_sqlite_locked_by_another_process_answers_503_and_loses_nothing(se
     path = service.db.engine.url.database
     assert path is not None
     # Waits for a moment's writer (the catalog refresh books rate-limit slots), then holds the lock.
-    locker = sqlite3.connect(path, timeout=30, isolation_level=None)
-    locker.execute("BEGIN EXCLUSIVE")
+    # The wait runs in a thread: on this event loop it would stop the very writer it waits for (the
+    # service runs here too), until SQLite's timeout says "database is locked".
+    locker = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    await asyncio.to_thread(locker.execute, "BEGIN EXCLUSIVE")
     try:
         assert_unavailable(await procure(service.alice, offers[1]["offer_id"]))
         # Reads go on in WAL mode (a writer does not block readers); the submitted work is there.
