@@ -11,13 +11,15 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.core.errors import ConflictError, ServiceUnavailable
 from gpusupply.core.gpus import canonical_model
 from gpusupply.core.offers import Offer, OfferQuery, node_offer, offer_to_dict
 from gpusupply.core.states import ResourceStatus
-from gpusupply.db.models import Procurement, Resource
+from gpusupply.db.models import OfferRow, Procurement, Resource
+from gpusupply.db.session import rows_matched
 from gpusupply.domain.catalog import OfferCatalog
 from gpusupply.domain.clusters import CLUSTER
 from gpusupply.domain.events import add_event
@@ -52,6 +54,23 @@ def new_resource(
         next_attempt_at=now,
         fleet_id=fleet_id,
     )
+
+
+async def claim_offer(session: AsyncSession, offer_id: UUID, tenant_id: UUID, now: datetime, *, unexpired: bool = False) -> bool:
+    """Take a catalog offer for a procurement, in the caller's transaction (a compare-and-set: of
+    two concurrent claims of one offer exactly one wins). False when it is not `available` (taken
+    first, or gone), or with `unexpired` past its `expires_at`: a user's procure of an offer they
+    saw must not take a stale one, while the engine claims the offers it has just read."""
+    conditions = [OfferRow.id == offer_id, OfferRow.status == "available"]
+    if unexpired:
+        conditions.append(OfferRow.expires_at > now)
+    claimed = await session.execute(
+        update(OfferRow)
+        .where(*conditions)
+        .values(status="procured", procured_at=now, procured_by=tenant_id)
+        .execution_options(synchronize_session=False)
+    )
+    return rows_matched(claimed) == 1
 
 
 def fill_from_offer(resource: Resource, offer_id: UUID | None, offer: Offer) -> None:

@@ -20,7 +20,7 @@ from uuid import UUID, uuid4
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,13 +35,14 @@ from gpusupply.core.inputs import require_text
 from gpusupply.core.offers import Offer, offer_from_dict
 from gpusupply.core.states import ProcurementStatus, ResourceStatus, procurement_status
 from gpusupply.db.models import OfferRow, PriceAlert, Procurement, Resource, utcnow
-from gpusupply.db.session import Database, rows_matched
+from gpusupply.db.session import Database
 from gpusupply.domain import clusters
 from gpusupply.domain.catalog import OfferCatalog, effective_status
 from gpusupply.domain.hints import hint
 from gpusupply.domain.intents import (
     STATUS_IN_PROGRESS,
     check_capacity,
+    claim_offer,
     fill_from_offer,
     fill_from_query,
     new_resource,
@@ -249,13 +250,9 @@ async def _procure_offer(
 ) -> dict[str, Any]:
     now = utcnow()
     # Compare-and-set first: of two concurrent procures of one offer exactly one wins.
-    taken = await session.execute(
-        update(OfferRow)
-        .where(OfferRow.id == offer_id, OfferRow.status == "available", OfferRow.expires_at > now)
-        .values(status="procured", procured_at=now, procured_by=principal.tenant_id)
-    )
+    taken = await claim_offer(session, offer_id, principal.tenant_id, now, unexpired=True)
     row = await session.get(OfferRow, offer_id)
-    if rows_matched(taken) != 1:
+    if not taken:
         if row is None:
             raise NotFoundError(f"offer {offer_id} not found")
         if row.status == "available":

@@ -40,13 +40,12 @@ from gpusupply.db.models import Procurement, Resource
 from gpusupply.domain.clusters import current_nodes
 from gpusupply.domain.events import change_status
 from gpusupply.domain.hints import hint
-from gpusupply.domain.intents import add_cluster_nodes
+from gpusupply.domain.intents import add_cluster_nodes, claim_offer
 from gpusupply.engine import leases
 from gpusupply.engine.context import EngineContext
 from gpusupply.engine.pipelines import offers as attempts_
 from gpusupply.engine.pipelines.common import (
     age,
-    claim_offer,
     degraded_vendors,
     hand_to_deletion,
     note_event,
@@ -134,7 +133,7 @@ def _merge_place(ctx: EngineContext, candidate: attempts_.Candidate) -> leases.M
     async def merge(session: AsyncSession, fresh: Resource) -> str:
         if fresh.status not in (S.PENDING.value, S.PROVISIONING.value) or fresh.offer_snapshot is not None:
             return "moved"
-        if not await claim_offer(session, candidate.offer_id, fresh.tenant_id, now):
+        if not await claim_offer(session, uuid.UUID(candidate.offer_id), fresh.tenant_id, now):
             return "taken"  # another procurement got it first
         record = attempts_.attempt_record(candidate.offer_id, offer, at=now)
         fresh.attempts = [*(fresh.attempts or []), record]

@@ -4,18 +4,17 @@ moves every pipeline makes (retry later, fail, hand over to deletion)."""
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gpusupply.core.offers import Offer
 from gpusupply.core.states import ResourceStatus
-from gpusupply.db.models import Event, OfferRow, Procurement, Resource, VendorState
-from gpusupply.db.session import Database, rows_matched
+from gpusupply.db.models import Event, Procurement, Resource, VendorState
+from gpusupply.db.session import Database
 from gpusupply.domain.events import add_event, change_status
 from gpusupply.engine import leases
 from gpusupply.engine.context import EngineContext
@@ -132,18 +131,6 @@ def note_event(session: AsyncSession, row: Resource, kind: str, reason: str, *, 
 
 # ----- choosing an offer (the procure and cluster pipelines) -------------------------------------
 Skipped = list[tuple[str, Offer, str]]  # offers passed over, with why (attempts_.pick_offer)
-
-
-async def claim_offer(session: AsyncSession, offer_id: str, tenant_id: Any, now: datetime) -> bool:
-    """Take a catalog offer for a procurement, in the caller's transaction: False when another
-    procurement took it first."""
-    claimed = await session.execute(
-        update(OfferRow)
-        .where(OfferRow.id == uuid.UUID(offer_id), OfferRow.status == "available")
-        .values(status="procured", procured_at=now, procured_by=tenant_id)
-        .execution_options(synchronize_session=False)
-    )
-    return rows_matched(claimed) != 0
 
 
 async def take_first_free_offer(

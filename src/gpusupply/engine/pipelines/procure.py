@@ -35,7 +35,7 @@ from gpusupply.core.states import ResourceStatus
 from gpusupply.db.models import OfferRow, Resource
 from gpusupply.domain.events import change_status
 from gpusupply.domain.fleets import placement_preference
-from gpusupply.domain.intents import fill_from_offer
+from gpusupply.domain.intents import claim_offer, fill_from_offer
 from gpusupply.engine import leases
 from gpusupply.engine.context import EngineContext
 from gpusupply.engine.crash import crash_point
@@ -44,7 +44,6 @@ from gpusupply.engine.pipelines import provision
 from gpusupply.engine.pipelines.common import (
     age,
     backoff_seconds,
-    claim_offer,
     create_request,
     create_settles_in,
     degraded_vendors,
@@ -169,7 +168,7 @@ def _merge_choose(ctx: EngineContext, candidate: attempts_.Candidate, skipped: l
     async def merge(session: AsyncSession, fresh: Resource) -> str:
         if fresh.status != PENDING or fresh.offer_snapshot is not None:
             return "moved"
-        if not await claim_offer(session, candidate.offer_id, fresh.tenant_id, now):
+        if not await claim_offer(session, uuid.UUID(candidate.offer_id), fresh.tenant_id, now):
             return "taken"  # another procurement got it first
         for record in skipped:
             note_event(session, fresh, "attempt", record["reason"], now=now, data=record)
