@@ -155,3 +155,26 @@ async def test_a_guard_that_raises_keeps_the_call_unsent() -> None:
         await http.request("POST", "/create", endpoint="create", safe=False, creates=True)
     assert sent == []
     await http.aclose()
+
+
+async def test_a_guard_that_outlasts_half_the_slot_books_another_and_runs_again_before_the_send() -> None:
+    # The guard is a database write: when it takes longer than half the 1 s interval, the call would
+    # leave late, next to the next slot's holder in another process. It books again instead, and
+    # the guard runs again after that wait (the row may have changed meanwhile); one call leaves.
+    clock, sent = StallingClock(stalls=[]), []
+    http = _recording_http(clock, sent)
+    shared = FixedWaitBuckets(wait=2.0)
+    http.share_buckets(shared)
+    guard_times = [0.7, 0.1]  # seconds each run of the guard takes
+    guarded: list[float] = []
+
+    async def slow_guard() -> None:
+        guarded.append(clock.now)
+        clock.now += guard_times.pop(0)
+
+    with before_unsafe_send(slow_guard):
+        await http.request("POST", "/create", endpoint="create", safe=False, creates=True)
+    assert shared.bookings == [["create"], ["create"]]
+    assert guarded == [1002.0, 1004.7]  # after each wait: 2 s, then 0.7 s of guard and 2 s more
+    assert sent == ["POST /create"]
+    await http.aclose()

@@ -277,9 +277,10 @@ class VendorHttp:
             found.append(Bucket(KEY_ROUTE, *self._shared_rate))
         return found
 
-    async def _pace(self, endpoint: str) -> None:
+    async def _pace(self, endpoint: str, guard: BeforeSend | None = None) -> None:
+        """Wait for the call's slot, then run `guard` (the caller's last check before it leaves)."""
         if self._shared is not None:
-            await self._pace_shared(endpoint)
+            await self._pace_shared(endpoint, guard)
             return
         # A route's callers book one at a time, each once the one before it has left: if the event
         # loop stalls, the slots after a late caller move later with it, instead of every sleeper
@@ -287,8 +288,10 @@ class VendorHttp:
         turn = self._pacing_turns.setdefault(endpoint, asyncio.Lock())
         async with turn:
             await self._wait(self.reserve(endpoint, self._clock()))
+        if guard is not None:
+            await guard()
 
-    async def _pace_shared(self, endpoint: str) -> None:
+    async def _pace_shared(self, endpoint: str, guard: BeforeSend | None) -> None:
         """Wait for a slot booked in the buckets every process shares. No fallback to the
         in-process buckets when the database cannot book: this process does not know what the
         others sent, so it does not call the vendor at all (the booking's error propagates)."""
@@ -298,12 +301,16 @@ class VendorHttp:
             wait = await self._shared_reserve(buckets)
             due = self._clock() + wait
             await self._wait(wait)
+            if guard is not None:  # inside the slot: a slow guard (a database write) makes the call late too
+                await guard()
             if self._clock() - due <= late_limit:
                 return
-            # Woke too late (a stalled event loop): the slot's moment has passed; take a new one.
+            # Too late (a stalled event loop, a slow guard): the slot's moment has passed; take a new one.
             VENDOR_PACING_REBOOKED.labels(self.vendor).inc()
         # Still late after as many tries: send on the last slot rather than never.
         await self._wait(await self._shared_reserve(buckets))
+        if guard is not None:
+            await guard()
 
     async def _shared_reserve(self, buckets: list[Bucket]) -> float:
         assert self._shared is not None
@@ -334,9 +341,7 @@ class VendorHttp:
         last: VendorError | None = None
         guard = _BEFORE_UNSAFE_SEND.get() if creates else None
         for attempt in range(attempts):
-            await self._pace(endpoint)
-            if guard is not None:
-                await guard()
+            await self._pace(endpoint, guard)
             started = time.monotonic()
             try:
                 response = await self._client.request(method, path, **kwargs)
