@@ -170,7 +170,8 @@ def test_every_documented_auth_form_names_the_same_account(header) -> None:
 def test_rate_limits_are_on_by_default_at_the_documented_rates() -> None:
     config = SandboxConfig()
     assert config.rate_limits and sim.LambdaSandbox(config).rate_limits == {"api": (1.0, 2.0), "launch": (1 / 12, 2.0)}
-    with serve(rate_limits=True) as (_, client):
+    with serve(rate_limits=True) as (sandbox, client):
+        sandbox.rate_clock = lambda: 1000.0  # stopped: the burst is refused however slowly the machine sends it
         answers = [client.get(f"{API}/ssh-keys", headers=bearer(KEY)) for _ in range(3)]  # burst 2, then 1/s
         assert [a.status_code for a in answers[:2]] == [200, 200] and answers[2].status_code == 429
         retry_after = float(answers[2].headers["Retry-After"])
@@ -181,6 +182,7 @@ def test_rate_limits_are_on_by_default_at_the_documented_rates() -> None:
 def test_launch_has_its_own_limit_of_one_per_12_seconds() -> None:
     with serve(rate_limits=True) as (sandbox, client):
         sandbox.rate_limits = {"api": (1000.0, 100.0), "launch": sim.DEFAULT_RATE_LIMITS["launch"]}  # only launch's own limit
+        sandbox.rate_clock = lambda: 1000.0  # stopped: the third launch is refused however slowly the machine runs
         assert add_key(client, KEY).status_code == 200
         instance_type, region = max(offered(client, KEY), key=lambda p: sandbox.capacity[p])
         answers = [client.post(f"{API}/instance-operations/launch", headers=bearer(KEY), json=launch_body(instance_type, region)) for _ in range(3)]

@@ -31,7 +31,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -312,6 +312,8 @@ class VendorSandbox:
         self.requests = 0
         self.rate_limited = 0
         self._limiters: dict[tuple[str, str], Gcra] = {}
+        # The rate limits' time (monotonic seconds): a test stops it to see a burst refused whatever the machine's speed.
+        self.rate_clock: Callable[[], float] = time.monotonic
         self._ids = itertools.count(1)
         # One-shot faults aimed at one call: (fault, instance id or None for the next such call), and
         # how many such calls to let through first (so "the second create fails" is testable).
@@ -403,7 +405,7 @@ class VendorSandbox:
             if limiter is None:
                 rate, burst = self.rate_limits[bucket]
                 limiter = self._limiters[(account, bucket)] = Gcra(rate * self.config.rate_scale, burst)
-            ok, wait = limiter.try_acquire(time.monotonic() if now is None else now)
+            ok, wait = limiter.try_acquire(self.rate_clock() if now is None else now)
             if not ok:
                 waits.append(wait)
         if not waits:
