@@ -3,6 +3,7 @@ exactly once, against the sandbox vendors over HTTP, through their faults."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 
@@ -122,7 +123,13 @@ async def test_a_create_withdrawn_while_it_waits_for_its_slot_never_leaves(tmp_p
         rid = await rig.procure_offer(await first_offer(rig, vendor))
         http = rig.vendors.adapters[vendor]._http
         while http.reserve("create", time.monotonic()) < 3.0:
-            pass  # the next create's slot is 3 s away
+            pass  # the next create's slot is 3 s away: the create waits for it
+        slot_came = asyncio.Event()
+
+        async def wait_for_the_test(seconds: float) -> None:  # the slot comes when the test says, not by the clock
+            await slot_came.wait()
+
+        http._sleep = wait_for_the_test
         waited = VENDOR_RATE_LIMIT_WAIT.labels(vendor)._value.get()
         await rig.start_engine()
 
@@ -131,6 +138,7 @@ async def test_a_create_withdrawn_while_it_waits_for_its_slot_never_leaves(tmp_p
 
         await wait_until(waiting_for_its_slot, what="the create to wait for its slot")
         await rig.request_delete(rid)
+        slot_came.set()
         row = await rig.wait_status(rid, "deleted", within=30)
         assert row.status_message == "nothing was created on the vendor" and row.create_attempted_at is None
         assert (await rig.state(vendor))["creates"] == []
