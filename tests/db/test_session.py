@@ -43,6 +43,44 @@ async def test_times_come_back_in_utc(database: Database) -> None:
     assert stored == at and stored.tzinfo == UTC and stored.hour == 12
 
 
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        ("2026-05-01 12:00:00.250000", datetime(2026, 5, 1, 12, 0, 0, 250000, tzinfo=UTC)),  # as SQLAlchemy writes
+        ("2026-05-01 12:00:00", datetime(2026, 5, 1, 12, tzinfo=UTC)),  # SQLite's own CURRENT_TIMESTAMP
+        ("2026-05-01", datetime(2026, 5, 1, tzinfo=UTC)),  # a date alone: SQLAlchemy's parser, as before
+        ("2026-05-01 14:00:00+02:00", datetime(2026, 5, 1, 12, tzinfo=UTC)),  # with an offset: likewise
+    ],
+)
+async def test_sqlite_time_text_reads_as_utc(tmp_path: Path, stored: str, expected: datetime) -> None:
+    """SQLite keeps times as text; each form reads back as the UTC time it names, on the ORM
+    path and on the hot-read path alike (one parse per value, db/models.UtcDateTime)."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'times.db'}")
+    try:
+        await db.migrate()
+        async with db.transaction() as session:
+            await session.execute(text("INSERT INTO tenants (id, name, created_at) VALUES (:id, 't', :at)"), {"id": uuid.uuid4().hex, "at": stored})
+        async with db.session() as session:
+            assert (await session.execute(select(Tenant.created_at))).scalar_one() == expected
+
+        async def read(fetch: object) -> object:
+            return (await fetch(select(Tenant.created_at), {}))[0].created_at  # type: ignore[operator]
+
+        found = await db.read(read)
+        assert found == expected and found.tzinfo is UTC
+    finally:
+        await db.dispose()
+
+
+def test_sqlite_time_text_that_is_no_time_fails_as_before() -> None:
+    from sqlalchemy.dialects import sqlite
+
+    from gpusupply.db.models import UtcDateTime
+
+    with pytest.raises(ValueError, match="not a time"):
+        UtcDateTime()._cached_result_processor(sqlite.dialect(), None)("not a time")
+
+
 async def test_naive_times_are_refused(database: Database) -> None:
     with pytest.raises(StatementError, match="naive datetime"):
         async with database.transaction() as session:

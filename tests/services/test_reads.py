@@ -58,6 +58,20 @@ async def test_resource_page_answers_what_the_orm_path_answers(service: Any) -> 
     await run_for_hours(service, ids[0], 3)
     await run_for_hours(service, ids[1], 2, stopped_after=1)
     await run_for_hours(service, ids[4], 2, stopped_after=1)  # stopped, billed its storage price
+    # Stopped, started again, then final without `ended_at`: billing ends at its last transition.
+    await run_for_hours(service, ids[3], 3, stopped_after=1)
+    async with service.db.transaction() as session:
+        restarted = await session.get(Resource, ids[3])
+        assert restarted is not None and restarted.running_since is not None
+        change_status(session, restarted, S.RUNNING, at=restarted.running_since + timedelta(hours=2))
+        restarted.status, restarted.ended_at = S.DELETED.value, None
+    # Final without `ended_at` after running without a stop: its last transition is its start.
+    ids.append(await make_resource(service, vendor="nebula"))
+    await run_for_hours(service, ids[5], 3)
+    async with service.db.transaction() as session:
+        ended = await session.get(Resource, ids[5])
+        assert ended is not None
+        ended.status, ended.ended_at = S.FAILED.value, None
     await make_resource(service, tenant="bob")
     cases: list[dict[str, Any]] = [
         {}, {"vendor": "fal"}, {"status": "running"}, {"status": "stopped"}, {"limit": 2}, {"limit": 2, "offset": 2},
@@ -75,6 +89,7 @@ async def test_resource_page_answers_what_the_orm_path_answers(service: Any) -> 
             assert (row.status, row.vendor, row.created_at) == (resource.status, resource.vendor, resource.created_at)
     running = dict((r.id, c) for r, c in (await list_resources_with_costs(service.db, alice))[0])
     assert running[ids[0]] > 0 and running[ids[1]] > 0 and running[ids[2]] == 0.0 and running[ids[4]] > 0
+    assert running[ids[3]] > 0 and running[ids[5]] == 0.0
     # The storage price (the stopped rate of vast) is read for the resources that were stopped only.
     listed, _ = await service.db.read(reads.resource_page(alice.tenant_id, {}, 100, 0))
     storage = {read.resource.id: read.storage_per_hour for read in listed}
@@ -164,8 +179,9 @@ def test_every_hot_read_statement_is_compiled_once() -> None:
     which made the offer status about 40 times its SQL."""
     from gpusupply.services import reads
 
-    page_statements = [statement for filters in ((), ("status",), ("offer_id", "vendor")) for statement in reads._page_statements(filters)]
-    for statement in [reads._OFFER_STATUS, reads._DETAIL, reads._TRANSITIONS, *page_statements]:
+    pages = [reads._page_statements(filters) for filters in ((), ("status",), ("offer_id", "vendor"))]
+    page_statements = [statement for page in pages for statement in (page.page, page.total, page.transitions)]
+    for statement in [reads._OFFER_STATUS, reads._DETAIL, reads._MEMBERS, reads._MEMBERS_TRANSITIONS, *page_statements]:
         assert statement._generate_cache_key() is not None, statement
 
 

@@ -48,9 +48,30 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
+        if value is None or value.tzinfo is UTC:  # asyncpg answers in UTC already
+            return value
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        """On SQLite, the stored text (naive UTC, ISO 8601 as SQLAlchemy writes it) parsed as UTC
+        in one C call: the generic path (parse, then `replace(tzinfo=UTC)`) cost 1.45 us a value
+        against 0.16 us, and a page of resources reads hundreds. Anything else takes that path."""
+        generic = super().result_processor(dialect, coltype)
+        if dialect.name != "sqlite":
+            return generic
+
+        def process(value: Any) -> datetime | None:
+            if value is None:
+                return None
+            try:
+                parsed = datetime.fromisoformat(value + "+00:00")
+            except (TypeError, ValueError):  # text in another form: parsed as before
+                parsed = None
+            if parsed is not None and parsed.tzinfo is UTC:  # (a date alone would come back naive)
+                return parsed
+            return generic(value) if generic is not None else value
+
+        return process
 
 
 class Base(DeclarativeBase):
@@ -233,9 +254,18 @@ class Resource(LeaseMixin, Base):
     __table_args__ = (
         Index("ix_resources_engine_queue", "status", "next_attempt_at"),
         Index("ix_resources_vendor_instance", "vendor", "vendor_instance_id"),
-        # GET /resources: a tenant's newest first without sorting all of its rows.
-        Index("ix_resources_tenant_created", "tenant_id", "created_at"),
+        # GET /resources: a tenant's newest first (ties by id) read off the index, without a sort.
+        Index("ix_resources_tenant_created", "tenant_id", "created_at", "id"),
     )
+
+
+class ResourceCount(Base):
+    """How many resources a tenant has: `GET /resources`' total without counting them. Kept by
+    database triggers on `resources` (migration 0021), never written by the application."""
+
+    __tablename__ = "resource_counts"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    resources: Mapped[int] = mapped_column(Integer)
 
 
 # A resource as the ORM loads it, or as the hot-read path returns its columns (services/reads.py):

@@ -108,7 +108,7 @@ async def list_resources(
             await session.execute(
                 select(Resource)
                 .where(*conditions)
-                .order_by(Resource.created_at.desc(), Resource.id)
+                .order_by(Resource.created_at.desc(), Resource.id.desc())
                 .limit(limit)
                 .offset(offset)
             )
