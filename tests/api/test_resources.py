@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import update
 
+from gpusupply.contract import schemas
 from gpusupply.db.models import Resource, utcnow
 from tests.api.helpers import procured_resource
 
@@ -34,6 +37,25 @@ async def test_list_envelope_filters_and_tenancy(service: Any) -> None:
     assert [r["resource_id"] for r in page["resources"]] == [first] and (page["limit"], page["offset"]) == (1, 1)
     for bad in ({"status": "melted"}, {"vendor": "aws"}, {"offer_id": "x"}, {"limit": 0}, {"limit": 5000}, {"offset": -3}):
         assert (await service.alice.get("/resources", params=bad)).status_code == 422, bad
+
+
+async def test_the_listing_is_what_its_models_would_serialize(service: Any) -> None:
+    """The listing is rendered without building its models (api/views.resource_list_json): its
+    bytes must be those the `ResourceList` model gives for the same data, floats and times
+    included, for rows in every shape (pending, running with access, billed nothing yet)."""
+    pending = await procured_resource(service.alice, "nebula")
+    running = await procured_resource(service.alice, "fal")
+    not_yet = await procured_resource(service.alice, "vast")
+    now = utcnow()
+    await set_row(service, running, status="running", external_ip="198.51.100.4", ssh_port=2222, running_since=now - timedelta(hours=1),
+                  price_per_hour=2.0, last_synced_at=now)
+    # Running from a moment after now: nothing billed, a cost of exactly 0.
+    await set_row(service, not_yet, status="running", running_since=now + timedelta(hours=1), price_per_hour=3, last_synced_at=now)
+    raw = (await service.alice.get("/resources")).content
+    assert schemas.ResourceList.model_validate_json(raw).model_dump_json().encode() == raw
+    listed = {r["resource_id"]: r for r in json.loads(raw)["resources"]}
+    assert listed[running]["cost_so_far"] > 0 and listed[not_yet]["cost_so_far"] == 0.0 and listed[pending]["cost_so_far"] == 0.0
+    assert listed[running]["access"]["ssh_command"] == "ssh root@198.51.100.4 -p 2222"
 
 
 async def test_details(service: Any) -> None:

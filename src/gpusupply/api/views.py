@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pydantic_core
+
 from gpusupply.contract import fleets as fleet_schemas
 from gpusupply.contract import schemas
 from gpusupply.contract.cost import AutoDeleteOut
@@ -89,13 +91,17 @@ def offer_details(stored: StoredOffer) -> schemas.OfferDetails:
     )
 
 
+def _access_fields(resource: ResourceLike) -> dict[str, Any]:
+    return {
+        "external_ip": resource.external_ip,
+        "internal_ip": None,
+        "ssh_command": ssh_command(resource.external_ip, resource.ssh_host, resource.ssh_port, getattr(resource, "ssh_user", None)),
+        "ssh_port": resource.ssh_port,
+    }
+
+
 def _access(resource: ResourceLike) -> schemas.Access:
-    return schemas.Access(
-        external_ip=resource.external_ip,
-        internal_ip=None,
-        ssh_command=ssh_command(resource.external_ip, resource.ssh_host, resource.ssh_port, getattr(resource, "ssh_user", None)),
-        ssh_port=resource.ssh_port,
-    )
+    return schemas.Access(**_access_fields(resource))
 
 
 def instance_out(resource: ResourceLike) -> schemas.InstanceOut:
@@ -124,6 +130,9 @@ def offer_status_out(status: OfferStatus) -> schemas.OfferStatusOut:
 
 
 def _summary_fields(resource: ResourceLike, cost_so_far: float | None = None) -> dict[str, Any]:
+    """`ResourceSummary`'s fields as plain data of the types the model holds (floats as floats),
+    so that they serialize as the model does without building it (`resource_list_json`)."""
+    price = resource.price_per_hour
     return {
         "resource_id": resource.id,
         "resource_type": getattr(resource, "resource_type", None) or "vm",
@@ -136,15 +145,19 @@ def _summary_fields(resource: ResourceLike, cost_so_far: float | None = None) ->
         "gpu_family": resource.gpu_family,
         "gpu_count": resource.gpu_count,
         "offer_id": resource.offer_id,
-        "pricing_total_hourly": resource.price_per_hour,
+        "pricing_total_hourly": float(price) if price is not None else None,
         "created_at": resource.created_at,
-        "access": _access(resource),
-        "cost_so_far": round(cost_so_far, 6) if cost_so_far is not None else None,
+        "access": _access_fields(resource),
+        "cost_so_far": round(float(cost_so_far), 6) if cost_so_far is not None else None,
     }
 
 
-def resource_summary(resource: ResourceLike, cost_so_far: float | None = None) -> schemas.ResourceSummary:
-    return schemas.ResourceSummary(**_summary_fields(resource, cost_so_far))
+def resource_list_json(page: list[tuple[ResourceLike, float]], total: int, limit: int, offset: int) -> bytes:
+    """`schemas.ResourceList` of a page as JSON, without building its 200 models (a third of a
+    listing's time): the summaries' plain fields serialized by pydantic's own encoder, the bytes
+    the models would give (tests/api/test_resources.py checks them)."""
+    summaries = [_summary_fields(resource, cost) for resource, cost in page]
+    return pydantic_core.to_json({"resources": summaries, "total_count": total, "limit": limit, "offset": offset})
 
 
 def _spec(resource: ResourceLike) -> dict[str, Any]:

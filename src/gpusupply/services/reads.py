@@ -51,7 +51,7 @@ RESOURCE_COLUMNS = tuple(
         "fleet_id", "resource_type", "cluster_id",
     )
 )
-# What a listing shows of each (views.resource_summary) and its cost needs. The offer snapshot's
+# What a listing shows of each (views.resource_list_json) and its cost needs. The offer snapshot's
 # storage price (the stopped rate of some vendors) is read only for the page's resources that
 # were ever stopped: extracting it from every row's snapshot was a fifth of the page's SQL.
 SUMMARY_COLUMNS = tuple(

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from gpusupply.api.deps import ApiRoute, ServiceContext, get_ctx, get_principal, responses, service_context
-from gpusupply.api.views import event_out, resource_detail, resource_summary
+from gpusupply.api.views import event_out, resource_detail, resource_list_json
 from gpusupply.contract import schemas
 from gpusupply.contract.cost import ResourcePatch
 from gpusupply.core.inputs import BoundedInt, Text
@@ -34,14 +34,12 @@ async def list_resources(
     principal: Principal = Depends(get_principal),
     *,
     request: Request,
-) -> schemas.ResourceList:
+) -> Response:
     # The services straight from the request on the polled routes: one dependency less to solve.
     page, total = await resources.list_resources_with_costs(
         get_ctx(request).db, principal, offer_id=offer_id, status=status, vendor=vendor, limit=limit, offset=offset
     )
-    return schemas.ResourceList(
-        resources=[resource_summary(r, cost) for r, cost in page], total_count=total, limit=limit, offset=offset
-    )
+    return Response(resource_list_json(page, total, limit, offset), media_type="application/json")
 
 
 @router.get(
