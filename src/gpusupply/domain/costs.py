@@ -73,6 +73,8 @@ def billed_intervals(
     end = ended_at or now
     if end <= running_since:
         return []
+    if isinstance(transitions, Sequence) and not transitions:  # never stopped: one running interval
+        return [BilledInterval(running_since, end, False)]
     intervals: list[BilledInterval] = []
     stopped = False
     cursor = running_since
@@ -171,7 +173,7 @@ def resource_end(resource: ResourceLike, transitions: Sequence[Transition]) -> d
     """When billing ended: `ended_at`, or for a final row without it, its last recorded change."""
     if resource.ended_at is not None:
         return resource.ended_at
-    if ResourceStatus(resource.status) in FINAL_STATUSES:
+    if resource.status in FINAL_STATUSES:  # (StrEnum members: a status string is found as is)
         times = [t.at for t in transitions]
         return max(times) if times else resource.updated_at
     return None
