@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import pydantic_core
 
@@ -134,7 +135,7 @@ def _summary_fields(resource: ResourceLike, cost_so_far: float | None = None) ->
     so that they serialize as the model does without building it (`resource_list_json`)."""
     price = resource.price_per_hour
     return {
-        "resource_id": resource.id,
+        "resource_id": _encodable_id(resource.id),
         "resource_type": getattr(resource, "resource_type", None) or "vm",
         "name": resource.name,
         "status": resource.status,
@@ -144,12 +145,18 @@ def _summary_fields(resource: ResourceLike, cost_so_far: float | None = None) ->
         "gpu_type": resource.gpu_type,
         "gpu_family": resource.gpu_family,
         "gpu_count": resource.gpu_count,
-        "offer_id": resource.offer_id,
+        "offer_id": _encodable_id(resource.offer_id),
         "pricing_total_hourly": float(price) if price is not None else None,
         "created_at": resource.created_at,
         "access": _access_fields(resource),
         "cost_so_far": round(float(cost_so_far), 6) if cost_so_far is not None else None,
     }
+
+
+def _encodable_id(value: UUID | None) -> UUID | str | None:
+    """An id as pydantic's encoder takes it fastest: a stdlib UUID as it is; asyncpg's UUID
+    subclass as its text (encoded as a UUID it cost 1.7 us against 0.1 us, measured)."""
+    return value if value is None or type(value) is UUID else str(value)
 
 
 def resource_list_json(page: list[tuple[ResourceLike, float]], total: int, limit: int, offset: int) -> bytes:

@@ -73,7 +73,7 @@ def billed_intervals(
     end = ended_at or now
     if end <= running_since:
         return []
-    if isinstance(transitions, Sequence) and not transitions:  # never stopped: one running interval
+    if isinstance(transitions, list | tuple) and not transitions:  # never stopped: one running interval
         return [BilledInterval(running_since, end, False)]
     intervals: list[BilledInterval] = []
     stopped = False
