@@ -13,6 +13,7 @@ from sqlalchemy import update
 from gpusupply.contract import schemas
 from gpusupply.db.models import Resource, utcnow
 from tests.api.helpers import procured_resource
+from tests.conftest import BACKENDS
 
 
 async def set_row(service: Any, resource_id: str, **values: Any) -> None:
@@ -39,6 +40,7 @@ async def test_list_envelope_filters_and_tenancy(service: Any) -> None:
         assert (await service.alice.get("/resources", params=bad)).status_code == 422, bad
 
 
+@pytest.mark.parametrize("service_backend", BACKENDS)
 async def test_the_listing_is_what_its_models_would_serialize(service: Any) -> None:
     """The listing is rendered without building its models (api/views.resource_list_json): its
     bytes must be those the `ResourceList` model gives for the same data, floats and times
