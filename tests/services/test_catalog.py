@@ -5,6 +5,7 @@ replicas that share snapshots and procurements through the database."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 from typing import Any
 from uuid import uuid4
@@ -313,3 +314,28 @@ def test_past_retention(status: str, after_expiry: float, gone: bool) -> None:
     expires = utcnow()
     retention = timedelta(minutes=30)
     assert past_retention(status, expires, expires + after_expiry * retention, retention) is gone
+
+
+async def test_a_read_abandoned_before_it_starts_leaves_no_coroutine_behind(
+    sqlite_db: Database, vendor_set: Any, test_settings: Settings
+) -> None:
+    """Closing the catalog while a vendor read is scheduled but not started (a server stopping
+    as a refresh begins) cancels it without an orphaned `list_offers()` coroutine ("was never
+    awaited" at shutdown): the vendor call is made inside the read, not before it."""
+    import gc
+    import warnings
+
+    catalog = OfferCatalog(sqlite_db, vendor_set, test_settings)
+    refresh = asyncio.create_task(catalog.refresh("nebula"))
+    deadline = time.monotonic() + 60
+    # Step the loop until the read is scheduled: it runs after this coroutine's next step.
+    while catalog._state["nebula"].read is None:  # noqa: ASYNC110 - an Event would let the read start
+        assert time.monotonic() < deadline, "the refresh never started its vendor read"
+        await asyncio.sleep(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await catalog.aclose()
+        await asyncio.gather(refresh, return_exceptions=True)
+        gc.collect()
+    assert catalog._state["nebula"].read.cancelled()
+    assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]

@@ -329,7 +329,14 @@ class OfferCatalog:
         adapter = self.vendors.adapters[vendor]
         fetched_at = utcnow()
         timeout = self.settings.offer_fetch_timeout
-        state.read = asyncio.ensure_future(asyncio.wait_for(adapter.list_offers(), timeout))
+
+        async def read() -> list[Offer]:
+            # The vendor call is made inside the read: a read cancelled before it starts (aclose)
+            # leaves no `list_offers()` coroutine never awaited.
+            async with asyncio.timeout(timeout):
+                return await adapter.list_offers()
+
+        state.read = asyncio.ensure_future(read())
         try:
             offers = await state.read
         except asyncio.CancelledError:
