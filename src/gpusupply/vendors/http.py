@@ -297,20 +297,17 @@ class VendorHttp:
         others sent, so it does not call the vendor at all (the booking's error propagates)."""
         buckets = self.buckets(endpoint)
         late_limit = LATE_SHARE * min(1.0 / bucket.rate for bucket in buckets)
-        for _ in range(MAX_LATE_REBOOKINGS):
+        for booking in range(MAX_LATE_REBOOKINGS + 1):
             wait = await self._shared_reserve(buckets)
             due = self._clock() + wait
             await self._wait(wait)
             if guard is not None:  # inside the slot: a slow guard (a database write) makes the call late too
                 await guard()
-            if self._clock() - due <= late_limit:
+            # Still late after every rebooking: send on the last slot rather than never.
+            if self._clock() - due <= late_limit or booking == MAX_LATE_REBOOKINGS:
                 return
             # Too late (a stalled event loop, a slow guard): the slot's moment has passed; take a new one.
             VENDOR_PACING_REBOOKED.labels(self.vendor).inc()
-        # Still late after as many tries: send on the last slot rather than never.
-        await self._wait(await self._shared_reserve(buckets))
-        if guard is not None:
-            await guard()
 
     async def _shared_reserve(self, buckets: list[Bucket]) -> float:
         assert self._shared is not None
