@@ -69,6 +69,20 @@ async def test_not_json_at_all(service: Any) -> None:
     assert response.status_code == 422 and response.json()["detail"][0]["type"] == "body_invalid"
 
 
+async def test_a_repeated_search_drops_an_offer_once_it_is_procured(service: Any) -> None:
+    """Identical searches share one answer (catalog.search(shared=True)) until the catalog
+    changes: a procurement takes its offer out of the very next answer."""
+    document = {"compute": {"gpu_type": "RTX4090"}}
+    first = await service.alice.post("/get_offers", json=document)
+    again = await service.alice.post("/get_offers", json=document)
+    assert first.status_code == again.status_code == 200 and again.content == first.content
+    taken = first.json()["offers"][0]["offer_id"]
+    assert (await procure(service.alice, taken)).status_code == 200
+    after = (await service.bob.post("/get_offers", json=document)).json()
+    assert taken not in [offer["offer_id"] for offer in after["offers"]]
+    assert after["total_count"] == first.json()["total_count"] - 1
+
+
 async def test_unknown_taken_and_expired_offers(service: Any) -> None:
     response = await procure(service.alice, str(uuid.uuid4()))
     assert response.status_code == 404 and "not found" in response.json()["detail"]

@@ -339,3 +339,50 @@ async def test_a_read_abandoned_before_it_starts_leaves_no_coroutine_behind(
         gc.collect()
     assert catalog._state["nebula"].read.cancelled()
     assert not [w for w in caught if "never awaited" in str(w.message)], [str(w.message) for w in caught]
+
+
+async def test_shared_answers_hold_until_the_catalog_changes(
+    sqlite_db: Database, vendor_set: Any, test_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`search(shared=True)` answers an identical search with the same result while nothing it
+    depends on changed, and never past a change: an offer taken, a vendor's new snapshot or
+    failure, or the clock reaching a catalog's expiry."""
+    from gpusupply.domain import catalog as catalog_module
+
+    moment = [utcnow()]
+    monkeypatch.setattr(catalog_module, "utcnow", lambda: moment[0])
+    monkeypatch.setattr(catalog_module, "FAILURE_RETRY_SECONDS", 3600.0)  # a failed vendor stays failed
+    settings = test_settings.model_copy(update={"offer_fetch_timeout": 30.0, "offer_cache_seconds": 3600.0})
+    catalog = OfferCatalog(sqlite_db, vendor_set, settings)
+    query = OfferQuery(gpu_family="RTX4090")
+    try:
+        first = await catalog.search(query, limit=5, shared=True)
+        assert first.offers and await catalog.search(query, limit=5, shared=True) is first
+        assert await catalog.search(query, limit=5) is not first  # unshared: a result of its own
+        assert await catalog.search(query, limit=6, shared=True) is not first  # another page
+        # An offer of the page is taken: the next answer is a new search without it.
+        taken = first.offers[0].offer_id
+        catalog.discard(taken)
+        second = await catalog.search(query, limit=5, shared=True)
+        assert second is not first and taken not in [s.offer_id for s in second.offers]
+        # A vendor's new snapshot.
+        vendor = second.offers[0].offer.vendor
+        await catalog.refresh(vendor)
+        third = await catalog.search(query, limit=5, shared=True)
+        assert third is not second and third.offers[0].offer_id != second.offers[0].offer_id
+        # A vendor failing: the state changes (its error) and the answer says so once it expires.
+        vendor_set.sandboxes["nebula"].faults.faults = {"503": 1.0}
+        await catalog.refresh("nebula")
+        assert await catalog.search(query, limit=5, shared=True) is not third
+        # The clock reaches a catalog's expiry, with nothing else changed (the failed vendor is
+        # not read again): not answered from before it.
+        nebula = OfferQuery(vendor="nebula")
+        before = await catalog.search(nebula, limit=5, shared=True)
+        assert before.offers and not before.partial and await catalog.search(nebula, limit=5, shared=True) is before
+        expires_at = catalog._state["nebula"].expires_at
+        assert expires_at is not None
+        moment[0] = expires_at
+        after = await catalog.search(nebula, limit=5, shared=True)
+        assert after is not before and after.partial and not after.offers
+    finally:
+        await catalog.aclose()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -63,6 +64,8 @@ LEASE_MARGIN_SECONDS = 30.0
 STORED_CLUSTERS_KEPT = 10_000
 # Poll interval while another process refreshes a vendor we have no catalog for.
 FOREIGN_REFRESH_POLL_SECONDS = 0.2
+# How many distinct searches (query, page) a process keeps answers of (`search(shared=True)`).
+SHARED_ANSWERS_KEPT = 256
 
 
 @dataclass(slots=True)
@@ -83,6 +86,16 @@ class SearchResult:
     total: int  # all matches
     partial: bool  # some vendor's catalog could not be read
     failed_vendors: dict[str, str]
+    # The API's answer for this result, rendered once (api/routers/offers.py): a shared result
+    # (`search(shared=True)`) answers every identical search until something changes.
+    rendered: bytes | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(slots=True)
+class _SharedAnswer:
+    version: tuple[Any, ...]  # OfferCatalog._answer_version() when it was computed
+    valid_until: datetime | None  # the earliest expiry after it was computed (None: none)
+    result: SearchResult
 
 
 @dataclass(slots=True)
@@ -146,6 +159,7 @@ class OfferCatalog:
         self.refreshed_by_engine = False
         self._job_refreshes: set[asyncio.Task[None]] = set()  # `refresh_as_job` rounds in flight
         self._stored_clusters: set[UUID] = set()  # cluster offers known to be in the offers table
+        self._shared_answers: OrderedDict[tuple[OfferQuery, int, int], _SharedAnswer] = OrderedDict()
 
     # ----- public interface --------------------------------------------------------------------
     async def start(self) -> None:
@@ -153,21 +167,49 @@ class OfferCatalog:
         await self._sync_from_db(force=True)
         self._revalidate(utcnow())
 
-    async def search(self, query: OfferQuery, *, limit: int = 50, offset: int = 0) -> SearchResult:
+    async def search(self, query: OfferQuery, *, limit: int = 50, offset: int = 0, shared: bool = False) -> SearchResult:
+        """The page of offers matching `query`. `shared`: the answer may be the very result an
+        identical search got, as long as nothing it depends on changed since (the index, any
+        vendor's catalog state) and no catalog expired: to be read, never changed (the API
+        renders it once into `rendered`). Repeated searches (pollers, dashboards) then cost a
+        lookup instead of a search and a rendering."""
         await self._sync_from_db()
         now = utcnow()
         wanted = [query.vendor] if query.vendor is not None else list(self._state)
         await self._wait_for_missing([v for v in wanted if v in self._state], now)
         now = utcnow()
         self._revalidate(now)
+        key, version = (query, limit, offset), self._answer_version()
+        if shared:
+            kept = self._shared_answers.get(key)
+            if kept is not None and kept.version == version and (kept.valid_until is None or now < kept.valid_until):
+                self._shared_answers.move_to_end(key)
+                await self._store_clusters(kept.result.offers)
+                return kept.result
         page, total = self._index.search(query, now=now, limit=limit, offset=offset)
-        await self._store_clusters(page)
         failed = {}
         for vendor in wanted:
             state = self._state.get(vendor)
             if state is not None and not state.usable(now):
                 failed[vendor] = state.error or "catalog not read yet"
-        return SearchResult(page, total, bool(failed), failed)
+        result = SearchResult(page, total, bool(failed), failed)
+        if shared:  # (the version was taken with the search: a change while clusters are stored misses)
+            self._shared_answers[key] = _SharedAnswer(version, self._next_expiry(now), result)
+            self._shared_answers.move_to_end(key)
+            while len(self._shared_answers) > SHARED_ANSWERS_KEPT:
+                self._shared_answers.popitem(last=False)
+        await self._store_clusters(page)
+        return result
+
+    def _answer_version(self) -> tuple[Any, ...]:
+        """What a search answer depends on besides the clock: the index's version and each
+        vendor's catalog state (its snapshot, expiry and error make `partial` and `failed_vendors`)."""
+        return (self._index.version, *((s.snapshot_id, s.expires_at, s.error) for s in self._state.values()))
+
+    def _next_expiry(self, now: datetime) -> datetime | None:
+        """The first moment after `now` at which a catalog expires: answers change then."""
+        expiries = [state.expires_at for state in self._state.values() if state.expires_at is not None]
+        return min((at for at in [*expiries, *self._index.expiries()] if at > now), default=None)
 
     def wants_clusters(self, query: OfferQuery) -> bool:
         """Whether a procurement by this spec is a cluster (core.offers.wants_clusters)."""

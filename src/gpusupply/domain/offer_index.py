@@ -170,15 +170,24 @@ class OfferIndex:
         self._largest: dict[str, int] = {}
         # Cluster offers procured (here or, seen through the database, elsewhere): never answered again.
         self._taken_clusters: set[UUID] = set()
+        # Changes with every change of what a search can answer (`replace_vendor`, `drop_vendor`,
+        # `discard`): an answer computed at one version holds until the next, or an expiry.
+        self.version = 0
 
     def replace_vendor(self, vendor: str, offers: Iterable[StoredOffer]) -> None:
         """Install a vendor's new catalog snapshot (replacing the previous one atomically)."""
         self._parts[vendor] = _VendorPart.build(offers)
         self._update_largest()
+        self.version += 1
 
     def drop_vendor(self, vendor: str) -> None:
         self._parts.pop(vendor, None)
         self._update_largest()
+        self.version += 1
+
+    def expiries(self) -> list[datetime]:
+        """When each vendor's offers expire (a search stops answering them then)."""
+        return [part.expires_at for part in self._parts.values() if part.expires_at is not None]
 
     def _update_largest(self) -> None:
         largest: dict[str, int] = {}
@@ -189,6 +198,7 @@ class OfferIndex:
 
     def discard(self, offer_id: UUID) -> bool:
         """Take one offer out of search (it was procured). True if it was there."""
+        self.version += 1
         for part in self._parts.values():
             leaf = part.leaf_of.pop(offer_id, None)
             if leaf is not None:

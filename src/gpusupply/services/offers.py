@@ -159,7 +159,8 @@ async def search_offers(
 ) -> OfferSearch:
     check_page(limit, offset)
     _, query = parse_offer_query(read_document(raw, content_type))
-    result = await catalog.search(query, limit=limit, offset=offset)
+    # Shared: an identical search answers the same result while the catalog has not changed.
+    result = await catalog.search(query, limit=limit, offset=offset, shared=True)
     return OfferSearch(result, filters_applied(query), limit, offset)
 
 

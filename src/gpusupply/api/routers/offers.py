@@ -50,17 +50,21 @@ async def get_offers(
     found = await offers.search_offers(
         get_ctx(request).catalog, await request.body(), request.headers.get("content-type"), limit=limit, offset=offset
     )
-    rest = schemas.OffersResponse(
-        offers=[],
-        total_count=found.result.total,
-        filters_applied=found.filters_applied,
-        limit=found.limit,
-        offset=found.offset,
-        partial=found.result.partial,
-        failed_vendors=found.result.failed_vendors,
-    )
-    # Offers are rendered once and reused (views.offer_json): a page of 100 was most of the time.
-    return Response(offers_response_json(rest, found.result.offers), media_type="application/json")
+    result = found.result
+    # A result is shared by identical searches (catalog.search(shared=True)): rendered once.
+    # Within one, offers are rendered once too (views.offer_json).
+    if result.rendered is None:
+        rest = schemas.OffersResponse(
+            offers=[],
+            total_count=result.total,
+            filters_applied=found.filters_applied,
+            limit=found.limit,
+            offset=found.offset,
+            partial=result.partial,
+            failed_vendors=result.failed_vendors,
+        )
+        result.rendered = offers_response_json(rest, result.offers)
+    return Response(result.rendered, media_type="application/json")
 
 
 @router.get(
