@@ -20,7 +20,7 @@ from gpusupply.domain.costs import costs_so_far
 from gpusupply.domain.events import change_status
 from gpusupply.services import reads
 from gpusupply.services.procurement import offer_status
-from gpusupply.services.resources import get_resource_with_cost, list_resources, list_resources_with_costs
+from gpusupply.services.resources import _listed_cost, get_resource_with_cost, list_resources, list_resources_with_costs
 from tests.conftest import BACKENDS
 from tests.services.helpers import principal, some_offers
 from tests.services.test_resources import make_resource
@@ -105,6 +105,38 @@ async def test_resource_page_answers_what_the_orm_path_answers(service: Any) -> 
 
 
 @pytest.mark.parametrize("service_backend", BACKENDS)
+async def test_a_resource_created_while_a_page_is_read_changes_no_listed_cost(service: Any) -> None:
+    """The page and its transitions are two statements: a resource created between them must not
+    shift the rows the transitions are read for (they are read by the page's ids)."""
+    alice = await principal(service)
+    ids = [await make_resource(service, vendor="nebula") for _ in range(3)]
+    for rid in ids:
+        await run_for_hours(service, rid, 3, stopped_after=1)  # stopped: its cost needs its transitions
+
+    async def read_with_a_creation_between(fetch: Any) -> Any:
+        calls = 0
+
+        async def fetching(statement: Any, values: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            rows = await fetch(statement, values)
+            if calls == 1:  # after the page, before its transitions
+                await make_resource(service, vendor="nebula")
+            return rows
+
+        return await reads.resource_page(alice.tenant_id, {}, 2, 0)(fetching)
+
+    listed, _ = await service.db.read(read_with_a_creation_between)
+    assert [read.resource.id for read in listed] == [ids[2], ids[1]]
+    rows = [r for r in (await list_resources(service.db, alice, limit=10))[0] if r.id in (ids[1], ids[2])]
+    expected = await costs_so_far(service.db, rows)
+    now = utcnow()
+    for read in listed:
+        assert len(read.transitions) == 1  # the stop
+        assert _listed_cost(read, now) == pytest.approx(expected[read.resource.id], rel=1e-3)
+
+
+@pytest.mark.parametrize("service_backend", BACKENDS)
 async def test_resource_read_with_cost_on_both_databases(service: Any) -> None:
     rid = await make_resource(service)
     await run_for_hours(service, rid, 2, stopped_after=1)
@@ -179,9 +211,8 @@ def test_every_hot_read_statement_is_compiled_once() -> None:
     which made the offer status about 40 times its SQL."""
     from gpusupply.services import reads
 
-    pages = [reads._page_statements(filters) for filters in ((), ("status",), ("offer_id", "vendor"))]
-    page_statements = [statement for page in pages for statement in (page.page, page.total, page.transitions)]
-    for statement in [reads._OFFER_STATUS, reads._DETAIL, reads._MEMBERS, reads._MEMBERS_TRANSITIONS, *page_statements]:
+    page_statements = [statement for filters in ((), ("status",), ("offer_id", "vendor")) for statement in reads._page_statements(filters)]
+    for statement in [reads._OFFER_STATUS, reads._DETAIL, reads._TRANSITIONS, reads._MEMBERS, *page_statements]:
         assert statement._generate_cache_key() is not None, statement
 
 

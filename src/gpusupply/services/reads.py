@@ -150,92 +150,78 @@ def resource_detail(tenant_id: UUID, resource_id: UUID) -> Any:
 PAGE_FILTERS = ("offer_id", "status", "vendor")  # besides the tenant, each an equality
 
 
-def _transitions(resource_ids: Any) -> Any:
-    """The transitions the cost of each of `resource_ids` (a subquery) reads (domain/costs.py):
-    those after billing started (the start itself sits at `running_since`), and all of a final
-    row without `ended_at` (its end is its last one). A resource that has run without a stop has
-    none, so most pages read no event. By subquery, not by a list of the page's ids: no list to
-    bind and render at every read."""
-    return (
-        select(_events.c.resource_id, _events.c.at, _events.c.to_status)
-        .join(_resources, _resources.c.id == _events.c.resource_id)
-        .where(
-            _events.c.resource_id.in_(resource_ids),
-            _events.c.kind == "status_change",
-            _events.c.to_status.in_(BILLING_STATUSES),
-            _resources.c.running_since.is_not(None),
-            or_(
-                _events.c.at > _resources.c.running_since,
-                and_(_resources.c.ended_at.is_(None), _resources.c.status.in_(sorted(s.value for s in FINAL_STATUSES))),
-            ),
-        )
-        .order_by(_events.c.at, _events.c.id)
+# The transitions a listed resource's cost reads (domain/costs.py), by the page's ids: those after
+# billing started (the start itself sits at `running_since`), and all of a final row without
+# `ended_at` (its end is its last one). A resource that has run without a stop has none, so most
+# pages read no event. (By the ids the page read, not by its conditions again: a resource inserted
+# between the two statements would shift the page.)
+_TRANSITIONS = (
+    select(_events.c.resource_id, _events.c.at, _events.c.to_status)
+    .join(_resources, _resources.c.id == _events.c.resource_id)
+    .where(
+        _events.c.resource_id.in_(bindparam("resource_ids", expanding=True)),
+        _events.c.kind == "status_change",
+        _events.c.to_status.in_(BILLING_STATUSES),
+        _resources.c.running_since.is_not(None),
+        or_(
+            _events.c.at > _resources.c.running_since,
+            and_(_resources.c.ended_at.is_(None), _resources.c.status.in_(sorted(s.value for s in FINAL_STATUSES))),
+        ),
     )
-
-
+    .order_by(_events.c.at, _events.c.id)
+)
 _resource_counts = ResourceCount.__table__
 # The tenant's kept count (migration 0021's triggers): the unfiltered total without counting rows.
 _KEPT_COUNT = select(func.coalesce(_resource_counts.c.resources, 0)).where(_resource_counts.c.tenant_id == bindparam("tenant_id"))
 
 
-@dataclass(frozen=True, slots=True)
-class _PageStatements:
-    page: Any  # the page's SUMMARY_COLUMNS and the total
-    total: Any  # the total alone
-    transitions: Any  # the page's resources' transitions (`_transitions`)
-
-
 @lru_cache(maxsize=2 ** len(PAGE_FILTERS))
-def _page_statements(filters: tuple[str, ...]) -> _PageStatements:
-    """The statements of a page for this set of filters, built once: composing them per request
-    showed as a large share of a listing's time. All take the same values."""
+def _page_statements(filters: tuple[str, ...]) -> tuple[Any, Any]:
+    """(the page with its total, the total alone) for this set of filters, built once:
+    composing them per request showed as a large share of a listing's time."""
     conditions = [_resources.c.tenant_id == bindparam("tenant_id")]
     conditions += [_resources.c[name] == bindparam(name) for name in filters]
     total = select(func.count()).select_from(_resources).where(*conditions) if filters else _KEPT_COUNT
-
-    def paged(*columns: Any) -> Any:
-        return (
-            select(*columns)
-            .where(*conditions)
-            # Read in the order of ix_resources_tenant_created (tenant_id, created_at, id), backwards.
-            .order_by(_resources.c.created_at.desc(), _resources.c.id.desc())
-            .limit(bindparam("limit", type_=Integer))
-            .offset(bindparam("offset", type_=Integer))
-        )
-
-    return _PageStatements(paged(*SUMMARY_COLUMNS, total.scalar_subquery().label("total")), total, _transitions(paged(_resources.c.id)))
+    page = (
+        select(*SUMMARY_COLUMNS, total.scalar_subquery().label("total"))
+        .where(*conditions)
+        # Read in the order of ix_resources_tenant_created (tenant_id, created_at, id), backwards.
+        .order_by(_resources.c.created_at.desc(), _resources.c.id.desc())
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+    )
+    return page, total
 
 
 def resource_page(tenant_id: UUID, filters: dict[str, Any], limit: int, offset: int) -> Any:
     """A read: (the page, newest first, each with its billing transitions; how many match in
     all). `filters`: PAGE_FILTERS' values. The total rides along as a scalar subquery, which
     both databases evaluate once: without filters the tenant's kept count, else a count. The
-    transitions are a second statement (as a join, PostgreSQL's planner hashed every event of the
-    table for a page of 100)."""
-    statements = _page_statements(tuple(name for name in PAGE_FILTERS if name in filters))
+    transitions are a second statement by the page's ids (as a join, PostgreSQL's planner hashed
+    every event of the table for a page of 100)."""
+    page, total = _page_statements(tuple(name for name in PAGE_FILTERS if name in filters))
     values = {"tenant_id": tenant_id, **filters, "limit": limit, "offset": offset}
 
     async def read(fetch: Fetch) -> tuple[list[ResourceRead], int]:
-        rows = await fetch(statements.page, values)
+        rows = await fetch(page, values)
         if not rows:  # an empty page (offset past the end) carries no total: count alone
             if offset == 0:
                 return [], 0
-            counted = await fetch(statements.total, values)
+            counted = await fetch(total, values)
             return [], int(counted[0][0]) if counted else 0
-        return await _with_costs_inputs(fetch, rows, statements.transitions, values), int(rows[0].total)
+        return await _with_costs_inputs(fetch, rows), int(rows[0].total)
 
     return read
 
 
-async def _with_costs_inputs(fetch: Fetch, rows: Sequence[ReadRow], transitions: Any, values: dict[str, Any]) -> list[ResourceRead]:
-    """Listed rows (SUMMARY_COLUMNS) with what their cost needs: their billing transitions
-    (`transitions` with `values`: of the same rows), and the storage price of those ever stopped
-    (a statement by ids, only when there are some)."""
+async def _with_costs_inputs(fetch: Fetch, rows: Sequence[ReadRow]) -> list[ResourceRead]:
+    """Listed rows (SUMMARY_COLUMNS) with what their cost needs: their billing transitions, and
+    the storage price of those ever stopped (a statement by ids each, only when there are some)."""
     found = {row.id: ResourceRead(row, []) for row in rows}
     if not found:
         return []
     stopped = set()
-    for resource_id, at, to_status in await fetch(transitions, values):
+    for resource_id, at, to_status in await fetch(_TRANSITIONS, {"resource_ids": list(found)}):
         found[resource_id].transitions.append(Transition(at, to_status))
         if to_status == ResourceStatus.STOPPED.value:
             stopped.add(resource_id)
@@ -246,17 +232,18 @@ async def _with_costs_inputs(fetch: Fetch, rows: Sequence[ReadRow], transitions:
 
 
 # ----- a cluster's nodes, and a node's cluster -------------------------------------------------
-_MEMBER_OF = (_resources.c.tenant_id == bindparam("tenant_id"), _resources.c.cluster_id == bindparam("cluster_id"))
-_MEMBERS = select(*SUMMARY_COLUMNS).where(*_MEMBER_OF).order_by(_resources.c.name, _resources.c.id)
-_MEMBERS_TRANSITIONS = _transitions(select(_resources.c.id).where(*_MEMBER_OF))
+_MEMBERS = (
+    select(*SUMMARY_COLUMNS)
+    .where(_resources.c.tenant_id == bindparam("tenant_id"), _resources.c.cluster_id == bindparam("cluster_id"))
+    .order_by(_resources.c.name, _resources.c.id)
+)
 
 
 def cluster_members(tenant_id: UUID, cluster_id: UUID) -> Any:
     """A read: the nodes of the tenant's cluster (SUMMARY_COLUMNS), each with its billing transitions."""
 
     async def read(fetch: Fetch) -> list[ResourceRead]:
-        values = {"tenant_id": tenant_id, "cluster_id": cluster_id}
-        return await _with_costs_inputs(fetch, await fetch(_MEMBERS, values), _MEMBERS_TRANSITIONS, values)
+        return await _with_costs_inputs(fetch, await fetch(_MEMBERS, {"tenant_id": tenant_id, "cluster_id": cluster_id}))
 
     return read
 
