@@ -20,7 +20,12 @@ from gpusupply.domain.costs import costs_so_far
 from gpusupply.domain.events import change_status
 from gpusupply.services import reads
 from gpusupply.services.procurement import offer_status
-from gpusupply.services.resources import _listed_cost, get_resource_with_cost, list_resources, list_resources_with_costs
+from gpusupply.services.resources import (
+    _listed_cost,
+    get_resource_with_cost,
+    list_resources,
+    list_resources_with_costs,
+)
 from tests.conftest import BACKENDS
 from tests.services.helpers import principal, some_offers
 from tests.services.test_resources import make_resource
