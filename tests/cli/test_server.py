@@ -207,8 +207,12 @@ def banner_token(proc: subprocess.Popen[str]) -> list[str]:
 
 
 def test_sandboxes_survive_a_restart_and_belong_to_one_process(env: dict[str, str]) -> None:
+    # Fixed sandbox prices: with the market walking on the wall clock, a spot offer's minimum bid
+    # could rise between the search and the create (a refused create) or the instance be outbid
+    # across the restart; neither is what this test is about.
     env = {**env, "GPUSUPPLY_REFRESH_INTERVAL_SECONDS": "0.5", "GPUSUPPLY_ENGINE_POLL_SECONDS": "0.1",
-           "GPUSUPPLY_PROVISIONING_POLL_SECONDS": "0.2", "GPUSUPPLY_ENABLED_VENDORS": "nebula,vast"}
+           "GPUSUPPLY_PROVISIONING_POLL_SECONDS": "0.2", "GPUSUPPLY_ENABLED_VENDORS": "nebula,vast",
+           "GPUSUPPLY_SANDBOX_PRICES_MOVE": "false"}
     port = free_port()
     proc = start(["serve", "--port", str(port)], env)
     try:
@@ -268,4 +272,4 @@ def until(api: httpx.Client, rid: str, status: str, within: float = 60.0) -> dic
         if resource["status"] == status:
             return resource
         time.sleep(0.2)
-    raise AssertionError(f"{rid} is {resource['status']}, not {status}")
+    raise AssertionError(f"{rid} is {resource['status']} ({resource.get('status_message')}), not {status}")
