@@ -130,7 +130,7 @@ def serve(
     if token is not None:
         typer.echo("created the first API key (tenant 'default', admin); it is shown only once:")
         typer.echo(token)
-    app = create_app(settings, run_engine=not no_engine)
+    app = create_app(settings, run_engine=not no_engine, settle_heap_when_started=True)
     # log_config=None: uvicorn's own lines go through our handler (JSON, redaction) too.
     uvicorn.run(
         app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False, log_config=None
@@ -141,6 +141,7 @@ async def _run_worker(settings: Settings, metrics_port: int | None = None) -> No
     from types import SimpleNamespace
 
     from gpusupply.api.observability import metrics_only_app
+    from gpusupply.app import settle_heap
     from gpusupply.db.ratelimits import DatabaseBuckets
     from gpusupply.db.session import Database
     from gpusupply.domain.catalog import OfferCatalog
@@ -167,6 +168,7 @@ async def _run_worker(settings: Settings, metrics_port: int | None = None) -> No
     try:
         await catalog.start()
         await engine.start()
+        settle_heap()
         typer.echo(f"gpusupply worker {engine.owner} running on {db.display_url}")
         if metrics_port is not None:
             parts = SimpleNamespace(db=db, vendors=vendors, settings=settings, catalog=catalog)
