@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from gpusupply import __version__, web
-from gpusupply.api import docs, errors, observability
+from gpusupply.api import docs, errors, hot, observability
 from gpusupply.api.deps import ServiceContext
 from gpusupply.api.routers import (
     budgets,
@@ -155,5 +155,6 @@ def create_app(
                    usage.router, budgets.router, webhooks.router, prices.router, fleets.router):
         app.include_router(router)
     web.install(app)  # the console at / (docs/console.md)
+    hot.install(app)  # the polled routes ahead of FastAPI's routing
     observability.install(app)  # last: the outermost middleware sees every answer
     return app

@@ -6,6 +6,8 @@ from typing import Any
 from uuid import UUID
 
 import pydantic_core
+from fastapi import Response
+from pydantic import BaseModel
 
 from gpusupply.contract import fleets as fleet_schemas
 from gpusupply.contract import schemas
@@ -165,6 +167,11 @@ def resource_list_json(page: list[tuple[ResourceLike, float]], total: int, limit
     the models would give (tests/api/test_resources.py checks them)."""
     summaries = [_summary_fields(resource, cost) for resource, cost in page]
     return pydantic_core.to_json({"resources": summaries, "total_count": total, "limit": limit, "offset": offset})
+
+
+def model_response(model: BaseModel) -> Response:
+    """A model answered as FastAPI answers a route's `response_model`: pydantic's JSON, by alias."""
+    return Response(model.__pydantic_serializer__.to_json(model, by_alias=True), media_type="application/json")
 
 
 def _spec(resource: ResourceLike) -> dict[str, Any]:

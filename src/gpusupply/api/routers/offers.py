@@ -46,10 +46,12 @@ async def get_offers(
     limit: Annotated[BoundedInt, Query(ge=1, le=offers.MAX_PAGE_SIZE)] = offers.DEFAULT_PAGE_SIZE,
     offset: Annotated[BoundedInt, Query(ge=0, le=offers.MAX_OFFSET)] = 0,
 ) -> Response:
-    # The services straight from the request: one dependency less to solve on the hottest route.
-    found = await offers.search_offers(
-        get_ctx(request).catalog, await request.body(), request.headers.get("content-type"), limit=limit, offset=offset
-    )
+    return await offers_answer(get_ctx(request), await request.body(), request.headers.get("content-type"), limit, offset)
+
+
+async def offers_answer(ctx: ServiceContext, raw: bytes, content_type: str | None, limit: int, offset: int) -> Response:
+    """The search's answer (this route's, and api/hot.py's)."""
+    found = await offers.search_offers(ctx.catalog, raw, content_type, limit=limit, offset=offset)
     result = found.result
     # A result is shared by identical searches (catalog.search(shared=True)): rendered once.
     # Within one, offers are rendered once too (views.offer_json).

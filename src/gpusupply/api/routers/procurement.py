@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, Request, Response
 
 from gpusupply.api.deps import ApiRoute, ServiceContext, get_ctx, get_principal, responses, service_context
-from gpusupply.api.views import offer_status_out
+from gpusupply.api.views import model_response, offer_status_out
 from gpusupply.contract import schemas
 from gpusupply.services import procurement
 from gpusupply.services.keys import Principal
@@ -81,6 +81,10 @@ def _unset_extensions(body: schemas.ProcureRequest) -> set[str]:
     summary="Provisioning status of your procurement of an offer",
     responses=responses(404, 422),
 )
-async def offer_status(offer_id: UUID, request: Request, principal: Principal = Depends(get_principal)) -> schemas.OfferStatusOut:
-    # The services straight from the request, as on the other polled routes: one dependency less to solve.
-    return offer_status_out(await procurement.offer_status(get_ctx(request).db, principal, offer_id))
+async def offer_status(offer_id: UUID, request: Request, principal: Principal = Depends(get_principal)) -> Response:
+    return await offer_status_answer(get_ctx(request), principal, offer_id)
+
+
+async def offer_status_answer(ctx: ServiceContext, principal: Principal, offer_id: UUID) -> Response:
+    """The status's answer (this route's, and api/hot.py's)."""
+    return model_response(offer_status_out(await procurement.offer_status(ctx.db, principal, offer_id)))

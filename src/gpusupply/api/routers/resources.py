@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from gpusupply.api.deps import ApiRoute, ServiceContext, get_ctx, get_principal, responses, service_context
-from gpusupply.api.views import event_out, resource_detail, resource_list_json
+from gpusupply.api.views import event_out, model_response, resource_detail, resource_list_json
 from gpusupply.contract import schemas
 from gpusupply.contract.cost import ResourcePatch
 from gpusupply.core.inputs import BoundedInt, Text
@@ -35,9 +35,18 @@ async def list_resources(
     *,
     request: Request,
 ) -> Response:
-    # The services straight from the request on the polled routes: one dependency less to solve.
+    return await resource_list_answer(
+        get_ctx(request), principal, offer_id=offer_id, status=status, vendor=vendor, limit=limit, offset=offset
+    )
+
+
+async def resource_list_answer(
+    ctx: ServiceContext, principal: Principal, *, offer_id: UUID | None = None, status: str | None = None,
+    vendor: str | None = None, limit: int = 100, offset: int = 0,
+) -> Response:
+    """The listing's answer (this route's, and api/hot.py's)."""
     page, total = await resources.list_resources_with_costs(
-        get_ctx(request).db, principal, offer_id=offer_id, status=status, vendor=vendor, limit=limit, offset=offset
+        ctx.db, principal, offer_id=offer_id, status=status, vendor=vendor, limit=limit, offset=offset
     )
     return Response(resource_list_json(page, total, limit, offset), media_type="application/json")
 
@@ -54,12 +63,16 @@ async def get_resource(
     principal: Principal = Depends(get_principal),
     *,
     request: Request,
-) -> schemas.ResourceDetail:
-    ctx = get_ctx(request)
+) -> Response:
+    return await resource_answer(get_ctx(request), principal, resource_id, force_refresh=force_refresh)
+
+
+async def resource_answer(ctx: ServiceContext, principal: Principal, resource_id: UUID, *, force_refresh: bool = False) -> Response:
+    """One resource's answer (this route's, and api/hot.py's)."""
     resource, cost = await resources.get_resource_with_cost(
         ctx.db, ctx.refresh_resource, principal, resource_id, force_refresh=force_refresh, refresh_timeout=ctx.settings.vendor_timeout + 5
     )
-    return resource_detail(resource, cost, await resources.linked_resources(ctx.db, principal, resource))
+    return model_response(resource_detail(resource, cost, await resources.linked_resources(ctx.db, principal, resource)))
 
 
 @router.patch(

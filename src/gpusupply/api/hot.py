@@ -1,0 +1,142 @@
+"""The polled routes answered without FastAPI's routing and dependency solving.
+
+`POST /get_offers`, `GET /resources`, `GET /resources/{id}` and `GET /offers/{id}/status` are
+what clients poll. For a repeated search FastAPI's part (matching the path through its included
+routers, solving the key and the query parameters, handling the answer) cost about 115 of the
+route's 175 us of CPU, twice what the search itself costs (docs/benchmarks.md, issue 19).
+
+`HotRoutes` wraps the application's router, inside FastAPI's exception middleware, so an error
+raised here (a bad key, a bad document, the database down) is answered by the same handlers as
+from a route. It answers a request only when it is one of these routes with parameters it reads
+unambiguously: the method and path exactly, ids in their canonical form, only the routes' paging
+parameters and each at most once as plain digits. Anything else (another parameter, a filter, a
+value with a sign or a space, a repeated parameter, an id in another form) goes to FastAPI,
+which answers as it always has, its validation messages included. The routes stay declared in
+FastAPI (the OpenAPI document is theirs) and both ways call the same answer functions (the
+routers' `*_answer`), so the answers are the same bytes (tests/api/test_hot.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+from uuid import UUID
+
+from fastapi import FastAPI, Request, Response
+from fastapi.routing import APIRoute, APIRouter
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gpusupply.api.deps import ServiceContext, get_ctx
+from gpusupply.api.routers import offers, procurement, resources
+from gpusupply.services import offers as offer_service
+from gpusupply.services.keys import authenticate
+
+_CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_DIGITS = re.compile(r"[0-9]{1,9}")
+
+# (ge, le, default) of each route's paging parameters, as the routes declare them.
+_OFFER_PAGING = {"limit": (1, offer_service.MAX_PAGE_SIZE, offer_service.DEFAULT_PAGE_SIZE), "offset": (0, offer_service.MAX_OFFSET, 0)}
+_RESOURCE_PAGING = {"limit": (1, 1000, 100), "offset": (0, offer_service.MAX_OFFSET, 0)}
+
+Answer = Callable[[ServiceContext, Request, dict[str, int], UUID | None], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class _HotRoute:
+    route: APIRoute  # FastAPI's declaration: the metrics' route label, the fallback
+    paging: dict[str, tuple[int, int, int]]
+    answer: Answer
+
+
+def paging(query_string: bytes, declared: dict[str, tuple[int, int, int]]) -> dict[str, int] | None:
+    """The paging parameters as the route would read them, or None when FastAPI must read them:
+    a parameter the route does not page with, one given twice, or a value that is not plain
+    digits within its bounds (FastAPI answers those with its validation messages)."""
+    values = {name: default for name, (_, _, default) in declared.items()}
+    if not query_string:
+        return values
+    seen = set()
+    for name, text in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):  # as Starlette reads it
+        if name not in declared or name in seen or not _DIGITS.fullmatch(text):
+            return None
+        seen.add(name)
+        low, high, _ = declared[name]
+        value = int(text)
+        if not low <= value <= high:
+            return None
+        values[name] = value
+    return values
+
+
+async def _offers(ctx: ServiceContext, request: Request, page: dict[str, int], _: UUID | None) -> Response:
+    await authenticate(ctx.db, request.headers.get("Authorization"))  # the router's dependency
+    return await offers.offers_answer(ctx, await request.body(), request.headers.get("content-type"), page["limit"], page["offset"])
+
+
+async def _resource_list(ctx: ServiceContext, request: Request, page: dict[str, int], _: UUID | None) -> Response:
+    principal = await authenticate(ctx.db, request.headers.get("Authorization"))
+    return await resources.resource_list_answer(ctx, principal, limit=page["limit"], offset=page["offset"])
+
+
+async def _resource(ctx: ServiceContext, request: Request, _: dict[str, int], resource_id: UUID | None) -> Response:
+    assert resource_id is not None
+    principal = await authenticate(ctx.db, request.headers.get("Authorization"))
+    return await resources.resource_answer(ctx, principal, resource_id)
+
+
+async def _offer_status(ctx: ServiceContext, request: Request, _: dict[str, int], offer_id: UUID | None) -> Response:
+    assert offer_id is not None
+    principal = await authenticate(ctx.db, request.headers.get("Authorization"))
+    return await procurement.offer_status_answer(ctx, principal, offer_id)
+
+
+def _declared(router: APIRouter, method: str, path: str) -> APIRoute:
+    found = [r for r in router.routes if isinstance(r, APIRoute) and r.path == path and method in (r.methods or ())]
+    assert len(found) == 1, f"{method} {path} is declared {len(found)} times"
+    return found[0]
+
+
+class HotRoutes:
+    """The wrapper of the application's router (see the module's docstring)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._fixed = {
+            ("POST", "/get_offers"): _HotRoute(_declared(offers.router, "POST", "/get_offers"), _OFFER_PAGING, _offers),
+            ("GET", "/resources"): _HotRoute(_declared(resources.router, "GET", "/resources"), _RESOURCE_PAGING, _resource_list),
+        }
+        self._resource = _HotRoute(_declared(resources.router, "GET", "/resources/{resource_id}"), {}, _resource)
+        self._status = _HotRoute(_declared(procurement.router, "GET", "/offers/{offer_id}/status"), {}, _offer_status)
+        self.answered = 0  # requests answered here (tests check the way a request took)
+
+    def _match(self, method: str, path: str) -> tuple[_HotRoute, UUID | None] | None:
+        fixed = self._fixed.get((method, path))
+        if fixed is not None:
+            return fixed, None
+        if method != "GET":
+            return None
+        if path.startswith("/resources/") and _CANONICAL_ID.fullmatch(path, 11):
+            return self._resource, UUID(path[11:])
+        if path.startswith("/offers/") and path.endswith("/status") and _CANONICAL_ID.fullmatch(path, 8, len(path) - 7):
+            return self._status, UUID(path[8:-7])
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        matched = self._match(scope["method"], scope["path"]) if scope["type"] == "http" and not scope.get("root_path") else None
+        page = paging(scope["query_string"], matched[0].paging) if matched is not None else None
+        if matched is None or page is None:
+            await self.app(scope, receive, send)
+            return
+        hot, path_id = matched
+        scope["route"] = hot.route  # the metrics' and access log's route label, as FastAPI sets it
+        self.answered += 1
+        request = Request(scope, receive)
+        response = await hot.answer(get_ctx(request), request, page, path_id)
+        await response(scope, receive, send)
+
+
+def install(app: FastAPI) -> None:
+    """Answer the hot routes ahead of FastAPI's router, inside its exception handling."""
+    app.router.middleware_stack = HotRoutes(app.router.middleware_stack)
