@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
-from gpusupply.db.models import Procurement, Resource, ResourceCount, Tenant, utcnow
+from gpusupply.db.models import Event, Procurement, Resource, ResourceCount, Tenant, utcnow
 from gpusupply.db.session import Database, alembic_config
 from gpusupply.domain.intents import new_resource
+from gpusupply.services.reads import SUMMARY_COLUMNS
 from tests.conftest import BACKENDS, migrated_url
 
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeptCountTestKeyxxxxxxxxxxxxxxxxxxxxxx kept@count"
@@ -113,5 +115,83 @@ async def test_the_migration_counts_the_rows_already_there(backend: str, request
         assert kept == counted == {alice: 5}
         await _add_resources(db, alice, 1)  # and the triggers are there
         assert (await _kept_and_counted(db))[0] == {alice: 6}
+    finally:
+        await db.dispose()
+
+
+# ----- the listing version (migration 0022; services/listing.py keeps pages by it) --------------
+async def _version(db: Database, tenant_id: uuid.UUID) -> int:
+    async with db.session() as session:
+        return int((await session.execute(select(ResourceCount.version).where(ResourceCount.tenant_id == tenant_id))).scalar_one())
+
+
+def _another(value: Any) -> Any:
+    """A value of the same kind as `value` that differs from it."""
+    if isinstance(value, datetime):
+        return value + timedelta(minutes=1)
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1
+    if isinstance(value, uuid.UUID):
+        return uuid.uuid4()
+    if isinstance(value, dict):
+        return {**value, "changed": True}
+    return f"{value}-changed"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_the_listing_version_moves_with_everything_a_listing_shows_and_nothing_else(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    db = Database(migrated_url(backend, request))
+    now = utcnow()
+    try:
+        alice, bob = await _tenant(db, "alice"), await _tenant(db, "bob")
+        first, second = await _add_resources(db, alice, 2)
+        await _add_resources(db, bob, 1)
+        filled = dict(name="n", status="running", vendor="fal", vendor_region="us-east", region="US", external_ip="198.51.100.1",
+                      ssh_host="h", ssh_port=22, ssh_user="root", gpu_type="H100", gpu_family="H100", gpu_count=1,
+                      offer_id=uuid.uuid4(), price_per_hour=2.0, running_since=now, ended_at=now, resource_type="vm",
+                      cluster_id=uuid.uuid4(), created_at=now, offer_snapshot={"vendor_data": {"storage_per_hour": 0.1}})
+        async with db.transaction() as session:
+            await session.execute(update(Resource).where(Resource.id == first).values(**filled))
+
+        async def moved(**values: Any) -> bool:
+            before, bobs = await _version(db, alice), await _version(db, bob)
+            async with db.transaction() as session:
+                await session.execute(update(Resource).where(Resource.id == first).values(**values))
+            assert await _version(db, bob) == bobs  # another tenant's pages stay
+            return await _version(db, alice) != before
+
+        listed = [column.name for column in SUMMARY_COLUMNS if column.name not in ("id", "updated_at")]
+        assert set(listed) <= set(filled), "a listed column this test does not change"
+        changed = {name: _another(filled[name]) for name in listed}
+        for name, value in changed.items():
+            assert await moved(**{name: value}), name
+        for name, value in changed.items():  # the same values again: nothing shown changes
+            assert not await moved(**{name: value}), name
+        assert await moved(offer_snapshot={"vendor_data": {"storage_per_hour": 0.2}})  # a stopped rate
+        # What the engine's refreshes write, and what no listing shows.
+        assert not await moved(last_synced_at=now, vendor_status="whatever", updated_at=now + timedelta(seconds=5))
+        assert not await moved(status_message="busy", spend_limit=3.0, retry_count=2)
+        # A final row without `ended_at` bills until its `updated_at`: then that moves it too.
+        assert await moved(status="deleted", ended_at=None)
+        assert await moved(updated_at=now + timedelta(seconds=10))
+        # A status change event (the cost reads the transitions); another kind of event does not.
+        before = await _version(db, alice)
+        async with db.transaction() as session:
+            session.add(Event(resource_id=second, tenant_id=alice, at=now, kind="attempt"))
+        assert await _version(db, alice) == before
+        async with db.transaction() as session:
+            session.add(Event(resource_id=second, tenant_id=alice, at=now, kind="status_change", from_status="running",
+                              to_status="stopped"))
+        assert await _version(db, alice) == before + 1
+        # Inserts and deletes.
+        await _add_resources(db, alice, 1)
+        assert await _version(db, alice) == before + 2
+        async with db.transaction() as session:
+            await session.execute(delete(Resource).where(Resource.id == second))
+        assert await _version(db, alice) == before + 3
     finally:
         await db.dispose()

@@ -3,9 +3,11 @@ vendor, and cost so far of stored resources across stop/start and deletion (both
 
 from __future__ import annotations
 
+import random
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -19,7 +21,9 @@ from gpusupply.domain.costs import (
     billed_intervals,
     clip,
     cost,
+    cost_clock,
     costs_so_far,
+    resource_intervals,
     split_by_day,
     stopped_rate,
     vendor_capabilities,
@@ -205,3 +209,38 @@ async def _request(rig: Rig, rid: uuid.UUID, status: str, action: str | None = N
         row.next_attempt_at = now
         if status == "deleting":
             row.final_status, row.delete_requested_at = "deleted", now
+
+
+def _random_history(rng: random.Random) -> tuple[SimpleNamespace, list[Transition]]:
+    """A resource as a listing reads it (running_since, ended_at, status, updated_at) and its
+    billing transitions, any of them missing, some out of order or before billing started."""
+    base = datetime(2026, 3, 1, tzinfo=UTC)
+    moment = lambda: base + timedelta(seconds=rng.randrange(0, 400_000), microseconds=rng.randrange(1_000_000))  # noqa: E731
+    running_since = moment() if rng.random() < 0.9 else None
+    transitions = [Transition(moment(), rng.choice(["running", "stopped"])) for _ in range(rng.choice([0, 0, 1, 2, 5]))]
+    final = rng.random() < 0.3
+    ended_at = moment() if final and rng.random() < 0.7 else None
+    resource = SimpleNamespace(running_since=running_since, ended_at=ended_at, status="deleted" if final else "running",
+                               updated_at=moment())
+    return resource, transitions
+
+
+def test_the_cost_clock_answers_the_very_float_of_the_intervals_at_every_moment_after_the_last_change() -> None:
+    rng = random.Random(20261205)
+    later = 0
+    for _ in range(3000):
+        resource, transitions = _random_history(rng)
+        rates = Rates(running=rng.choice([0.0, 0.37, 2.5, 17.123]), stopped=rng.choice([0.0, 0.05, 2.5]))
+        clock = cost_clock(resource, transitions, rates)  # type: ignore[arg-type]
+        changes = [t.at for t in transitions] + ([resource.running_since] if resource.running_since else [])
+        last_change = max(changes, default=datetime(2026, 3, 1, tzinfo=UTC))
+        for offset in (-3600.0, -1e-6, 0.0, 1e-6, 1.0, 3600.0, 86_400.0 * 40):
+            now = last_change + timedelta(seconds=offset)
+            expected = cost(resource_intervals(resource, transitions, now), rates)  # type: ignore[arg-type]
+            found = clock.at(now)
+            if found is None:  # only before or at the last change of a resource still billing
+                assert clock.since is not None and now <= last_change
+            else:
+                later += 1
+                assert found == expected, (resource, transitions, now)  # exactly: the same additions
+    assert later > 10_000  # most moments are answered by the clock itself

@@ -5,6 +5,7 @@ on SQLite run on the one reader thread and see every committed write at once."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -19,13 +20,9 @@ from gpusupply.db.models import OfferRow, Resource, utcnow
 from gpusupply.domain.costs import costs_so_far
 from gpusupply.domain.events import change_status
 from gpusupply.services import reads
+from gpusupply.services.listing import listed_cost
 from gpusupply.services.procurement import offer_status
-from gpusupply.services.resources import (
-    _listed_cost,
-    get_resource_with_cost,
-    list_resources,
-    list_resources_with_costs,
-)
+from gpusupply.services.resources import get_resource_with_cost, list_resources, list_resources_page
 from tests.conftest import BACKENDS
 from tests.services.helpers import principal, some_offers
 from tests.services.test_resources import make_resource
@@ -46,6 +43,17 @@ async def run_for_hours(service: Any, resource_id: uuid.UUID, hours: float, *, s
             change_status(session, resource, S.STOPPED, at=started + timedelta(hours=stopped_after, seconds=1))
         resource.running_since = started + timedelta(seconds=1)
         resource.vendor_instance_id, resource.last_synced_at = f"i-{resource_id.hex[:8]}", utcnow()
+
+
+@dataclass
+class Listed:
+    rows: list[tuple[Any, float]]  # (the listed row, its cost so far)
+    total: int
+
+
+async def listed(db: Any, principal: Any, **filters: Any) -> Listed:
+    page, costs = await list_resources_page(db, principal, **filters)
+    return Listed([(read.resource, cost) for read, cost in zip(page.reads, costs, strict=True)], page.total)
 
 
 def offer_of(resource_id: uuid.UUID) -> Any:
@@ -85,28 +93,28 @@ async def test_resource_page_answers_what_the_orm_path_answers(service: Any) -> 
     ]
     for case in cases:
         rows, total = await list_resources(service.db, alice, **case)
-        page, fast_total = await list_resources_with_costs(service.db, alice, **case)
-        assert fast_total == total, case
-        assert [r.id for r, _ in page] == [r.id for r in rows], case
+        page = await listed(service.db, alice, **case)
+        assert page.total == total, case
+        assert [r.id for r, _ in page.rows] == [r.id for r in rows], case
         expected = await costs_so_far(service.db, rows)
-        for (row, cost), resource in zip(page, rows, strict=True):
+        for (row, cost), resource in zip(page.rows, rows, strict=True):
             assert cost == pytest.approx(expected[resource.id], rel=1e-3), case
             assert (row.status, row.vendor, row.created_at) == (resource.status, resource.vendor, resource.created_at)
-    running = dict((r.id, c) for r, c in (await list_resources_with_costs(service.db, alice))[0])
+    running = dict((r.id, c) for r, c in (await listed(service.db, alice)).rows)
     assert running[ids[0]] > 0 and running[ids[1]] > 0 and running[ids[2]] == 0.0 and running[ids[4]] > 0
     assert running[ids[3]] > 0 and running[ids[5]] == 0.0
     # The storage price (the stopped rate of vast) is read for the resources that were stopped only.
-    listed, _ = await service.db.read(reads.resource_page(alice.tenant_id, {}, 100, 0))
-    storage = {read.resource.id: read.storage_per_hour for read in listed}
+    page_reads, _ = await service.db.read(reads.resource_page(alice.tenant_id, {}, 100, 0))
+    storage = {read.resource.id: read.storage_per_hour for read in page_reads}
     async with service.db.session() as session:
         vast = await session.get(Resource, ids[4])
         assert vast is not None and storage[ids[4]] == vast.offer_snapshot["vendor_data"]["storage_per_hour"] > 0
     assert storage[ids[0]] is None and storage[ids[2]] is None  # never stopped
-    bobs, bobs_total = await list_resources_with_costs(service.db, bob)
-    assert bobs_total == 1 and len(bobs) == 1 and set(ids).isdisjoint({r.id for r, _ in bobs})
+    bobs = await listed(service.db, bob)
+    assert bobs.total == 1 and len(bobs.rows) == 1 and set(ids).isdisjoint({r.id for r, _ in bobs.rows})
     for bad in ({"status": "exploded"}, {"vendor": "aws"}, {"limit": 0}, {"offset": -1}):
         with pytest.raises(UnprocessableError):
-            await list_resources_with_costs(service.db, alice, **bad)
+            await list_resources_page(service.db, alice, **bad)
 
 
 @pytest.mark.parametrize("service_backend", BACKENDS)
@@ -131,14 +139,14 @@ async def test_a_resource_created_while_a_page_is_read_changes_no_listed_cost(se
 
         return await reads.resource_page(alice.tenant_id, {}, 2, 0)(fetching)
 
-    listed, _ = await service.db.read(read_with_a_creation_between)
-    assert [read.resource.id for read in listed] == [ids[2], ids[1]]
+    page_reads, _ = await service.db.read(read_with_a_creation_between)
+    assert [read.resource.id for read in page_reads] == [ids[2], ids[1]]
     rows = [r for r in (await list_resources(service.db, alice, limit=10))[0] if r.id in (ids[1], ids[2])]
     expected = await costs_so_far(service.db, rows)
     now = utcnow()
-    for read in listed:
+    for read in page_reads:
         assert len(read.transitions) == 1  # the stop
-        assert _listed_cost(read, now) == pytest.approx(expected[read.resource.id], rel=1e-3)
+        assert listed_cost(read, now) == pytest.approx(expected[read.resource.id], rel=1e-3)
 
 
 @pytest.mark.parametrize("service_backend", BACKENDS)

@@ -4,7 +4,7 @@ and the per-route error documentation."""
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request, Response
@@ -16,6 +16,7 @@ from gpusupply.core.inputs import loads_json
 from gpusupply.db.session import Database
 from gpusupply.domain.catalog import OfferCatalog
 from gpusupply.services.keys import Principal, authenticate
+from gpusupply.services.listing import ListingPages
 from gpusupply.services.resources import ResourceRefresher
 from gpusupply.settings import Settings
 from gpusupply.vendors.registry import VendorSet
@@ -31,6 +32,8 @@ class ServiceContext:
     refresh_resource: ResourceRefresher
     engine: Any | None  # engine.runner.Engine when this process runs it
     migration_head: str
+    # GET /resources' pages kept by tenant listing version (services/listing.py).
+    listing_pages: ListingPages = field(default_factory=ListingPages)
 
 
 def get_ctx(request: Request) -> ServiceContext:

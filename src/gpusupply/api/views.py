@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-import pydantic_core
 from fastapi import Response
 from pydantic import BaseModel
+from pydantic_core import to_json
 
 from gpusupply.contract import fleets as fleet_schemas
 from gpusupply.contract import schemas
@@ -16,6 +16,7 @@ from gpusupply.core.offers import deployment_type
 from gpusupply.db.models import Event, ResourceLike, utcnow
 from gpusupply.domain.catalog import StoredOffer
 from gpusupply.services.fleets import FleetView
+from gpusupply.services.listing import ListedPage
 from gpusupply.services.procurement import OfferStatus
 from gpusupply.services.resources import Members, ssh_command
 
@@ -132,9 +133,9 @@ def offer_status_out(status: OfferStatus) -> schemas.OfferStatusOut:
     )
 
 
-def _summary_fields(resource: ResourceLike, cost_so_far: float | None = None) -> dict[str, Any]:
-    """`ResourceSummary`'s fields as plain data of the types the model holds (floats as floats),
-    so that they serialize as the model does without building it (`resource_list_json`)."""
+def _summary_fields(resource: ResourceLike) -> dict[str, Any]:
+    """`ResourceSummary`'s fields but its cost (the last), as plain data of the types the model
+    holds (floats as floats), so that they serialize as the model does without building it."""
     price = resource.price_per_hour
     return {
         "resource_id": _encodable_id(resource.id),
@@ -151,8 +152,11 @@ def _summary_fields(resource: ResourceLike, cost_so_far: float | None = None) ->
         "pricing_total_hourly": float(price) if price is not None else None,
         "created_at": resource.created_at,
         "access": _access_fields(resource),
-        "cost_so_far": round(float(cost_so_far), 6) if cost_so_far is not None else None,
     }
+
+
+def _rounded_cost(cost_so_far: float | None) -> float | None:
+    return round(float(cost_so_far), 6) if cost_so_far is not None else None
 
 
 def _encodable_id(value: UUID | None) -> UUID | str | None:
@@ -161,12 +165,19 @@ def _encodable_id(value: UUID | None) -> UUID | str | None:
     return value if value is None or type(value) is UUID else str(value)
 
 
-def resource_list_json(page: list[tuple[ResourceLike, float]], total: int, limit: int, offset: int) -> bytes:
-    """`schemas.ResourceList` of a page as JSON, without building its 200 models (a third of a
-    listing's time): the summaries' plain fields serialized by pydantic's own encoder, the bytes
-    the models would give (tests/api/test_resources.py checks them)."""
-    summaries = [_summary_fields(resource, cost) for resource, cost in page]
-    return pydantic_core.to_json({"resources": summaries, "total_count": total, "limit": limit, "offset": offset})
+def resource_list_json(page: ListedPage, costs: list[float], limit: int, offset: int) -> bytes:
+    """`schemas.ResourceList` of a page as JSON, the bytes its models would give (tests/api/
+    test_resources.py checks them) without building them. Each row but its cost is rendered once
+    per page (`page.rendered`: a page is kept while nothing it shows changes, services/listing.py);
+    an answer writes the costs of the moment between them."""
+    if page.rendered is None:
+        # '{"resource_id":...,"access":{...}' then ',"cost_so_far":' and the cost, as the model orders them
+        page.rendered = [to_json(_summary_fields(read.resource))[:-1] + b',"cost_so_far":' for read in page.reads]
+    rows = b"},".join(row + to_json(_rounded_cost(cost)) for row, cost in zip(page.rendered, costs, strict=True))
+    return b"".join((
+        b'{"resources":[', rows, b"}" if rows else b"", b'],"total_count":', to_json(page.total),
+        b',"limit":', to_json(limit), b',"offset":', to_json(offset), b"}",
+    ))
 
 
 def model_response(model: BaseModel) -> Response:
@@ -215,7 +226,8 @@ def _offer_history(resource: ResourceLike) -> list[schemas.OfferHistoryEntry]:
 
 def resource_detail(resource: ResourceLike, cost_so_far: float | None = None, members: Members | None = None) -> schemas.ResourceDetail:
     limits = resource.auto_delete_at is not None or resource.spend_limit is not None
-    fields = _summary_fields(resource, members.cost_so_far if members and members.cost_so_far is not None else cost_so_far)
+    fields = _summary_fields(resource)
+    fields["cost_so_far"] = _rounded_cost(members.cost_so_far if members and members.cost_so_far is not None else cost_so_far)
     if members is not None and members.hourly is not None:
         fields["pricing_total_hourly"] = round(members.hourly, 6)  # a cluster: its live nodes together
     links = [

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -260,12 +261,14 @@ class Resource(LeaseMixin, Base):
 
 
 class ResourceCount(Base):
-    """How many resources a tenant has: `GET /resources`' total without counting them. Kept by
-    database triggers on `resources` (migration 0021), never written by the application."""
+    """How many resources a tenant has (`GET /resources`' total without counting them) and its
+    listing version (moved by every change a listing shows: services/listing.py). Kept by database
+    triggers on `resources` and `events` (migrations 0021, 0022), never written by the application."""
 
     __tablename__ = "resource_counts"
     tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     resources: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 # A resource as the ORM loads it, or as the hot-read path returns its columns (services/reads.py):

@@ -129,7 +129,11 @@ def split_by_day(intervals: Iterable[BilledInterval]) -> list[BilledInterval]:
 
 
 def cost(intervals: Iterable[BilledInterval], rates: Rates) -> float:
-    return sum(interval.hours * rates.for_interval(interval) for interval in intervals)
+    # Added left to right, on every Python (3.12's sum() compensates): CostClock adds the same way.
+    total = 0.0
+    for interval in intervals:
+        total += interval.hours * rates.for_interval(interval)
+    return total
 
 
 @lru_cache
@@ -187,6 +191,42 @@ def resource_intervals(resource: ResourceLike, transitions: Sequence[Transition]
 
 def resource_cost(resource: ResourceLike, transitions: Sequence[Transition], now: datetime) -> float:
     return cost(resource_intervals(resource, transitions, now), rates_for(resource))
+
+
+@dataclass(frozen=True, slots=True)
+class CostClock:
+    """A resource's cost so far as the clock moves, for a history read once (`cost_clock`): at
+    any `now` after `after`, `settled` plus `rate` per hour since `since` (`since` None: nothing
+    is open, the cost is `settled`). The very float `cost(resource_intervals(...), rates)` gives
+    at that `now`: the same terms added in the same order."""
+
+    after: datetime | None
+    settled: float
+    since: datetime | None = None
+    rate: float = 0.0
+
+    def at(self, now: datetime) -> float | None:
+        """The cost at `now`, or None before `after` (a clock behind the history's last change)."""
+        if self.since is None:
+            return self.settled
+        if self.after is not None and now <= self.after:
+            return None
+        return self.settled + (now - self.since).total_seconds() / SECONDS_PER_HOUR * self.rate
+
+
+def cost_clock(resource: ResourceLike, transitions: Sequence[Transition], rates: Rates) -> CostClock:
+    if resource.running_since is None:
+        return CostClock(None, 0.0)
+    end = resource_end(resource, transitions)
+    if end is not None:  # billing has ended: the clock no longer moves the cost
+        return CostClock(None, cost(billed_intervals(transitions, running_since=resource.running_since, ended_at=end, now=end), rates))
+    # After the last change every moment splits the history alike, the last interval open.
+    after = max([resource.running_since, *(t.at for t in transitions)])
+    *closed, last = billed_intervals(transitions, running_since=resource.running_since, ended_at=None, now=after + _A_DAY)
+    return CostClock(after, cost(closed, rates), last.start, rates.for_interval(last))
+
+
+_A_DAY = timedelta(days=1)
 
 
 # ----- loading -------------------------------------------------------------------------------------

@@ -29,12 +29,13 @@ from gpusupply.core.errors import ConflictError, NotFoundError, UnprocessableErr
 from gpusupply.core.states import FINAL_STATUSES, ResourceStatus
 from gpusupply.db.models import Event, Resource, utcnow
 from gpusupply.db.session import Database, rows_matched
-from gpusupply.domain.costs import Rates, cost, resource_cost, resource_intervals, stopped_rate_from_storage
+from gpusupply.domain.costs import resource_cost
 from gpusupply.domain.events import change_status
 from gpusupply.domain.hints import hint
 from gpusupply.services import reads
 from gpusupply.services.budgets import AutoDeleteValues, apply_auto_delete, auto_delete_values
 from gpusupply.services.keys import Principal
+from gpusupply.services.listing import ListedPage, ListingPages, listed_cost, read_page
 from gpusupply.services.offers import KNOWN_VENDORS, check_page
 from gpusupply.vendors.registry import VendorSet
 
@@ -116,7 +117,7 @@ async def list_resources(
         return list(rows), int(total)
 
 
-async def list_resources_with_costs(
+async def list_resources_page(
     db: Database,
     principal: Principal,
     *,
@@ -125,24 +126,15 @@ async def list_resources_with_costs(
     vendor: str | None = None,
     limit: int = 100,
     offset: int = 0,
-) -> tuple[list[tuple[reads.ReadRow, float]], int]:
-    """`GET /resources`: the page (each resource with its cost so far) and the total, in one
-    statement (services/reads.py)."""
+    pages: ListingPages | None = None,
+) -> tuple[ListedPage, list[float]]:
+    """`GET /resources`: the page (services/reads.py) and each listed resource's cost so far now.
+    With `pages`, a page kept there while the tenant's listing version holds (services/listing.py)."""
     check_page(limit, offset)
     filters = _list_filters(offer_id, status, vendor)
-    found, total = await db.read(reads.resource_page(principal.tenant_id, filters, limit, offset))
-    now = utcnow()
-    return [(read.resource, _listed_cost(read, now)) for read in found], total
-
-
-def _listed_cost(read: reads.ResourceRead, now: datetime) -> float:
-    """The cost so far of a listed resource (reads.SUMMARY_COLUMNS, and the storage price once stopped)."""
-    row = read.resource
-    if row.running_since is None:
-        return 0.0
-    price = float(row.price_per_hour or 0.0)
-    rates = Rates(running=price, stopped=stopped_rate_from_storage(row.vendor, price, read.storage_per_hour))
-    return cost(resource_intervals(row, read.transitions, now), rates)
+    tenant_id = principal.tenant_id
+    page = await db.read(pages.page(tenant_id, filters, limit, offset) if pages is not None else read_page(tenant_id, filters, limit, offset))
+    return page, page.costs(utcnow())
 
 
 # Built once: composing the expression on every read showed as ~7% of a read's samples (py-spy).
@@ -373,7 +365,7 @@ async def linked_resources(db: Database, principal: Principal, resource: Any) ->
             for n in nodes
         ]
         live = [n.resource for n in nodes if ResourceStatus(n.resource.status) not in FINAL_STATUSES]
-        return Members(links, sum(_listed_cost(n, now) for n in nodes), sum(float(n.price_per_hour or 0.0) for n in live))
+        return Members(links, sum(listed_cost(n, now) for n in nodes), sum(float(n.price_per_hour or 0.0) for n in live))
     if resource.cluster_id is None:
         return Members([], None, None)
     async with db.read_session() as session:

@@ -45,10 +45,10 @@ async def resource_list_answer(
     vendor: str | None = None, limit: int = 100, offset: int = 0,
 ) -> Response:
     """The listing's answer (this route's, and api/hot.py's)."""
-    page, total = await resources.list_resources_with_costs(
-        ctx.db, principal, offer_id=offer_id, status=status, vendor=vendor, limit=limit, offset=offset
+    page, costs = await resources.list_resources_page(
+        ctx.db, principal, offer_id=offer_id, status=status, vendor=vendor, limit=limit, offset=offset, pages=ctx.listing_pages
     )
-    return Response(resource_list_json(page, total, limit, offset), media_type="application/json")
+    return Response(resource_list_json(page, costs, limit, offset), media_type="application/json")
 
 
 @router.get(
