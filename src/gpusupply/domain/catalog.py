@@ -179,7 +179,7 @@ class OfferCatalog:
         await self._wait_for_missing([v for v in wanted if v in self._state], now)
         now = utcnow()
         self._revalidate(now)
-        key, version = (query, limit, offset), self._answer_version()
+        key, version = (query, limit, offset), self._answer_version() if shared else ()
         if shared:
             kept = self._shared_answers.get(key)
             if kept is not None and kept.version == version and (kept.valid_until is None or now < kept.valid_until):
