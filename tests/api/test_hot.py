@@ -9,8 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import APIRouter, Depends
 
-from gpusupply.api.hot import HotRoutes, paging
+from gpusupply.api.deps import get_principal
+from gpusupply.api.hot import HotRoutes, _declared, paging
 from gpusupply.services import resources as resource_service
 from tests.api.helpers import YAML, procure, procured_resource, search
 from tests.conftest import Service
@@ -138,3 +140,26 @@ def test_paging_reads_only_plain_digits_within_the_declared_bounds() -> None:
     for fallback in (b"limit=0", b"limit=101", b"offset=11", b"limit=-1", b"limit=+1", b"limit= 1", b"limit=",
                      b"limit=1&limit=1", b"other=1", b"limit=1e2", b"limit=1234567890123", b"limit=\xd9\xa1"):
         assert paging(fallback, declared) is None, fallback
+
+
+def test_a_hot_route_that_reads_more_than_the_hot_path_knows_fails_at_startup() -> None:
+    """A dependency added to a hot route (a rate limit, say) or a new parameter would be skipped on
+    the hot path: the app refuses to start instead."""
+
+    async def rate_limit() -> None: ...
+
+    def declared(**extra: Any) -> APIRouter:
+        router = APIRouter()
+
+        @router.get("/x", dependencies=[Depends(get_principal), *extra.get("dependencies", [])])
+        async def x(limit: int = 1, sort: str | None = None) -> None: ...
+
+        return router
+
+    assert _declared(declared(), "GET", "/x", {"limit", "sort"}).path == "/x"
+    with pytest.raises(RuntimeError, match="depends on"):
+        _declared(declared(dependencies=[Depends(rate_limit)]), "GET", "/x", {"limit", "sort"})
+    with pytest.raises(RuntimeError, match="reads"):
+        _declared(declared(), "GET", "/x", {"limit"})
+    with pytest.raises(RuntimeError, match="declared 0 times"):
+        _declared(declared(), "POST", "/x", {"limit", "sort"})

@@ -28,7 +28,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute, APIRouter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gpusupply.api.deps import ServiceContext, get_ctx
+from gpusupply.api.deps import ServiceContext, get_ctx, get_principal
 from gpusupply.api.routers import offers, procurement, resources
 from gpusupply.services import offers as offer_service
 from gpusupply.services.keys import authenticate
@@ -92,9 +92,20 @@ async def _offer_status(ctx: ServiceContext, request: Request, _: dict[str, int]
     return await procurement.offer_status_answer(ctx, principal, offer_id)
 
 
-def _declared(router: APIRouter, method: str, path: str) -> APIRoute:
+def _declared(router: APIRouter, method: str, path: str, query: set[str]) -> APIRoute:
+    """FastAPI's route, checked to read what this module expects: the API key as its only
+    dependency and `query` as its query parameters. A route that gains a dependency (a rate
+    limit, say) or a parameter fails here, at startup, rather than be skipped on the hot path."""
     found = [r for r in router.routes if isinstance(r, APIRoute) and r.path == path and method in (r.methods or ())]
-    assert len(found) == 1, f"{method} {path} is declared {len(found)} times"
+    if len(found) != 1:
+        raise RuntimeError(f"api/hot.py: {method} {path} is declared {len(found)} times")
+    dependant = found[0].dependant
+    calls = [sub.call for sub in dependant.dependencies]
+    if calls != [get_principal] or dependant.dependencies[0].dependencies:
+        raise RuntimeError(f"api/hot.py: {method} {path} depends on {calls}, not on the API key alone")
+    declared = {param.name for param in dependant.query_params}
+    if declared != query or dependant.header_params or dependant.body_params:
+        raise RuntimeError(f"api/hot.py: {method} {path} reads {sorted(declared)}; expected {sorted(query)}")
     return found[0]
 
 
@@ -103,12 +114,15 @@ class HotRoutes:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # Each route's query parameters: its paging ones are read here, any other sends the request to FastAPI.
+        listing = _declared(resources.router, "GET", "/resources", {"offer_id", "status", "vendor", *_RESOURCE_PAGING})
         self._fixed = {
-            ("POST", "/get_offers"): _HotRoute(_declared(offers.router, "POST", "/get_offers"), _OFFER_PAGING, _offers),
-            ("GET", "/resources"): _HotRoute(_declared(resources.router, "GET", "/resources"), _RESOURCE_PAGING, _resource_list),
+            ("POST", "/get_offers"): _HotRoute(_declared(offers.router, "POST", "/get_offers", set(_OFFER_PAGING)), _OFFER_PAGING, _offers),
+            ("GET", "/resources"): _HotRoute(listing, _RESOURCE_PAGING, _resource_list),
         }
-        self._resource = _HotRoute(_declared(resources.router, "GET", "/resources/{resource_id}"), {}, _resource)
-        self._status = _HotRoute(_declared(procurement.router, "GET", "/offers/{offer_id}/status"), {}, _offer_status)
+        resource = _declared(resources.router, "GET", "/resources/{resource_id}", {"force_refresh"})
+        self._resource = _HotRoute(resource, {}, _resource)
+        self._status = _HotRoute(_declared(procurement.router, "GET", "/offers/{offer_id}/status", set()), {}, _offer_status)
         self.answered = 0  # requests answered here (tests check the way a request took)
 
     def _match(self, method: str, path: str) -> tuple[_HotRoute, UUID | None] | None:
