@@ -13,7 +13,9 @@ parameters and each at most once as plain digits. Anything else (another paramet
 value with a sign or a space, a repeated parameter, an id in another form) goes to FastAPI,
 which answers as it always has, its validation messages included. The routes stay declared in
 FastAPI (the OpenAPI document is theirs) and both ways call the same answer functions (the
-routers' `*_answer`), so the answers are the same bytes (tests/api/test_hot.py).
+routers' `*_answer`), so the answers are the same bytes (tests/api/test_hot.py). At startup it
+checks that each route still depends on the API key alone and reads the query parameters it
+knows: a dependency or parameter added to a hot route must be added here too.
 """
 
 from __future__ import annotations
