@@ -12,7 +12,7 @@ import pytest
 from fastapi import APIRouter, Depends
 
 from gpusupply.api.deps import get_principal
-from gpusupply.api.hot import HotRoutes, _declared, paging
+from gpusupply.api.hot import HotRoutes, _declared, _hot, paging
 from gpusupply.services import resources as resource_service
 from tests.api.helpers import YAML, procure, procured_resource, search
 from tests.conftest import Service
@@ -163,3 +163,5 @@ def test_a_hot_route_that_reads_more_than_the_hot_path_knows_fails_at_startup() 
         _declared(declared(), "GET", "/x", {"limit"})
     with pytest.raises(RuntimeError, match="declared 0 times"):
         _declared(declared(), "POST", "/x", {"limit", "sort"})
+    with pytest.raises(RuntimeError, match="not an int with bounds"):  # paging bounds are read from the declaration
+        _hot(_declared(declared(), "GET", "/x", {"limit", "sort"}), HotRoutes(None)._status.answer)  # type: ignore[arg-type]

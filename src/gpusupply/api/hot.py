@@ -32,23 +32,19 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gpusupply.api.deps import ServiceContext, get_ctx, get_principal
 from gpusupply.api.routers import offers, procurement, resources
-from gpusupply.services import offers as offer_service
 from gpusupply.services.keys import authenticate
 
 _CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DIGITS = re.compile(r"[0-9]{1,9}")
 
-# (ge, le, default) of each route's paging parameters, as the routes declare them.
-_OFFER_PAGING = {"limit": (1, offer_service.MAX_PAGE_SIZE, offer_service.DEFAULT_PAGE_SIZE), "offset": (0, offer_service.MAX_OFFSET, 0)}
-_RESOURCE_PAGING = {"limit": (1, 1000, 100), "offset": (0, offer_service.MAX_OFFSET, 0)}
-
+_PAGED = ("limit", "offset")  # the query parameters read here; the rest go to FastAPI
 Answer = Callable[[ServiceContext, Request, dict[str, int], UUID | None], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
 class _HotRoute:
     route: APIRoute  # FastAPI's declaration: the metrics' route label, the fallback
-    paging: dict[str, tuple[int, int, int]]
+    paging: dict[str, tuple[int, int, int]]  # (ge, le, default) of each paging parameter, as declared
     answer: Answer
 
 
@@ -111,20 +107,30 @@ def _declared(router: APIRouter, method: str, path: str, query: set[str]) -> API
     return found[0]
 
 
+def _hot(route: APIRoute, answer: Answer) -> _HotRoute:
+    """The hot route of `route`, its paging bounds and defaults read from its declaration."""
+    paging = {}
+    for param in route.dependant.query_params:
+        if param.name in _PAGED:
+            bounds = {name: getattr(rule, name) for rule in param.field_info.metadata for name in ("ge", "le") if hasattr(rule, name)}
+            default = param.field_info.default
+            if set(bounds) != {"ge", "le"} or not isinstance(default, int):
+                raise RuntimeError(f"api/hot.py: {route.path}'s {param.name} is not an int with bounds")
+            paging[param.name] = (bounds["ge"], bounds["le"], default)
+    return _HotRoute(route, paging, answer)
+
+
 class HotRoutes:
     """The wrapper of the application's router (see the module's docstring)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         # Each route's query parameters: its paging ones are read here, any other sends the request to FastAPI.
-        listing = _declared(resources.router, "GET", "/resources", {"offer_id", "status", "vendor", *_RESOURCE_PAGING})
-        self._fixed = {
-            ("POST", "/get_offers"): _HotRoute(_declared(offers.router, "POST", "/get_offers", set(_OFFER_PAGING)), _OFFER_PAGING, _offers),
-            ("GET", "/resources"): _HotRoute(listing, _RESOURCE_PAGING, _resource_list),
-        }
-        resource = _declared(resources.router, "GET", "/resources/{resource_id}", {"force_refresh"})
-        self._resource = _HotRoute(resource, {}, _resource)
-        self._status = _HotRoute(_declared(procurement.router, "GET", "/offers/{offer_id}/status", set()), {}, _offer_status)
+        search = _declared(offers.router, "POST", "/get_offers", {"limit", "offset"})
+        listing = _declared(resources.router, "GET", "/resources", {"offer_id", "status", "vendor", "limit", "offset"})
+        self._fixed = {("POST", "/get_offers"): _hot(search, _offers), ("GET", "/resources"): _hot(listing, _resource_list)}
+        self._resource = _hot(_declared(resources.router, "GET", "/resources/{resource_id}", {"force_refresh"}), _resource)
+        self._status = _hot(_declared(procurement.router, "GET", "/offers/{offer_id}/status", set()), _offer_status)
         self.answered = 0  # requests answered here (tests check the way a request took)
 
     def _match(self, method: str, path: str) -> tuple[_HotRoute, UUID | None] | None:
