@@ -32,13 +32,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gpusupply.api.deps import ServiceContext, get_ctx, get_principal
 from gpusupply.api.routers import offers, procurement, resources
-from gpusupply.services.keys import authenticate
+from gpusupply.services.keys import Principal, authenticate
 
 _CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DIGITS = re.compile(r"[0-9]{1,9}")
 
 _PAGED = ("limit", "offset")  # the query parameters read here; the rest go to FastAPI
-Answer = Callable[[ServiceContext, Request, dict[str, int], UUID | None], Awaitable[Response]]
+# (the services, the request, the caller, the paging parameters, the path's id) -> the answer
+Answer = Callable[[ServiceContext, Request, Principal, dict[str, int], UUID | None], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -68,25 +69,21 @@ def paging(query_string: bytes, declared: dict[str, tuple[int, int, int]]) -> di
     return values
 
 
-async def _offers(ctx: ServiceContext, request: Request, page: dict[str, int], _: UUID | None) -> Response:
-    await authenticate(ctx.db, request.headers.get("Authorization"))  # the router's dependency
+async def _offers(ctx: ServiceContext, request: Request, _: Principal, page: dict[str, int], __: UUID | None) -> Response:
     return await offers.offers_answer(ctx, await request.body(), request.headers.get("content-type"), page["limit"], page["offset"])
 
 
-async def _resource_list(ctx: ServiceContext, request: Request, page: dict[str, int], _: UUID | None) -> Response:
-    principal = await authenticate(ctx.db, request.headers.get("Authorization"))
+async def _resource_list(ctx: ServiceContext, _: Request, principal: Principal, page: dict[str, int], __: UUID | None) -> Response:
     return await resources.resource_list_answer(ctx, principal, limit=page["limit"], offset=page["offset"])
 
 
-async def _resource(ctx: ServiceContext, request: Request, _: dict[str, int], resource_id: UUID | None) -> Response:
+async def _resource(ctx: ServiceContext, _: Request, principal: Principal, __: dict[str, int], resource_id: UUID | None) -> Response:
     assert resource_id is not None
-    principal = await authenticate(ctx.db, request.headers.get("Authorization"))
     return await resources.resource_answer(ctx, principal, resource_id)
 
 
-async def _offer_status(ctx: ServiceContext, request: Request, _: dict[str, int], offer_id: UUID | None) -> Response:
+async def _offer_status(ctx: ServiceContext, _: Request, principal: Principal, __: dict[str, int], offer_id: UUID | None) -> Response:
     assert offer_id is not None
-    principal = await authenticate(ctx.db, request.headers.get("Authorization"))
     return await procurement.offer_status_answer(ctx, principal, offer_id)
 
 
@@ -155,7 +152,10 @@ class HotRoutes:
         scope["route"] = hot.route  # the metrics' and access log's route label, as FastAPI sets it
         self.answered += 1
         request = Request(scope, receive)
-        response = await hot.answer(get_ctx(request), request, page, path_id)
+        ctx = get_ctx(request)
+        # Every hot route depends on the API key alone (checked by `_declared`): solved here, once.
+        principal = await authenticate(ctx.db, request.headers.get("Authorization"))
+        response = await hot.answer(ctx, request, principal, page, path_id)
         await response(scope, receive, send)
 
 

@@ -193,6 +193,9 @@ def resource_cost(resource: ResourceLike, transitions: Sequence[Transition], now
     return cost(resource_intervals(resource, transitions, now), rates_for(resource))
 
 
+_A_DAY = timedelta(days=1)  # any moment after a history's last change splits it alike (cost_clock)
+
+
 @dataclass(frozen=True, slots=True)
 class CostClock:
     """A resource's cost so far as the clock moves, for a history read once (`cost_clock`): at
@@ -224,9 +227,6 @@ def cost_clock(resource: ResourceLike, transitions: Sequence[Transition], rates:
     after = max([resource.running_since, *(t.at for t in transitions)])
     *closed, last = billed_intervals(transitions, running_since=resource.running_since, ended_at=None, now=after + _A_DAY)
     return CostClock(after, cost(closed, rates), last.start, rates.for_interval(last))
-
-
-_A_DAY = timedelta(days=1)
 
 
 # ----- loading -------------------------------------------------------------------------------------
